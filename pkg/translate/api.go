@@ -2,13 +2,20 @@
 // rules and decides how a live table changes: compaction, local
 // validation with the forwarder's own checks, and ownership of rules.
 //
-// API CONTRACT (stub written by the lead so that other packages can be built
-// in parallel; the owner of this package replaces the bodies, keeps the
-// exported names and may add to them).
+// The flow inside one transaction with the live tables is:
+//
+//	host := live.Lookup(wire.PifHost)
+//	desired, err := translate.Rules(mappings, opts, host.Caps) // *MappingError or *TableError
+//	edit, err := translate.Plan(*host, owned, desired)         // *TableError
+//	next := host.Apply(edit)
+//
+// Rules is deterministic: the same mappings (in any order) and options give
+// the same rules, byte for byte, so a repeated ADD asks for exactly what is
+// already there. Plan never touches a rule the container does not own, and
+// adopts a desired rule already present byte for byte.
 package translate
 
 import (
-	"errors"
 	"net/netip"
 
 	"github.com/passt-portmap/passt-portmap/pkg/ctlclient/wire"
@@ -29,11 +36,35 @@ type Options struct {
 	Interface string     // interface to bind the listener on; "" = any
 }
 
-// Rules translates and compacts mappings into rules for a table with the
-// given capabilities. Errors are *MappingError (bad input: CNI code 7) or
-// *TableError (the table cannot take it: safe fail, code 100).
+// Rules translates and compacts mappings into rules for the inbound (HOST)
+// table with the given capabilities. The rules come out sorted, by
+// protocol, listening address, flags and first port, whatever the order of
+// the mappings.
+//
+// An entry maps as follows. Protocol "tcp" or "udp", in any case. HostIP
+// "" listens on every address: one dual-stack rule (listen "::" with
+// wire.FlagDualStack) when caps hold IPv4 and IPv6, otherwise the "any"
+// address of the one family caps hold; "0.0.0.0" is IPv4 "any" only, "::"
+// IPv6 "any" only; any other address listens on that address (IPv4 as
+// v4-mapped). Ports must be 1..65535 on both sides. Options.Weak sets
+// wire.FlagWeak, Options.Interface binds the listener (it needs
+// wire.CapIfName).
+//
+// A target address (Options.Target) must be of the listening address's
+// family, since the forwarder cannot translate between families and
+// refuses a dual-stack rule with a target. An entry with hostIP "" and a
+// target therefore listens on the "any" address of the target's family
+// only (0.0.0.0 for an IPv4 target, "::" for an IPv6 one), not on both.
+//
+// Errors are *MappingError (bad input: CNI code 7) or *TableError (the
+// table cannot take it: safe fail, code 100). To know which entries made
+// each rule, use Compile.
 func Rules(mappings []PortMapping, opts Options, caps wire.Caps) ([]wire.Rule, error) {
-	return nil, errors.New("not implemented")
+	c, err := Compile(mappings, opts, caps)
+	if err != nil {
+		return nil, err
+	}
+	return c.Rules, nil
 }
 
 // Plan computes the edit of table t that takes the container from owning
@@ -43,26 +74,10 @@ func Rules(mappings []PortMapping, opts Options, caps wire.Caps) ([]wire.Rule, e
 // untouched. It validates the resulting table with the forwarder's checks
 // and returns a *TableError naming the rule and the reason when the
 // forwarder would reject it.
+//
+// The edit is exactly: Remove = owned rules not in desired, Add = desired,
+// each without repeats and in the order given. t.Apply(edit) is the table
+// that was validated.
 func Plan(t wire.Table, owned, desired []wire.Rule) (wire.Edit, error) {
-	return wire.Edit{}, errors.New("not implemented")
+	return plan(t, owned, desired)
 }
-
-// MappingError is a bad port mapping: Index is its place in the list.
-type MappingError struct {
-	Index   int
-	Mapping PortMapping
-	Err     error
-}
-
-func (e *MappingError) Error() string { return "portMappings entry: " + e.Err.Error() }
-func (e *MappingError) Unwrap() error { return e.Err }
-
-// TableError is a rule the table cannot take (conflict, capability, limit).
-type TableError struct {
-	Pif  string
-	Rule wire.Rule
-	Err  error
-}
-
-func (e *TableError) Error() string { return "pif " + e.Pif + ": " + e.Err.Error() }
-func (e *TableError) Unwrap() error { return e.Err }

@@ -1,0 +1,154 @@
+package translate
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+
+	"github.com/passt-portmap/passt-portmap/pkg/ctlclient/wire"
+)
+
+// entry is one port mapping after parsing: what it asks of the forwarder.
+type entry struct {
+	listen [16]byte // wire form
+	idx    int      // place in the mappings list
+	host   uint16
+	cont   uint16
+	proto  wire.Proto
+	flags  wire.Flags // FlagDualStack only; the options' flags are common
+}
+
+// options are Options after checking, shared by every entry.
+type options struct {
+	flags  wire.Flags
+	target [16]byte // wire form; zero = none
+	tfam   int      // 0 none, 4 or 6
+	ifname [wire.IfNameSize]byte
+}
+
+func parseOptions(opts Options) (options, error) {
+	var o options
+	if opts.Weak {
+		o.flags |= wire.FlagWeak
+	}
+	if opts.Interface != "" {
+		var r wire.Rule
+		if err := r.SetInterface(opts.Interface); err != nil {
+			return o, &MappingError{Index: -1, Err: fmt.Errorf("%w: %w", ErrInterface, err)}
+		}
+		o.ifname = r.IfName
+	}
+	if t := opts.Target; t.IsValid() {
+		bad := func(why string) error {
+			return &MappingError{Index: -1, Err: fmt.Errorf("%w: target address %s: %s", ErrAddress, t, why)}
+		}
+		a := addr16(t)
+		switch {
+		case t.Zone() != "":
+			return o, bad("a zone cannot be given to the forwarder")
+		case isUnspecified(a):
+			return o, bad("unspecified; leave the target out to use the container's default address")
+		case isMulticast(a):
+			return o, bad("multicast or broadcast; the forwarder needs a unicast target")
+		}
+		o.target = a
+		o.tfam = 6
+		if isV4(a) {
+			o.tfam = 4
+		}
+	}
+	return o, nil
+}
+
+// parseProto maps a CNI protocol name to the wire's.
+func parseProto(s string) (wire.Proto, error) {
+	switch strings.ToLower(s) {
+	case "tcp":
+		return wire.ProtoTCP, nil
+	case "udp":
+		return wire.ProtoUDP, nil
+	}
+	return 0, fmt.Errorf("%w: protocol %q: the forwarder forwards TCP and UDP only", ErrProtocol, s)
+}
+
+func parsePort(what string, p int) (uint16, error) {
+	if p < 1 || p > 65535 {
+		return 0, fmt.Errorf("%w: %s %d is not in 1..65535", ErrPort, what, p)
+	}
+	return uint16(p), nil
+}
+
+var (
+	any4 = addr16(netip.IPv4Unspecified())
+	any6 = [16]byte{}
+)
+
+// parseEntry turns mapping i into an entry, checked against caps.
+func parseEntry(i int, m PortMapping, o *options, caps wire.Caps) (entry, error) {
+	e := entry{idx: i}
+	fail := func(err error) (entry, error) { return entry{}, &MappingError{Index: i, Mapping: m, Err: err} }
+	var err error
+	if e.proto, err = parseProto(m.Protocol); err != nil {
+		return fail(err)
+	}
+	if e.host, err = parsePort("hostPort", m.HostPort); err != nil {
+		return fail(err)
+	}
+	if e.cont, err = parsePort("containerPort", m.ContainerPort); err != nil {
+		return fail(err)
+	}
+	switch m.HostIP {
+	case "":
+		switch {
+		case o.tfam == 4:
+			e.listen = any4 // a target: its family only (see Rules)
+		case o.tfam == 6:
+			e.listen = any6
+		case caps.Has(wire.CapIPv4 | wire.CapIPv6):
+			e.listen, e.flags = any6, wire.FlagDualStack
+		case caps.Has(wire.CapIPv4):
+			e.listen = any4
+		case caps.Has(wire.CapIPv6):
+			e.listen = any6
+		default:
+			r := o.rule(e)
+			r.Flags |= wire.FlagDualStack
+			return entry{}, &TableError{Pif: wire.PifHost, Rule: r, Entries: []int{i}, Err: fmt.Errorf(
+				"%w: hostIP \"\" listens on every address, but the table has neither IPv4 nor IPv6 (caps %s)", ErrCapability, caps)}
+		}
+	default:
+		a, perr := netip.ParseAddr(m.HostIP)
+		switch {
+		case perr != nil:
+			return fail(fmt.Errorf("%w: hostIP %q is not an IP address", ErrAddress, m.HostIP))
+		case a.Zone() != "":
+			return fail(fmt.Errorf("%w: hostIP %q has a zone; use the interface option instead", ErrAddress, m.HostIP))
+		}
+		e.listen = addr16(a)
+	}
+	if o.tfam != 0 && isV4(e.listen) != (o.tfam == 4) {
+		return fail(fmt.Errorf("%w: hostIP %q is %s but the target address %s is %s; the forwarder does not translate between families",
+			ErrFamily, m.HostIP, family(e.listen), netip.AddrFrom16(o.target).Unmap(), family(o.target)))
+	}
+	r := o.rule(e)
+	if err := checkRule(r, caps); err != nil {
+		return entry{}, &TableError{Pif: wire.PifHost, Rule: r, Entries: []int{i}, Err: fmt.Errorf("rule %s: %w", r, err)}
+	}
+	if o.ifname[0] != 0 && !caps.Has(wire.CapIfName) {
+		return entry{}, &TableError{Pif: wire.PifHost, Rule: r, Entries: []int{i}, Err: fmt.Errorf(
+			"%w: the interface option needs binding to an interface, which the table cannot do (caps %s)", ErrCapability, caps)}
+	}
+	return e, nil
+}
+
+// rule builds the single-port rule of e, canonical (16-byte addresses).
+func (o *options) rule(e entry) wire.Rule {
+	return o.rangeRule(e, e.host, e.cont)
+}
+
+func (o *options) rangeRule(e entry, last, to uint16) wire.Rule {
+	r := wire.NewRule(e.proto, netip.AddrFrom16(e.listen), e.host, last, to, e.flags|o.flags)
+	r.Target = netip.AddrFrom16(o.target)
+	r.IfName = o.ifname
+	return r
+}
