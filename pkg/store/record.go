@@ -1,0 +1,173 @@
+// Package store keeps the plugin's ownership records: for every CNI
+// attachment (network name, container ID, interface name) the forwarder it
+// used and the exact rules it put into that forwarder's tables. The records
+// are what let DEL, CHECK and GC work when a runtime sends no port
+// mappings, and what make ADD idempotent across plugin processes.
+//
+// Layout under the data directory:
+//
+//	DIR/NETWORK/CONTAINERID@IFNAME.json   the record (JSON, one per attachment)
+//	DIR/NETWORK/CONTAINERID@IFNAME.lock   its lock file (flock)
+//
+// Name components are escaped (see escape) so that any input maps to one
+// file inside DIR. A record is written atomically: temporary file in the
+// same directory, fsync, rename, fsync of the directory. Writers of one
+// record are serialized by an exclusive flock on its lock file, taken with
+// a deadline; readers need no lock because a record file is only ever
+// replaced whole.
+//
+// Rules are kept as the hex of their 56-byte encoding, which is what the
+// plugin compares byte for byte with the forwarder's tables, and beside it
+// in pesto's notation for a person to read. The hex is authoritative.
+package store
+
+import (
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/passt-portmap/passt-portmap/pkg/ctlclient/wire"
+)
+
+// FormatVersion is the version of the record format written by this package.
+const FormatVersion = 1
+
+// Key names one attachment.
+type Key struct {
+	Network     string
+	ContainerID string
+	IfName      string
+}
+
+func (k Key) String() string {
+	return fmt.Sprintf("network %q container %q interface %q", k.Network, k.ContainerID, k.IfName)
+}
+
+// Validate reports an empty component or one holding a NUL byte.
+func (k Key) Validate() error {
+	for _, c := range []struct{ name, v string }{{"network", k.Network}, {"container ID", k.ContainerID}, {"interface", k.IfName}} {
+		if c.v == "" {
+			return fmt.Errorf("store key: empty %s", c.name)
+		}
+		for i := 0; i < len(c.v); i++ {
+			if c.v[i] == 0 {
+				return fmt.Errorf("store key: %s %q holds a NUL byte", c.name, c.v)
+			}
+		}
+	}
+	return nil
+}
+
+// Record is what one attachment owns.
+type Record struct {
+	Version     int    `json:"version"`
+	Network     string `json:"network"`
+	ContainerID string `json:"containerID"`
+	IfName      string `json:"ifname"`
+	// Netns is the namespace path given at ADD (informational).
+	Netns string `json:"netns,omitempty"`
+	// Socket is the forwarder's control socket the rules were written to.
+	Socket string `json:"socket"`
+	// PIDFile is the forwarder's PID file, if known.
+	PIDFile string `json:"pidFile,omitempty"`
+	// Managed is true when the plugin started the forwarder itself; Dir
+	// is then its per-attachment directory.
+	Managed bool   `json:"managed,omitempty"`
+	Dir     string `json:"forwarderDir,omitempty"`
+	// Rules are the rules this attachment owns, per pif, in the order
+	// they were added.
+	Rules   []OwnedRule `json:"rules"`
+	Updated time.Time   `json:"updated"`
+}
+
+// Key returns the record's key.
+func (r *Record) Key() Key {
+	return Key{Network: r.Network, ContainerID: r.ContainerID, IfName: r.IfName}
+}
+
+// OwnedRule is a rule in a named pif's table.
+type OwnedRule struct {
+	Pif  string
+	Rule wire.Rule
+}
+
+type ownedRuleJSON struct {
+	Pif  string `json:"pif"`
+	Text string `json:"rule"`  // pesto notation, for a person
+	Hex  string `json:"bytes"` // the 56-byte encoding, authoritative
+}
+
+// MarshalJSON writes the pif, the rule in pesto notation and its encoding.
+func (o OwnedRule) MarshalJSON() ([]byte, error) {
+	return json.Marshal(ownedRuleJSON{Pif: o.Pif, Text: o.Rule.String(), Hex: hex.EncodeToString(o.Rule.Append(nil))})
+}
+
+// UnmarshalJSON reads the encoding back; the text is not interpreted.
+func (o *OwnedRule) UnmarshalJSON(b []byte) error {
+	var j ownedRuleJSON
+	if err := json.Unmarshal(b, &j); err != nil {
+		return err
+	}
+	if j.Pif == "" {
+		return fmt.Errorf("owned rule %q: empty pif", j.Text)
+	}
+	raw, err := hex.DecodeString(j.Hex)
+	if err != nil {
+		return fmt.Errorf("owned rule %q: bytes: %w", j.Text, err)
+	}
+	r, err := wire.ParseRule(raw)
+	if err != nil {
+		return fmt.Errorf("owned rule %q: %w", j.Text, err)
+	}
+	o.Pif, o.Rule = j.Pif, r
+	return nil
+}
+
+// RulesOf returns the owned rules of pif, in order.
+func (r *Record) RulesOf(pif string) []wire.Rule {
+	var out []wire.Rule
+	for _, o := range r.Rules {
+		if o.Pif == pif {
+			out = append(out, o.Rule)
+		}
+	}
+	return out
+}
+
+// Pifs returns the pifs the record owns rules in, in first-seen order.
+func (r *Record) Pifs() []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, o := range r.Rules {
+		if !seen[o.Pif] {
+			seen[o.Pif] = true
+			out = append(out, o.Pif)
+		}
+	}
+	return out
+}
+
+// Encode returns the record's file contents: indented JSON and a newline.
+func Encode(r *Record) ([]byte, error) {
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	return append(b, '\n'), nil
+}
+
+// Decode parses a record file. It refuses unknown format versions.
+func Decode(b []byte) (*Record, error) {
+	var r Record
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, err
+	}
+	if r.Version != FormatVersion {
+		return nil, fmt.Errorf("record format version %d, this plugin reads %d", r.Version, FormatVersion)
+	}
+	if err := r.Key().Validate(); err != nil {
+		return nil, err
+	}
+	return &r, nil
+}
