@@ -125,7 +125,9 @@ type BusyError struct {
 	Err  error // the context's error
 }
 
-func (e *BusyError) Error() string { return "lock " + e.Path + " is held by another process: " + e.Err.Error() }
+func (e *BusyError) Error() string {
+	return "lock " + e.Path + " is held by another process: " + e.Err.Error()
+}
 func (e *BusyError) Unwrap() error { return e.Err }
 
 // Entry is one record found by List. Err is set (and Record nil) when the
