@@ -9,13 +9,24 @@
 // loader, and it makes itself non-dumpable after daemonizing. The process
 // named by the PID file counts as ours only when its command line holds
 // "-c" (or "--conf-path") followed by this attachment's socket path.
+//
+// Calls for one attachment directory are serialized with a file lock
+// (Dir/lock), so two plugin invocations for the same attachment never
+// start two forwarders.
 package forwarder
 
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
 	"path/filepath"
+	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // File names inside an attachment directory.
@@ -23,6 +34,8 @@ const (
 	SocketName  = "pasta.sock"
 	PIDFileName = "pasta.pid"
 	LogFileName = "pasta.log"
+	OutFileName = "pasta.out"
+	lockName    = "lock"
 )
 
 // DefaultPasta is the binary looked up in PATH when Config.Pasta is empty.
@@ -32,6 +45,13 @@ const DefaultPasta = "pasta"
 // Config.Timeout does.
 const DefaultTimeout = 5 * time.Second
 
+// MaxSocketPath is the longest control socket path a UNIX socket address
+// holds (sun_path is 108 bytes, NUL included). Ensure refuses a Dir whose
+// socket path is longer: keep attachment directories short (e.g. a hash
+// of the attachment, not the 64-character container ID plus the network
+// name).
+const MaxSocketPath = 107
+
 // Config says how to run the forwarder of one attachment.
 type Config struct {
 	// Pasta is the pasta binary: a path, or a name looked up in PATH.
@@ -40,16 +60,17 @@ type Config struct {
 	// Args are extra arguments appended to pasta's command line (the
 	// plugin's "pastaArgs"), e.g. "--map-guest-addr", "169.254.1.2".
 	// Options that this package sets itself (-c, -P, -l, --netns, -f,
-	// --runas, --config-net) are refused in Args.
+	// --runas, --config-net, --userns, -F) are refused in Args; -t, -u and
+	// -I given here replace this package's defaults.
 	Args []string
 	// NetNS is the path of the network namespace to attach to (CNI_NETNS).
 	NetNS string
 	// IfName is the name of the interface pasta creates in the namespace
-	// (CNI_IFNAME, passed as --ns-ifname). Empty keeps pasta's default: the
-	// name of the host's interface with the default route.
+	// (CNI_IFNAME, passed as -I). Empty keeps pasta's default: the name of
+	// the host's interface with the default route.
 	IfName string
 	// Dir is the per-attachment directory, created with mode 0700 when
-	// missing; it holds the socket, the PID file and the log.
+	// missing; it holds the socket, the PID file and the logs.
 	Dir string
 	// Timeout bounds Ensure (start plus waiting for the socket); zero
 	// means DefaultTimeout. A deadline of the context applies as well.
@@ -60,8 +81,12 @@ type Config struct {
 type Instance struct {
 	Socket  string // control socket path (pasta -c)
 	PIDFile string // PID file (pasta -P)
-	LogFile string // pasta's log (pasta -l, plus its stdout and stderr)
-	PID     int    // process id of the running pasta; 0 when not known
+	LogFile string // pasta's log (pasta -l); pasta truncates it at start
+	// OutFile holds pasta's standard output and error until it
+	// daemonized: its start-up summary (addresses, DNS, rules) and any
+	// error that made it exit before its log was open.
+	OutFile string
+	PID     int // process id of the running pasta
 	// Started is true when Ensure started this pasta, false when it reused
 	// a running one.
 	Started bool
@@ -74,52 +99,278 @@ func Paths(dir string) Instance {
 		Socket:  filepath.Join(dir, SocketName),
 		PIDFile: filepath.Join(dir, PIDFileName),
 		LogFile: filepath.Join(dir, LogFileName),
+		OutFile: filepath.Join(dir, OutFileName),
 	}
+}
+
+// instanceFor returns Paths of the absolute form of dir: pasta changes
+// its working directory, so every path it is given must be absolute.
+func instanceFor(dir string) (Instance, error) {
+	if dir == "" {
+		return Instance{}, errors.New("forwarder: no attachment directory")
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return Instance{}, fmt.Errorf("forwarder: attachment directory %q: %w", dir, err)
+	}
+	return Paths(abs), nil
+}
+
+func withTimeout(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	if d <= 0 {
+		d = DefaultTimeout
+	}
+	return context.WithTimeout(ctx, d)
 }
 
 // Ensure returns the running forwarder of the attachment in cfg.Dir, or
 // starts one. A running one is reused when its PID file names a live
-// process whose command line holds this attachment's socket path and the
-// socket answers with a hello. Otherwise any stale socket and PID file are
-// removed and pasta is started; Ensure returns once the control socket
-// sends its hello, within ctx and cfg.Timeout. pasta never inherits the
-// caller's standard output or error (they go to the log file), and its
-// standard input is /dev/null. On failure the tail of the log is part of
-// the error and a half-started pasta is stopped.
+// process whose command line holds this attachment's socket path and
+// cfg.NetNS, and the socket answers with a hello; one attached to another
+// namespace is stopped and replaced. Otherwise any stale socket and PID
+// file are removed and pasta is started; Ensure returns once the control
+// socket sends its hello, within ctx and cfg.Timeout. pasta never inherits
+// the caller's standard output or error (they go to OutFile), and its
+// standard input is /dev/null. On failure the tail of pasta's output and
+// log is part of the error and a half-started pasta is stopped.
 func Ensure(ctx context.Context, cfg Config) (*Instance, error) {
-	return nil, errors.New("forwarder: Ensure not implemented")
+	if cfg.NetNS == "" {
+		return nil, errors.New("forwarder: no network namespace path")
+	}
+	if err := checkArgs(cfg.Args); err != nil {
+		return nil, fmt.Errorf("forwarder: %w", err)
+	}
+	inst, err := instanceFor(cfg.Dir)
+	if err != nil {
+		return nil, err
+	}
+	if len(inst.Socket) > MaxSocketPath {
+		return nil, fmt.Errorf("forwarder: control socket path %s is %d bytes, a UNIX socket path holds at most %d: use a shorter attachment directory",
+			inst.Socket, len(inst.Socket), MaxSocketPath)
+	}
+	ctx, cancel := withTimeout(ctx, cfg.Timeout)
+	defer cancel()
+
+	dir := filepath.Dir(inst.Socket)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("forwarder: create attachment directory: %w", err)
+	}
+	unlock, err := lockDir(ctx, dir)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+
+	pid, ok, err := running(inst)
+	if err != nil {
+		return nil, fmt.Errorf("forwarder: %w", err)
+	}
+	if ok {
+		ns, err := processNetNS(pid)
+		if err != nil {
+			return nil, fmt.Errorf("forwarder: %w", err)
+		}
+		if ns == cfg.NetNS {
+			if err := probeHello(ctx, inst.Socket); err != nil {
+				return nil, fmt.Errorf("forwarder: pasta (pid %d) runs but does not answer: %w", pid, err)
+			}
+			inst.PID = pid
+			return &inst, nil
+		}
+		// Same attachment, other namespace: the old one is of no use.
+		if err := stopInstance(ctx, inst); err != nil {
+			return nil, fmt.Errorf("forwarder: replace pasta attached to %s: %w", ns, err)
+		}
+	}
+	if err := start(ctx, cfg, &inst); err != nil {
+		return nil, err
+	}
+	return &inst, nil
+}
+
+// start runs pasta and waits until its control socket answers.
+func start(ctx context.Context, cfg Config, inst *Instance) error {
+	for _, p := range []string{inst.Socket, inst.PIDFile} {
+		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("forwarder: remove stale %s: %w", p, err)
+		}
+	}
+	bin := cfg.Pasta
+	if bin == "" {
+		bin = DefaultPasta
+	}
+	path, err := exec.LookPath(bin)
+	if err != nil {
+		return fmt.Errorf("forwarder: pasta binary: %w", err)
+	}
+	out, err := os.OpenFile(inst.OutFile, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err != nil {
+		return fmt.Errorf("forwarder: open pasta output file: %w", err)
+	}
+	defer out.Close()
+
+	args := buildArgs(cfg, *inst, os.Geteuid())
+	cmd := exec.CommandContext(ctx, path, args...)
+	// An *os.File is handed to the child as is: no pipe back to the
+	// caller, so nothing pasta keeps open can hold the plugin's output.
+	cmd.Stdin = nil // /dev/null
+	cmd.Stdout = out
+	cmd.Stderr = out
+	cmd.Dir = "/"
+	// The foreground pasta exits once it has daemonized; its exit status
+	// says whether set-up worked. The PID file is written before it exits.
+	if err := cmd.Run(); err != nil {
+		stopQuietly(inst)
+		return fmt.Errorf("forwarder: start %s for %s: %w%s", path, cfg.NetNS, err, logTail(*inst))
+	}
+	inst.Started = true
+
+	backoff := time.Millisecond
+	for {
+		pid, ok, err := running(*inst)
+		if err != nil {
+			stopQuietly(inst)
+			return fmt.Errorf("forwarder: %w", err)
+		}
+		if !ok {
+			stopQuietly(inst)
+			return fmt.Errorf("forwarder: pasta for %s exited after starting%s", cfg.NetNS, logTail(*inst))
+		}
+		inst.PID = pid
+		perr := probeHello(ctx, inst.Socket)
+		if perr == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			stopQuietly(inst)
+			return fmt.Errorf("forwarder: pasta (pid %d) control socket did not answer: %w (last error: %v)%s",
+				pid, ctx.Err(), perr, logTail(*inst))
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 50*time.Millisecond)
+	}
+}
+
+// stopQuietly stops a pasta that failed to come up, on its own short
+// deadline (the caller's may be spent).
+func stopQuietly(inst *Instance) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_ = stopInstance(ctx, *inst)
+	inst.PID = 0
 }
 
 // Stop stops the forwarder of the attachment in dir: it sends SIGTERM to
 // the process in the PID file if that process is ours (see the package
-// comment), waits for it to exit within ctx (SIGKILL when ctx is nearly
-// done), then removes the socket and the PID file. It returns nil when the
-// process, the socket or the PID file is already gone. It never signals a
-// process that is not ours. The log file is left for diagnosis; the
-// caller removes dir when it wants it gone.
+// comment), waits for it to exit within ctx (and DefaultTimeout), sending
+// SIGKILL when it takes longer than a second or half the time left, then
+// removes the socket and the PID file. It returns nil when the process,
+// the socket, the PID file or dir is already gone. It never signals a
+// process that is not ours. The logs are left for diagnosis; the caller
+// removes dir when it wants it gone.
 func Stop(ctx context.Context, dir string) error {
-	return errors.New("forwarder: Stop not implemented")
+	inst, err := instanceFor(dir)
+	if err != nil {
+		return err
+	}
+	dir = filepath.Dir(inst.Socket)
+	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	ctx, cancel := withTimeout(ctx, 0)
+	defer cancel()
+	unlock, err := lockDir(ctx, dir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if err := stopInstance(ctx, inst); err != nil {
+		return fmt.Errorf("forwarder: stop pasta in %s: %w", dir, err)
+	}
+	return nil
 }
 
-// Running reports whether the forwarder of the attachment in dir runs:
-// the PID file names a live process that is ours. ok is false with a nil
-// error when there is no PID file, the process is gone, or the PID was
-// reused by another process. err is set only when the state cannot be
-// read (e.g. a malformed PID file or a permission error).
-func Running(dir string) (pid int, ok bool, err error) {
-	return 0, false, errors.New("forwarder: Running not implemented")
+func stopInstance(ctx context.Context, inst Instance) error {
+	pid, ok, err := running(inst)
+	if err != nil {
+		return err
+	}
+	if ok {
+		if err := waitGone(ctx, pid, inst.Socket); err != nil {
+			return err
+		}
+	}
+	for _, p := range []string{inst.Socket, inst.PIDFile} {
+		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("remove %s: %w", p, err)
+		}
+	}
+	return nil
 }
 
-// CheckBinary reports an error when pasta cannot run a managed forwarder:
-// the binary is missing (not found in PATH, or the path does not exist)
-// or too old for a control socket (its --help does not offer
-// --conf-path). For the plugin's STATUS.
-func CheckBinary(ctx context.Context, pasta string) error {
-	return errors.New("forwarder: CheckBinary not implemented")
+// waitGone terminates pid (known to be ours) and waits until it is no
+// longer ours: exited, a zombie, or its PID taken by another process.
+func waitGone(ctx context.Context, pid int, socket string) error {
+	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil && !errors.Is(err, syscall.ESRCH) {
+		return fmt.Errorf("signal pasta (pid %d): %w", pid, err)
+	}
+	grace := time.Second
+	if dl, ok := ctx.Deadline(); ok {
+		grace = min(grace, time.Until(dl)/2)
+	}
+	killAt := time.Now().Add(grace)
+	killed := false
+	backoff := time.Millisecond
+	for {
+		ours, err := processIsOurs(pid, socket)
+		if err != nil {
+			return err
+		}
+		if !ours {
+			return nil
+		}
+		if !killed && time.Now().After(killAt) {
+			if err := syscall.Kill(pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
+				return fmt.Errorf("kill pasta (pid %d): %w", pid, err)
+			}
+			killed = true
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("pasta (pid %d) did not exit: %w", pid, ctx.Err())
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 20*time.Millisecond)
+	}
 }
 
-// Attached reports whether the network namespace at netnsPath already has
-// an interface other than loopback, i.e. another plugin configured it.
-func Attached(netnsPath string) (bool, error) {
-	return false, errors.New("forwarder: Attached not implemented")
+// lockDir takes an exclusive lock on dir/lock, polling until ctx ends.
+func lockDir(ctx context.Context, dir string) (unlock func(), err error) {
+	path := filepath.Join(dir, lockName)
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("forwarder: open lock file: %w", err)
+	}
+	backoff := time.Millisecond
+	for {
+		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+		if err == nil {
+			return func() {
+				_ = unix.Flock(int(f.Fd()), unix.LOCK_UN)
+				_ = f.Close()
+			}, nil
+		}
+		if !errors.Is(err, unix.EWOULDBLOCK) && !errors.Is(err, unix.EINTR) {
+			f.Close()
+			return nil, fmt.Errorf("forwarder: lock %s: %w", path, err)
+		}
+		select {
+		case <-ctx.Done():
+			f.Close()
+			return nil, fmt.Errorf("forwarder: lock %s held by another call: %w", path, ctx.Err())
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 20*time.Millisecond)
+	}
 }

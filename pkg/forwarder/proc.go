@@ -1,0 +1,197 @@
+package forwarder
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+)
+
+// procRoot is the proc file system.
+const procRoot = "/proc"
+
+// parsePID decodes a PID file: a decimal process id, optionally followed
+// by a newline, nothing else.
+func parsePID(b []byte) (int, error) {
+	s := strings.TrimSuffix(string(b), "\n")
+	if s == "" {
+		return 0, errors.New("empty PID file")
+	}
+	pid, err := strconv.Atoi(s)
+	if err != nil || pid <= 0 || strconv.Itoa(pid) != s {
+		return 0, fmt.Errorf("malformed PID file content %q", truncate(b, 32))
+	}
+	return pid, nil
+}
+
+// readPIDFile returns the PID in path; (0, nil) when the file does not
+// exist.
+func readPIDFile(path string) (int, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("read PID file: %w", err)
+	}
+	if len(b) == 0 {
+		// pasta creates the file before it writes the PID: a start
+		// still under way, or one that died in between.
+		return 0, nil
+	}
+	pid, err := parsePID(b)
+	if err != nil {
+		return 0, fmt.Errorf("PID file %s: %w", path, err)
+	}
+	return pid, nil
+}
+
+// splitCmdline splits the content of /proc/PID/cmdline into arguments.
+func splitCmdline(b []byte) []string {
+	b = bytes.TrimSuffix(b, []byte{0})
+	if len(b) == 0 {
+		return nil
+	}
+	return strings.Split(string(b), "\x00")
+}
+
+// cmdlineHasSocket reports whether the arguments name socket as pasta's
+// control socket: "-c SOCK", "--conf-path SOCK", "--conf-path=SOCK" or
+// "-cSOCK". The path is compared as given: this package always passes the
+// same absolute path.
+func cmdlineHasSocket(args []string, socket string) bool {
+	for i, a := range args {
+		switch {
+		case (a == "-c" || a == "--conf-path") && i+1 < len(args) && args[i+1] == socket:
+			return true
+		case a == "--conf-path="+socket, a == "-c"+socket:
+			return true
+		}
+	}
+	return false
+}
+
+// processIsOurs reports whether pid is a live process whose command line
+// names socket as its control socket. A process that is gone, a zombie
+// (empty command line) or another program that took over the PID is not
+// ours: (false, nil).
+func processIsOurs(pid int, socket string) (bool, error) {
+	b, err := os.ReadFile(fmt.Sprintf("%s/%d/cmdline", procRoot, pid))
+	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ESRCH) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("read command line of process %d: %w", pid, err)
+	}
+	return cmdlineHasSocket(splitCmdline(b), socket), nil
+}
+
+// Running reports whether the forwarder of the attachment in dir runs:
+// the PID file names a live process that is ours. ok is false with a nil
+// error when there is no PID file, the process is gone, or the PID was
+// reused by another process; pid is then 0. err is set only when the
+// state cannot be read (e.g. a malformed PID file or a permission error).
+func Running(dir string) (pid int, ok bool, err error) {
+	inst, err := instanceFor(dir)
+	if err != nil {
+		return 0, false, err
+	}
+	return running(inst)
+}
+
+func running(inst Instance) (int, bool, error) {
+	pid, err := readPIDFile(inst.PIDFile)
+	if err != nil || pid == 0 {
+		return 0, false, err
+	}
+	ours, err := processIsOurs(pid, inst.Socket)
+	if err != nil || !ours {
+		return 0, false, err
+	}
+	return pid, true, nil
+}
+
+// truncate returns at most n bytes of b as a string, for messages.
+func truncate(b []byte, n int) string {
+	if len(b) > n {
+		return string(b[:n]) + "..."
+	}
+	return string(b)
+}
+
+// cmdlineOption returns the value of the last "--name VALUE" or
+// "--name=VALUE" in args, and whether there was one.
+func cmdlineOption(args []string, name string) (string, bool) {
+	val, found := "", false
+	for i, a := range args {
+		if a == name && i+1 < len(args) {
+			val, found = args[i+1], true
+		} else if v, ok := strings.CutPrefix(a, name+"="); ok {
+			val, found = v, true
+		}
+	}
+	return val, found
+}
+
+// processNetNS returns the --netns argument of process pid ("" when it
+// has none or is gone).
+func processNetNS(pid int) (string, error) {
+	b, err := os.ReadFile(fmt.Sprintf("%s/%d/cmdline", procRoot, pid))
+	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ESRCH) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("read command line of process %d: %w", pid, err)
+	}
+	ns, _ := cmdlineOption(splitCmdline(b), "--netns")
+	return ns, nil
+}
+
+// logTail returns the last lines of pasta's output and log, prefixed for
+// appending to an error message; "" when both are empty or unreadable.
+func logTail(inst Instance) string {
+	var parts []string
+	for _, p := range []string{inst.OutFile, inst.LogFile} {
+		if t := tailLines(p, 6, 4096); t != "" {
+			parts = append(parts, fmt.Sprintf("%s: %s", filepath.Base(p), t))
+		}
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return "; " + strings.Join(parts, "; ")
+}
+
+// tailLines returns up to n last non-empty lines of the last limit bytes of
+// the file at path, joined with " | ".
+func tailLines(path string, n int, limit int64) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return ""
+	}
+	off := max(st.Size()-limit, 0)
+	b := make([]byte, st.Size()-off)
+	if _, err := f.ReadAt(b, off); err != nil {
+		return ""
+	}
+	var lines []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			lines = append(lines, l)
+		}
+	}
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, " | ")
+}
