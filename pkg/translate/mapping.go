@@ -68,7 +68,7 @@ func parseProto(s string) (wire.Proto, error) {
 	case "udp":
 		return wire.ProtoUDP, nil
 	}
-	return 0, fmt.Errorf("%w: protocol %q: the forwarder forwards TCP and UDP only", ErrProtocol, s)
+	return 0, fmt.Errorf("%w %q: the forwarder forwards TCP and UDP only", ErrProtocol, s)
 }
 
 func parsePort(what string, p int) (uint16, error) {
