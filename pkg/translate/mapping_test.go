@@ -16,7 +16,9 @@ const (
 	capsDual = wire.CapIPv4 | wire.CapIPv6 | wire.CapTCP | wire.CapUDP
 )
 
-func tcp(host, cont int) PortMapping { return PortMapping{HostPort: host, ContainerPort: cont, Protocol: "tcp"} }
+func tcp(host, cont int) PortMapping {
+	return PortMapping{HostPort: host, ContainerPort: cont, Protocol: "tcp"}
+}
 
 func at(ip string, m PortMapping) PortMapping { m.HostIP = ip; return m }
 

@@ -18,7 +18,10 @@ func rule(p wire.Proto, listen string, first, last, to uint16, flags wire.Flags)
 	return wire.NewRule(p, a, first, last, to, flags)
 }
 
-func withTarget(r wire.Rule, t string) wire.Rule { r.Target = wire.To16(netip.MustParseAddr(t)); return r }
+func withTarget(r wire.Rule, t string) wire.Rule {
+	r.Target = wire.To16(netip.MustParseAddr(t))
+	return r
+}
 
 func withIf(r wire.Rule, name string) wire.Rule {
 	if err := r.SetInterface(name); err != nil {
