@@ -56,6 +56,10 @@ func validate(prev, next wire.Table) error {
 			"%w: the table would hold %d rules, %d over the forwarder's limit of %d (first rule over the limit: %s)",
 			ErrTooMany, n, n-wire.MaxRules, wire.MaxRules, culprit)}
 	}
+	spans := make([]span, len(next.Rules))
+	for i, r := range next.Rules {
+		spans[i] = spanOf(r)
+	}
 	ports := 0
 	for i, r := range next.Rules {
 		fresh := isNew(r)
@@ -72,10 +76,10 @@ func validate(prev, next wire.Table) error {
 				"%w: rule %s binds to an interface, but the table cannot (caps %s)", ErrCapability, r, next.Caps)}
 		}
 		for j := range i {
-			o := next.Rules[j]
-			if !conflicts(o, r) {
+			if !spans[j].overlaps(&spans[i]) {
 				continue
 			}
+			o := next.Rules[j]
 			var how string
 			switch {
 			case fresh && isNew(o):

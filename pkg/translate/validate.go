@@ -99,23 +99,42 @@ func checkRule(r wire.Rule, caps wire.Caps) error {
 	return nil
 }
 
-// matches reports whether two rules' listening addresses overlap: a
-// dual-stack rule matches everything, an unspecified address every address
-// of its family, any other address itself.
-func matches(a, b wire.Rule) bool {
-	if a.Flags&wire.FlagDualStack != 0 || b.Flags&wire.FlagDualStack != 0 {
-		return true
-	}
-	la, lb := addr16(a.Listen), addr16(b.Listen)
-	if isUnspecified(la) || isUnspecified(lb) {
-		return isV4(la) == isV4(lb)
-	}
-	return la == lb
+// span is what the conflict check needs of a rule, computed once.
+type span struct {
+	listen      [16]byte
+	first, last uint16
+	proto       wire.Proto
+	all         bool // dual-stack: matches every address
+	unspec, v4  bool
 }
 
-// conflicts reports whether the forwarder refuses a and b in one table:
-// same protocol, overlapping addresses and overlapping port ranges (the
-// interface name does not matter; an exact duplicate conflicts too).
+func spanOf(r wire.Rule) span {
+	l := addr16(r.Listen)
+	return span{listen: l, first: r.First, last: r.Last, proto: r.Proto,
+		all: r.Flags&wire.FlagDualStack != 0, unspec: isUnspecified(l), v4: isV4(l)}
+}
+
+// overlaps reports whether the forwarder refuses a and b in one table:
+// same protocol, overlapping addresses (a dual-stack rule matches every
+// address, an unspecified address every address of its family, any other
+// address itself) and overlapping port ranges. The interface name does
+// not matter; an exact duplicate conflicts too.
+func (a *span) overlaps(b *span) bool {
+	if a.proto != b.proto || a.first > b.last || b.first > a.last {
+		return false
+	}
+	switch {
+	case a.all || b.all:
+		return true
+	case a.unspec || b.unspec:
+		return a.v4 == b.v4
+	}
+	return a.listen == b.listen
+}
+
+// conflicts reports whether the forwarder refuses rules a and b in one
+// table (see span.overlaps).
 func conflicts(a, b wire.Rule) bool {
-	return a.Proto == b.Proto && matches(a, b) && a.First <= b.Last && b.First <= a.Last
+	sa, sb := spanOf(a), spanOf(b)
+	return sa.overlaps(&sb)
 }
