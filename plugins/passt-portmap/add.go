@@ -1,0 +1,259 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/containernetworking/cni/pkg/skel"
+	"github.com/containernetworking/cni/pkg/types"
+	current "github.com/containernetworking/cni/pkg/types/100"
+
+	"github.com/passt-portmap/passt-portmap/pkg/ctlclient"
+	"github.com/passt-portmap/passt-portmap/pkg/ctlclient/wire"
+	"github.com/passt-portmap/passt-portmap/pkg/forwarder"
+	"github.com/passt-portmap/passt-portmap/pkg/store"
+	"github.com/passt-portmap/passt-portmap/pkg/translate"
+)
+
+// allCaps lets Rules check the mappings themselves before any forwarder
+// is asked: what fails with every capability is a bad mapping.
+const allCaps = wire.CapIPv4 | wire.CapIPv6 | wire.CapTCP | wire.CapUDP | wire.CapScan | wire.CapIfName
+
+// Add is CNI ADD: make the forwarder hold exactly this attachment's
+// mappings, in one transaction, and record them as owned.
+func (p *Plugin) Add(args *skel.CmdArgs) error { return cniErr(p.add(args)) }
+
+func (p *Plugin) add(args *skel.CmdArgs) error {
+	env := envOf(args)
+	cfg, err := ParseConfig(args.StdinData, env)
+	if err != nil {
+		return err
+	}
+	if _, err := translate.Rules(cfg.Mappings, cfg.Options, allCaps); err != nil {
+		var me *translate.MappingError
+		if errors.As(err, &me) {
+			return err
+		}
+	}
+	st := recordStore(cfg)
+	key := keyOf(cfg, args)
+	lctx, lcancel := cfg.context()
+	lock, err := st.Lock(lctx, key)
+	lcancel()
+	if err != nil {
+		return err
+	}
+	defer lock.Unlock()
+	rec, err := lock.Read()
+	if err != nil {
+		// A record that cannot be read is replaced; rules it named and
+		// that are still wanted are adopted again by Plan.
+		p.warnf("%v; replacing it", err)
+		rec = nil
+	}
+
+	var (
+		socket, pidFile string
+		fcfg            forwarder.Config
+	)
+	if cfg.Managed {
+		dir := forwarderDir(cfg.DataDir, key)
+		if rec != nil && rec.Managed && rec.Dir != "" {
+			dir = rec.Dir
+		}
+		fcfg = forwarder.Config{Pasta: cfg.Pasta, Args: cfg.PastaArgs, NetNS: args.Netns, IfName: args.IfName, Dir: dir, Timeout: cfg.Timeout}
+		if err := p.checkChained(cfg, fcfg); err != nil {
+			return err
+		}
+		// Record the forwarder before starting it, so that DEL and GC
+		// find it even when this ADD goes no further.
+		if rec == nil || !rec.Managed || rec.Dir != dir {
+			if rec != nil && len(rec.Rules) > 0 && rec.Socket != "" {
+				if err := p.removeRules(cfg, st, key, rec.Socket, rec.PIDFile, rec.Rules); err != nil {
+					p.warnf("could not remove the rules this attachment owned at %s: %v", rec.Socket, err)
+				}
+			}
+			paths := forwarder.Paths(dir)
+			rec = &store.Record{Network: key.Network, ContainerID: key.ContainerID, IfName: key.IfName, Netns: args.Netns,
+				Socket: paths.Socket, PIDFile: paths.PIDFile, Managed: true, Dir: dir}
+			if err := lock.Write(rec); err != nil {
+				return err
+			}
+		}
+		ctx, cancel := cfg.context()
+		inst, err := forwarder.Ensure(ctx, fcfg)
+		cancel()
+		if err != nil {
+			return &forwarderError{Op: "start", Dir: dir, Err: err}
+		}
+		socket, pidFile = inst.Socket, inst.PIDFile
+	} else {
+		if socket, pidFile, err = resolveSocket(cfg, env); err != nil {
+			return err
+		}
+	}
+
+	var owned []store.OwnedRule
+	if rec != nil {
+		owned = rec.Rules
+		if rec.Socket != socket && len(owned) > 0 {
+			// The attachment moved to another forwarder: its rules at the
+			// old one are no longer wanted.
+			if err := p.removeRules(cfg, st, key, rec.Socket, rec.PIDFile, owned); err != nil {
+				p.warnf("could not remove the rules this attachment owned at %s: %v", rec.Socket, err)
+			}
+			owned = nil
+		}
+	}
+
+	next := &store.Record{Network: key.Network, ContainerID: key.ContainerID, IfName: key.IfName, Netns: args.Netns,
+		Socket: socket, PIDFile: pidFile, Managed: cfg.Managed, Rules: owned}
+	if cfg.Managed {
+		next.Dir = fcfg.Dir
+	}
+	if len(cfg.Mappings) > 0 || len(owned) > 0 {
+		desired, err := p.apply(cfg, socket, pidFile, owned, func(rs []store.OwnedRule) {
+			// A rollback that failed leaves this update's rules in
+			// unknown places: keep owning them so DEL removes them.
+			next.Rules = rs
+			if werr := lock.Write(next); werr != nil {
+				p.warnf("%v", werr)
+			}
+		})
+		if err != nil {
+			return err
+		}
+		next.Rules = desired
+	}
+	if len(next.Rules) == 0 && !next.Managed {
+		if err := lock.Remove(); err != nil {
+			return err
+		}
+	} else if err := lock.Write(next); err != nil {
+		return err
+	}
+	return p.printResult(cfg, fcfg)
+}
+
+// apply runs the one transaction of an ADD and returns the rules owned
+// afterwards. onRollbackFail is called with the rules to own when the
+// forwarder's state became unknown.
+func (p *Plugin) apply(cfg *Config, socket, pidFile string, owned []store.OwnedRule, onRollbackFail func([]store.OwnedRule)) ([]store.OwnedRule, error) {
+	var desired []store.OwnedRule
+	plan := func(live wire.Tables) ([]wire.Edit, error) {
+		host := live.Lookup(wire.PifHost)
+		if host == nil {
+			return nil, &translate.TableError{Pif: wire.PifHost, Err: fmt.Errorf("%w: the forwarder has no %s table", translate.ErrCapability, wire.PifHost)}
+		}
+		comp, err := translate.Compile(cfg.Mappings, cfg.Options, host.Caps)
+		if err != nil {
+			return nil, err
+		}
+		var ownedHost []wire.Rule
+		others := map[string][]wire.Rule{}
+		var otherPifs []string
+		for _, o := range owned {
+			if o.Pif == wire.PifHost {
+				ownedHost = append(ownedHost, o.Rule)
+				continue
+			}
+			if _, ok := others[o.Pif]; !ok {
+				otherPifs = append(otherPifs, o.Pif)
+			}
+			others[o.Pif] = append(others[o.Pif], o.Rule)
+		}
+		edit, err := translate.Plan(*host, ownedHost, comp.Rules)
+		if err != nil {
+			return nil, comp.Attribute(err)
+		}
+		edits := []wire.Edit{edit}
+		for _, pif := range otherPifs {
+			if live.Lookup(pif) != nil {
+				edits = append(edits, wire.Edit{Pif: pif, Remove: others[pif]})
+			}
+		}
+		desired = ownedRules(wire.PifHost, comp.Rules)
+		return edits, nil
+	}
+	ctx, cancel := cfg.context()
+	defer cancel()
+	res, err := client(socket, pidFile).Update(ctx, plan, ctlclient.UpdateOptions{NoVerify: !cfg.Verify})
+	if res != nil {
+		p.reportWarnings(socket, res.Warnings)
+	}
+	if err != nil {
+		var se *ctlclient.StatusError
+		if errors.As(err, &se) && se.Result != nil && se.Result.Status == ctlclient.StatusRollbackFail {
+			onRollbackFail(unionRules(owned, se.Result.Added))
+		}
+		return nil, atSocket(socket, err)
+	}
+	return desired, nil
+}
+
+// checkChained refuses to start a second network in a namespace that
+// another plugin has already configured, unless allowChained says so.
+func (p *Plugin) checkChained(cfg *Config, fcfg forwarder.Config) error {
+	if cfg.AllowChained {
+		return nil
+	}
+	if r := cfg.PrevResult; r != nil {
+		cur, err := current.NewResultFromResult(r)
+		if err == nil && len(cur.Interfaces) > 0 {
+			return chainedErr(fmt.Sprintf("the previous result already has interface %q", cur.Interfaces[0].Name))
+		}
+	}
+	if _, running, _ := forwarder.Running(fcfg.Dir); running {
+		return nil // our own forwarder made the interface
+	}
+	attached, err := forwarder.Attached(fcfg.NetNS)
+	if err != nil {
+		return &forwarderError{Op: "inspect the namespace of", Dir: fcfg.Dir, Err: err}
+	}
+	if attached {
+		return chainedErr(fmt.Sprintf("namespace %s already has an interface other than lo", fcfg.NetNS))
+	}
+	return nil
+}
+
+func chainedErr(why string) error {
+	return types.NewError(CodeBadConfig, "a managed forwarder would be a second network in this namespace",
+		why+`; put passt-portmap first with no "socket" to let it make the network, set "socket" to use a forwarder started elsewhere, or set "allowChained": true`)
+}
+
+// forwarderError is a managed forwarder that could not be started,
+// inspected or stopped.
+type forwarderError struct {
+	Op  string
+	Dir string
+	Err error
+}
+
+func (e *forwarderError) Error() string {
+	return fmt.Sprintf("could not %s the managed forwarder in %s: %v", e.Op, e.Dir, e.Err)
+}
+func (e *forwarderError) Unwrap() error { return e.Err }
+
+// printResult writes ADD's result: the previous result unchanged when
+// chained, what a managed forwarder configured when it made the network,
+// and otherwise an empty result, each in the requested version.
+func (p *Plugin) printResult(cfg *Config, fcfg forwarder.Config) error {
+	var res types.Result
+	switch {
+	case cfg.PrevResult != nil:
+		res = cfg.PrevResult
+	case cfg.Managed:
+		r, err := forwarder.ReadResult(fcfg)
+		if err != nil {
+			return &forwarderError{Op: "read back the network of", Dir: fcfg.Dir, Err: err}
+		}
+		res = r
+	default:
+		res = &current.Result{CNIVersion: current.ImplementedSpecVersion}
+	}
+	out, err := res.GetAsVersion(cfg.CNIVersion)
+	if err != nil {
+		return types.NewError(types.ErrIncompatibleCNIVersion, "cannot convert the result", fmt.Sprintf("to version %s: %v", cfg.CNIVersion, err))
+	}
+	return out.PrintTo(p.Stdout)
+}

@@ -1,0 +1,369 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/containernetworking/cni/pkg/types"
+	"github.com/containernetworking/cni/pkg/version"
+
+	"github.com/passt-portmap/passt-portmap/pkg/ctlclient/wire"
+	"github.com/passt-portmap/passt-portmap/pkg/translate"
+)
+
+// Defaults of the optional configuration keys.
+const (
+	DefaultTimeout = 5 * time.Second
+	DefaultDataDir = "/var/lib/cni/passt-portmap"
+	// ArgSocket is the CNI_ARGS key that overrides "socket" for one call.
+	ArgSocket = "PASST_SOCKET"
+	// ForwarderManaged is the value of "forwarder" that makes the plugin
+	// start pasta itself.
+	ForwarderManaged = "managed"
+)
+
+// Placeholders expanded in "socket" and "pidFile".
+const (
+	PHContainerID = "${CNI_CONTAINERID}"
+	PHIfName      = "${CNI_IFNAME}"
+	PHNetns       = "${CNI_NETNS}" // the base name of CNI_NETNS
+)
+
+// Config is the plugin's parsed and validated configuration for one call.
+// Parsing is pure: it reads the bytes and the call's environment and
+// touches nothing.
+type Config struct {
+	CNIVersion string
+	Network    string
+	PrevResult types.Result // nil when alone in the list
+
+	// Socket is the control socket template as configured (placeholders
+	// unexpanded), or the CNI_ARGS override; empty in managed mode.
+	Socket  string
+	PIDFile string // template, like Socket
+	// SocketFromArgs is true when CNI_ARGS PASST_SOCKET set Socket.
+	SocketFromArgs bool
+
+	Managed      bool
+	Pasta        string
+	PastaArgs    []string
+	AllowChained bool
+
+	Options  translate.Options // weak, targetAddress, bindInterface
+	Timeout  time.Duration
+	DataDir  string
+	Verify   bool
+	Mappings []translate.PortMapping
+
+	ValidAttachments []types.GCAttachment
+}
+
+// Env is what a call says about the attachment (from skel.CmdArgs).
+type Env struct {
+	ContainerID string
+	IfName      string
+	Netns       string
+	Args        string // CNI_ARGS
+}
+
+// ConfigError is a bad configuration value; Key names it, with a path for
+// nested keys (e.g. "runtimeConfig.portMappings[2].hostPort"). CNI code 7.
+type ConfigError struct {
+	Key string
+	Err error
+}
+
+func (e *ConfigError) Error() string { return "configuration key " + e.Key + ": " + e.Err.Error() }
+func (e *ConfigError) Unwrap() error { return e.Err }
+
+func cfgErr(key, format string, a ...any) error {
+	return &ConfigError{Key: key, Err: fmt.Errorf(format, a...)}
+}
+
+// decodeKey decodes raw[key] into v when present, naming the key (and the
+// nested field) in the error.
+func decodeKey(raw map[string]json.RawMessage, key string, v any) (bool, error) {
+	b, ok := raw[key]
+	if !ok || bytes.Equal(bytes.TrimSpace(b), []byte("null")) {
+		return false, nil
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return true, typeErr(key, err)
+	}
+	return true, nil
+}
+
+func typeErr(key string, err error) error {
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) {
+		if te.Field != "" {
+			key += "." + te.Field
+		}
+		return &ConfigError{Key: key, Err: fmt.Errorf("got a JSON %s, want %s", te.Value, jsonType(te.Type.String()))}
+	}
+	return &ConfigError{Key: key, Err: err}
+}
+
+func jsonType(goType string) string {
+	switch {
+	case goType == "string":
+		return "a string"
+	case goType == "bool":
+		return "true or false"
+	case strings.HasPrefix(goType, "int") || strings.HasPrefix(goType, "uint"):
+		return "an integer"
+	case strings.HasPrefix(goType, "[]"):
+		return "a list"
+	case strings.HasPrefix(goType, "map[") || strings.Contains(goType, "."):
+		return "an object"
+	}
+	return goType
+}
+
+// ParseConfig parses the network configuration the runtime sent on stdin.
+func ParseConfig(stdin []byte, env Env) (*Config, error) {
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(stdin, &raw); err != nil {
+		return nil, &ConfigError{Key: "(configuration)", Err: fmt.Errorf("not a JSON object: %w", err)}
+	}
+	c := &Config{Timeout: DefaultTimeout, DataDir: DefaultDataDir, Verify: true}
+
+	if _, err := decodeKey(raw, "cniVersion", &c.CNIVersion); err != nil {
+		return nil, err
+	}
+	if _, err := decodeKey(raw, "name", &c.Network); err != nil {
+		return nil, err
+	}
+	if c.Network == "" {
+		return nil, cfgErr("name", "missing network name")
+	}
+	if c.CNIVersion == "" {
+		c.CNIVersion = "0.1.0" // as libcni reads a configuration without one
+	}
+	if _, _, _, err := version.ParseVersion(c.CNIVersion); err != nil {
+		return nil, cfgErr("cniVersion", "%v", err)
+	}
+	if _, ok := raw["prevResult"]; ok {
+		var pc types.PluginConf
+		if err := json.Unmarshal(stdin, &pc); err != nil {
+			return nil, typeErr("prevResult", err)
+		}
+		if pc.RawPrevResult != nil {
+			if err := version.ParsePrevResult(&pc); err != nil {
+				return nil, cfgErr("prevResult", "%v", err)
+			}
+			c.PrevResult = pc.PrevResult
+		}
+	}
+	if _, err := decodeKey(raw, "cni.dev/valid-attachments", &c.ValidAttachments); err != nil {
+		return nil, err
+	}
+
+	var fwd string
+	if _, err := decodeKey(raw, "forwarder", &fwd); err != nil {
+		return nil, err
+	}
+	hasSocket, err := decodeKey(raw, "socket", &c.Socket)
+	if err != nil {
+		return nil, err
+	}
+	switch fwd {
+	case "":
+		c.Managed = !hasSocket
+	case ForwarderManaged:
+		if hasSocket {
+			return nil, cfgErr("socket", "cannot be combined with \"forwarder\": %q (a managed forwarder's socket is under dataDir)", ForwarderManaged)
+		}
+		c.Managed = true
+	default:
+		return nil, cfgErr("forwarder", "%q is not a forwarder mode: only %q is known (or leave it out and set \"socket\")", fwd, ForwarderManaged)
+	}
+	if hasSocket {
+		if err := checkTemplate("socket", c.Socket); err != nil {
+			return nil, err
+		}
+	}
+	if _, err := decodeKey(raw, "pidFile", &c.PIDFile); err != nil {
+		return nil, err
+	}
+	if c.PIDFile != "" {
+		if c.Managed {
+			return nil, cfgErr("pidFile", "is set by the plugin for a managed forwarder; leave it out")
+		}
+		if err := checkTemplate("pidFile", c.PIDFile); err != nil {
+			return nil, err
+		}
+	}
+	if s, ok := cniArg(env.Args, ArgSocket); ok {
+		if err := checkTemplate("CNI_ARGS "+ArgSocket, s); err != nil {
+			return nil, err
+		}
+		c.Socket, c.SocketFromArgs, c.Managed = s, true, false
+	}
+
+	if _, err := decodeKey(raw, "pasta", &c.Pasta); err != nil {
+		return nil, err
+	}
+	if _, err := decodeKey(raw, "pastaArgs", &c.PastaArgs); err != nil {
+		return nil, err
+	}
+	if _, err := decodeKey(raw, "allowChained", &c.AllowChained); err != nil {
+		return nil, err
+	}
+
+	if _, err := decodeKey(raw, "weak", &c.Options.Weak); err != nil {
+		return nil, err
+	}
+	var target string
+	if _, err := decodeKey(raw, "targetAddress", &target); err != nil {
+		return nil, err
+	}
+	if target != "" {
+		a, err := netip.ParseAddr(target)
+		if err != nil {
+			return nil, cfgErr("targetAddress", "%v", err)
+		}
+		if a.Zone() != "" {
+			return nil, cfgErr("targetAddress", "%q: a zone is not allowed", target)
+		}
+		if a.IsMulticast() || a.IsUnspecified() {
+			return nil, cfgErr("targetAddress", "%q: want a unicast address", target)
+		}
+		c.Options.Target = a
+	}
+	if _, err := decodeKey(raw, "bindInterface", &c.Options.Interface); err != nil {
+		return nil, err
+	}
+	if n := c.Options.Interface; n != "" {
+		if len(n) >= wire.IfNameSize || strings.ContainsAny(n, "/:\x00 \t\n") || n == "." || n == ".." {
+			return nil, cfgErr("bindInterface", "%q is not an interface name (at most %d bytes, no '/', ':' or spaces)", n, wire.IfNameSize-1)
+		}
+	}
+
+	var timeout string
+	if _, err := decodeKey(raw, "timeout", &timeout); err != nil {
+		return nil, err
+	}
+	if timeout != "" {
+		d, err := time.ParseDuration(timeout)
+		if err != nil {
+			return nil, cfgErr("timeout", "%v (want a Go duration such as \"5s\")", err)
+		}
+		if d <= 0 {
+			return nil, cfgErr("timeout", "%q: must be positive", timeout)
+		}
+		c.Timeout = d
+	}
+	if ok, err := decodeKey(raw, "dataDir", &c.DataDir); err != nil {
+		return nil, err
+	} else if ok && !filepath.IsAbs(c.DataDir) {
+		return nil, cfgErr("dataDir", "%q is not an absolute path", c.DataDir)
+	}
+	c.DataDir = filepath.Clean(c.DataDir)
+	if _, err := decodeKey(raw, "verify", &c.Verify); err != nil {
+		return nil, err
+	}
+
+	var rc map[string]json.RawMessage
+	if _, err := decodeKey(raw, "runtimeConfig", &rc); err != nil {
+		return nil, err
+	}
+	var pms []json.RawMessage
+	if _, err := decodeKey(rc, "portMappings", &pms); err != nil {
+		return nil, &ConfigError{Key: "runtimeConfig." + err.(*ConfigError).Key, Err: err.(*ConfigError).Err}
+	}
+	for i, b := range pms {
+		var m translate.PortMapping
+		if err := json.Unmarshal(b, &m); err != nil {
+			return nil, typeErr(fmt.Sprintf("runtimeConfig.portMappings[%d]", i), err)
+		}
+		c.Mappings = append(c.Mappings, m)
+	}
+	return c, nil
+}
+
+// cniArg returns the value of key in CNI_ARGS ("K1=V1;K2=V2").
+func cniArg(args, key string) (string, bool) {
+	for _, kv := range strings.Split(args, ";") {
+		if k, v, ok := strings.Cut(kv, "="); ok && strings.TrimSpace(k) == key {
+			return strings.TrimSpace(v), true
+		}
+	}
+	return "", false
+}
+
+var placeholders = []string{PHContainerID, PHIfName, PHNetns}
+
+// checkTemplate refuses unknown placeholders and paths that are not
+// absolute.
+func checkTemplate(key, tmpl string) error {
+	if tmpl == "" {
+		return cfgErr(key, "empty path")
+	}
+	rest := tmpl
+	for _, p := range placeholders {
+		rest = strings.ReplaceAll(rest, p, "x")
+	}
+	if i := strings.Index(rest, "${"); i >= 0 {
+		j := strings.IndexByte(rest[i:], '}')
+		ph := rest[i:]
+		if j >= 0 {
+			ph = rest[i : i+j+1]
+		}
+		return cfgErr(key, "unknown placeholder %s in %q (known: %s)", ph, tmpl, strings.Join(placeholders, " "))
+	}
+	if !strings.HasPrefix(tmpl, "/") {
+		return cfgErr(key, "%q is not an absolute path", tmpl)
+	}
+	return nil
+}
+
+// HasPlaceholders reports whether tmpl depends on the attachment.
+func HasPlaceholders(tmpl string) bool {
+	for _, p := range placeholders {
+		if strings.Contains(tmpl, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// MissingEnvError is a placeholder with no value in this call (DEL may
+// come without CNI_NETNS; STATUS and GC have no attachment).
+type MissingEnvError struct {
+	Key         string
+	Placeholder string
+}
+
+func (e *MissingEnvError) Error() string {
+	return fmt.Sprintf("configuration key %s: placeholder %s has no value in this call", e.Key, e.Placeholder)
+}
+
+// Expand replaces the placeholders of tmpl with the call's values.
+func Expand(key, tmpl string, env Env) (string, error) {
+	vals := map[string]string{PHContainerID: env.ContainerID, PHIfName: env.IfName, PHNetns: ""}
+	if env.Netns != "" {
+		vals[PHNetns] = filepath.Base(env.Netns)
+	}
+	out := tmpl
+	for _, p := range placeholders {
+		if !strings.Contains(out, p) {
+			continue
+		}
+		v := vals[p]
+		if v == "" {
+			return "", &MissingEnvError{Key: key, Placeholder: p}
+		}
+		if strings.ContainsAny(v, "/\x00") || v == "." || v == ".." {
+			return "", cfgErr(key, "placeholder %s expands to %q, which is not a file name", p, v)
+		}
+		out = strings.ReplaceAll(out, p, v)
+	}
+	return filepath.Clean(out), nil
+}

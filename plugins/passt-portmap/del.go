@@ -1,0 +1,133 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/containernetworking/cni/pkg/skel"
+
+	"github.com/passt-portmap/passt-portmap/pkg/ctlclient"
+	"github.com/passt-portmap/passt-portmap/pkg/ctlclient/wire"
+	"github.com/passt-portmap/passt-portmap/pkg/forwarder"
+	"github.com/passt-portmap/passt-portmap/pkg/store"
+	"github.com/passt-portmap/passt-portmap/pkg/translate"
+)
+
+// Del is CNI DEL: remove exactly what this attachment owns, then its
+// record. Whatever is already gone (forwarder, socket, record, rules)
+// counts as removed.
+func (p *Plugin) Del(args *skel.CmdArgs) error { return cniErr(p.del(args)) }
+
+func (p *Plugin) del(args *skel.CmdArgs) error {
+	env := envOf(args)
+	cfg, err := ParseConfig(args.StdinData, env)
+	if err != nil {
+		return err
+	}
+	st := recordStore(cfg)
+	key := keyOf(cfg, args)
+	ctx, cancel := cfg.context()
+	lock, err := st.Lock(ctx, key)
+	cancel()
+	if err != nil {
+		return err
+	}
+	defer lock.Unlock()
+	rec, err := lock.Read()
+	if err != nil {
+		p.warnf("%v; removing what the configuration names instead", err)
+		rec = nil
+	}
+	if rec != nil {
+		if err := p.release(cfg, st, rec); err != nil {
+			return err
+		}
+		return lock.Remove()
+	}
+
+	// No record: ADD never completed, or ran before the store existed.
+	if cfg.Managed {
+		if err := stopManaged(cfg, forwarderDir(cfg.DataDir, key)); err != nil {
+			return err
+		}
+	} else if len(cfg.Mappings) > 0 {
+		socket, pidFile, err := resolveSocket(cfg, env)
+		var mee *MissingEnvError
+		if errors.As(err, &mee) {
+			p.warnf("no record and %v: nothing to remove", err)
+		} else if err != nil {
+			return err
+		} else if err := p.removeMapped(cfg, st, key, socket, pidFile); err != nil {
+			return err
+		}
+	}
+	return lock.Remove()
+}
+
+// release removes a recorded attachment's rules and stops its managed
+// forwarder.
+func (p *Plugin) release(cfg *Config, st *store.Store, rec *store.Record) error {
+	if len(rec.Rules) > 0 && rec.Socket != "" {
+		if err := p.removeRules(cfg, st, rec.Key(), rec.Socket, rec.PIDFile, rec.Rules); err != nil {
+			return err
+		}
+	}
+	if rec.Managed && rec.Dir != "" {
+		return stopManaged(cfg, rec.Dir)
+	}
+	return nil
+}
+
+func stopManaged(cfg *Config, dir string) error {
+	ctx, cancel := cfg.context()
+	defer cancel()
+	if err := forwarder.Stop(ctx, dir); err != nil {
+		return &forwarderError{Op: "stop", Dir: dir, Err: err}
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		return &forwarderError{Op: "remove the directory of", Dir: dir, Err: err}
+	}
+	return nil
+}
+
+// removeMapped removes the rules the configured mappings translate to,
+// where present byte for byte and owned by no other record.
+func (p *Plugin) removeMapped(cfg *Config, st *store.Store, key store.Key, socket, pidFile string) error {
+	shared := sharedRules(st, key, socket)
+	plan := func(live wire.Tables) ([]wire.Edit, error) {
+		host := live.Lookup(wire.PifHost)
+		if host == nil {
+			return nil, nil
+		}
+		rules, err := translate.Rules(cfg.Mappings, cfg.Options, host.Caps)
+		if err != nil {
+			// Mappings the forwarder could not take were never added.
+			p.warnf("nothing to remove: %v", err)
+			return nil, nil
+		}
+		var rm []wire.Rule
+		for _, r := range rules {
+			if host.Contains(r) && !shared[r.Key()] {
+				rm = append(rm, r)
+			}
+		}
+		if len(rm) == 0 {
+			return nil, nil
+		}
+		return []wire.Edit{{Pif: wire.PifHost, Remove: rm}}, nil
+	}
+	ctx, cancel := cfg.context()
+	defer cancel()
+	res, err := client(socket, pidFile).Update(ctx, plan, ctlclient.UpdateOptions{NoVerify: !cfg.Verify})
+	if res != nil {
+		p.reportWarnings(socket, res.Warnings)
+	}
+	if gone(err) {
+		return nil
+	}
+	if err != nil {
+		return atSocket(socket, fmt.Errorf("remove the configured mappings: %w", err))
+	}
+	return nil
+}

@@ -1,0 +1,200 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"io/fs"
+	"os/exec"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/containernetworking/cni/pkg/types"
+
+	"github.com/passt-portmap/passt-portmap/pkg/ctlclient"
+	"github.com/passt-portmap/passt-portmap/pkg/ctlclient/wire"
+	"github.com/passt-portmap/passt-portmap/pkg/store"
+	"github.com/passt-portmap/passt-portmap/pkg/translate"
+)
+
+// The plugin's CNI error codes (issue 4; documented in the README). 7, 11
+// and 50 are the CNI specification's own.
+const (
+	CodeBadConfig     uint = types.ErrInvalidNetworkConfig // 7: bad configuration or mappings
+	CodeUnreachable   uint = types.ErrTryAgainLater        // 11: forwarder unreachable or busy past the timeout
+	CodeNotAvailable  uint = types.ErrPluginNotAvailable   // 50: STATUS failed
+	CodeSafeFail      uint = 100                           // rejected, nothing changed
+	CodeSocketFail    uint = 101                           // ports could not listen, rolled back
+	CodeRollbackFail  uint = 102                           // rollback failed, state unknown
+	CodeMismatch      uint = 103                           // protocol mismatch
+	CodeCheckFailed   uint = 104                           // CHECK: owned rules missing or not listening
+	CodeUnknownFailed uint = types.ErrInternal             // 999: only for what cannot be named
+)
+
+// checkError is CHECK's finding: owned rules missing or not listening.
+type checkError struct {
+	Socket  string
+	Reasons []string
+}
+
+func (e *checkError) Error() string {
+	return "forwarder at " + e.Socket + ": " + strings.Join(e.Reasons, "; ")
+}
+
+// statusError is a STATUS failure (code 50).
+type statusError struct{ Err error }
+
+func (e *statusError) Error() string { return e.Err.Error() }
+func (e *statusError) Unwrap() error { return e.Err }
+
+// toCNI maps any error of a verb onto a CNI error with one of the codes
+// above. socket is the control socket the verb used ("" if none yet).
+func toCNI(err error, socket string) *types.Error {
+	if err == nil {
+		return nil
+	}
+	var (
+		te  *types.Error
+		ce  *ConfigError
+		me  *translate.MappingError
+		tbe *translate.TableError
+		mm  *wire.MismatchError
+		se  *ctlclient.StatusError
+		ue  *ctlclient.UnreachableError
+		ke  *checkError
+		ste *statusError
+		be  *store.BusyError
+		mee *MissingEnvError
+		fe  *forwarderError
+		cre *store.CorruptError
+	)
+	at := ""
+	if socket != "" {
+		at = "forwarder at " + socket + ": "
+	}
+	switch {
+	case errors.As(err, &te):
+		return te
+	case errors.As(err, &ste):
+		return types.NewError(CodeNotAvailable, "passt-portmap is not ready", ste.Error())
+	case errors.As(err, &ce), errors.As(err, &mee):
+		return types.NewError(CodeBadConfig, "bad passt-portmap configuration", err.Error())
+	case errors.As(err, &me):
+		return types.NewError(CodeBadConfig, "bad port mapping", me.Error())
+	case errors.As(err, &mm):
+		return types.NewError(CodeMismatch, "forwarder speaks an unsupported control protocol", at+mm.Error())
+	case errors.As(err, &se):
+		return statusToCNI(se, err)
+	case errors.As(err, &tbe):
+		// The planner refused before anything was sent: a safe fail.
+		return types.NewError(CodeSafeFail, "forwarder would reject the rules, nothing changed", at+tbe.Error())
+	case errors.As(err, &ue):
+		return types.NewError(CodeUnreachable, "forwarder unreachable or busy", fmt.Sprintf("socket %s: %v", ue.Path, ue.Err))
+	case errors.As(err, &ke):
+		return types.NewError(CodeCheckFailed, "forwarded ports missing or not listening", ke.Error())
+	case errors.As(err, &be):
+		return types.NewError(CodeUnreachable, "another passt-portmap call holds this attachment", be.Error())
+	case errors.As(err, &fe):
+		if errors.Is(err, exec.ErrNotFound) || errors.Is(err, fs.ErrNotExist) && fe.Op == "start" {
+			return types.NewError(CodeNotAvailable, "the managed forwarder cannot run", fe.Error())
+		}
+		return types.NewError(CodeUnreachable, "managed forwarder failed", fe.Error())
+	case errors.As(err, &cre):
+		return types.NewError(types.ErrIOFailure, "ownership record unreadable", cre.Error()+"; remove it after checking the forwarder's tables")
+	case errors.Is(err, context.DeadlineExceeded):
+		return types.NewError(CodeUnreachable, "timed out", at+err.Error())
+	}
+	return types.NewError(CodeUnknownFailed, "passt-portmap failed", at+err.Error())
+}
+
+func statusToCNI(se *ctlclient.StatusError, err error) *types.Error {
+	res := se.Result
+	if res == nil {
+		return types.NewError(CodeUnknownFailed, "forwarder update failed", err.Error())
+	}
+	cause := ""
+	if res.Cause != nil {
+		cause = "; cause: " + res.Cause.Error()
+	}
+	switch res.Status {
+	case ctlclient.StatusSafeFail:
+		// Name the entry when the cause is a table error.
+		return types.NewError(CodeSafeFail, "forwarder rejected the update, nothing changed",
+			fmt.Sprintf("forwarder at %s rejected %s%s", se.Path, describeEdits(res.Edits), cause))
+	case ctlclient.StatusSocketFail:
+		return types.NewError(CodeSocketFail, "host ports could not listen, update rolled back",
+			fmt.Sprintf("forwarder at %s: %s%s", se.Path, describeFailures(res.Failed), cause))
+	case ctlclient.StatusRollbackFail:
+		return types.NewError(CodeRollbackFail, "host ports could not listen and the rollback failed",
+			fmt.Sprintf("forwarder at %s: %s; active now: %s%s", se.Path, describeFailures(res.Failed), describeTables(res.Tables), cause))
+	}
+	return types.NewError(CodeUnknownFailed, "forwarder update failed", err.Error())
+}
+
+// ruleText is a rule in pesto's notation, prefixed with its pif.
+func ruleText(pif string, r wire.Rule) string {
+	return pif + " " + strings.TrimSpace(r.String())
+}
+
+func describeEdits(es []wire.Edit) string {
+	var parts []string
+	for _, e := range es {
+		for _, r := range e.Add {
+			parts = append(parts, "add "+ruleText(e.Pif, r))
+		}
+		for _, r := range e.Remove {
+			parts = append(parts, "remove "+ruleText(e.Pif, r))
+		}
+	}
+	if len(parts) == 0 {
+		return "an update with no edits"
+	}
+	return strings.Join(parts, ", ")
+}
+
+func describeFailures(fs []ctlclient.RuleFailure) string {
+	if len(fs) == 0 {
+		return "no failed rule reported"
+	}
+	var parts []string
+	for _, f := range fs {
+		parts = append(parts, fmt.Sprintf("%s: host ports %s not listening", ruleText(f.Pif, f.Rule), portList(f.Ports)))
+	}
+	return strings.Join(parts, "; ")
+}
+
+func describeTables(ts wire.Tables) string {
+	if ts == nil {
+		return "unknown (the tables could not be read back)"
+	}
+	var parts []string
+	for _, t := range ts {
+		var rs []string
+		for _, r := range t.Rules {
+			rs = append(rs, strings.TrimSpace(r.String()))
+		}
+		parts = append(parts, fmt.Sprintf("%s [%s]", t.Name(), strings.Join(rs, ", ")))
+	}
+	return strings.Join(parts, " ")
+}
+
+// portList renders ports as "8080, 9000-9003".
+func portList(ps []uint16) string {
+	if len(ps) == 0 {
+		return "(none named)"
+	}
+	var parts []string
+	for i := 0; i < len(ps); {
+		j := i
+		for j+1 < len(ps) && ps[j+1] == ps[j]+1 {
+			j++
+		}
+		if i == j {
+			parts = append(parts, strconv.Itoa(int(ps[i])))
+		} else {
+			parts = append(parts, strconv.Itoa(int(ps[i]))+"-"+strconv.Itoa(int(ps[j])))
+		}
+		i = j + 1
+	}
+	return strings.Join(parts, ", ")
+}
