@@ -3,9 +3,9 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os/exec"
-	"fmt"
 	"strconv"
 	"strings"
 

@@ -60,4 +60,3 @@ func command(args []string) int {
 	fmt.Fprintln(os.Stderr, "usage: passt-portmap --version | show SOCKET [PIDFILE]\n(run by a CNI runtime, it reads CNI_COMMAND and its configuration from stdin)")
 	return 2
 }
-
