@@ -80,11 +80,7 @@ func Compile(mappings []PortMapping, opts Options, caps wire.Caps) (Compiled, er
 // entry shares the group with another claim, an "any" address with another
 // claim of its family, or two adjacent claims have the same address.
 func findClaims(es []entry, ms []PortMapping) error {
-	slices.SortFunc(es, func(a, b entry) int {
-		return cmp.Or(cmp.Compare(a.proto, b.proto), cmp.Compare(a.host, b.host),
-			cmp.Compare(a.flags, b.flags), bytes.Compare(a.listen[:], b.listen[:]),
-			cmp.Compare(a.cont, b.cont), cmp.Compare(a.idx, b.idx))
-	})
+	slices.SortFunc(es, byPort)
 	same := func(a, b entry) bool { return a.flags == b.flags && a.listen == b.listen && a.cont == b.cont }
 	for lo := 0; lo < len(es); {
 		hi := lo + 1
@@ -154,10 +150,7 @@ func claimError(ms []PortMapping, a, b entry) error {
 // and container ports both advance by one. es must be free of conflicting
 // claims (see findClaims); exact duplicates are skipped.
 func merge(es []entry, o *options) Compiled {
-	slices.SortFunc(es, func(a, b entry) int {
-		return cmp.Or(cmp.Compare(a.proto, b.proto), bytes.Compare(a.listen[:], b.listen[:]),
-			cmp.Compare(a.flags, b.flags), cmp.Compare(a.host, b.host), cmp.Compare(a.idx, b.idx))
-	})
+	slices.SortFunc(es, byRule)
 	var c Compiled
 	idx := make([]int, len(es)) // one backing array for every rule's sources
 	for k, e := range es {
@@ -185,4 +178,43 @@ func merge(es []entry, o *options) Compiled {
 		lo = hi
 	}
 	return c
+}
+
+// byPort orders entries by protocol, host port, flags, address, container
+// port and place in the list. (Early returns: this is the hot loop.)
+func byPort(a, b entry) int {
+	if a.proto != b.proto {
+		return cmp.Compare(a.proto, b.proto)
+	}
+	if a.host != b.host {
+		return cmp.Compare(a.host, b.host)
+	}
+	if a.flags != b.flags {
+		return cmp.Compare(a.flags, b.flags)
+	}
+	if a.listen != b.listen {
+		return bytes.Compare(a.listen[:], b.listen[:])
+	}
+	if a.cont != b.cont {
+		return cmp.Compare(a.cont, b.cont)
+	}
+	return cmp.Compare(a.idx, b.idx)
+}
+
+// byRule orders entries by protocol, address, flags, host port and place
+// in the list: the order of the rules that come out.
+func byRule(a, b entry) int {
+	if a.proto != b.proto {
+		return cmp.Compare(a.proto, b.proto)
+	}
+	if a.listen != b.listen {
+		return bytes.Compare(a.listen[:], b.listen[:])
+	}
+	if a.flags != b.flags {
+		return cmp.Compare(a.flags, b.flags)
+	}
+	if a.host != b.host {
+		return cmp.Compare(a.host, b.host)
+	}
+	return cmp.Compare(a.idx, b.idx)
 }
