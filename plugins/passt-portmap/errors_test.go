@@ -1,0 +1,91 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/containernetworking/cni/pkg/types"
+
+	"github.com/passt-portmap/passt-portmap/pkg/ctlclient"
+	"github.com/passt-portmap/passt-portmap/pkg/ctlclient/wire"
+	"github.com/passt-portmap/passt-portmap/pkg/store"
+	"github.com/passt-portmap/passt-portmap/pkg/translate"
+)
+
+// TestErrorTable feeds each outcome of the table to the mapping
+// and checks the code and what the message must say.
+func TestErrorTable(t *testing.T) {
+	r8080 := wire.NewRule(wire.ProtoTCP, netip.Addr{}, 8080, 8080, 80, wire.FlagDualStack)
+	r9000 := wire.NewRule(wire.ProtoTCP, netip.MustParseAddr("127.0.0.1"), 9000, 9003, 90, 0)
+	host := wire.NewTable(1, wire.PifHost, 0x3f, r8080)
+	const sock = "/run/h3.sock"
+	for _, tc := range []struct {
+		name string
+		err  error
+		code uint
+		want []string
+	}{
+		{"safe fail from the planner", atSocket(sock, fmt.Errorf("plan: %w", &translate.TableError{Pif: wire.PifHost, Rule: r8080, Err: translate.ErrConflict, Entries: []int{2}})),
+			100, []string{sock, "conflict", "entry 2"}},
+		{"safe fail from the forwarder", &ctlclient.StatusError{Path: sock, Result: &ctlclient.Result{Status: ctlclient.StatusSafeFail,
+			Edits: []wire.Edit{{Pif: wire.PifHost, Add: []wire.Rule{r8080}}}, Cause: errors.New("forwarder closed the connection")}},
+			100, []string{sock, "add HOST TCP [*]:8080  =>  80", "closed the connection"}},
+		{"socket fail", &ctlclient.StatusError{Path: sock, Result: &ctlclient.Result{Status: ctlclient.StatusSocketFail,
+			Failed: []ctlclient.RuleFailure{{PifRule: ctlclient.PifRule{Pif: wire.PifHost, Rule: r9000}, Ports: []uint16{9000, 9001, 9003}}}}},
+			101, []string{sock, "rolled back", "9000-9001, 9003", "TCP [127.0.0.1]:9000-9003"}},
+		{"rollback fail", &ctlclient.StatusError{Path: sock, Result: &ctlclient.Result{Status: ctlclient.StatusRollbackFail,
+			Failed: []ctlclient.RuleFailure{{PifRule: ctlclient.PifRule{Pif: wire.PifHost, Rule: r8080}, Ports: []uint16{8080}}},
+			Tables: wire.Tables{host}, Cause: errors.New("rollback: connection reset")}},
+			102, []string{sock, "active now: HOST [TCP [*]:8080  =>  80]", "rollback: connection reset"}},
+		{"rollback fail, tables unknown", &ctlclient.StatusError{Path: sock, Result: &ctlclient.Result{Status: ctlclient.StatusRollbackFail}},
+			102, []string{"unknown"}},
+		{"protocol mismatch", atSocket(sock, fmt.Errorf("read: %w", &wire.MismatchError{Field: "version", Got: "3", Want: "[2]"})),
+			103, []string{sock, "announced version 3", "supports [2]"}},
+		{"check", &checkError{Socket: sock, Reasons: []string{"missing: HOST TCP [*]:8080  =>  80", "not listening: HOST x: host ports 9000"}},
+			104, []string{sock, "missing: HOST TCP [*]:8080", "host ports 9000"}},
+		{"unreachable", &ctlclient.UnreachableError{Path: sock, Err: syscall.ECONNREFUSED}, 11, []string{sock, "connection refused"}},
+		{"busy", atSocket(sock, &ctlclient.UnreachableError{Path: sock, Err: context.DeadlineExceeded}), 11, []string{sock, "deadline"}},
+		{"record lock busy", &store.BusyError{Path: "/d/x.lock", Err: context.DeadlineExceeded}, 11, []string{"/d/x.lock"}},
+		{"bad config", &ConfigError{Key: "timeout", Err: errors.New("bad")}, 7, []string{"timeout"}},
+		{"bad mapping", &translate.MappingError{Index: 3, Mapping: translate.PortMapping{HostPort: 0}, Err: translate.ErrPort}, 7, []string{"entry 3", "port out of range"}},
+		{"status", &statusError{Err: errors.New("forwarder at /s: refused")}, 50, []string{"/s", "refused"}},
+		{"pasta missing", &forwarderError{Op: "start", Dir: "/d", Err: exec.ErrNotFound}, 50, []string{"/d"}},
+		{"pasta did not come up", &forwarderError{Op: "start", Dir: "/d", Err: errors.New("no hello within 5s")}, 11, []string{"/d", "no hello"}},
+		{"corrupt record", &store.CorruptError{Path: "/d/r.json", Err: errors.New("bad")}, types.ErrIOFailure, []string{"/d/r.json"}},
+		{"passed through", types.NewError(42, "m", "d"), 42, []string{"d"}},
+		{"unnamed", errors.New("something"), 999, []string{"something"}},
+	} {
+		e := cniErr(tc.err).(*types.Error)
+		if e.Code != tc.code {
+			t.Errorf("%s: code %d, want %d (%v)", tc.name, e.Code, tc.code, e)
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(e.Error(), w) {
+				t.Errorf("%s: %q does not say %q", tc.name, e.Error(), w)
+			}
+		}
+	}
+	if cniErr(nil) != nil {
+		t.Error("nil error mapped to an error")
+	}
+}
+
+func TestPortList(t *testing.T) {
+	for in, want := range map[string]string{"": "(none named)", "1": "1", "1 2 3 5": "1-3, 5", "65535": "65535", "7 9 10": "7, 9-10"} {
+		var ps []uint16
+		for _, f := range strings.Fields(in) {
+			var p uint16
+			fmt.Sscan(f, &p)
+			ps = append(ps, p)
+		}
+		if got := portList(ps); got != want {
+			t.Errorf("portList(%v) = %q, want %q", ps, got, want)
+		}
+	}
+}
