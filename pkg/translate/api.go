@@ -31,9 +31,13 @@ type PortMapping struct {
 
 // Options are the plugin options that apply to every mapping.
 type Options struct {
-	Weak      bool       // bind failures tolerated (wire.FlagWeak)
-	Target    netip.Addr // container-side target address; invalid = unspecified
-	Interface string     // interface to bind the listener on; "" = any
+	Weak bool // bind failures tolerated (wire.FlagWeak)
+	// Target is the container-side target address; the invalid Addr means
+	// the container's default address. With a target, an entry with
+	// hostIP "" listens on the target family's "any" address only (see
+	// Rules).
+	Target    netip.Addr
+	Interface string // interface to bind the listener on; "" = any
 }
 
 // Rules translates and compacts mappings into rules for the inbound (HOST)

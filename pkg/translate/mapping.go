@@ -31,10 +31,15 @@ func parseOptions(opts Options) (options, error) {
 	if opts.Weak {
 		o.flags |= wire.FlagWeak
 	}
-	if opts.Interface != "" {
+	if name := opts.Interface; name != "" {
 		var r wire.Rule
-		if err := r.SetInterface(opts.Interface); err != nil {
+		if err := r.SetInterface(name); err != nil {
 			return o, &MappingError{Index: -1, Err: fmt.Errorf("%w: %w", ErrInterface, err)}
+		}
+		// What Linux refuses as a device name (dev_valid_name): the
+		// forwarder only checks the NUL and would fail later, at bind.
+		if name == "." || name == ".." || strings.ContainsAny(name, "/: \t\n\v\f\r") {
+			return o, &MappingError{Index: -1, Err: fmt.Errorf("%w: interface name %q is not a valid Linux device name", ErrInterface, name)}
 		}
 		o.ifname = r.IfName
 	}
