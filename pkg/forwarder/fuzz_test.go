@@ -1,0 +1,72 @@
+package forwarder
+
+import (
+	"net/netip"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// FuzzParsePID: never panics; what it accepts is a positive decimal that
+// prints back to the input.
+func FuzzParsePID(f *testing.F) {
+	for _, s := range []string{"1", "6805\n", "", "0", "-1", "12 ", "0x10", "99999999999999999999"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		pid, err := parsePID(b)
+		if err != nil {
+			return
+		}
+		if pid <= 0 || strconv.Itoa(pid) != strings.TrimSuffix(string(b), "\n") {
+			t.Fatalf("parsePID(%q) = %d", b, pid)
+		}
+	})
+}
+
+// FuzzCmdline: never panics; a command line built the way this package
+// builds pasta's always matches its socket.
+func FuzzCmdline(f *testing.F) {
+	f.Add([]byte("pasta\x00-c\x00/d/pasta.sock\x00"), "/d/pasta.sock")
+	f.Add([]byte(""), "/d/pasta.sock")
+	f.Add([]byte("\x00\x00-c"), "")
+	f.Fuzz(func(t *testing.T, raw []byte, socket string) {
+		args := splitCmdline(raw)
+		_ = cmdlineHasSocket(args, socket)
+		_, _ = cmdlineOption(args, "--netns")
+		if socket == "" || strings.Contains(socket, "\x00") {
+			return
+		}
+		built := append(args, buildArgs(Config{NetNS: "/n"}, Instance{Socket: socket, PIDFile: "/p", LogFile: "/l"}, 0)...)
+		if !cmdlineHasSocket(built, socket) {
+			t.Fatalf("built arguments %q do not match socket %q", built, socket)
+		}
+	})
+}
+
+// FuzzParseStartupDNS: never panics; every nameserver is an address and
+// no entry repeats.
+func FuzzParseStartupDNS(f *testing.F) {
+	f.Add([]byte(startup))
+	f.Add([]byte("DNS:\n    10.0.0.53\n    NAT to host ::1: fd00::1\n"))
+	f.Add([]byte("DNS search list:\n\texample.org\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		dns := parseStartupDNS(b)
+		seen := map[string]bool{}
+		for _, ns := range dns.Nameservers {
+			if _, err := netip.ParseAddr(ns); err != nil {
+				t.Fatalf("nameserver %q is not an address", ns)
+			}
+			if seen[ns] {
+				t.Fatalf("nameserver %q twice", ns)
+			}
+			seen[ns] = true
+		}
+		for _, s := range dns.Search {
+			if s == "" || strings.ContainsAny(s, " \t\n:") || seen["search "+s] {
+				t.Fatalf("bad or repeated search entry %q", s)
+			}
+			seen["search "+s] = true
+		}
+	})
+}
