@@ -104,6 +104,13 @@ func (p *Plugin) add(args *skel.CmdArgs) error {
 			}
 			owned = nil
 		}
+		if rec.Managed && !cfg.Managed && rec.Dir != "" {
+			// Told to use another forwarder: the one started before
+			// for this attachment has no use left.
+			if err := stopManaged(cfg, rec.Dir); err != nil {
+				p.warnf("%v", err)
+			}
+		}
 	}
 
 	next := &store.Record{Network: key.Network, ContainerID: key.ContainerID, IfName: key.IfName, Netns: args.Netns,

@@ -37,7 +37,7 @@ func TestParseConfigAll(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []translate.PortMapping{{8080, 80, "tcp", ""}, {53, 53, "udp", "127.0.0.1"}}
+	want := []translate.PortMapping{{HostPort: 8080, ContainerPort: 80, Protocol: "tcp"}, {HostPort: 53, ContainerPort: 53, Protocol: "udp", HostIP: "127.0.0.1"}}
 	if len(c.Mappings) != 2 || c.Mappings[0] != want[0] || c.Mappings[1] != want[1] {
 		t.Errorf("mappings %+v", c.Mappings)
 	}
