@@ -467,7 +467,29 @@ func TestManagedInboundRule(t *testing.T) {
 	if out, err := exec.CommandContext(ctx, pesto, "-A", "-t", spec, inst.Socket).CombinedOutput(); err != nil {
 		t.Fatalf("pesto -A -t %s: %v: %s", spec, err, out)
 	}
-	pastatest.MustAnswer(t, "tcp", pastatest.HostPort("127.0.0.1", port), "inside")
+	// pesto returns once it has sent the tables; pasta switches to them
+	// after the connection closes, so the listener may come a moment later.
+	eventuallyAnswers(t, pastatest.HostPort("127.0.0.1", port), "inside")
+}
+
+// eventuallyAnswers asks addr over TCP until it answers want, for up to
+// five seconds.
+func eventuallyAnswers(t *testing.T, addr, want string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for tries := 1; ; tries++ {
+		got, err := pastatest.AskTCP(context.Background(), addr)
+		if err == nil && got == want {
+			if tries > 1 {
+				t.Logf("%s answered at try %d", addr, tries)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("tcp %s: got %q, %v; want %q", addr, got, err, want)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 // TestManagedStop: Stop leaves no process, socket or PID file, and is

@@ -207,6 +207,22 @@ func TestEnsureFakeCrashAndOtherNetns(t *testing.T) {
 	waitFor(t, "the forwarder of the old namespace to go", func() bool { return gone(second.PID) })
 }
 
+func TestEnsureFakeSocketGoneReplaced(t *testing.T) {
+	cfg := fakeConfig(t, "")
+	inst, err := Ensure(t.Context(), cfg)
+	if err != nil {
+		t.Fatalf("Ensure: %v", err)
+	}
+	if err := os.Remove(inst.Socket); err != nil {
+		t.Fatal(err)
+	}
+	again, err := Ensure(t.Context(), cfg)
+	if err != nil || !again.Started || again.PID == inst.PID {
+		t.Fatalf("Ensure after the socket file went = %+v, %v; want a new forwarder", again, err)
+	}
+	waitFor(t, "the forwarder without a socket to go", func() bool { return gone(inst.PID) })
+}
+
 func TestEnsureFakeFailures(t *testing.T) {
 	tests := []struct {
 		mode, want string

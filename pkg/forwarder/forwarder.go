@@ -127,7 +127,9 @@ func withTimeout(ctx context.Context, d time.Duration) (context.Context, context
 // starts one. A running one is reused when its PID file names a live
 // process whose command line holds this attachment's socket path and
 // cfg.NetNS, and the socket answers with a hello; one attached to another
-// namespace is stopped and replaced. Otherwise any stale socket and PID
+// namespace, or whose socket file is gone or refuses connections, is
+// stopped and replaced (one that is only busy past the deadline is an
+// error, not replaced). Otherwise any stale socket and PID
 // file are removed and pasta is started; Ensure returns once the control
 // socket sends its hello, within ctx and cfg.Timeout. pasta never inherits
 // the caller's standard output or error (they go to OutFile), and its
@@ -170,16 +172,24 @@ func Ensure(ctx context.Context, cfg Config) (*Instance, error) {
 		if err != nil {
 			return nil, fmt.Errorf("forwarder: %w", err)
 		}
+		why := fmt.Sprintf("attached to %s", ns)
 		if ns == cfg.NetNS {
-			if err := probeHello(ctx, inst.Socket); err != nil {
+			err := probeHello(ctx, inst.Socket)
+			if err == nil {
+				inst.PID = pid
+				return &inst, nil
+			}
+			if !unreachable(err) {
+				// Busy with another client past the deadline, or
+				// something else answered: not ours to replace.
 				return nil, fmt.Errorf("forwarder: pasta (pid %d) runs but does not answer: %w", pid, err)
 			}
-			inst.PID = pid
-			return &inst, nil
+			why = fmt.Sprintf("without a control socket (%v)", err)
 		}
-		// Same attachment, other namespace: the old one is of no use.
+		// Same attachment, but of no use: other namespace, or its
+		// socket file is gone. Replace it.
 		if err := stopInstance(ctx, inst); err != nil {
-			return nil, fmt.Errorf("forwarder: replace pasta attached to %s: %w", ns, err)
+			return nil, fmt.Errorf("forwarder: replace pasta (pid %d) %s: %w", pid, why, err)
 		}
 	}
 	if err := start(ctx, cfg, &inst); err != nil {

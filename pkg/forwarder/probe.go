@@ -3,9 +3,11 @@ package forwarder
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
+	"syscall"
 	"time"
 
 	"github.com/passt-portmap/passt-portmap/pkg/ctlclient/wire"
@@ -39,4 +41,11 @@ func probeHello(ctx context.Context, socket string) error {
 		return fmt.Errorf("control socket %s: not a passt control socket (hello starts %q)", socket, b[:len(wire.Magic)])
 	}
 	return nil
+}
+
+// unreachable reports whether a probe error means nothing listens on the
+// socket path (file missing, or no listener), as opposed to a server
+// that is slow or busy.
+func unreachable(err error) bool {
+	return errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED)
 }
