@@ -65,10 +65,11 @@ func parseOptions(opts Options) (options, error) {
 	return o, nil
 }
 
-// parseProto maps a CNI protocol name to the wire's.
+// parseProto maps a CNI protocol name to the wire's. An empty protocol is
+// TCP, as Kubernetes and Podman default it.
 func parseProto(s string) (wire.Proto, error) {
 	switch strings.ToLower(s) {
-	case "tcp":
+	case "tcp", "":
 		return wire.ProtoTCP, nil
 	case "udp":
 		return wire.ProtoUDP, nil

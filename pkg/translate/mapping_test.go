@@ -54,6 +54,7 @@ func TestRules(t *testing.T) {
 		{"v4-mapped text is IPv4", []PortMapping{at("::ffff:10.1.2.3", tcp(1, 2))}, Options{}, capsV4, []string{"TCP [10.1.2.3]:1  =>  2 "}},
 		{"protocol case", []PortMapping{proto("TCP", tcp(1, 1)), proto("Udp", tcp(1, 1))}, Options{}, capsDual,
 			[]string{"TCP [*]:1  =>  1 ", "UDP [*]:1  =>  1 "}},
+		{"empty protocol is TCP", []PortMapping{proto("", tcp(8080, 80))}, Options{}, capsDual, []string{"TCP [*]:8080  =>  80 "}},
 		{"ports 1 and 65535", []PortMapping{tcp(65535, 1), tcp(1, 65535)}, Options{}, capsDual,
 			[]string{"TCP [*]:1  =>  65535 ", "TCP [*]:65535  =>  1 "}},
 		{"weak", []PortMapping{tcp(8080, 80)}, Options{Weak: true}, capsDual, []string{"TCP [*]:8080  =>  80  (best effort)"}},
@@ -130,8 +131,8 @@ func TestRulesErrors(t *testing.T) {
 	}{
 		{"sctp", []PortMapping{tcp(1, 1), proto("sctp", tcp(8080, 80))}, Options{}, capsAll, false, ErrProtocol,
 			`portMappings entry 1 (hostPort 8080 -> containerPort 80, protocol "sctp"): unsupported protocol "sctp": the forwarder forwards TCP and UDP only`},
-		{"empty protocol", []PortMapping{proto("", tcp(8080, 80))}, Options{}, capsAll, false, ErrProtocol,
-			`portMappings entry 0 (hostPort 8080 -> containerPort 80, protocol ""): unsupported protocol "": the forwarder forwards TCP and UDP only`},
+		{"SCTP upper case", []PortMapping{proto("SCTP", tcp(8080, 80))}, Options{}, capsAll, false, ErrProtocol,
+			`portMappings entry 0 (hostPort 8080 -> containerPort 80, protocol "SCTP"): unsupported protocol "SCTP": the forwarder forwards TCP and UDP only`},
 		{"hostPort 0", []PortMapping{tcp(0, 80)}, Options{}, capsAll, false, ErrPort,
 			`portMappings entry 0 (hostPort 0 -> containerPort 80, protocol "tcp"): port out of range: hostPort 0 is not in 1..65535`},
 		{"hostPort negative", []PortMapping{tcp(-1, 80)}, Options{}, capsAll, false, ErrPort,
