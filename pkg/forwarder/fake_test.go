@@ -223,6 +223,61 @@ func TestEnsureFakeSocketGoneReplaced(t *testing.T) {
 	waitFor(t, "the forwarder without a socket to go", func() bool { return gone(inst.PID) })
 }
 
+// TestEnsureFakeConcurrent: parallel Ensure calls for one attachment
+// start exactly one forwarder (the directory lock serializes them).
+func TestEnsureFakeConcurrent(t *testing.T) {
+	cfg := fakeConfig(t, "")
+	const n = 6
+	type res struct {
+		inst *Instance
+		err  error
+	}
+	out := make(chan res, n)
+	for range n {
+		go func() {
+			inst, err := Ensure(context.Background(), cfg)
+			out <- res{inst, err}
+		}()
+	}
+	started, pids := 0, map[int]bool{}
+	for range n {
+		r := <-out
+		if r.err != nil {
+			t.Fatalf("Ensure: %v", r.err)
+		}
+		if r.inst.Started {
+			started++
+		}
+		pids[r.inst.PID] = true
+	}
+	if started != 1 || len(pids) != 1 {
+		t.Fatalf("%d parallel Ensure calls started %d forwarders, saw PIDs %v; want one", n, started, pids)
+	}
+}
+
+// BenchmarkEnsureReuse: the cost of Ensure when the forwarder runs (every
+// ADD after the first, and every CHECK-like probe).
+func BenchmarkEnsureReuse(b *testing.B) {
+	b.Setenv(fakeEnv, "foreground")
+	b.Setenv(fakeModeEnv, "")
+	dir, err := os.MkdirTemp("/tmp", "fwd-")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	cfg := Config{Pasta: os.Args[0], NetNS: "/run/netns/fake", Dir: dir}
+	if _, err := Ensure(context.Background(), cfg); err != nil {
+		b.Fatal(err)
+	}
+	defer Stop(context.Background(), dir)
+	for b.Loop() {
+		inst, err := Ensure(context.Background(), cfg)
+		if err != nil || inst.Started {
+			b.Fatalf("Ensure = %+v, %v", inst, err)
+		}
+	}
+}
+
 func TestEnsureFakeFailures(t *testing.T) {
 	tests := []struct {
 		mode, want string

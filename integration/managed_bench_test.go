@@ -1,0 +1,68 @@
+package integration
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"testing"
+
+	"github.com/passt-portmap/passt-portmap/integration/pastatest"
+	"github.com/passt-portmap/passt-portmap/pkg/forwarder"
+)
+
+// BenchmarkManagedStart measures what a managed ADD spends on the
+// forwarder itself: starting pasta on a bare namespace until its control
+// socket answers, then reading the network back (Ensure + ReadResult).
+// Making and deleting the namespace, and Stop, are not timed.
+//
+//	go test -run XXX -bench ManagedStart -benchtime 20x ./integration/
+func BenchmarkManagedStart(b *testing.B) {
+	benchManaged(b, true)
+}
+
+// BenchmarkManagedStop measures Stop of a running managed pasta (what DEL
+// spends on it): SIGTERM, wait for exit, remove socket and PID file.
+func BenchmarkManagedStop(b *testing.B) {
+	benchManaged(b, false)
+}
+
+func benchManaged(b *testing.B, start bool) {
+	pasta, _ := pastatest.Bins(b)
+	dir, err := os.MkdirTemp("/tmp", "h5-bench-")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	ctx := context.Background()
+	b.StopTimer()
+	for i := 0; i < b.N; i++ {
+		name := fmt.Sprintf("h5-bench-%d-%d", os.Getpid(), i)
+		if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
+			b.Fatalf("ip netns add: %v: %s", err, out)
+		}
+		cfg := forwarder.Config{Pasta: pasta, NetNS: "/run/netns/" + name, IfName: "eth0",
+			Dir: fmt.Sprintf("%s/%d", dir, i), Timeout: managedTimeout}
+		if start {
+			b.StartTimer()
+		}
+		if _, err := forwarder.Ensure(ctx, cfg); err != nil {
+			b.Fatalf("Ensure: %v", err)
+		}
+		if start {
+			if _, err := forwarder.ReadResult(cfg); err != nil {
+				b.Fatalf("ReadResult: %v", err)
+			}
+			b.StopTimer()
+		} else {
+			b.StartTimer()
+		}
+		if err := forwarder.Stop(ctx, cfg.Dir); err != nil {
+			b.Fatalf("Stop: %v", err)
+		}
+		b.StopTimer()
+		if out, err := exec.Command("ip", "netns", "del", name).CombinedOutput(); err != nil {
+			b.Fatalf("ip netns del: %v: %s", err, out)
+		}
+	}
+}
