@@ -278,6 +278,36 @@ func BenchmarkEnsureReuse(b *testing.B) {
 	}
 }
 
+// TestFakeLostPIDFile: a forwarder whose PID file was removed or
+// corrupted is still found by its command line: Stop stops it, and
+// Ensure replaces it instead of leaving it running beside a new one.
+func TestFakeLostPIDFile(t *testing.T) {
+	for _, content := range []string{"", "garbage"} {
+		t.Run(fmt.Sprintf("%q", content), func(t *testing.T) {
+			cfg := fakeConfig(t, "")
+			inst, err := Ensure(t.Context(), cfg)
+			if err != nil {
+				t.Fatalf("Ensure: %v", err)
+			}
+			if content == "" {
+				os.Remove(inst.PIDFile)
+			} else {
+				os.WriteFile(inst.PIDFile, []byte(content), 0o600)
+			}
+			again, err := Ensure(t.Context(), cfg)
+			if err != nil || !again.Started {
+				t.Fatalf("Ensure = %+v, %v; want a new forwarder", again, err)
+			}
+			waitFor(t, "the forwarder with a lost PID file to go", func() bool { return gone(inst.PID) })
+			os.Remove(again.PIDFile)
+			if err := Stop(t.Context(), cfg.Dir); err != nil {
+				t.Fatalf("Stop: %v", err)
+			}
+			waitFor(t, "Stop to find the forwarder by its command line", func() bool { return gone(again.PID) })
+		})
+	}
+}
+
 func TestEnsureFakeFailures(t *testing.T) {
 	tests := []struct {
 		mode, want string

@@ -164,7 +164,7 @@ func Ensure(ctx context.Context, cfg Config) (*Instance, error) {
 	defer unlock()
 
 	pid, ok, err := running(inst)
-	if err != nil {
+	if err != nil && !errors.Is(err, errMalformedPID) {
 		return nil, fmt.Errorf("forwarder: %w", err)
 	}
 	if ok {
@@ -200,10 +200,10 @@ func Ensure(ctx context.Context, cfg Config) (*Instance, error) {
 
 // start runs pasta and waits until its control socket answers.
 func start(ctx context.Context, cfg Config, inst *Instance) error {
-	for _, p := range []string{inst.Socket, inst.PIDFile} {
-		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("forwarder: remove stale %s: %w", p, err)
-		}
+	// A forwarder of this attachment that lost its PID file, then the
+	// stale socket and PID file.
+	if err := stopInstance(ctx, *inst); err != nil {
+		return fmt.Errorf("forwarder: clear the way: %w", err)
 	}
 	bin := cfg.Pasta
 	if bin == "" {
@@ -273,10 +273,12 @@ func stopQuietly(inst *Instance) {
 
 // Stop stops the forwarder of the attachment in dir: it sends SIGTERM to
 // the process in the PID file if that process is ours (see the package
-// comment), waits for it to exit within ctx (and DefaultTimeout), sending
+// comment), or else to any process whose command line names this
+// attachment's socket (a forwarder whose PID file was lost), waits for it to exit within ctx (and DefaultTimeout), sending
 // SIGKILL when it takes longer than a second or half the time left, then
 // removes the socket and the PID file. It returns nil when the process,
-// the socket, the PID file or dir is already gone. It never signals a
+// the socket, the PID file or dir is already gone; a PID file that does
+// not hold a PID counts as lost. It never signals a
 // process that is not ours. The logs are left for diagnosis; the caller
 // removes dir when it wants it gone.
 func Stop(ctx context.Context, dir string) error {
@@ -303,10 +305,18 @@ func Stop(ctx context.Context, dir string) error {
 
 func stopInstance(ctx context.Context, inst Instance) error {
 	pid, ok, err := running(inst)
-	if err != nil {
+	if err != nil && !errors.Is(err, errMalformedPID) {
 		return err
 	}
-	if ok {
+	pids := []int{pid}
+	if !ok {
+		// No PID file, or it names no forwarder of ours: look for one
+		// by its command line, in case the PID file was lost.
+		if pids, err = findBySocket(inst.Socket); err != nil {
+			return err
+		}
+	}
+	for _, pid := range pids {
 		if err := waitGone(ctx, pid, inst.Socket); err != nil {
 			return err
 		}

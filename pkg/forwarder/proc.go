@@ -15,16 +15,20 @@ import (
 // procRoot is the proc file system.
 const procRoot = "/proc"
 
+// errMalformedPID marks a PID file whose content is not a PID. Stop and
+// Ensure then fall back to finding the forwarder by its command line.
+var errMalformedPID = errors.New("malformed PID file")
+
 // parsePID decodes a PID file: a decimal process id, optionally followed
 // by a newline, nothing else.
 func parsePID(b []byte) (int, error) {
 	s := strings.TrimSuffix(string(b), "\n")
 	if s == "" {
-		return 0, errors.New("empty PID file")
+		return 0, fmt.Errorf("%w: empty", errMalformedPID)
 	}
 	pid, err := strconv.Atoi(s)
 	if err != nil || pid <= 0 || strconv.Itoa(pid) != s {
-		return 0, fmt.Errorf("malformed PID file content %q", truncate(b, 32))
+		return 0, fmt.Errorf("%w: content %q", errMalformedPID, truncate(b, 32))
 	}
 	return pid, nil
 }
@@ -194,4 +198,26 @@ func tailLines(path string, n int, limit int64) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, " | ")
+}
+
+// findBySocket returns the live processes whose command line names socket
+// as their control socket: a forwarder of this attachment whose PID file
+// was lost. Processes that vanish during the scan are skipped.
+func findBySocket(socket string) ([]int, error) {
+	ents, err := os.ReadDir(procRoot)
+	if err != nil {
+		return nil, fmt.Errorf("list processes: %w", err)
+	}
+	self := os.Getpid()
+	var pids []int
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == self {
+			continue
+		}
+		if ours, err := processIsOurs(pid, socket); err == nil && ours {
+			pids = append(pids, pid)
+		}
+	}
+	return pids, nil
 }

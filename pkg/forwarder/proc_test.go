@@ -126,8 +126,12 @@ func TestRunningGoneAndMalformed(t *testing.T) {
 	if _, _, err := Running(dir); err == nil {
 		t.Fatal("malformed PID file: no error")
 	}
-	if err := Stop(t.Context(), dir); err == nil {
-		t.Fatal("Stop with a malformed PID file: no error")
+	// Stop treats it as lost: nothing of ours runs, files removed.
+	if err := Stop(t.Context(), dir); err != nil {
+		t.Fatalf("Stop with a malformed PID file: %v", err)
+	}
+	if _, err := os.Stat(inst.PIDFile); !os.IsNotExist(err) {
+		t.Errorf("malformed PID file left by Stop: %v", err)
 	}
 }
 
