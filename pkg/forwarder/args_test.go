@@ -1,6 +1,7 @@
 package forwarder
 
 import (
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -122,5 +123,19 @@ func TestHasOption(t *testing.T) {
 		if got := hasOption(tt.args, "-t", "--tcp-ports"); got != tt.want {
 			t.Errorf("hasOption(%q) = %v, want %v", tt.args, got, tt.want)
 		}
+	}
+}
+
+func TestSameFile(t *testing.T) {
+	dir := t.TempDir()
+	a := dir + "/a"
+	os.WriteFile(a, nil, 0o600)
+	os.Symlink(a, dir+"/link")
+	os.WriteFile(dir+"/b", nil, 0o600)
+	if !sameFile(a, dir+"/link") || !sameFile(a, dir+"/./a") || !sameFile("/x/none", "/x/none") {
+		t.Error("same file not recognized")
+	}
+	if sameFile(a, dir+"/b") || sameFile(a, dir+"/none") {
+		t.Error("different files taken as the same")
 	}
 }

@@ -173,7 +173,7 @@ func Ensure(ctx context.Context, cfg Config) (*Instance, error) {
 			return nil, fmt.Errorf("forwarder: %w", err)
 		}
 		why := fmt.Sprintf("attached to %s", ns)
-		if ns == cfg.NetNS {
+		if sameFile(ns, cfg.NetNS) {
 			err := probeHello(ctx, inst.Socket)
 			if err == nil {
 				inst.PID = pid
@@ -393,4 +393,19 @@ func lockDir(ctx context.Context, dir string) (unlock func(), err error) {
 		}
 		backoff = min(2*backoff, 20*time.Millisecond)
 	}
+}
+
+// sameFile reports whether the paths a and b name the same file (a
+// network namespace may be given as /var/run/netns/X or /run/netns/X),
+// comparing the strings when either cannot be examined.
+func sameFile(a, b string) bool {
+	if a == b {
+		return true
+	}
+	sa, errA := os.Stat(a)
+	sb, errB := os.Stat(b)
+	if errA != nil || errB != nil {
+		return false
+	}
+	return os.SameFile(sa, sb)
 }
