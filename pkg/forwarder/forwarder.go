@@ -13,6 +13,21 @@
 // Calls for one attachment directory are serialized with a file lock
 // (Dir/lock), so two plugin invocations for the same attachment never
 // start two forwarders.
+//
+// The command line is
+//
+//	pasta --config-net -c DIR/pasta.sock -P DIR/pasta.pid -l DIR/pasta.log \
+//	      [--runas 0] -t none -u none [-I IFNAME] [ARGS...] --netns NETNS
+//
+// that is, pasta's defaults except for inbound ports: addresses and routes
+// as pasta copies them from the host's template interface, the gateway
+// address mapped to the host's loopback (--map-host-loopback), and
+// outbound forwarding from the namespace's loopback (-T, -U) in pasta's
+// "auto" mode. No inbound port is forwarded until the plugin writes the
+// container's mappings to the control socket. Podman, by contrast, passes
+// -T none -U none --no-map-gw; pass those in ARGS for the same isolation.
+// As root, --runas 0 keeps pasta from dropping to "nobody", who could not
+// join a namespace root made; rootless, pasta keeps the caller's uid.
 package forwarder
 
 import (
