@@ -1,0 +1,156 @@
+package procnet
+
+import (
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+)
+
+const unixSample = `Num       RefCount Protocol Flags    Type St Inode Path
+00000000d5dbb125: 00000002 00000000 00010000 0001 01 577493 /tmp/a b.sock
+0000000074c116b4: 00000003 00000000 00000000 0001 03  1607
+00000000aaaaaaaa: 00000002 00000000 00000000 0001 01 1608 /tmp/x.sock
+00000000bbbbbbbb: 00000002 00000000 00010000 0005 01 1609 @abstract
+`
+
+func TestParseUnix(t *testing.T) {
+	socks, err := ParseUnix([]byte(unixSample))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []UnixSocket{
+		{Flags: 0x10000, Type: 1, State: 1, Inode: 577493, Path: "/tmp/a b.sock"},
+		{Flags: 0, Type: 1, State: 3, Inode: 1607},
+		{Flags: 0, Type: 1, State: 1, Inode: 1608, Path: "/tmp/x.sock"},
+		{Flags: 0x10000, Type: 5, State: 1, Inode: 1609, Path: "@abstract"},
+	}
+	if !slices.Equal(socks, want) {
+		t.Fatalf("got %+v\nwant %+v", socks, want)
+	}
+	if !socks[0].Listening() || socks[2].Listening() {
+		t.Fatal("Listening")
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		b    string
+		udp  bool
+		unix bool
+	}{
+		{"unix bad flags", "h\n0: 1 0 zz 0001 01 5 /p\n", false, true},
+		{"unix bad inode", "h\n0: 1 0 0 0001 01 x /p\n", false, true},
+		{"unix short", "h\n0: 1\n", false, true},
+		{"inet short", "h\n 0: 0100007F:0050 00000000:0000 0A\n", false, false},
+		{"inet no colon", "h\n 0: 0100007F 00000000:0000 0A 0:0 0:0 0 0 0 1\n", false, false},
+		{"inet bad port", "h\n 0: 0100007F:XYZ 00000000:0000 0A 0:0 0:0 0 0 0 1\n", false, false},
+		{"inet odd addr", "h\n 0: 0100007:0050 00000000:0000 0A 0:0 0:0 0 0 0 1\n", false, false},
+		{"inet 8 bytes", "h\n 0: 0100007F0100007F:0050 00000000:0000 0A 0:0 0:0 0 0 0 1\n", false, false},
+		{"inet bad uid", "h\n 0: 0100007F:0050 00000000:0000 0A 0:0 0:0 0 -1 0 1\n", false, false},
+		{"inet bad state", "h\n 0: 0100007F:0050 00000000:0000 GG 0:0 0:0 0 0 0 1\n", true, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var err error
+			if tc.unix {
+				_, err = ParseUnix([]byte(tc.b))
+			} else {
+				_, err = ParseInet([]byte(tc.b), tc.udp)
+			}
+			if err == nil {
+				t.Fatal("no error")
+			}
+			t.Log(err)
+		})
+	}
+}
+
+func TestParseInet(t *testing.T) {
+	// Lines as a little-endian kernel prints them.
+	tcp := `  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 0200007F:46AA 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 18733 1 000000006fca06ea 100 0 0 10 0
+   1: 0100007F:1F90 0100007F:D431 01 00000000:00000000 00:00000000 00000000  1000        0 18734 1 000000006fca06ea 100 0 0 10 0
+`
+	udp6 := `  sl  local_address                         remote_address                        st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops
+ 6371: 00000000000000000000000001000000:4A38 00000000000000000000000000000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 18734 2 00000000e72dcff8 0
+ 6372: 0000000000000000FFFF00000100007F:4A39 00000000000000000000000000000000:0000 07 00000000:00000000 00:00000000 00000000   65534        0 18735 2 0000000095e17799 0
+`
+	got, err := ParseInet([]byte(tcp), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []InetSocket{
+		{Local: netip.MustParseAddrPort("127.0.0.2:18090"), State: 0x0a, Inode: 18733},
+		{Local: netip.MustParseAddrPort("127.0.0.1:8080"), State: 1, UID: 1000, Inode: 18734},
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("tcp got %+v", got)
+	}
+	if !got[0].Listening() || got[1].Listening() {
+		t.Fatal("Listening")
+	}
+	got, err = ParseInet([]byte(udp6), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want = []InetSocket{
+		{UDP: true, Local: netip.MustParseAddrPort("[::1]:19000"), State: 7, Inode: 18734},
+		{UDP: true, Local: netip.MustParseAddrPort("[::ffff:127.0.0.1]:19001"), State: 7, UID: 65534, Inode: 18735},
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("udp6 got %+v", got)
+	}
+}
+
+// TestLive checks the readers against sockets this test creates.
+func TestLive(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "s.sock")
+	ul, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ul.Close()
+	inodes, err := UnixListeners(path)
+	if err != nil || len(inodes) != 1 {
+		t.Fatalf("UnixListeners = %v, %v", inodes, err)
+	}
+	pid, err := FindHolder(inodes)
+	if err != nil || pid != os.Getpid() {
+		t.Fatalf("FindHolder = %d, %v; want %d", pid, err, os.Getpid())
+	}
+	if ok, err := Holds(os.Getpid(), inodes); !ok || err != nil {
+		t.Fatalf("Holds = %v, %v", ok, err)
+	}
+
+	tl, err := net.Listen("tcp6", "[::1]:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tl.Close()
+	uc, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer uc.Close()
+	mine, err := SocketInodes(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ls, err := Listeners(filepath.Join(Root, "self", "net"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantT := tl.Addr().(*net.TCPAddr).AddrPort()
+	wantU := uc.LocalAddr().(*net.UDPAddr).AddrPort()
+	var foundT, foundU bool
+	for _, s := range ls {
+		foundT = foundT || (!s.UDP && s.Local == wantT && mine[s.Inode])
+		foundU = foundU || (s.UDP && s.Local.Port() == wantU.Port() && s.Local.Addr() == wantU.Addr().Unmap() && mine[s.Inode])
+	}
+	if !foundT || !foundU {
+		t.Fatalf("listeners %v: tcp6 %v found %v, udp %v found %v", ls, wantT, foundT, wantU, foundU)
+	}
+}
