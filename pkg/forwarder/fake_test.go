@@ -314,13 +314,13 @@ func TestEnsureFakeFailures(t *testing.T) {
 	}{
 		{"fail", "fake failure"},
 		{"die", "exited after starting"},
-		{"badpid", "exited after starting"},
+		{"badpid", "wrote no PID"},
 		{"silent", "did not answer"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.mode, func(t *testing.T) {
 			cfg := fakeConfig(t, tt.mode)
-			cfg.Timeout = 500 * time.Millisecond
+			cfg.Timeout = 2 * time.Second // the race detector slows the fake's start
 			start := time.Now()
 			inst, err := Ensure(t.Context(), cfg)
 			if err == nil {
@@ -329,7 +329,7 @@ func TestEnsureFakeFailures(t *testing.T) {
 			if !containsAll(err.Error(), tt.want) {
 				t.Fatalf("Ensure error %q does not say %q", err, tt.want)
 			}
-			if d := time.Since(start); d > 4*time.Second {
+			if d := time.Since(start); d > 3*cfg.Timeout {
 				t.Errorf("Ensure took %v with a timeout of %v", d, cfg.Timeout)
 			}
 			p := Paths(cfg.Dir)

@@ -258,8 +258,12 @@ func start(ctx context.Context, cfg Config, inst *Instance) error {
 			return fmt.Errorf("forwarder: %w", err)
 		}
 		if !ok {
+			what := "exited after starting"
+			if p, _ := readPIDFile(inst.PIDFile); p == 0 {
+				what = "wrote no PID to " + inst.PIDFile
+			}
 			stopQuietly(inst)
-			return fmt.Errorf("forwarder: pasta for %s exited after starting%s", cfg.NetNS, logTail(*inst))
+			return fmt.Errorf("forwarder: pasta for %s %s%s", cfg.NetNS, what, logTail(*inst))
 		}
 		inst.PID = pid
 		perr := probeHello(ctx, inst.Socket)
