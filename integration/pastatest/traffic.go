@@ -1,0 +1,330 @@
+package pastatest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// DialTimeout bounds every client exchange of this package.
+const DialTimeout = 3 * time.Second
+
+// Server is a TCP or UDP server inside a test's namespace. It answers every
+// connection (TCP: the reply, then it closes) or datagram (UDP: the reply,
+// to the sender) with a fixed reply, and counts them.
+type Server struct {
+	Addr  net.Addr // the address bound inside the namespace
+	Reply string
+	hits  atomic.Int64
+	close func() error
+	wg    sync.WaitGroup
+}
+
+// Hits returns how many connections or datagrams the server answered.
+func (s *Server) Hits() int { return int(s.hits.Load()) }
+
+// Close stops the server and waits for its goroutine.
+func (s *Server) Close() error {
+	err := s.close()
+	s.wg.Wait()
+	return err
+}
+
+// ServeTCP starts a TCP server in the namespace, listening on addr (e.g.
+// ":80", which is [::] dual-stack: the namespace's own loopback and
+// interfaces, where pasta delivers forwarded connections). Each
+// connection gets reply and is closed. The server stops when the test
+// ends.
+func ServeTCP(t testing.TB, n *NetNS, addr, reply string) *Server {
+	t.Helper()
+	var l net.Listener
+	err := n.Do(func() error {
+		var err error
+		l, err = net.Listen("tcp", addr)
+		return err
+	})
+	if err != nil {
+		t.Fatalf("pastatest: listen tcp %s in netns %s: %v", addr, n.Name, err)
+	}
+	s := &Server{Addr: l.Addr(), Reply: reply, close: l.Close}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return // closed
+			}
+			s.hits.Add(1)
+			_ = c.SetDeadline(time.Now().Add(DialTimeout))
+			_, _ = io.WriteString(c, reply)
+			_ = c.Close()
+		}
+	}()
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+// ServeUDP starts a UDP server in the namespace on addr (e.g. ":80"); it
+// answers every datagram with reply. It stops when the test ends.
+func ServeUDP(t testing.TB, n *NetNS, addr, reply string) *Server {
+	t.Helper()
+	var pc net.PacketConn
+	err := n.Do(func() error {
+		var err error
+		pc, err = net.ListenPacket("udp", addr)
+		return err
+	})
+	if err != nil {
+		t.Fatalf("pastatest: listen udp %s in netns %s: %v", addr, n.Name, err)
+	}
+	s := &Server{Addr: pc.LocalAddr(), Reply: reply, close: pc.Close}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		buf := make([]byte, 2048)
+		for {
+			_, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				if errors.Is(err, net.ErrClosed) {
+					return
+				}
+				continue
+			}
+			s.hits.Add(1)
+			_, _ = pc.WriteTo([]byte(reply), from)
+		}
+	}()
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+// HostPort joins a loopback address ("127.0.0.1", "::1", ...) and a port.
+func HostPort(ip string, port uint16) string {
+	return net.JoinHostPort(ip, strconv.Itoa(int(port)))
+}
+
+// checkLoopback refuses any destination that is not on the host's
+// loopback: tests never send traffic anywhere else.
+func checkLoopback(addr string) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return err
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil {
+		return fmt.Errorf("address %q: %w", addr, err)
+	}
+	if !ip.Unmap().IsLoopback() {
+		return fmt.Errorf("address %s is not loopback: tests only send traffic to loopback", addr)
+	}
+	return nil
+}
+
+// AskTCP connects to addr on the host's loopback and returns what the
+// server sent before closing. A forwarded port whose target does not
+// answer reads as an error or an empty reply.
+func AskTCP(ctx context.Context, addr string) (string, error) {
+	if err := checkLoopback(addr); err != nil {
+		return "", err
+	}
+	ctx, cancel := context.WithTimeout(ctx, DialTimeout)
+	defer cancel()
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		_ = c.SetDeadline(dl)
+	}
+	b, err := io.ReadAll(io.LimitReader(c, 1<<16))
+	if err != nil {
+		return string(b), fmt.Errorf("read from %s: %w", addr, err)
+	}
+	return string(b), nil
+}
+
+// AskUDP sends a datagram to addr on the host's loopback and returns the
+// first reply. It sends again every 200ms until the timeout, since UDP may
+// lose the first datagram while a flow is set up.
+func AskUDP(ctx context.Context, addr string) (string, error) {
+	if err := checkLoopback(addr); err != nil {
+		return "", err
+	}
+	ctx, cancel := context.WithTimeout(ctx, DialTimeout)
+	defer cancel()
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "udp", addr)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	buf := make([]byte, 2048)
+	var last error
+	for ctx.Err() == nil {
+		if _, err := c.Write([]byte("ping")); err != nil {
+			last = err
+		}
+		next := time.Now().Add(200 * time.Millisecond)
+		if dl, ok := ctx.Deadline(); ok && dl.Before(next) {
+			next = dl
+		}
+		_ = c.SetReadDeadline(next)
+		n, err := c.Read(buf)
+		if err == nil {
+			return string(buf[:n]), nil
+		}
+		last = err
+		var ne net.Error
+		if !errors.As(err, &ne) || !ne.Timeout() {
+			// e.g. connection refused (ICMP port unreachable): wait and
+			// retry within the budget, the listener may come up.
+			select {
+			case <-ctx.Done():
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	}
+	return "", fmt.Errorf("no UDP reply from %s within %v: %w", addr, DialTimeout, last)
+}
+
+// Ask is AskTCP or AskUDP by proto ("tcp" or "udp").
+func Ask(ctx context.Context, proto, addr string) (string, error) {
+	switch proto {
+	case "tcp":
+		return AskTCP(ctx, addr)
+	case "udp":
+		return AskUDP(ctx, addr)
+	}
+	return "", fmt.Errorf("unknown protocol %q", proto)
+}
+
+// MustAnswer asks addr over proto and fails the test unless the answer is
+// want. It asks again while the attempt fails (for example connection
+// refused), for up to DialTimeout: pesto returns before pasta has bound
+// the listeners of its new table, so a test that adds a rule with pesto
+// must allow a moment. A wrong answer fails at once.
+func MustAnswer(t testing.TB, proto, addr, want string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), DialTimeout)
+	defer cancel()
+	for {
+		got, err := Ask(ctx, proto, addr)
+		if err == nil && got == "" {
+			err = errors.New("empty reply: the target did not answer")
+		}
+		if err == nil {
+			if got != want {
+				t.Fatalf("%s %s: got %q, want %q", proto, addr, got, want)
+			}
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("%s %s: %v; want %q", proto, addr, err, want)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// MustNotAnswer fails the test if addr answers over proto with reply
+// (which would mean the port is still forwarded to the server).
+func MustNotAnswer(t testing.TB, proto, addr, reply string) {
+	t.Helper()
+	ctx := context.Background()
+	if proto == "udp" {
+		// Do not wait the whole budget for a datagram that must not come.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, time.Second)
+		defer cancel()
+	}
+	got, err := Ask(ctx, proto, addr)
+	if err == nil && got == reply {
+		t.Fatalf("%s %s answered %q, want no answer", proto, addr, got)
+	}
+}
+
+// FreePort returns a port that is free on every address of the host for
+// proto ("tcp" or "udp"), by binding the dual-stack wildcard to port 0
+// and closing it. The kernel hands out each port rarely, so parallel test
+// packages do not collide.
+func FreePort(t testing.TB, proto string) uint16 {
+	t.Helper()
+	var addr net.Addr
+	switch proto {
+	case "tcp":
+		l, err := net.Listen("tcp", ":0")
+		if err != nil {
+			t.Fatalf("pastatest: free tcp port: %v", err)
+		}
+		addr = l.Addr()
+		l.Close()
+	case "udp":
+		pc, err := net.ListenPacket("udp", ":0")
+		if err != nil {
+			t.Fatalf("pastatest: free udp port: %v", err)
+		}
+		addr = pc.LocalAddr()
+		pc.Close()
+	default:
+		t.Fatalf("pastatest: FreePort: unknown protocol %q", proto)
+	}
+	ap, err := netip.ParseAddrPort(addr.String())
+	if err != nil {
+		t.Fatalf("pastatest: free port: %v", err)
+	}
+	return ap.Port()
+}
+
+// FreePortRange returns the first of n consecutive ports that are all
+// free for proto right now, picked at random between 10000 and 30000
+// (below the kernel's ephemeral range, where outgoing connections would
+// take ports).
+func FreePortRange(t testing.TB, proto string, n int) uint16 {
+	t.Helper()
+	if n < 1 || n > 10000 {
+		t.Fatalf("pastatest: FreePortRange: bad count %d", n)
+	}
+	for try := 0; try < 50; try++ {
+		first := 10000 + rand.IntN(20000-n)
+		if rangeFree(proto, first, n) {
+			return uint16(first)
+		}
+	}
+	t.Fatalf("pastatest: no %d consecutive free %s ports found", n, proto)
+	return 0
+}
+
+func rangeFree(proto string, first, n int) bool {
+	for p := first; p < first+n; p++ {
+		a := ":" + strconv.Itoa(p)
+		switch proto {
+		case "tcp":
+			l, err := net.Listen("tcp", a)
+			if err != nil {
+				return false
+			}
+			l.Close()
+		case "udp":
+			pc, err := net.ListenPacket("udp", a)
+			if err != nil {
+				return false
+			}
+			pc.Close()
+		default:
+			return false
+		}
+	}
+	return true
+}
