@@ -2,14 +2,22 @@
 // (protocol version 2, package wire): one connection per transaction, and a
 // verified outcome for every update, which version 2 does not send.
 //
-// API CONTRACT (stub written by the lead so that other packages can be built
-// in parallel; the owner of this package replaces the bodies, keeps the
-// exported names and may add to them).
+// A transaction is one connection: the forwarder sends its hello and every
+// table; the client either closes (a read) or sends every table back, in one
+// write, and waits for the forwarder to close, which it does after it has
+// switched to them or refused them. Version 2 replies nothing else, so an
+// update's outcome is established afterwards: the tables are read again on
+// a fresh connection and judged by the update's own edits (other clients
+// may have written in between), and the forwarder's listening sockets are
+// looked up under /proc (see package procnet). A socket failure is rolled
+// back in a new transaction.
 package ctlclient
 
 import (
 	"context"
-	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/passt-portmap/passt-portmap/pkg/ctlclient/wire"
@@ -24,6 +32,17 @@ type Client struct {
 	// RetryMin and RetryMax bound the backoff between connect attempts
 	// while the forwarder is busy with another client (defaults 1ms, 50ms).
 	RetryMin, RetryMax time.Duration
+	// Timeout bounds each call when ctx has no earlier deadline (default 10s).
+	Timeout time.Duration
+	// ListenWait is how long a listener check polls before it declares a
+	// port not listening (default 200ms; the forwarder binds synchronously
+	// before it closes the connection, so this is a margin).
+	ListenWait time.Duration
+	// ListenAddrs, when set, says on which addresses the forwarder listens
+	// for rule r of pif (ctltest.Server.ListenAddrs, whose sockets are on
+	// loopback). Nil means as pasta does: "::" for a dual-stack rule (one
+	// IPv6 socket for both families), else the rule's listen address.
+	ListenAddrs func(pif string, r wire.Rule) []netip.Addr
 }
 
 // Snapshot is what one read-only transaction saw.
@@ -36,7 +55,14 @@ type Snapshot struct {
 
 // Read reads the hello and all tables and closes without sending.
 func (c *Client) Read(ctx context.Context) (*Snapshot, error) {
-	return nil, errors.New("not implemented")
+	ctx, cancel := c.withTimeout(ctx)
+	defer cancel()
+	s, snap, err := c.open(ctx)
+	if err != nil {
+		return nil, err
+	}
+	s.close()
+	return snap, nil
 }
 
 // Planner is called inside the transaction with the live tables (do not
@@ -96,8 +122,11 @@ type Result struct {
 	Failed []RuleFailure
 	// Warnings lists other clients' non-weak rules that did not listen.
 	Warnings []RuleFailure
-	Method   VerifyMethod
-	Tables   wire.Tables // the last tables read back (nil if none)
+	// Unchecked lists this update's non-weak rules whose listeners live
+	// where the client cannot look (SPLICE: inside the guest's namespace).
+	Unchecked []PifRule
+	Method    VerifyMethod
+	Tables    wire.Tables // the last tables read back (nil if none)
 	// Cause is what made a safe fail, socket fail or rollback fail, e.g.
 	// "forwarder closed the connection" or the rollback's own error.
 	Cause error
@@ -110,8 +139,13 @@ type Result struct {
 // socket fail or rollback fail, a *wire.MismatchError (wrapped) for a
 // protocol mismatch, an *UnreachableError for a forwarder that cannot be
 // reached in time, and the planner's error wrapped.
+//
+// An update with nothing to change (every rule to add present, every rule
+// to remove absent) sends nothing, and is still verified.
 func (c *Client) Update(ctx context.Context, plan Planner, opts UpdateOptions) (*Result, error) {
-	return nil, errors.New("not implemented")
+	ctx, cancel := c.withTimeout(ctx)
+	defer cancel()
+	return c.update(ctx, plan, opts)
 }
 
 // Verification is the state of a set of wanted rules.
@@ -121,12 +155,35 @@ type Verification struct {
 	Warnings     []RuleFailure // other non-weak rules that do not listen
 	Method       VerifyMethod
 	Tables       wire.Tables
+	// Unchecked lists present, non-weak rules whose listeners live where
+	// the client cannot look (SPLICE: inside the guest's namespace).
+	Unchecked []PifRule
 }
 
 // Verify reads the tables and checks that every wanted rule is present and,
 // unless weak, listening. It changes nothing (CHECK uses it).
 func (c *Client) Verify(ctx context.Context, want []PifRule) (*Verification, error) {
-	return nil, errors.New("not implemented")
+	ctx, cancel := c.withTimeout(ctx)
+	defer cancel()
+	snap, f, err := c.observe(ctx)
+	if err != nil {
+		return nil, err
+	}
+	v := &Verification{Tables: snap.Tables, Method: f.method()}
+	var mine []PifRule
+	for _, w := range want {
+		if present(snap.Tables, w) {
+			mine = append(mine, w)
+		} else {
+			v.Missing = append(v.Missing, w)
+		}
+	}
+	lc, err := c.checkListeners(ctx, f, snap.Tables, mine)
+	if err != nil {
+		return v, fmt.Errorf("control socket %s: %w", c.Path, err)
+	}
+	v.NotListening, v.Warnings, v.Unchecked = lc.failed, lc.warnings, lc.unchecked
+	return v, nil
 }
 
 // StatusError reports an update that did not succeed.
@@ -135,7 +192,93 @@ type StatusError struct {
 	Result *Result
 }
 
-func (e *StatusError) Error() string { return "update of " + e.Path + " failed" }
+func (e *StatusError) Error() string {
+	r := e.Result
+	if r == nil {
+		return "update of forwarder at " + e.Path + " failed"
+	}
+	var b strings.Builder
+	switch r.Status {
+	case StatusSafeFail:
+		fmt.Fprintf(&b, "forwarder at %s refused the update; nothing changed", e.Path)
+		if r.Cause != nil {
+			fmt.Fprintf(&b, ": %v", r.Cause)
+		}
+		if ch := changes(r); ch != "" {
+			fmt.Fprintf(&b, " (update: %s)", ch)
+		}
+	case StatusSocketFail, StatusRollbackFail:
+		fmt.Fprintf(&b, "forwarder at %s took the update but could not listen: %s", e.Path, failures(r.Failed))
+		if r.Status == StatusSocketFail {
+			b.WriteString("; the update was rolled back and the previous rules listen again (is another process using the port?)")
+			break
+		}
+		b.WriteString("; the rollback did not restore the previous state")
+		if r.Cause != nil {
+			fmt.Fprintf(&b, ": %v", r.Cause)
+		}
+		if r.Tables != nil {
+			fmt.Fprintf(&b, "; active now: %s", activeRules(r.Tables))
+		} else {
+			b.WriteString("; the active tables are unknown")
+		}
+	default:
+		fmt.Fprintf(&b, "update of forwarder at %s: %v", e.Path, r.Status)
+		if r.Cause != nil {
+			fmt.Fprintf(&b, ": %v", r.Cause)
+		}
+	}
+	return b.String()
+}
+
+// Unwrap returns the cause, if any.
+func (e *StatusError) Unwrap() error {
+	if e.Result == nil {
+		return nil
+	}
+	return e.Result.Cause
+}
+
+// String names the status.
+func (s Status) String() string {
+	switch s {
+	case StatusSuccess:
+		return "success"
+	case StatusUnverified:
+		return "applied, unverified"
+	case StatusSafeFail:
+		return "safe fail"
+	case StatusSocketFail:
+		return "socket fail"
+	case StatusRollbackFail:
+		return "rollback fail"
+	}
+	return fmt.Sprintf("status %d", int(s))
+}
+
+// String gives the rule in pesto's notation with its pif, e.g.
+// "HOST TCP [*]:8080  =>  80".
+func (pr PifRule) String() string { return pr.Pif + " " + strings.TrimSpace(pr.Rule.String()) }
+
+// String gives the rule and the ports that do not listen.
+func (f RuleFailure) String() string {
+	return fmt.Sprintf("%s: port%s %s not listening", f.PifRule, plural(len(f.Ports)), portList(f.Ports))
+}
+
+// MixedError reports an update of which only some edits are in effect
+// afterwards: neither applied nor refused. Another client may have changed
+// the same rules in between; nothing was rolled back.
+type MixedError struct {
+	Path      string
+	Absent    []PifRule // rules this update added that are not in the tables
+	Remaining []PifRule // rules this update removed that are still there
+	Result    *Result
+}
+
+func (e *MixedError) Error() string {
+	return fmt.Sprintf("forwarder at %s: update only partly in effect (another client may have changed the same rules); added but absent: [%s]; removed but still present: [%s]",
+		e.Path, joinRules(e.Absent), joinRules(e.Remaining))
+}
 
 // UnreachableError reports a forwarder that could not be reached: no
 // socket, connection refused, or busy past the deadline.
@@ -144,5 +287,7 @@ type UnreachableError struct {
 	Err  error // the last error
 }
 
-func (e *UnreachableError) Error() string { return "forwarder at " + e.Path + " unreachable: " + e.Err.Error() }
+func (e *UnreachableError) Error() string {
+	return "forwarder at " + e.Path + " unreachable: " + e.Err.Error()
+}
 func (e *UnreachableError) Unwrap() error { return e.Err }

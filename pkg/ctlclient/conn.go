@@ -1,0 +1,172 @@
+package ctlclient
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/passt-portmap/passt-portmap/pkg/ctlclient/wire"
+)
+
+// Defaults of the Client's tunables.
+const (
+	defaultRetryMin   = time.Millisecond
+	defaultRetryMax   = 50 * time.Millisecond
+	defaultTimeout    = 10 * time.Second
+	defaultListenWait = 200 * time.Millisecond
+)
+
+// withTimeout bounds ctx by c.Timeout unless it has an earlier deadline.
+func (c *Client) withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
+	d := c.Timeout
+	if d <= 0 {
+		d = defaultTimeout
+	}
+	return context.WithTimeout(ctx, d)
+}
+
+// dial connects to the control socket, retrying with backoff while the
+// forwarder is busy with another client (EAGAIN: its backlog of 0 is
+// full), while the socket file does not exist yet (ENOENT) and while
+// nobody listens on it (ECONNREFUSED: starting, or dead), until ctx ends.
+func (c *Client) dial(ctx context.Context) (*net.UnixConn, error) {
+	lo, hi := c.RetryMin, c.RetryMax
+	if lo <= 0 {
+		lo = defaultRetryMin
+	}
+	if hi < lo {
+		hi = max(defaultRetryMax, lo)
+	}
+	wait := lo
+	for {
+		conn, err := connect(c.Path)
+		if err == nil {
+			return conn, nil
+		}
+		if !errors.Is(err, syscall.EAGAIN) && !errors.Is(err, syscall.ECONNREFUSED) && !errors.Is(err, syscall.ENOENT) {
+			return nil, &UnreachableError{Path: c.Path, Err: err}
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, &UnreachableError{Path: c.Path, Err: fmt.Errorf("%w; last attempt: %w", ctx.Err(), err)}
+		case <-t.C:
+		}
+		wait = min(2*wait, hi)
+	}
+}
+
+// connect makes one non-blocking connect attempt.
+func connect(path string) (*net.UnixConn, error) {
+	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
+	if err != nil {
+		return nil, os.NewSyscallError("socket", err)
+	}
+	f := os.NewFile(uintptr(fd), path)
+	defer f.Close()
+	if err := unix.Connect(fd, &unix.SockaddrUnix{Name: path}); err != nil {
+		return nil, os.NewSyscallError("connect", err)
+	}
+	nc, err := net.FileConn(f)
+	if err != nil {
+		return nil, err
+	}
+	return nc.(*net.UnixConn), nil
+}
+
+// session is one open connection: one transaction.
+type session struct {
+	path string
+	conn *net.UnixConn
+	br   *bufio.Reader
+	stop func() bool
+}
+
+// open connects, reads the hello and the tables, and returns the session
+// with what it saw. On a protocol mismatch it sends nothing and closes.
+func (c *Client) open(ctx context.Context) (*session, *Snapshot, error) {
+	conn, err := c.dial(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	s := &session{path: c.Path, conn: conn, br: bufio.NewReaderSize(conn, 32<<10)}
+	if d, ok := ctx.Deadline(); ok {
+		conn.SetDeadline(d)
+	}
+	// A cancelled context interrupts any blocked read or write.
+	s.stop = context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
+	snap := &Snapshot{}
+	if snap.PeerUID, err = peerUID(conn); err != nil {
+		s.close()
+		return nil, nil, fmt.Errorf("control socket %s: %w", c.Path, err)
+	}
+	if snap.Hello, err = wire.ReadHello(s.br); err != nil {
+		s.close()
+		return nil, nil, fmt.Errorf("control socket %s: %w", c.Path, s.ctxErr(ctx, err))
+	}
+	if err := snap.Hello.Check(); err != nil {
+		s.close()
+		return nil, nil, fmt.Errorf("control socket %s: %w", c.Path, err)
+	}
+	if snap.Tables, err = wire.ReadServerTables(s.br, wire.HelloSize); err != nil {
+		s.close()
+		return nil, nil, fmt.Errorf("control socket %s: %w", c.Path, s.ctxErr(ctx, err))
+	}
+	return s, snap, nil
+}
+
+// ctxErr adds the context's error to an I/O error it caused.
+func (s *session) ctxErr(ctx context.Context, err error) error {
+	if ctx.Err() != nil && errors.Is(err, os.ErrDeadlineExceeded) {
+		return fmt.Errorf("%w (%w)", err, ctx.Err())
+	}
+	return err
+}
+
+// send writes the tables in one write and waits for the forwarder to
+// close the connection, which it does once it has switched to them (or
+// refused them): a fresh connection then sees the outcome.
+func (s *session) send(ts wire.Tables) error {
+	if _, err := s.conn.Write(ts.AppendClient(nil)); err != nil {
+		return fmt.Errorf("control socket %s: send tables: %w", s.path, err)
+	}
+	// Version 2 sends nothing back; anything that arrives is ignored.
+	_, err := io.Copy(io.Discard, s.br)
+	if err != nil && !errors.Is(err, syscall.ECONNRESET) {
+		return fmt.Errorf("control socket %s: wait for the forwarder to close: %w", s.path, err)
+	}
+	return nil
+}
+
+func (s *session) close() {
+	s.stop()
+	s.conn.Close()
+}
+
+// peerUID returns the uid of the process at the other end (SO_PEERCRED).
+func peerUID(conn *net.UnixConn) (uint32, error) {
+	rc, err := conn.SyscallConn()
+	if err != nil {
+		return 0, err
+	}
+	var cred *unix.Ucred
+	var cerr error
+	if err := rc.Control(func(fd uintptr) {
+		cred, cerr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
+	}); err != nil {
+		return 0, err
+	}
+	if cerr != nil {
+		return 0, os.NewSyscallError("getsockopt SO_PEERCRED", cerr)
+	}
+	return cred.Uid, nil
+}

@@ -1,0 +1,337 @@
+package ctlclient
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/passt-portmap/passt-portmap/pkg/ctlclient/wire"
+)
+
+// update runs Update within ctx.
+func (c *Client) update(ctx context.Context, plan Planner, opts UpdateOptions) (*Result, error) {
+	res := &Result{Method: VerifyNone}
+	var planErr error
+	sent, err := c.transact(ctx, func(live wire.Tables) (wire.Tables, error) {
+		edits, err := plan(live)
+		if err != nil {
+			planErr = err
+			return nil, err
+		}
+		res.Edits = edits
+		next, added, removed, err := applyEdits(live, edits)
+		if err != nil {
+			return nil, err
+		}
+		res.Added, res.Removed = added, removed
+		if len(added) == 0 && len(removed) == 0 {
+			return nil, nil // nothing to change: send nothing
+		}
+		return next, nil
+	})
+	switch {
+	case planErr != nil:
+		return nil, fmt.Errorf("control socket %s: plan: %w", c.Path, planErr)
+	case errors.Is(err, errUnknownPif):
+		res.Status, res.Cause = StatusSafeFail, err
+		return res, &StatusError{Path: c.Path, Result: res}
+	case err != nil && !sent:
+		return nil, err
+	case opts.NoVerify:
+		res.Status = StatusUnverified
+		if err != nil {
+			res.Cause = err
+			return res, err
+		}
+		return res, nil
+	}
+	sendErr := err // the tables may or may not have arrived: look
+
+	snap, f, err := c.observe(ctx)
+	if err != nil {
+		res.Status, res.Cause = StatusUnverified, err
+		return res, fmt.Errorf("control socket %s: update sent, outcome unknown: %w", c.Path, err)
+	}
+	res.Tables, res.Method = snap.Tables, f.method()
+
+	// Judge by this update's own edits.
+	absent, remaining, inEffect := judge(snap.Tables, res.Added, res.Removed)
+	switch {
+	case len(absent) == 0 && len(remaining) == 0:
+		// applied
+	case inEffect == 0:
+		res.Status = StatusSafeFail
+		res.Cause = errors.New("the forwarder closed the connection without switching (a rule was invalid or conflicted)")
+		if sendErr != nil {
+			res.Cause = sendErr
+		}
+		return res, &StatusError{Path: c.Path, Result: res}
+	default:
+		return res, &MixedError{Path: c.Path, Absent: absent, Remaining: remaining, Result: res}
+	}
+
+	mine := wanted(res.Edits)
+	lc, err := c.checkListeners(ctx, f, snap.Tables, mine)
+	if err != nil {
+		res.Status, res.Cause = StatusUnverified, err
+		return res, fmt.Errorf("control socket %s: update applied, listeners unknown: %w", c.Path, err)
+	}
+	res.Failed, res.Warnings, res.Unchecked = lc.failed, lc.warnings, lc.unchecked
+	if len(lc.failed) == 0 {
+		res.Status = StatusSuccess
+		return res, nil
+	}
+
+	// Socket fail: undo this update's own edits, then look again.
+	res.Status = StatusRollbackFail
+	res.Cause = c.rollback(ctx, res)
+	if res.Cause == nil {
+		res.Status = StatusSocketFail
+	}
+	return res, &StatusError{Path: c.Path, Result: res}
+}
+
+// rollback undoes res's edits in a new transaction and checks that the
+// rules it removed are back, the rules it added are gone, and the rules of
+// the caller that stay listen. It records what it read in res.
+func (c *Client) rollback(ctx context.Context, res *Result) error {
+	undo := inverse(res.Added, res.Removed)
+	_, err := c.transact(ctx, func(live wire.Tables) (wire.Tables, error) {
+		next, added, removed, err := applyEdits(live, undo)
+		if err != nil || len(added) == 0 && len(removed) == 0 {
+			return nil, err
+		}
+		return next, nil
+	})
+	if err != nil {
+		// The undo may still have arrived: look before judging.
+		err = fmt.Errorf("rollback transaction: %w", err)
+	}
+	snap, f, oerr := c.observe(ctx)
+	if oerr != nil {
+		res.Tables = nil
+		return errors.Join(err, fmt.Errorf("read back after rollback: %w", oerr))
+	}
+	res.Tables, res.Method = snap.Tables, f.method()
+	// The rollback's own edits: this update's removed rules back, added gone.
+	back, gone, _ := judge(snap.Tables, res.Removed, res.Added)
+	if len(back) > 0 || len(gone) > 0 {
+		return errors.Join(err, fmt.Errorf("after rollback, removed rules still absent: [%s]; added rules still present: [%s]", joinRules(back), joinRules(gone)))
+	}
+	// What must listen now: the caller's rules that stay, and the restored ones.
+	added := map[pifKey]bool{}
+	for _, a := range res.Added {
+		added[keyOf(a)] = true
+	}
+	var keep []PifRule
+	for _, m := range wanted(res.Edits) {
+		if !added[keyOf(m)] {
+			keep = append(keep, m)
+		}
+	}
+	keep = append(keep, res.Removed...)
+	lc, lerr := c.checkListeners(ctx, f, snap.Tables, keep)
+	if lerr != nil {
+		return errors.Join(err, lerr)
+	}
+	res.Warnings = lc.warnings
+	if len(lc.failed) > 0 {
+		return errors.Join(err, fmt.Errorf("after rollback, not listening: %s", failures(lc.failed)))
+	}
+	return nil
+}
+
+// transact runs one transaction: open, let fn compute the tables to send
+// from the live ones (nil: send nothing), send, close. sent reports
+// whether the tables were (or may have been) written.
+func (c *Client) transact(ctx context.Context, fn func(live wire.Tables) (wire.Tables, error)) (sent bool, err error) {
+	s, snap, err := c.open(ctx)
+	if err != nil {
+		return false, err
+	}
+	defer s.close()
+	next, err := fn(snap.Tables)
+	if err != nil || next == nil {
+		return false, err
+	}
+	return true, s.send(next)
+}
+
+// observe reads the tables on a fresh connection and finds the forwarder's process.
+func (c *Client) observe(ctx context.Context) (*Snapshot, forwarder, error) {
+	s, snap, err := c.open(ctx)
+	if err != nil {
+		return nil, forwarder{}, err
+	}
+	// Look the process up while the connection is open: it is the forwarder.
+	f := c.findForwarder(snap.PeerUID)
+	s.close()
+	return snap, f, nil
+}
+
+var errUnknownPif = errors.New("no such pif")
+
+// applyEdits applies edits to a copy of live and returns it with the rules
+// that it actually adds and removes (the others are no-ops). An edit of a
+// pif the forwarder does not have is an error: nothing is sent.
+func applyEdits(live wire.Tables, edits []wire.Edit) (next wire.Tables, added, removed []PifRule, err error) {
+	next = live.Clone()
+	for _, e := range edits {
+		t := next.Lookup(e.Pif)
+		if t == nil {
+			var names []string
+			for _, t := range live {
+				names = append(names, t.Name())
+			}
+			return nil, nil, nil, fmt.Errorf("edit of pif %q: %w (the forwarder has %s)", e.Pif, errUnknownPif, strings.Join(names, ", "))
+		}
+		before := *t
+		*t = t.Apply(e)
+		for _, r := range e.Add {
+			if !before.Contains(r) && t.Contains(r) && !containsPR(added, PifRule{e.Pif, r}) {
+				added = append(added, PifRule{Pif: e.Pif, Rule: r})
+			}
+		}
+		for _, r := range e.Remove {
+			if before.Contains(r) && !t.Contains(r) && !containsPR(removed, PifRule{e.Pif, r}) {
+				removed = append(removed, PifRule{Pif: e.Pif, Rule: r})
+			}
+		}
+	}
+	return next, added, removed, nil
+}
+
+func containsPR(list []PifRule, pr PifRule) bool {
+	for _, x := range list {
+		if keyOf(x) == keyOf(pr) {
+			return true
+		}
+	}
+	return false
+}
+
+// judge compares ts with the rules an update added and removed: absent are
+// the added rules not present, remaining the removed rules still present,
+// inEffect how many of the edits are in effect.
+func judge(ts wire.Tables, added, removed []PifRule) (absent, remaining []PifRule, inEffect int) {
+	for _, a := range added {
+		if present(ts, a) {
+			inEffect++
+		} else {
+			absent = append(absent, a)
+		}
+	}
+	for _, r := range removed {
+		if present(ts, r) {
+			remaining = append(remaining, r)
+		} else {
+			inEffect++
+		}
+	}
+	return absent, remaining, inEffect
+}
+
+// inverse returns the edits that undo adding added and removing removed.
+func inverse(added, removed []PifRule) []wire.Edit {
+	var edits []wire.Edit
+	idx := map[string]int{}
+	get := func(pif string) *wire.Edit {
+		i, ok := idx[pif]
+		if !ok {
+			i = len(edits)
+			idx[pif] = i
+			edits = append(edits, wire.Edit{Pif: pif})
+		}
+		return &edits[i]
+	}
+	for _, a := range added {
+		e := get(a.Pif)
+		e.Remove = append(e.Remove, a.Rule)
+	}
+	for _, r := range removed {
+		e := get(r.Pif)
+		e.Add = append(e.Add, r.Rule)
+	}
+	return edits
+}
+
+// wanted lists the rules the edits want present: added or kept for the caller.
+func wanted(edits []wire.Edit) []PifRule {
+	var out []PifRule
+	for _, e := range edits {
+		for _, r := range e.Add {
+			out = append(out, PifRule{Pif: e.Pif, Rule: r})
+		}
+	}
+	return out
+}
+
+func changes(r *Result) string {
+	var parts []string
+	for _, a := range r.Added {
+		parts = append(parts, "add "+a.String())
+	}
+	for _, x := range r.Removed {
+		parts = append(parts, "remove "+x.String())
+	}
+	return strings.Join(parts, ", ")
+}
+
+func failures(fs []RuleFailure) string {
+	parts := make([]string, len(fs))
+	for i, f := range fs {
+		parts[i] = f.String()
+	}
+	return strings.Join(parts, "; ")
+}
+
+func joinRules(prs []PifRule) string {
+	parts := make([]string, len(prs))
+	for i, pr := range prs {
+		parts[i] = pr.String()
+	}
+	return strings.Join(parts, ", ")
+}
+
+// activeRules lists the tables' rules, at most 16 per pif.
+func activeRules(ts wire.Tables) string {
+	var parts []string
+	for _, t := range ts {
+		var rs []string
+		for i, r := range t.Rules {
+			if i == 16 {
+				rs = append(rs, fmt.Sprintf("and %d more", len(t.Rules)-16))
+				break
+			}
+			rs = append(rs, strings.TrimSpace(r.String()))
+		}
+		parts = append(parts, fmt.Sprintf("%s [%s]", t.Name(), strings.Join(rs, ", ")))
+	}
+	return strings.Join(parts, "; ")
+}
+
+func plural(n int) string {
+	if n == 1 {
+		return ""
+	}
+	return "s"
+}
+
+// portList renders ports compactly: "8080, 9000-9003".
+func portList(ports []uint16) string {
+	var parts []string
+	for i := 0; i < len(ports); {
+		j := i
+		for j+1 < len(ports) && ports[j+1] == ports[j]+1 {
+			j++
+		}
+		if i == j {
+			parts = append(parts, fmt.Sprint(ports[i]))
+		} else {
+			parts = append(parts, fmt.Sprintf("%d-%d", ports[i], ports[j]))
+		}
+		i = j + 1
+	}
+	return strings.Join(parts, ", ")
+}

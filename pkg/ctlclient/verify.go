@@ -1,0 +1,244 @@
+package ctlclient
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/passt-portmap/passt-portmap/pkg/ctlclient/procnet"
+	"github.com/passt-portmap/passt-portmap/pkg/ctlclient/wire"
+)
+
+// forwarder is the process found behind the control socket.
+type forwarder struct {
+	pid    int             // 0 when not found
+	inodes map[uint64]bool // its socket inodes, nil when /proc/PID/fd is unreadable
+	uid    uint32          // SO_PEERCRED uid
+	why    string          // why pid is 0 or inodes nil, for diagnostics
+}
+
+// findForwarder finds the process holding the listening control socket:
+// the PID file's process when it holds it, else a scan of /proc/*/fd.
+// It does not fail: what it cannot find it leaves empty (see why).
+func (c *Client) findForwarder(uid uint32) forwarder {
+	f := forwarder{uid: uid}
+	inodes, err := procnet.UnixListeners(c.Path)
+	if err != nil || len(inodes) == 0 {
+		f.why = fmt.Sprintf("no listening socket at %s in /proc/net/unix (%v)", c.Path, err)
+		return f
+	}
+	if c.PIDFile != "" {
+		pid, err := readPIDFile(c.PIDFile)
+		switch {
+		case err != nil:
+			f.why = err.Error()
+		default:
+			held, err := procnet.Holds(pid, inodes)
+			switch {
+			case held:
+				f.pid = pid
+			case errors.Is(err, os.ErrPermission):
+				// Not ours to look into (non-dumpable): take the PID
+				// file's word when the process exists.
+				if _, serr := os.Stat(filepath.Join(procnet.Root, strconv.Itoa(pid))); serr == nil {
+					f.pid = pid
+				}
+			default:
+				f.why = fmt.Sprintf("PID file %s names %d, which does not hold %s", c.PIDFile, pid, c.Path)
+			}
+		}
+	}
+	if f.pid == 0 {
+		pid, err := procnet.FindHolder(inodes)
+		if err != nil {
+			f.why = strings.TrimPrefix(f.why+"; ", "; ") + err.Error()
+			return f
+		}
+		f.pid = pid
+	}
+	if socks, err := procnet.SocketInodes(f.pid); err == nil {
+		f.inodes = socks
+	} else {
+		f.why = err.Error()
+	}
+	return f
+}
+
+func readPIDFile(path string) (int, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, fmt.Errorf("PID file: %w", err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 0 {
+		return 0, fmt.Errorf("PID file %s: no PID in %q", path, b)
+	}
+	return pid, nil
+}
+
+// method says how listeners are attributed to f.
+func (f forwarder) method() VerifyMethod {
+	if f.inodes != nil {
+		return VerifyInodes
+	}
+	return VerifyUID
+}
+
+// netDir is the /proc net directory of f's network namespace (the caller's
+// own when f was not found).
+func (f forwarder) netDir() string {
+	if f.pid == 0 {
+		return filepath.Join(procnet.Root, "self", "net")
+	}
+	return filepath.Join(procnet.Root, strconv.Itoa(f.pid), "net")
+}
+
+// listeners is the set of the forwarder's listening sockets.
+type listeners map[listenKey]bool
+
+type listenKey struct {
+	udp  bool
+	addr netip.AddrPort
+}
+
+// readListeners reads f's listening sockets, attributed by inode or uid.
+func (f forwarder) readListeners() (listeners, error) {
+	socks, err := procnet.Listeners(f.netDir())
+	if err != nil {
+		return nil, fmt.Errorf("read listening sockets of the forwarder (pid %d): %w", f.pid, err)
+	}
+	ls := listeners{}
+	for _, s := range socks {
+		if f.inodes != nil && !f.inodes[s.Inode] || f.inodes == nil && s.UID != f.uid {
+			continue
+		}
+		ls[listenKey{udp: s.UDP, addr: s.Local}] = true
+	}
+	return ls, nil
+}
+
+// needsListener: rules that must have a socket for every port. Weak rules
+// may fail on some ports; scan rules listen only where the guest does.
+func needsListener(r wire.Rule) bool {
+	return !r.Flags.Has(wire.FlagWeak) && !r.Flags.Has(wire.FlagScan)
+}
+
+// checkable: rules whose sockets live in the forwarder's own namespace.
+// SPLICE rules listen inside the guest's namespace.
+func checkable(pif string) bool { return pif == wire.PifHost }
+
+// listenAddrs is where the forwarder listens for r: "::" (one IPv6 socket
+// accepting both families) for a dual-stack rule, else r's own address.
+func (c *Client) listenAddrs(pif string, r wire.Rule) []netip.Addr {
+	if c.ListenAddrs != nil {
+		return c.ListenAddrs(pif, r)
+	}
+	if r.Flags.Has(wire.FlagDualStack) {
+		return []netip.Addr{netip.IPv6Unspecified()}
+	}
+	return []netip.Addr{r.ListenAddr()}
+}
+
+// missingPorts lists the ports of r with no listening socket in ls.
+func (c *Client) missingPorts(ls listeners, pr PifRule) []uint16 {
+	var out []uint16
+	addrs := c.listenAddrs(pr.Pif, pr.Rule)
+	for p := int(pr.Rule.First); p <= int(pr.Rule.Last); p++ {
+		for _, a := range addrs {
+			if !ls[listenKey{udp: pr.Rule.Proto == wire.ProtoUDP, addr: netip.AddrPortFrom(a.Unmap(), uint16(p))}] {
+				out = append(out, uint16(p))
+				break
+			}
+		}
+	}
+	return out
+}
+
+// listenCheck is the result of checking listeners.
+type listenCheck struct {
+	failed    []RuleFailure // of the rules asked for
+	warnings  []RuleFailure // of every other rule in the tables
+	unchecked []PifRule     // rules that need a listener but could not be checked
+	method    VerifyMethod
+}
+
+// checkListeners checks that every rule of mine (present in ts) that needs
+// a listener has one for each port, and reports the other rules of ts that
+// need one and lack it as warnings. The forwarder binds synchronously after
+// a switch and closes the connection after it, but a failure is only
+// declared after polling for up to c.ListenWait (within ctx).
+func (c *Client) checkListeners(ctx context.Context, f forwarder, ts wire.Tables, mine []PifRule) (listenCheck, error) {
+	wait := c.ListenWait
+	if wait <= 0 {
+		wait = defaultListenWait
+	}
+	deadline := time.Now().Add(wait)
+	for {
+		lc, err := c.checkOnce(f, ts, mine)
+		if err != nil || len(lc.failed) == 0 || time.Now().After(deadline) {
+			return lc, err
+		}
+		select {
+		case <-ctx.Done():
+			return lc, nil
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+func (c *Client) checkOnce(f forwarder, ts wire.Tables, mine []PifRule) (listenCheck, error) {
+	lc := listenCheck{method: f.method()}
+	ls, err := f.readListeners()
+	if err != nil {
+		return lc, err
+	}
+	isMine := map[pifKey]bool{}
+	for _, m := range mine {
+		isMine[keyOf(m)] = true
+	}
+	for _, t := range ts {
+		pif := t.Name()
+		for _, r := range t.Rules {
+			if !needsListener(r) {
+				continue
+			}
+			pr := PifRule{Pif: pif, Rule: r}
+			if !checkable(pif) {
+				if isMine[keyOf(pr)] {
+					lc.unchecked = append(lc.unchecked, pr)
+				}
+				continue
+			}
+			ports := c.missingPorts(ls, pr)
+			if len(ports) == 0 {
+				continue
+			}
+			if isMine[keyOf(pr)] {
+				lc.failed = append(lc.failed, RuleFailure{PifRule: pr, Ports: ports})
+			} else {
+				lc.warnings = append(lc.warnings, RuleFailure{PifRule: pr, Ports: ports})
+			}
+		}
+	}
+	return lc, nil
+}
+
+// pifKey identifies a rule in a pif by its bytes.
+type pifKey struct {
+	pif string
+	key [wire.RuleSize]byte
+}
+
+func keyOf(pr PifRule) pifKey { return pifKey{pr.Pif, pr.Rule.Key()} }
+
+// present reports whether ts holds pr byte for byte.
+func present(ts wire.Tables, pr PifRule) bool {
+	t := ts.Lookup(pr.Pif)
+	return t != nil && t.Contains(pr.Rule)
+}
