@@ -238,7 +238,9 @@ func BenchmarkCtlclientUpdate(b *testing.B) {
 			p := pastatest.FreePort(b, "tcp")
 			r := wire.NewRule(wire.ProtoTCP, ctlLo4, p, p, 80, 0)
 			add := ctlAdd(wire.PifHost, r)
-			del := func(wire.Tables) ([]wire.Edit, error) { return []wire.Edit{{Pif: wire.PifHost, Remove: []wire.Rule{r}}}, nil }
+			del := func(wire.Tables) ([]wire.Edit, error) {
+				return []wire.Edit{{Pif: wire.PifHost, Remove: []wire.Rule{r}}}, nil
+			}
 			c := ctlClient(f)
 			b.ResetTimer()
 			for i := 0; b.Loop(); i++ {
