@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/passt-portmap/passt-portmap/pkg/ctlclient/wire"
@@ -43,6 +44,9 @@ type Client struct {
 	// loopback). Nil means as pasta does: "::" for a dual-stack rule (one
 	// IPv6 socket for both families), else the rule's listen address.
 	ListenAddrs func(pif string, r wire.Rule) []netip.Addr
+
+	mu      sync.Mutex
+	lastPID int // the forwarder found last time, tried first (it is checked again)
 }
 
 // Snapshot is what one read-only transaction saw.

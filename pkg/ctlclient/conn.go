@@ -89,6 +89,7 @@ type session struct {
 	conn *net.UnixConn
 	br   *bufio.Reader
 	stop func() bool
+	peer ucred
 }
 
 // open connects, reads the hello and the tables, and returns the session
@@ -105,10 +106,11 @@ func (c *Client) open(ctx context.Context) (*session, *Snapshot, error) {
 	// A cancelled context interrupts any blocked read or write.
 	s.stop = context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
 	snap := &Snapshot{}
-	if snap.PeerUID, err = peerUID(conn); err != nil {
+	if s.peer, err = peerCred(conn); err != nil {
 		s.close()
 		return nil, nil, fmt.Errorf("control socket %s: %w", c.Path, err)
 	}
+	snap.PeerUID = s.peer.uid
 	if snap.Hello, err = wire.ReadHello(s.br); err != nil {
 		s.close()
 		return nil, nil, fmt.Errorf("control socket %s: %w", c.Path, s.ctxErr(ctx, err))
@@ -152,21 +154,29 @@ func (s *session) close() {
 	s.conn.Close()
 }
 
-// peerUID returns the uid of the process at the other end (SO_PEERCRED).
-func peerUID(conn *net.UnixConn) (uint32, error) {
+// ucred is the peer's credentials (SO_PEERCRED).
+type ucred struct {
+	pid int
+	uid uint32
+}
+
+// peerCred returns the credentials of the process at the other end
+// (SO_PEERCRED): those of the process that called listen(), which for a
+// daemonized pasta has exited since.
+func peerCred(conn *net.UnixConn) (ucred, error) {
 	rc, err := conn.SyscallConn()
 	if err != nil {
-		return 0, err
+		return ucred{}, err
 	}
 	var cred *unix.Ucred
 	var cerr error
 	if err := rc.Control(func(fd uintptr) {
 		cred, cerr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
 	}); err != nil {
-		return 0, err
+		return ucred{}, err
 	}
 	if cerr != nil {
-		return 0, os.NewSyscallError("getsockopt SO_PEERCRED", cerr)
+		return ucred{}, os.NewSyscallError("getsockopt SO_PEERCRED", cerr)
 	}
-	return cred.Uid, nil
+	return ucred{pid: int(cred.Pid), uid: cred.Uid}, nil
 }

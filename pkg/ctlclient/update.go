@@ -165,7 +165,7 @@ func (c *Client) observe(ctx context.Context) (*Snapshot, forwarder, error) {
 		return nil, forwarder{}, err
 	}
 	// Look the process up while the connection is open: it is the forwarder.
-	f := c.findForwarder(snap.PeerUID)
+	f := c.findForwarder(s.peer)
 	s.close()
 	return snap, f, nil
 }

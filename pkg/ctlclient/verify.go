@@ -24,50 +24,84 @@ type forwarder struct {
 }
 
 // findForwarder finds the process holding the listening control socket:
-// the PID file's process when it holds it, else a scan of /proc/*/fd.
-// It does not fail: what it cannot find it leaves empty (see why).
-func (c *Client) findForwarder(uid uint32) forwarder {
-	f := forwarder{uid: uid}
+// the one found last time, the peer (a forwarder that did not daemonize),
+// the PID file's process, else a scan of /proc/*/fd. It does not fail:
+// what it cannot find it leaves empty (see why).
+func (c *Client) findForwarder(peer ucred) forwarder {
+	f := forwarder{uid: peer.uid}
 	inodes, err := procnet.UnixListeners(c.Path)
 	if err != nil || len(inodes) == 0 {
 		f.why = fmt.Sprintf("no listening socket at %s in /proc/net/unix (%v)", c.Path, err)
 		return f
 	}
+	var why []string
+	candidates := []int{c.cachedPID(), peer.pid}
 	if c.PIDFile != "" {
 		pid, err := readPIDFile(c.PIDFile)
-		switch {
-		case err != nil:
-			f.why = err.Error()
-		default:
-			held, err := procnet.Holds(pid, inodes)
-			switch {
-			case held:
-				f.pid = pid
-			case errors.Is(err, os.ErrPermission):
+		if err != nil {
+			why = append(why, err.Error())
+		}
+		candidates = append(candidates, pid)
+	}
+	for i, pid := range candidates {
+		if pid <= 0 {
+			continue
+		}
+		socks, err := procnet.SocketInodes(pid)
+		if holdsAny(socks, inodes) {
+			f.pid, f.inodes = pid, socks
+			break
+		}
+		if i == len(candidates)-1 && c.PIDFile != "" {
+			if errors.Is(err, os.ErrPermission) {
 				// Not ours to look into (non-dumpable): take the PID
 				// file's word when the process exists.
 				if _, serr := os.Stat(filepath.Join(procnet.Root, strconv.Itoa(pid))); serr == nil {
 					f.pid = pid
+					break
 				}
-			default:
-				f.why = fmt.Sprintf("PID file %s names %d, which does not hold %s", c.PIDFile, pid, c.Path)
 			}
+			why = append(why, fmt.Sprintf("PID file %s names %d, which does not hold %s", c.PIDFile, pid, c.Path))
 		}
 	}
 	if f.pid == 0 {
 		pid, err := procnet.FindHolder(inodes)
 		if err != nil {
-			f.why = strings.TrimPrefix(f.why+"; ", "; ") + err.Error()
+			f.why = strings.Join(append(why, err.Error()), "; ")
 			return f
 		}
 		f.pid = pid
 	}
-	if socks, err := procnet.SocketInodes(f.pid); err == nil {
-		f.inodes = socks
-	} else {
-		f.why = err.Error()
+	c.setCachedPID(f.pid)
+	if f.inodes == nil {
+		if socks, err := procnet.SocketInodes(f.pid); err == nil {
+			f.inodes = socks
+		} else {
+			f.why = err.Error()
+		}
 	}
 	return f
+}
+
+func holdsAny(socks map[uint64]bool, inodes []uint64) bool {
+	for _, ino := range inodes {
+		if socks[ino] {
+			return true
+		}
+	}
+	return false
+}
+
+func (c *Client) cachedPID() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.lastPID
+}
+
+func (c *Client) setCachedPID(pid int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.lastPID = pid
 }
 
 func readPIDFile(path string) (int, error) {
