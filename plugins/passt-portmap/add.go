@@ -184,14 +184,20 @@ func (p *Plugin) apply(cfg *Config, socket, pidFile string, owned []store.OwnedR
 	}
 	ctx, cancel := cfg.context()
 	defer cancel()
-	res, err := client(socket, pidFile).Update(ctx, plan, ctlclient.UpdateOptions{NoVerify: !cfg.Verify})
+	res, err := p.client(socket, pidFile).Update(ctx, plan, ctlclient.UpdateOptions{NoVerify: !cfg.Verify})
 	if res != nil {
 		p.reportWarnings(socket, res.Warnings)
 	}
 	if err != nil {
-		var se *ctlclient.StatusError
-		if errors.As(err, &se) && se.Result != nil && se.Result.Status == ctlclient.StatusRollbackFail {
+		var (
+			se *ctlclient.StatusError
+			me *ctlclient.MixedError
+		)
+		switch {
+		case errors.As(err, &se) && se.Result != nil && se.Result.Status == ctlclient.StatusRollbackFail:
 			onRollbackFail(unionRules(owned, se.Result.Added))
+		case errors.As(err, &me) && me.Result != nil:
+			onRollbackFail(unionRules(owned, me.Result.Added))
 		}
 		return nil, atSocket(socket, err)
 	}

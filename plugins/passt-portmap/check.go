@@ -58,7 +58,7 @@ func (p *Plugin) check(args *skel.CmdArgs) error {
 	}
 	ctx, cancel := cfg.context()
 	defer cancel()
-	v, err := client(rec.Socket, rec.PIDFile).Verify(ctx, want)
+	v, err := p.client(rec.Socket, rec.PIDFile).Verify(ctx, want)
 	if err != nil {
 		return atSocket(rec.Socket, err)
 	}

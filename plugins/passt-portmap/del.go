@@ -100,15 +100,20 @@ func (p *Plugin) removeMapped(cfg *Config, st *store.Store, key store.Key, socke
 		if host == nil {
 			return nil, nil
 		}
-		rules, err := translate.Rules(cfg.Mappings, cfg.Options, host.Caps)
-		if err != nil {
-			// Mappings the forwarder could not take were never added.
-			p.warnf("nothing to remove: %v", err)
-			return nil, nil
+		// The rules ADD made from these mappings: all of them compacted
+		// together, or, when ADD saw other mappings, each on its own.
+		// Mappings the forwarder could not take were never added.
+		cands, _ := translate.Rules(cfg.Mappings, cfg.Options, host.Caps)
+		for _, m := range cfg.Mappings {
+			if rs, err := translate.Rules([]translate.PortMapping{m}, cfg.Options, host.Caps); err == nil {
+				cands = append(cands, rs...)
+			}
 		}
 		var rm []wire.Rule
-		for _, r := range rules {
-			if host.Contains(r) && !shared[r.Key()] {
+		seen := map[[wire.RuleSize]byte]bool{}
+		for _, r := range cands {
+			if k := r.Key(); host.Contains(r) && !shared[k] && !seen[k] {
+				seen[k] = true
 				rm = append(rm, r)
 			}
 		}
@@ -119,7 +124,7 @@ func (p *Plugin) removeMapped(cfg *Config, st *store.Store, key store.Key, socke
 	}
 	ctx, cancel := cfg.context()
 	defer cancel()
-	res, err := client(socket, pidFile).Update(ctx, plan, ctlclient.UpdateOptions{NoVerify: !cfg.Verify})
+	res, err := p.client(socket, pidFile).Update(ctx, plan, ctlclient.UpdateOptions{NoVerify: !cfg.Verify})
 	if res != nil {
 		p.reportWarnings(socket, res.Warnings)
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"os"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -59,7 +60,9 @@ func toCNI(err error, socket string) *types.Error {
 		me  *translate.MappingError
 		tbe *translate.TableError
 		mm  *wire.MismatchError
+		de  *wire.DecodeError
 		se  *ctlclient.StatusError
+		mxe *ctlclient.MixedError
 		ue  *ctlclient.UnreachableError
 		ke  *checkError
 		ste *statusError
@@ -85,11 +88,22 @@ func toCNI(err error, socket string) *types.Error {
 		return types.NewError(CodeMismatch, "forwarder speaks an unsupported control protocol", at+mm.Error())
 	case errors.As(err, &se):
 		return statusToCNI(se, err)
+	case errors.As(err, &ue):
+		return types.NewError(CodeUnreachable, "forwarder unreachable or busy", fmt.Sprintf("socket %s: %v", ue.Path, ue.Err))
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, os.ErrDeadlineExceeded):
+		return types.NewError(CodeUnreachable, "forwarder busy past the timeout", at+err.Error())
+	case errors.As(err, &de):
+		return types.NewError(CodeMismatch, "forwarder sent what this client cannot decode", fmt.Sprintf("%s%v; this client speaks control protocol versions %v", at, err, wire.SupportedVersions))
+	case errors.As(err, &mxe):
+		active := "unknown"
+		if mxe.Result != nil {
+			active = describeTables(mxe.Result.Tables)
+		}
+		return types.NewError(CodeRollbackFail, "update only partly in effect, another client changed the same rules",
+			fmt.Sprintf("%s; active now: %s", mxe.Error(), active))
 	case errors.As(err, &tbe):
 		// The planner refused before anything was sent: a safe fail.
 		return types.NewError(CodeSafeFail, "forwarder would reject the rules, nothing changed", at+tbe.Error())
-	case errors.As(err, &ue):
-		return types.NewError(CodeUnreachable, "forwarder unreachable or busy", fmt.Sprintf("socket %s: %v", ue.Path, ue.Err))
 	case errors.As(err, &ke):
 		return types.NewError(CodeCheckFailed, "forwarded ports missing or not listening", ke.Error())
 	case errors.As(err, &be):
@@ -101,8 +115,6 @@ func toCNI(err error, socket string) *types.Error {
 		return types.NewError(CodeUnreachable, "managed forwarder failed", fe.Error())
 	case errors.As(err, &cre):
 		return types.NewError(types.ErrIOFailure, "ownership record unreadable", cre.Error()+"; remove it after checking the forwarder's tables")
-	case errors.Is(err, context.DeadlineExceeded):
-		return types.NewError(CodeUnreachable, "timed out", at+err.Error())
 	}
 	return types.NewError(CodeUnknownFailed, "passt-portmap failed", at+err.Error())
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/version"
 
+	"github.com/passt-portmap/passt-portmap/pkg/ctlclient"
 	"github.com/passt-portmap/passt-portmap/pkg/ctlclient/wire"
 )
 
@@ -51,7 +52,7 @@ func command(args []string) int {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), DefaultTimeout)
 		defer cancel()
-		if err := show(ctx, os.Stdout, args[1], pidFile); err != nil {
+		if err := show(ctx, os.Stdout, &ctlclient.Client{Path: args[1], PIDFile: pidFile}); err != nil {
 			fmt.Fprintln(os.Stderr, "passt-portmap:", err)
 			return 1
 		}

@@ -22,6 +22,10 @@ import (
 type Plugin struct {
 	Stdout io.Writer // the CNI result
 	Stderr io.Writer // warnings, for the runtime's log
+	// Client, when set, makes the control socket client for a socket and
+	// PID file (tests hand ctltest's listen addresses to it); nil makes
+	// a default ctlclient.Client.
+	Client func(socket, pidFile string) *ctlclient.Client
 }
 
 // Funcs returns the verbs for skel.
@@ -57,7 +61,10 @@ func forwarderDir(dataDir string, k store.Key) string {
 	return filepath.Join(dataDir, "forwarders", hex.EncodeToString(h[:8]))
 }
 
-func client(socket, pidFile string) *ctlclient.Client {
+func (p *Plugin) client(socket, pidFile string) *ctlclient.Client {
+	if p.Client != nil {
+		return p.Client(socket, pidFile)
+	}
 	return &ctlclient.Client{Path: socket, PIDFile: pidFile}
 }
 
@@ -178,7 +185,7 @@ func (p *Plugin) removeRules(cfg *Config, st *store.Store, self store.Key, socke
 	}
 	ctx, cancel := cfg.context()
 	defer cancel()
-	res, err := client(socket, pidFile).Update(ctx, plan, ctlclient.UpdateOptions{NoVerify: !cfg.Verify})
+	res, err := p.client(socket, pidFile).Update(ctx, plan, ctlclient.UpdateOptions{NoVerify: !cfg.Verify})
 	if res != nil {
 		p.reportWarnings(socket, res.Warnings)
 	}

@@ -12,8 +12,8 @@ import (
 
 // show prints a forwarder's tables in pesto's notation, each rule with
 // its listening state, for a person running "passt-portmap show SOCKET".
-func show(ctx context.Context, w io.Writer, socket, pidFile string) error {
-	c := client(socket, pidFile)
+func show(ctx context.Context, w io.Writer, c *ctlclient.Client) error {
+	socket := c.Path
 	snap, err := c.Read(ctx)
 	if err != nil {
 		return err
@@ -35,6 +35,9 @@ func show(ctx context.Context, w io.Writer, socket, pidFile string) error {
 	}
 	for _, f := range v.Warnings {
 		state[k(f.Pif, f.Rule)] = "NOT LISTENING on " + portList(f.Ports)
+	}
+	for _, u := range v.Unchecked {
+		state[k(u.Pif, u.Rule)] = "not checked (listens inside the namespace)"
 	}
 	for _, m := range v.Missing {
 		state[k(m.Pif, m.Rule)] = "gone since read"

@@ -41,7 +41,7 @@ func (p *Plugin) status(args *skel.CmdArgs) error {
 	}
 	ctx, cancel := cfg.context()
 	defer cancel()
-	if _, err := client(socket, pidFile).Read(ctx); err != nil {
+	if _, err := p.client(socket, pidFile).Read(ctx); err != nil {
 		return &statusError{Err: fmt.Errorf("forwarder at %s: %w", socket, err)}
 	}
 	return nil

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"testing"
 
@@ -17,6 +18,7 @@ import (
 	current "github.com/containernetworking/cni/pkg/types/100"
 	"github.com/containernetworking/cni/pkg/version"
 
+	"github.com/passt-portmap/passt-portmap/pkg/ctlclient"
 	"github.com/passt-portmap/passt-portmap/pkg/ctlclient/ctltest"
 	"github.com/passt-portmap/passt-portmap/pkg/ctlclient/wire"
 	"github.com/passt-portmap/passt-portmap/pkg/store"
@@ -37,6 +39,14 @@ func newBench(t *testing.T, opts ...ctltest.Option) *bench {
 	t.Helper()
 	return &bench{t: t, dataDir: t.TempDir(), srv: ctltest.NewServer(t, ctltest.DefaultTables(), opts...), network: "h3-net"}
 }
+
+// testClient is the plugin's client for ctltest servers: their sockets
+// listen on loopback addresses (ctltest.ListenAddrs).
+func testClient(socket, pidFile string) *ctlclient.Client {
+	return &ctlclient.Client{Path: socket, PIDFile: pidFile, ListenAddrs: func(_ string, r wire.Rule) []netip.Addr { return ctltest.ListenAddrs(r) }}
+}
+
+func (b *bench) client(socket, pidFile string) *ctlclient.Client { return testClient(socket, pidFile) }
 
 // conf is a plugin configuration for b's server, with extra keys (a JSON
 // fragment, may be empty) and the mappings.
@@ -65,7 +75,7 @@ func (b *bench) conf(extra string, ms ...translate.PortMapping) []byte {
 func (b *bench) call(verb, cid string, conf []byte) (string, *types.Error) {
 	b.t.Helper()
 	var out bytes.Buffer
-	p := &Plugin{Stdout: &out, Stderr: &b.stderr} // a new plugin process each call
+	p := &Plugin{Stdout: &out, Stderr: &b.stderr, Client: b.client} // a new plugin process each call
 	args := &skel.CmdArgs{ContainerID: cid, Netns: "/var/run/netns/" + cid, IfName: "eth0", Path: "/opt/cni/bin", StdinData: conf}
 	fn := map[string]func(*skel.CmdArgs) error{"ADD": p.Add, "DEL": p.Del, "CHECK": p.Check, "STATUS": p.Status, "GC": p.GC}[verb]
 	err := fn(args)
@@ -117,7 +127,11 @@ func (b *bench) host() []string {
 
 func (b *bench) wantHost(want ...string) {
 	b.t.Helper()
-	if got := b.host(); strings.Join(got, "|") != strings.Join(want, "|") {
+	got := b.host()
+	sort.Strings(got)
+	want = append([]string(nil), want...)
+	sort.Strings(want)
+	if strings.Join(got, "|") != strings.Join(want, "|") {
 		b.t.Fatalf("HOST table:\n got %q\nwant %q", got, want)
 	}
 }
@@ -408,10 +422,22 @@ func TestErrorCodes(t *testing.T) {
 	t.Run("103 protocol mismatch", func(t *testing.T) {
 		h := wire.DefaultHello()
 		h.Version = 3
-		b := newBench(t, ctltest.WithHello(h))
-		b.mustFail("ADD", "c1", b.conf("", tcp(freePorts(t, 1), 80)), 103, "version 3", "[2]", b.srv.Path)
-		b.mustFail("CHECK", "c1", b.conf(""), 104) // nothing recorded
+		b := newBench(t)
+		conf := b.conf("", tcp(freePorts(t, 1), 80))
+		b.must("ADD", "c1", conf)
+		for _, verb := range []string{"ADD", "CHECK", "DEL"} {
+			b.srv.Inject(ctltest.Fault{Hello: &h})
+			b.mustFail(verb, "c1", conf, 103, "version 3", "[2]", b.srv.Path)
+		}
+		// A stream this client cannot decode: the same pif twice.
+		hostT := *b.srv.Tables().Lookup(wire.PifHost)
+		b.srv.Inject(ctltest.Fault{Greeting: wire.Tables{hostT, hostT}.AppendServer(wire.DefaultHello().Append(nil))})
+		b.mustFail("ADD", "c1", conf, 103, "duplicate pif id 1", b.srv.Path)
+		b.srv.Inject(ctltest.Fault{Hello: &h})
 		b.mustFail("STATUS", "", b.conf(""), 50, "version 3")
+		if r := b.record("c1"); r == nil || len(r.Rules) != 1 {
+			t.Errorf("record after failed calls: %+v", r)
+		}
 	})
 	t.Run("11 unreachable", func(t *testing.T) {
 		b := newBench(t)
