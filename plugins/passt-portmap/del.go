@@ -94,6 +94,9 @@ func stopManaged(cfg *Config, dir string) error {
 // removeMapped removes the rules the configured mappings translate to,
 // where present byte for byte and owned by no other record.
 func (p *Plugin) removeMapped(cfg *Config, st *store.Store, key store.Key, socket, pidFile string) error {
+	if forwarderGone(socket) {
+		return nil
+	}
 	shared := sharedRules(st, key, socket)
 	plan := func(live wire.Tables) ([]wire.Edit, error) {
 		host := live.Lookup(wire.PifHost)

@@ -7,8 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"path/filepath"
 	"syscall"
+	"time"
 
 	"github.com/containernetworking/cni/pkg/skel"
 
@@ -129,6 +131,21 @@ func gone(err error) bool {
 	return errors.Is(ue.Err, syscall.ENOENT) || errors.Is(ue.Err, syscall.ECONNREFUSED) || errors.Is(ue.Err, syscall.ENOTSOCK)
 }
 
+// forwarderGone makes one connection attempt: a socket file that is
+// missing or refuses connections belongs to no running forwarder, whose
+// rules are gone with it. The client retries both until its deadline,
+// which suits a forwarder that is starting, but would make every DEL of
+// a dead one wait the whole timeout. A connection that succeeds is closed
+// at once, before sending anything: a read-only transaction.
+func forwarderGone(socket string) bool {
+	c, err := net.DialTimeout("unix", socket, 200*time.Millisecond)
+	if err == nil {
+		c.Close()
+		return false
+	}
+	return errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED)
+}
+
 func (p *Plugin) reportWarnings(socket string, ws []ctlclient.RuleFailure) {
 	for _, w := range ws {
 		p.warnf("forwarder at %s: rule of another owner does not listen: %s: host ports %s", socket, ruleText(w.Pif, w.Rule), portList(w.Ports))
@@ -172,6 +189,9 @@ func (p *Plugin) removeRules(cfg *Config, st *store.Store, self store.Key, socke
 		byPif[o.Pif] = append(byPif[o.Pif], o.Rule)
 	}
 	if len(pifs) == 0 {
+		return nil
+	}
+	if forwarderGone(socket) {
 		return nil
 	}
 	plan := func(live wire.Tables) ([]wire.Edit, error) {

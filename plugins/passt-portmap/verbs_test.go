@@ -285,7 +285,11 @@ func TestDelAfterForwarderDied(t *testing.T) {
 			if how == "crashed" {
 				// The forwarder dies right after switching to c2's update.
 				b.srv.Inject(ctltest.Fault{CrashAfterSwitch: true})
-				b.call("ADD", "c2", b.conf("", tcp(p+1, 80)))
+				_, err := b.call("ADD", "c2", b.conf("", tcp(p+1, 80)))
+				if err == nil || err.Code == 999 {
+					t.Fatalf("ADD that killed the forwarder: %v", err)
+				}
+				t.Logf("ADD that killed the forwarder: code %d: %v", err.Code, err)
 				b.must("DEL", "c2", conf)
 			} else {
 				b.srv.Close()
