@@ -160,7 +160,9 @@ type reader struct {
 	off int64
 }
 
-func (rd *reader) full(buf []byte, step string) error {
+// full fills buf; step names what was being read and is only called on
+// an error, so that a successful read formats nothing.
+func (rd *reader) full(buf []byte, step func() string) error {
 	start := rd.off
 	n, err := io.ReadFull(rd.r, buf)
 	rd.off += int64(n)
@@ -168,7 +170,7 @@ func (rd *reader) full(buf []byte, step string) error {
 		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 			err = fmt.Errorf("%w: got %d of %d bytes", ErrTruncated, n, len(buf))
 		}
-		return &DecodeError{Step: step, Offset: start, Err: err}
+		return &DecodeError{Step: step(), Offset: start, Err: err}
 	}
 	return nil
 }
@@ -178,7 +180,7 @@ func (rd *reader) full(buf []byte, step string) error {
 func ReadHello(r io.Reader) (Hello, error) {
 	var buf [HelloSize]byte
 	rd := reader{r: r}
-	if err := rd.full(buf[:], "server hello"); err != nil {
+	if err := rd.full(buf[:], func() string { return "server hello" }); err != nil {
 		return Hello{}, err
 	}
 	return ParseHello(buf[:])
@@ -198,7 +200,7 @@ func ReadServerTables(r io.Reader, offset int64) (Tables, error) {
 	var hdr [1 + PifNameSize + 8]byte
 	var rb [RuleSize]byte
 	for n := 0; ; n++ {
-		if err := rd.full(hdr[:1], fmt.Sprintf("pif id of table %d", n)); err != nil {
+		if err := rd.full(hdr[:1], func() string { return fmt.Sprintf("pif id of table %d", n) }); err != nil {
 			return nil, err
 		}
 		if hdr[0] == 0 {
@@ -206,7 +208,7 @@ func ReadServerTables(r io.Reader, offset int64) (Tables, error) {
 		}
 		id := PifID(hdr[0])
 		start := rd.off - 1
-		if err := rd.full(hdr[1:], fmt.Sprintf("header of pif %d", id)); err != nil {
+		if err := rd.full(hdr[1:], func() string { return fmt.Sprintf("header of pif %d", id) }); err != nil {
 			return nil, err
 		}
 		var t Table
@@ -230,7 +232,7 @@ func ReadServerTables(r io.Reader, offset int64) (Tables, error) {
 		}
 		seenID[id], seenName[name] = true, true
 		for i := uint32(0); i < count; i++ {
-			if err := rd.full(rb[:], fmt.Sprintf("rule %d of %d of pif %d (%s)", i+1, count, id, name)); err != nil {
+			if err := rd.full(rb[:], func() string { return fmt.Sprintf("rule %d of %d of pif %d (%s)", i+1, count, id, name) }); err != nil {
 				return nil, err
 			}
 			rule, _ := ParseRule(rb[:])
@@ -251,7 +253,7 @@ func ReadClientTables(r io.Reader, fn func(id PifID, count uint32, rule *Rule) e
 	var hdr [5]byte
 	var rb [RuleSize]byte
 	for n := 0; ; n++ {
-		if err := rd.full(hdr[:1], fmt.Sprintf("pif id of client table %d", n)); err != nil {
+		if err := rd.full(hdr[:1], func() string { return fmt.Sprintf("pif id of client table %d", n) }); err != nil {
 			return err
 		}
 		if hdr[0] == 0 {
@@ -259,7 +261,7 @@ func ReadClientTables(r io.Reader, fn func(id PifID, count uint32, rule *Rule) e
 		}
 		id := PifID(hdr[0])
 		start := rd.off - 1
-		if err := rd.full(hdr[1:], fmt.Sprintf("rule count of client pif %d", id)); err != nil {
+		if err := rd.full(hdr[1:], func() string { return fmt.Sprintf("rule count of client pif %d", id) }); err != nil {
 			return err
 		}
 		count := binary.BigEndian.Uint32(hdr[1:])
@@ -275,7 +277,7 @@ func ReadClientTables(r io.Reader, fn func(id PifID, count uint32, rule *Rule) e
 			return err
 		}
 		for i := uint32(0); i < count; i++ {
-			if err := rd.full(rb[:], fmt.Sprintf("rule %d of %d of client pif %d", i+1, count, id)); err != nil {
+			if err := rd.full(rb[:], func() string { return fmt.Sprintf("rule %d of %d of client pif %d", i+1, count, id) }); err != nil {
 				return err
 			}
 			rule, _ := ParseRule(rb[:])
