@@ -45,6 +45,8 @@ func TestErrorTable(t *testing.T) {
 			102, []string{sock, "active now: HOST [TCP [*]:8080  =>  80]", "rollback: connection reset"}},
 		{"rollback fail, tables unknown", &ctlclient.StatusError{Path: sock, Result: &ctlclient.Result{Status: ctlclient.StatusRollbackFail}},
 			102, []string{"unknown"}},
+		{"partly in effect", &ctlclient.MixedError{Path: sock, Absent: []ctlclient.PifRule{{Pif: wire.PifHost, Rule: r9000}},
+			Result: &ctlclient.Result{Tables: wire.Tables{host}}}, 102, []string{sock, "TCP [127.0.0.1]:9000-9003", "active now: HOST [TCP [*]:8080  =>  80]"}},
 		{"protocol mismatch", atSocket(sock, fmt.Errorf("read: %w", &wire.MismatchError{Field: "version", Got: "3", Want: "[2]"})),
 			103, []string{sock, "announced version 3", "supports [2]"}},
 		{"check", &checkError{Socket: sock, Reasons: []string{"missing: HOST TCP [*]:8080  =>  80", "not listening: HOST x: host ports 9000"}},

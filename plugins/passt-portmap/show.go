@@ -14,6 +14,9 @@ import (
 // its listening state, for a person running "passt-portmap show SOCKET".
 func show(ctx context.Context, w io.Writer, c *ctlclient.Client) error {
 	socket := c.Path
+	if forwarderGone(socket) {
+		return fmt.Errorf("no forwarder listens at %s", socket)
+	}
 	snap, err := c.Read(ctx)
 	if err != nil {
 		return err

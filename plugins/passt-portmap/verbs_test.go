@@ -381,7 +381,7 @@ func TestCheck(t *testing.T) {
 	b.must("CHECK", "c3", b.conf(""))
 	// Gone forwarder: 11.
 	b.srv.Close()
-	b.mustFail("CHECK", "c1", conf, 11, b.srv.Path)
+	b.mustFail("CHECK", "c1", b.conf(`"timeout":"300ms"`, tcp(p, 80), tcp(p+1, 81), udp(p, 53)), 11, b.srv.Path)
 }
 
 // TestErrorCodes runs each row of the issue's table through the verbs.
@@ -423,14 +423,34 @@ func TestErrorCodes(t *testing.T) {
 			t.Errorf("record after a socket fail: %+v", r)
 		}
 	})
+	t.Run("102 rollback refused", func(t *testing.T) {
+		b := newBench(t)
+		p := freePorts(t, 2)
+		b.must("ADD", "c1", b.conf("", tcp(p, 80)))
+		// Connections: the update, its read-back, then the rollback.
+		b.srv.Inject(ctltest.Fault{}, ctltest.Fault{}, ctltest.Fault{RejectUpdate: true})
+		b.srv.FailBind(p + 1)
+		b.mustFail("ADD", "c1", b.conf("", tcp(p, 80), tcp(p+1, 90)), 102,
+			fmt.Sprintf("host ports %d not listening", p+1), "active now: HOST [", rule("TCP", p+1, 90), b.srv.Path)
+		// The state is unknown: the attachment keeps owning what it may
+		// have added, so that DEL takes it out.
+		if r := b.record("c1"); r == nil || len(r.Rules) != 2 {
+			t.Fatalf("record after a rollback fail: %+v", r)
+		}
+		b.must("DEL", "c1", b.conf(""))
+		b.wantHost()
+	})
 	t.Run("103 protocol mismatch", func(t *testing.T) {
 		h := wire.DefaultHello()
 		h.Version = 3
 		b := newBench(t)
 		conf := b.conf("", tcp(freePorts(t, 1), 80))
 		b.must("ADD", "c1", conf)
-		for _, verb := range []string{"ADD", "CHECK", "DEL"} {
-			b.srv.Inject(ctltest.Fault{Hello: &h})
+		// DEL first probes whether the forwarder is gone: two connections.
+		for verb, conns := range map[string]int{"ADD": 1, "CHECK": 1, "DEL": 2} {
+			for i := 0; i < conns; i++ {
+				b.srv.Inject(ctltest.Fault{Hello: &h})
+			}
 			b.mustFail(verb, "c1", conf, 103, "version 3", "[2]", b.srv.Path)
 		}
 		// A stream this client cannot decode: the same pif twice.
@@ -446,7 +466,7 @@ func TestErrorCodes(t *testing.T) {
 	t.Run("11 unreachable", func(t *testing.T) {
 		b := newBench(t)
 		b.srv.Close()
-		b.mustFail("ADD", "c1", b.conf("", tcp(freePorts(t, 1), 80)), 11, b.srv.Path)
+		b.mustFail("ADD", "c1", b.conf(`"timeout":"300ms"`, tcp(freePorts(t, 1), 80)), 11, b.srv.Path)
 	})
 	t.Run("11 busy", func(t *testing.T) {
 		b := newBench(t, ctltest.WithDefaultFault(ctltest.Fault{StallAt: 5}))
@@ -473,7 +493,7 @@ func TestStatus(t *testing.T) {
 	os.WriteFile(file, nil, 0o600)
 	b.mustFail("STATUS", "", b.conf(`"socket":"/run/${CNI_CONTAINERID}.sock","dataDir":"`+file+`/sub"`), 50, "dataDir")
 	b.srv.Close()
-	b.mustFail("STATUS", "", b.conf(""), 50, b.srv.Path)
+	b.mustFail("STATUS", "", b.conf(`"timeout":"300ms"`), 50, b.srv.Path)
 }
 
 // TestResultVersions: alone, ADD returns an empty result of the asked
