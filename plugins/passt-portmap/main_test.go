@@ -95,7 +95,6 @@ func TestShow(t *testing.T) {
 
 func itoa(p uint16) string { return strconv.Itoa(int(p)) }
 
-
 func TestCommand(t *testing.T) {
 	if got := command([]string{"bogus"}); got != 2 {
 		t.Errorf("usage exit status %d", got)
