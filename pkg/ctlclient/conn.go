@@ -127,9 +127,17 @@ func (c *Client) open(ctx context.Context) (*session, *Snapshot, error) {
 }
 
 // ctxErr adds the context's error to an I/O error it caused.
+// The socket's deadline is the context's, and may fire just before the
+// context's own timer.
 func (s *session) ctxErr(ctx context.Context, err error) error {
-	if ctx.Err() != nil && errors.Is(err, os.ErrDeadlineExceeded) {
-		return fmt.Errorf("%w (%w)", err, ctx.Err())
+	if !errors.Is(err, os.ErrDeadlineExceeded) {
+		return err
+	}
+	if cerr := ctx.Err(); cerr != nil {
+		return fmt.Errorf("%w (%w)", err, cerr)
+	}
+	if d, ok := ctx.Deadline(); ok && !time.Now().Before(d) {
+		return fmt.Errorf("%w (%w)", err, context.DeadlineExceeded)
 	}
 	return err
 }
