@@ -1,0 +1,233 @@
+package integration
+
+// Real-pasta checks of the plugin binary's entry points, run as a runtime
+// runs a CNI plugin: environment (CNI_COMMAND, CNI_CONTAINERID, ...) and
+// the configuration on stdin, the result or the CNI error JSON on stdout.
+// The plugin is given an external forwarder (pastatest.Start) by "socket".
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/containernetworking/cni/pkg/types"
+
+	"github.com/passt-portmap/passt-portmap/integration/pastatest"
+	"github.com/passt-portmap/passt-portmap/pkg/ctlclient/wire"
+)
+
+var (
+	plugBinOnce sync.Once
+	plugBin     string
+	plugBinErr  error
+)
+
+// pluginBinary builds the plugin once per test binary.
+func pluginBinary(t *testing.T) string {
+	t.Helper()
+	plugBinOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "h3-bin-")
+		if err != nil {
+			plugBinErr = err
+			return
+		}
+		plugBin = filepath.Join(dir, "passt-portmap")
+		out, err := exec.Command("go", "build", "-o", plugBin, "github.com/passt-portmap/passt-portmap/plugins/passt-portmap").CombinedOutput()
+		if err != nil {
+			plugBinErr = fmt.Errorf("go build the plugin: %v: %s", err, out)
+		}
+	})
+	if plugBinErr != nil {
+		t.Fatal(plugBinErr)
+	}
+	return plugBin
+}
+
+type plugRun struct {
+	t       *testing.T
+	bin     string
+	f       *pastatest.Forwarder
+	dataDir string
+}
+
+func newPlugRun(t *testing.T) *plugRun {
+	t.Helper()
+	dataDir, err := os.MkdirTemp("", "h3-data-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dataDir) })
+	return &plugRun{t: t, bin: pluginBinary(t), f: pastatest.Start(t), dataDir: dataDir}
+}
+
+func (r *plugRun) conf(extra string, ports ...[2]uint16) []byte {
+	var ms []string
+	for _, p := range ports {
+		ms = append(ms, fmt.Sprintf(`{"hostPort":%d,"containerPort":%d,"protocol":"tcp"}`, p[0], p[1]))
+	}
+	if extra != "" {
+		extra = "," + extra
+	}
+	return []byte(fmt.Sprintf(`{"cniVersion":"1.1.0","name":"h3-real","type":"passt-portmap","socket":%q,"pidFile":%q,
+		"dataDir":%q,"timeout":"10s","runtimeConfig":{"portMappings":[%s]}%s}`,
+		r.f.Socket, r.f.PIDFile, r.dataDir, strings.Join(ms, ","), extra))
+}
+
+// exec runs the plugin binary for verb and returns stdout and the CNI
+// error it printed, if it failed.
+func (r *plugRun) exec(verb, cid string, conf []byte) (string, *types.Error) {
+	r.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, r.bin)
+	cmd.Env = append(os.Environ(), "CNI_COMMAND="+verb, "CNI_CONTAINERID="+cid, "CNI_NETNS="+r.f.NS.Path,
+		"CNI_IFNAME=eth0", "CNI_PATH="+filepath.Dir(r.bin))
+	cmd.Stdin = bytes.NewReader(conf)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	if stderr.Len() > 0 {
+		r.t.Logf("%s %s stderr: %s", verb, cid, stderr.String())
+	}
+	if err == nil {
+		return stdout.String(), nil
+	}
+	var e types.Error
+	if jerr := json.Unmarshal(stdout.Bytes(), &e); jerr != nil {
+		r.t.Fatalf("%s %s: %v, and stdout is not a CNI error: %q", verb, cid, err, stdout.String())
+	}
+	return stdout.String(), &e
+}
+
+func (r *plugRun) must(verb, cid string, conf []byte) string {
+	r.t.Helper()
+	out, e := r.exec(verb, cid, conf)
+	if e != nil {
+		r.t.Fatalf("%s %s: code %d: %s; %s\npasta log:\n%s", verb, cid, e.Code, e.Msg, e.Details, r.f.Log())
+	}
+	return out
+}
+
+func (r *plugRun) mustFail(verb, cid string, conf []byte, code uint, says ...string) {
+	r.t.Helper()
+	_, e := r.exec(verb, cid, conf)
+	if e == nil {
+		r.t.Fatalf("%s %s succeeded, want code %d", verb, cid, code)
+	}
+	if e.Code != code {
+		r.t.Fatalf("%s %s: code %d (%s; %s), want %d", verb, cid, e.Code, e.Msg, e.Details, code)
+	}
+	for _, s := range says {
+		if !strings.Contains(e.Msg+"; "+e.Details, s) {
+			r.t.Errorf("%s %s: %q does not say %q", verb, cid, e.Msg+"; "+e.Details, s)
+		}
+	}
+	r.t.Logf("%s %s: code %d: %s; %s", verb, cid, e.Code, e.Msg, e.Details)
+}
+
+// host returns the forwarder's HOST rules in pesto notation, sorted.
+func (r *plugRun) host() string {
+	var out []string
+	for _, x := range r.f.ReadTables(r.t).Lookup(wire.PifHost).Rules {
+		out = append(out, strings.TrimSpace(x.String()))
+	}
+	return strings.Join(out, " | ")
+}
+
+// TestPluginRealPasta drives the binary against a real pasta: ADD,
+// repeated ADD, two containers, CHECK, a taken port (101, rolled back),
+// GC, DEL twice, a restarted forwarder (CHECK 104, ADD restores it), a
+// killed one (CHECK 11, DEL succeeds at once).
+func TestPluginRealPasta(t *testing.T) {
+	r := newPlugRun(t)
+	pastatest.ServeTCP(t, r.f.NS, ":80", "c80")
+	pastatest.ServeTCP(t, r.f.NS, ":81", "c81")
+	p := pastatest.FreePortRange(t, "tcp", 4)
+	addr := func(port uint16) string { return pastatest.HostPort("127.0.0.1", port) }
+	c1 := r.conf("", [2]uint16{p, 80})
+	c2 := r.conf("", [2]uint16{p + 1, 81})
+
+	out := r.must("ADD", "h3-c1", c1)
+	if !strings.Contains(out, `"cniVersion": "1.1.0"`) {
+		t.Errorf("ADD result: %s", out)
+	}
+	pastatest.MustAnswer(t, "tcp", addr(p), "c80")
+	before := r.f.ReadTables(t)
+	r.must("ADD", "h3-c1", c1)
+	if after := r.f.ReadTables(t); !bytes.Equal(after.AppendServer(nil), before.AppendServer(nil)) {
+		t.Fatalf("repeated ADD changed the tables:\n%s", r.f.Tables(t))
+	}
+	r.must("ADD", "h3-c2", c2)
+	pastatest.MustAnswer(t, "tcp", addr(p+1), "c81")
+	pastatest.MustAnswer(t, "tcp", addr(p), "c80")
+	r.must("CHECK", "h3-c1", c1)
+	r.must("CHECK", "h3-c2", c2)
+	t.Logf("pesto after two ADDs:\n%s", r.f.Tables(t))
+
+	// "show" for a person.
+	show, err := exec.Command(r.bin, "show", r.f.Socket, r.f.PIDFile).CombinedOutput()
+	if err != nil || !strings.Contains(string(show), fmt.Sprintf("TCP [*]:%d  =>  80", p)) || !strings.Contains(string(show), "listening") {
+		t.Errorf("show: %v:\n%s", err, show)
+	}
+	t.Logf("show:\n%s", show)
+
+	// A port held by another process: the forwarder cannot listen, the
+	// update is rolled back, the others still answer.
+	ln, err := net.Listen("tcp", fmt.Sprintf(":%d", p+2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tablesBefore := r.host()
+	r.mustFail("ADD", "h3-c3", r.conf("", [2]uint16{p + 2, 80}), 101, fmt.Sprintf("host ports %d not listening", p+2), "rolled back")
+	ln.Close()
+	if got := r.host(); got != tablesBefore {
+		t.Errorf("after a socket fail:\n got %s\nwant %s", got, tablesBefore)
+	}
+	pastatest.MustAnswer(t, "tcp", addr(p), "c80")
+	pastatest.MustAnswer(t, "tcp", addr(p+1), "c81")
+
+	// GC keeps c2, drops c1 (and c4, which ADD made meanwhile).
+	r.must("ADD", "h3-c4", r.conf("", [2]uint16{p + 3, 80}))
+	r.must("GC", "", r.conf(`"cni.dev/valid-attachments":[{"containerID":"h3-c2","ifname":"eth0"}]`))
+	if got, want := r.host(), fmt.Sprintf("TCP [*]:%d  =>  81", p+1); got != want {
+		t.Fatalf("after GC: %s, want %s", got, want)
+	}
+	pastatest.MustNotAnswer(t, "tcp", addr(p), "c80")
+	r.must("DEL", "h3-c1", c1)
+	r.must("DEL", "h3-c1", c1)
+
+	// A restarted forwarder lost the rules: CHECK says which; ADD
+	// restores them.
+	r.f.Restart(t)
+	r.mustFail("CHECK", "h3-c2", c2, 104, fmt.Sprintf("missing: HOST TCP [*]:%d  =>  81", p+1))
+	r.must("ADD", "h3-c2", c2)
+	pastatest.MustAnswer(t, "tcp", addr(p+1), "c81")
+
+	// A killed forwarder: CHECK cannot reach it (11), DEL succeeds at once.
+	r.f.Kill(t)
+	r.mustFail("CHECK", "h3-c2", r.conf(`"timeout":"500ms"`, [2]uint16{p + 1, 81}), 11, r.f.Socket)
+	start := time.Now()
+	r.must("DEL", "h3-c2", c2)
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("DEL of a dead forwarder took %v", d)
+	}
+	r.must("DEL", "h3-c2", c2)
+}
+
+// TestPluginRealPastaMismatchedStatus: STATUS of a fixed socket asks the
+// real forwarder; of a dead one it fails with 50.
+func TestPluginRealPastaStatus(t *testing.T) {
+	r := newPlugRun(t)
+	r.must("STATUS", "", r.conf(""))
+	r.f.Kill(t)
+	r.mustFail("STATUS", "", r.conf(`"timeout":"500ms"`), 50, r.f.Socket)
+}
