@@ -142,14 +142,23 @@ type listenKey struct {
 }
 
 // readListeners reads f's listening sockets, attributed by inode or uid.
+// The forwarder's socket inodes are read again each time: every switch,
+// including one by another client between two polls, closes and reopens
+// all listeners, so inodes read earlier may name none of them.
 func (f forwarder) readListeners() (listeners, error) {
+	inodes := f.inodes
+	if inodes != nil && f.pid > 0 {
+		if fresh, err := procnet.SocketInodes(f.pid); err == nil {
+			inodes = fresh
+		}
+	}
 	socks, err := procnet.Listeners(f.netDir())
 	if err != nil {
 		return nil, fmt.Errorf("read listening sockets of the forwarder (pid %d): %w", f.pid, err)
 	}
 	ls := listeners{}
 	for _, s := range socks {
-		if f.inodes != nil && !f.inodes[s.Inode] || f.inodes == nil && s.UID != f.uid {
+		if inodes != nil && !inodes[s.Inode] || inodes == nil && s.UID != f.uid {
 			continue
 		}
 		ls[listenKey{udp: s.UDP, addr: s.Local}] = true
