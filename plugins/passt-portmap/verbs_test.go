@@ -539,3 +539,43 @@ func TestResultVersions(t *testing.T) {
 var netipLoop4 = mustAddr("127.0.0.1")
 
 func mustAddr(s string) netip.Addr { return netip.MustParseAddr(s) }
+
+// TestConcurrentAdds: attachments added and deleted at the same time on
+// one forwarder (as parallel plugin processes) lose none of each other's
+// rules: each transaction is one read-modify-write on one connection.
+func TestConcurrentAdds(t *testing.T) {
+	b := newBench(t)
+	const n = 8
+	p := freePorts(t, n)
+	var want []string
+	errs := make(chan *types.Error, n)
+	for i := 0; i < n; i++ {
+		want = append(want, rule("TCP", p+uint16(i), 80))
+		go func() {
+			_, err := b.call("ADD", fmt.Sprintf("c%d", i), b.conf(`"timeout":"20s"`, tcp(p+uint16(i), 80)))
+			errs <- err
+		}()
+	}
+	for i := 0; i < n; i++ {
+		if err := <-errs; err != nil {
+			t.Fatalf("parallel ADD: %v", err)
+		}
+	}
+	b.wantHost(want...)
+	for i := 0; i < n; i += 2 {
+		go func() {
+			_, err := b.call("DEL", fmt.Sprintf("c%d", i), b.conf(`"timeout":"20s"`))
+			errs <- err
+		}()
+	}
+	for i := 0; i < n; i += 2 {
+		if err := <-errs; err != nil {
+			t.Fatalf("parallel DEL: %v", err)
+		}
+	}
+	var left []string
+	for i := 1; i < n; i += 2 {
+		left = append(left, want[i])
+	}
+	b.wantHost(left...)
+}
