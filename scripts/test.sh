@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# test.sh: the project's whole test, as root:
+#   1. get the real pasta and pesto (scripts/fetch-pasta.sh) and export
+#      PASST_BIN_DIR for the integration tests;
+#   2. go vet ./...;
+#   3. go test ./... (unit tests, and the integration tests that drive the
+#      plugin through libcni against the real pasta in network namespaces);
+#   4. every fuzz target for a short time, one target per go test run.
+# Steps 2-4 all run even when one fails, so one run shows every failure;
+# it exits non-zero when any step failed, and at once when the forwarder
+# cannot be had: nothing is skipped.
+#
+# Environment:
+#   FUZZTIME       time per fuzz target (default 10s; 0 skips fuzzing,
+#                  for a quick local run only: CI uses the default)
+#   GOTESTFLAGS    extra flags for step 3, e.g. "-race" or "-run TestGC"
+#   PASST_CACHE, PASST_VERSION, PASST_FORCE_DOWNLOAD: see fetch-pasta.sh
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+fuzztime=${FUZZTIME:-10s}
+step() { printf '\n=== %s\n' "$*"; }
+
+if [ "$(id -u)" != 0 ]; then
+	echo "test.sh: run as root: the integration tests make network namespaces and run pasta" >&2
+	exit 1
+fi
+
+step "forwarder"
+bindir=$(scripts/fetch-pasta.sh | tail -n1)
+if [ ! -x "$bindir/pasta" ] || [ ! -x "$bindir/pesto" ]; then
+	echo "test.sh: no pasta/pesto in '$bindir': the forwarder cannot be had, failing" >&2
+	exit 1
+fi
+export PASST_BIN_DIR=$bindir
+passt_version=$("$bindir/pasta" --version 2>/dev/null | grep -m1 '^pasta ' || true)
+if [ -z "$passt_version" ]; then
+	echo "test.sh: $bindir/pasta does not run" >&2
+	exit 1
+fi
+echo "testing against: $passt_version ($bindir)"
+
+failed=()
+step "go vet ./..."
+go vet ./... || failed+=("go vet")
+
+step "go test ./..."
+# shellcheck disable=SC2086 # GOTESTFLAGS is a list of flags
+go test -count=1 -timeout 15m ${GOTESTFLAGS:-} ./... || failed+=("go test")
+
+if [ "$fuzztime" != 0 ]; then
+	step "fuzz targets, $fuzztime each"
+	n=0
+	for pkg in $(go list ./...); do
+		for target in $(go test -list '^Fuzz' "$pkg" | grep '^Fuzz' || true); do
+			echo "--- $pkg $target"
+			go test -run '^$' -fuzz "^${target}\$" -fuzztime "$fuzztime" "$pkg" ||
+				failed+=("fuzz $target")
+			n=$((n + 1))
+		done
+	done
+	echo "fuzzed $n targets"
+fi
+
+if [ ${#failed[@]} -gt 0 ]; then
+	step "FAILED against $passt_version: ${failed[*]}"
+	exit 1
+fi
+step "passed against $passt_version"
