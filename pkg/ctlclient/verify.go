@@ -142,28 +142,38 @@ type listenKey struct {
 }
 
 // readListeners reads f's listening sockets, attributed by inode or uid.
-// The forwarder's socket inodes are read again each time: every switch,
-// including one by another client between two polls, closes and reopens
-// all listeners, so inodes read earlier may name none of them.
+// In the caller's own network namespace it asks the kernel through
+// sock_diag; elsewhere it reads /proc/PID/net.
 func (f forwarder) readListeners() (listeners, error) {
-	inodes := f.inodes
-	if inodes != nil && f.pid > 0 {
-		if fresh, err := procnet.SocketInodes(f.pid); err == nil {
-			inodes = fresh
-		}
+	var socks []procnet.InetSocket
+	var err error
+	if f.sameNetNS() {
+		socks, err = procnet.DiagListeners()
 	}
-	socks, err := procnet.Listeners(f.netDir())
+	if socks == nil || err != nil {
+		socks, err = procnet.Listeners(f.netDir())
+	}
 	if err != nil {
 		return nil, fmt.Errorf("read listening sockets of the forwarder (pid %d): %w", f.pid, err)
 	}
 	ls := listeners{}
 	for _, s := range socks {
-		if inodes != nil && !inodes[s.Inode] || inodes == nil && s.UID != f.uid {
+		if f.inodes != nil && !f.inodes[s.Inode] || f.inodes == nil && s.UID != f.uid {
 			continue
 		}
 		ls[listenKey{udp: s.UDP, addr: s.Local}] = true
 	}
 	return ls, nil
+}
+
+// sameNetNS reports whether f runs in the caller's network namespace.
+func (f forwarder) sameNetNS() bool {
+	if f.pid == 0 {
+		return true
+	}
+	theirs, err1 := os.Readlink(filepath.Join(procnet.Root, strconv.Itoa(f.pid), "ns", "net"))
+	ours, err2 := os.Readlink(filepath.Join(procnet.Root, "self", "ns", "net"))
+	return err1 == nil && err2 == nil && theirs == ours
 }
 
 // needsListener: rules that must have a socket for every port. Weak rules

@@ -154,3 +154,43 @@ func TestLive(t *testing.T) {
 		t.Fatalf("listeners %v: tcp6 %v found %v, udp %v found %v", ls, wantT, foundT, wantU, foundU)
 	}
 }
+
+// TestDiagMatchesProc: both sources list this test's listeners alike.
+func TestDiagMatchesProc(t *testing.T) {
+	tl, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tl.Close()
+	ul, err := net.ListenUDP("udp6", &net.UDPAddr{IP: net.IPv6loopback})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ul.Close()
+	diag, err := DiagListeners()
+	if err != nil {
+		t.Fatal(err)
+	}
+	proc, err := Listeners(filepath.Join(Root, "self", "net"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mine, err := SocketInodes(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pick := func(ss []InetSocket) []InetSocket {
+		var out []InetSocket
+		for _, s := range ss {
+			if mine[s.Inode] {
+				out = append(out, s)
+			}
+		}
+		slices.SortFunc(out, func(a, b InetSocket) int { return int(a.Inode) - int(b.Inode) })
+		return out
+	}
+	d, p := pick(diag), pick(proc)
+	if len(d) != 2 || !slices.Equal(d, p) {
+		t.Fatalf("sock_diag %+v\n/proc %+v", d, p)
+	}
+}
