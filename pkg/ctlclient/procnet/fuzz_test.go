@@ -52,3 +52,19 @@ func FuzzParseSocketLink(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParseDiag: no panic on any netlink datagram; sockets have valid
+// addresses. Seeds: testdata/fuzz/FuzzParseDiag.
+func FuzzParseDiag(f *testing.F) {
+	f.Fuzz(func(t *testing.T, b []byte, udp bool) {
+		socks, _, err := ParseDiag(b, 1, udp)
+		if err != nil {
+			return
+		}
+		for _, s := range socks {
+			if !s.Local.Addr().IsValid() || s.UDP != udp {
+				t.Fatalf("socket %+v", s)
+			}
+		}
+	})
+}

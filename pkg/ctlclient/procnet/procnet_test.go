@@ -1,12 +1,15 @@
 package procnet
 
 import (
+	"encoding/binary"
 	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 const unixSample = `Num       RefCount Protocol Flags    Type St Inode Path
@@ -193,4 +196,61 @@ func TestDiagMatchesProc(t *testing.T) {
 	if len(d) != 2 || !slices.Equal(d, p) {
 		t.Fatalf("sock_diag %+v\n/proc %+v", d, p)
 	}
+}
+
+// diagMsg builds one sock_diag answer message, as the kernel lays it out.
+func diagMsg(seq uint32, family uint8, addr netip.AddrPort, state uint8, uid, inode uint32) []byte {
+	b := make([]byte, nlmsgHdrLen+diagMsgLen)
+	ne := binary.NativeEndian
+	ne.PutUint32(b, uint32(len(b)))
+	ne.PutUint16(b[4:], unix.SOCK_DIAG_BY_FAMILY)
+	ne.PutUint32(b[8:], seq)
+	m := b[nlmsgHdrLen:]
+	m[0], m[1] = family, state
+	binary.BigEndian.PutUint16(m[4:], addr.Port())
+	a := addr.Addr().AsSlice()
+	copy(m[8:], a)
+	ne.PutUint32(m[64:], uid)
+	ne.PutUint32(m[68:], inode)
+	return b
+}
+
+func diagDone(seq uint32) []byte {
+	b := make([]byte, nlmsgHdrLen+4)
+	binary.NativeEndian.PutUint32(b, uint32(len(b)))
+	binary.NativeEndian.PutUint16(b[4:], unix.NLMSG_DONE)
+	binary.NativeEndian.PutUint32(b[8:], seq)
+	return b
+}
+
+func TestParseDiag(t *testing.T) {
+	b := append(diagMsg(1, unix.AF_INET, netip.MustParseAddrPort("127.0.0.1:8080"), 10, 0, 42),
+		diagMsg(9, unix.AF_INET, netip.MustParseAddrPort("127.0.0.1:1"), 10, 0, 1)...) // other request: skipped
+	b = append(b, diagMsg(1, unix.AF_INET6, netip.MustParseAddrPort("[::]:53"), 7, 1000, 43)...)
+	b = append(b, diagDone(1)...)
+	socks, done, err := ParseDiag(b, 1, true)
+	want := []InetSocket{
+		{UDP: true, Local: netip.MustParseAddrPort("127.0.0.1:8080"), State: 10, Inode: 42},
+		{UDP: true, Local: netip.MustParseAddrPort("[::]:53"), State: 7, UID: 1000, Inode: 43},
+	}
+	if err != nil || !done || !slices.Equal(socks, want) {
+		t.Fatalf("%+v %v %v", socks, done, err)
+	}
+	for _, bad := range [][]byte{
+		diagMsg(1, unix.AF_INET, netip.MustParseAddrPort("127.0.0.1:1"), 10, 0, 1)[:40], // length past the end
+		shortBody(),
+	} {
+		if _, _, err := ParseDiag(bad, 1, false); err == nil {
+			t.Errorf("%x: no error", bad)
+		}
+	}
+}
+
+// shortBody is a SOCK_DIAG_BY_FAMILY message with an 8-byte body.
+func shortBody() []byte {
+	b := make([]byte, nlmsgHdrLen+8)
+	binary.NativeEndian.PutUint32(b, uint32(len(b)))
+	binary.NativeEndian.PutUint16(b[4:], unix.SOCK_DIAG_BY_FAMILY)
+	binary.NativeEndian.PutUint32(b[8:], 1)
+	return b
 }
