@@ -346,3 +346,22 @@ func waitFor(t *testing.T, cond func() bool) {
 	}
 	t.Fatal("condition not met within 5s")
 }
+
+// Tables the client does not know, and rules it does not own, go back as
+// they came.
+func TestUnknownPifKept(t *testing.T) {
+	ts := ctltest.DefaultTables()
+	tap := wire.NewTable(2, "TAP", 0x0f, wire.NewRule(wire.ProtoUDP, netip.MustParseAddr("::1"), 7000, 7010, 7000, wire.FlagWeak))
+	ts = wire.Tables{ts[0], tap, ts[1]}
+	s := ctltest.NewServer(t, ts)
+	p := freePort(t)
+	res, err := newClient(s).Update(context.Background(), add(tcp(p)), ctlclient.UpdateOptions{})
+	if err != nil || res.Status != ctlclient.StatusSuccess {
+		t.Fatalf("%v %+v", err, res)
+	}
+	want := ts.Clone()
+	want[0].Rules = append(want[0].Rules, tcp(p))
+	if got := s.Tables(); string(got.AppendServer(nil)) != string(want.AppendServer(nil)) {
+		t.Fatalf("tables after update %v, want %v", got, want)
+	}
+}

@@ -31,7 +31,10 @@
 //     are ignored;
 //   - there is no once-a-second retry of failed binds;
 //   - the listener set-up runs in the test process, so the "forwarder
-//     process" that a client finds is the test binary itself.
+//     process" that a client finds is the test binary itself. A port that
+//     the test itself holds therefore looks like the server's own listener
+//     to a client that attributes sockets by process: to make a bind fail,
+//     use Server.FailBind rather than occupying the port from the test.
 //
 // Faults (Fault) make it do what the real forwarder cannot be made to do
 // on demand: stall mid-stream, truncate, send garbage or another hello,
