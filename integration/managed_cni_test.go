@@ -69,6 +69,13 @@ func newManagedCNI(t *testing.T, n *pastatest.NetNS, pasta string, hostPort uint
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = os.RemoveAll(dataDir) })
+	return newManagedCNIIn(t, dataDir, n, pasta, hostPort)
+}
+
+// newManagedCNIIn is newManagedCNI with a given data directory, for
+// several attachments of one network.
+func newManagedCNIIn(t *testing.T, dataDir string, n *pastatest.NetNS, pasta string, hostPort uint16) *managedCNI {
+	t.Helper()
 	conf := fmt.Sprintf(`{"cniVersion": "1.1.0", "name": "h5-managed",
 	  "plugins": [{"type": "passt-portmap", "pasta": %q, "dataDir": %q, "timeout": "15s",
 	               "capabilities": {"portMappings": true}}]}`, pasta, dataDir)
@@ -310,4 +317,63 @@ func TestManagedCNIStatus(t *testing.T) {
 	if !errors.As(err, &cniErr) || cniErr.Code != 50 {
 		t.Fatalf("STATUS with a missing pasta = %v, want CNI error 50", err)
 	}
+}
+
+// TestManagedCNIGC: GC stops the managed forwarder of every attachment
+// not listed as valid, and only those.
+func TestManagedCNIGC(t *testing.T) {
+	pasta, _ := pastatest.Bins(t)
+	dataDir, err := os.MkdirTemp("/tmp", "h5-data-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(dataDir) })
+	keep := newManagedCNIIn(t, dataDir, pastatest.NewNetNS(t), pasta, pastatest.FreePort(t, "tcp"))
+	stale := newManagedCNIIn(t, dataDir, pastatest.NewNetNS(t), pasta, pastatest.FreePort(t, "tcp"))
+	keep.add(t)
+	keepDir := keep.onlyNewDir(t, "")
+	stale.add(t)
+	staleDir := stale.onlyNewDir(t, keepDir)
+	stalePID, ok, err := forwarder.Running(staleDir)
+	if err != nil || !ok {
+		t.Fatalf("stale attachment's forwarder: running=%v err=%v", ok, err)
+	}
+
+	ctx, cancel := keep.ctx()
+	defer cancel()
+	err = keep.cni.GCNetworkList(ctx, keep.list, &libcni.GCArgs{ValidAttachments: []types.GCAttachment{
+		{ContainerID: keep.rt.ContainerID, IfName: keep.rt.IfName},
+	}})
+	if err != nil {
+		t.Fatalf("GC: %v", err)
+	}
+	waitGone(t, stalePID)
+	inst := forwarder.Paths(staleDir)
+	assertNoFile(t, inst.Socket, inst.PIDFile)
+	if _, ok, err := forwarder.Running(keepDir); err != nil || !ok {
+		t.Fatalf("GC stopped the valid attachment's forwarder: running=%v err=%v", ok, err)
+	}
+	if err := keep.cni.CheckNetworkList(ctx, keep.list, keep.rt); err != nil {
+		t.Fatalf("CHECK of the valid attachment after GC: %v", err)
+	}
+}
+
+// onlyNewDir returns the one forwarder directory under the data directory
+// other than except.
+func (m *managedCNI) onlyNewDir(t *testing.T, except string) string {
+	t.Helper()
+	dirs, err := filepath.Glob(filepath.Join(m.dataDir, "forwarders", "*"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var found []string
+	for _, d := range dirs {
+		if d != except {
+			found = append(found, d)
+		}
+	}
+	if len(found) != 1 {
+		t.Fatalf("forwarder directories besides %q: %v, want one", except, found)
+	}
+	return found[0]
 }
