@@ -31,7 +31,7 @@ var (
 
 // managedPlugin builds the plugin binary once per test run and returns
 // the directory holding it, for libcni's plugin path.
-func managedPlugin(t *testing.T) string {
+func managedPlugin(t testing.TB) string {
 	t.Helper()
 	managedPluginOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "h5-cni-bin-")
