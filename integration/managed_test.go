@@ -624,3 +624,24 @@ func TestManagedCheckBinary(t *testing.T) {
 		t.Fatal("CheckBinary of a missing binary: no error")
 	}
 }
+
+// TestManagedPastaArgs: extra arguments reach pasta, and the result
+// follows them: -I names the interface over IfName.
+func TestManagedPastaArgs(t *testing.T) {
+	cfg, n := managedConfig(t)
+	cfg.Args = []string{"-I", "net1", "--mtu", "1400"}
+	ensure(t, cfg)
+	res, err := forwarder.ReadResult(cfg)
+	if err != nil {
+		t.Fatalf("ReadResult: %v", err)
+	}
+	if len(res.Interfaces) != 1 || res.Interfaces[0].Name != "net1" {
+		t.Fatalf("interfaces %v, want net1", res.Interfaces)
+	}
+	if out := n.IP(t, "link", "show", "dev", "net1"); !strings.Contains(out, "mtu 1400") {
+		t.Errorf("net1 in the namespace: %s; want mtu 1400", out)
+	}
+	if res.Interfaces[0].Mtu != 1400 {
+		t.Errorf("result MTU %d, want 1400", res.Interfaces[0].Mtu)
+	}
+}

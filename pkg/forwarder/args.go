@@ -82,3 +82,31 @@ func buildArgs(cfg Config, inst Instance, euid int) []string {
 	// --netns last: pasta takes a trailing PID or command otherwise.
 	return append(args, "--netns", cfg.NetNS)
 }
+
+// optionValue returns the value of the last of the given options in args
+// ("-I NAME", "-INAME", "--ns-ifname NAME", "--ns-ifname=NAME").
+func optionValue(args []string, short, long string) (string, bool) {
+	val, found := "", false
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		switch {
+		case (a == short || a == long) && i+1 < len(args):
+			val, found = args[i+1], true
+			i++
+		case strings.HasPrefix(a, long+"="):
+			val, found = a[len(long)+1:], true
+		case len(a) > len(short) && strings.HasPrefix(a, short) && !strings.HasPrefix(a, "--"):
+			val, found = a[len(short):], true
+		}
+	}
+	return val, found
+}
+
+// nsIfName is the name of the interface pasta makes in the namespace:
+// -I in cfg.Args, else cfg.IfName ("" when pasta picks it).
+func nsIfName(cfg Config) string {
+	if v, ok := optionValue(cfg.Args, "-I", "--ns-ifname"); ok {
+		return v
+	}
+	return cfg.IfName
+}

@@ -139,3 +139,23 @@ func TestSameFile(t *testing.T) {
 		t.Error("different files taken as the same")
 	}
 }
+
+func TestNsIfName(t *testing.T) {
+	tests := []struct {
+		cfg  Config
+		want string
+	}{
+		{Config{}, ""},
+		{Config{IfName: "eth0"}, "eth0"},
+		{Config{IfName: "eth0", Args: []string{"-I", "net1"}}, "net1"},
+		{Config{IfName: "eth0", Args: []string{"-Inet1"}}, "net1"},
+		{Config{IfName: "eth0", Args: []string{"--ns-ifname=net1"}}, "net1"},
+		{Config{IfName: "eth0", Args: []string{"--ns-ifname", "net1", "-q"}}, "net1"},
+		{Config{IfName: "eth0", Args: []string{"--map-guest-addr", "-I"}}, "eth0"}, // no value: pasta refuses it
+	}
+	for _, tt := range tests {
+		if got := nsIfName(tt.cfg); got != tt.want {
+			t.Errorf("nsIfName(%+v) = %q, want %q", tt.cfg, got, tt.want)
+		}
+	}
+}

@@ -77,8 +77,8 @@ func Attached(netnsPath string) (bool, error) {
 // as a CNI result (CNIVersion current.ImplementedSpecVersion; the caller
 // sets or converts the version). It is read back through netlink inside
 // the namespace:
-//   - Interfaces: one, the interface pasta made (cfg.IfName, or else the
-//     only interface other than loopback), with its MAC, MTU and
+//   - Interfaces: one, the interface pasta made (named by -I in cfg.Args,
+//     else cfg.IfName, else the only interface other than loopback), with its MAC, MTU and
 //     Sandbox = cfg.NetNS.
 //   - IPs: its global IPv4 and IPv6 addresses with their prefix length
 //     (link-local ones left out); Gateway is the gateway of the default
@@ -102,7 +102,7 @@ func ReadResult(cfg Config) (*current.Result, error) {
 		return nil, fmt.Errorf("forwarder: %w", err)
 	}
 	defer h.Close()
-	link, err := pastaLink(h, cfg.IfName)
+	link, err := pastaLink(h, nsIfName(cfg))
 	if err != nil {
 		return nil, fmt.Errorf("forwarder: network namespace %s: %w", cfg.NetNS, err)
 	}
