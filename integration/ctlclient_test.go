@@ -255,3 +255,26 @@ func BenchmarkCtlclientUpdate(b *testing.B) {
 		})
 	}
 }
+
+// SPLICE rules listen inside the namespace pasta is attached to: the
+// client finds that namespace through pasta's open file and checks there.
+func TestCtlclientSpliceVerified(t *testing.T) {
+	f := pastatest.Start(t)
+	q1, q2 := pastatest.FreePort(t, "tcp"), pastatest.FreePort(t, "tcp")
+	ok := wire.NewRule(wire.ProtoTCP, ctlLo4, q1, q1, q1, 0)
+	res, err := ctlClient(f).Update(context.Background(), ctlAdd(wire.PifSplice, ok), ctlclient.UpdateOptions{})
+	if err != nil || res.Status != ctlclient.StatusSuccess || len(res.Unchecked) != 0 {
+		t.Fatalf("%v %+v", err, res)
+	}
+	// A port taken inside the namespace: socket fail, rolled back.
+	pastatest.ServeTCP(t, f.NS, pastatest.HostPort("127.0.0.1", q2), "in the way")
+	before := f.ReadTables(t)
+	bad := wire.NewRule(wire.ProtoTCP, ctlLo4, q2, q2, q2, 0)
+	res, err = ctlClient(f).Update(context.Background(), ctlAdd(wire.PifSplice, bad), ctlclient.UpdateOptions{})
+	if res == nil || res.Status != ctlclient.StatusSocketFail || len(res.Failed) != 1 || res.Failed[0].Pif != wire.PifSplice {
+		t.Fatalf("err %v, result %+v; want a socket fail of the SPLICE rule", err, res)
+	}
+	if after := f.ReadTables(t); !bytes.Equal(after.AppendServer(nil), before.AppendServer(nil)) {
+		t.Fatal("previous tables not restored")
+	}
+}

@@ -127,7 +127,7 @@ type Result struct {
 	// Warnings lists other clients' non-weak rules that did not listen.
 	Warnings []RuleFailure
 	// Unchecked lists this update's non-weak rules whose listeners live
-	// where the client cannot look (SPLICE: inside the guest's namespace).
+	// where the client cannot look (SPLICE without root: the guest's namespace).
 	Unchecked []PifRule
 	Method    VerifyMethod
 	Tables    wire.Tables // the last tables read back (nil if none)

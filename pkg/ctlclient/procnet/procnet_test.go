@@ -254,3 +254,17 @@ func shortBody() []byte {
 	binary.NativeEndian.PutUint32(b[8:], 1)
 	return b
 }
+
+// TestHeldNetNS: the process's own namespace, even held open, is not
+// reported. (Finding and entering pasta's namespace is tested against the
+// real pasta in integration/ctlclient_test.go: it needs root.)
+func TestHeldNetNS(t *testing.T) {
+	own, err := os.Open("/proc/self/ns/net")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer own.Close()
+	if got, err := HeldNetNS(os.Getpid()); err != nil || len(got) != 0 {
+		t.Fatalf("own namespace reported: %v %v", got, err)
+	}
+}
