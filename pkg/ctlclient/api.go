@@ -160,7 +160,7 @@ type Verification struct {
 	Method       VerifyMethod
 	Tables       wire.Tables
 	// Unchecked lists present, non-weak rules whose listeners live where
-	// the client cannot look (SPLICE: inside the guest's namespace).
+	// the client cannot look (SPLICE without root: the guest's namespace).
 	Unchecked []PifRule
 }
 
