@@ -20,7 +20,10 @@ type forwarder struct {
 	pid    int             // 0 when not found
 	inodes map[uint64]bool // its socket inodes, nil when /proc/PID/fd is unreadable
 	uid    uint32          // SO_PEERCRED uid
-	why    string          // why pid is 0 or inodes nil, for diagnostics
+	// guestNS opens the network namespace pasta is attached to, where it
+	// binds SPLICE listeners ("" when unknown: SPLICE rules go unchecked).
+	guestNS string
+	why     string // why pid is 0 or inodes nil, for diagnostics
 }
 
 // findForwarder finds the process holding the listening control socket:
@@ -78,6 +81,11 @@ func (c *Client) findForwarder(peer ucred) forwarder {
 			f.inodes = socks
 		} else {
 			f.why = err.Error()
+		}
+	}
+	if f.inodes != nil {
+		if ns, err := procnet.HeldNetNS(f.pid); err == nil && len(ns) == 1 {
+			f.guestNS = ns[0]
 		}
 	}
 	return f
@@ -141,20 +149,28 @@ type listenKey struct {
 	addr netip.AddrPort
 }
 
-// readListeners reads f's listening sockets, attributed by inode or uid.
-// In the caller's own network namespace it asks the kernel through
-// sock_diag; elsewhere it reads /proc/PID/net.
-func (f forwarder) readListeners() (listeners, error) {
+// readListeners reads the listening sockets that f holds for rules of
+// pif, attributed by inode or uid: those of its own network namespace for
+// HOST (through sock_diag when that is the caller's, else /proc/PID/net),
+// those of the guest's namespace for SPLICE (pasta binds them there; only
+// root can look). ok is false when the pif's sockets cannot be looked at.
+func (f forwarder) readListeners(pif string) (ls listeners, ok bool, err error) {
 	var socks []procnet.InetSocket
-	var err error
-	if f.sameNetNS() {
-		socks, err = procnet.DiagListeners()
-	}
-	if socks == nil || err != nil {
-		socks, err = procnet.Listeners(f.netDir())
+	switch {
+	case pif == wire.PifHost:
+		if f.sameNetNS() {
+			socks, err = procnet.DiagListeners()
+		}
+		if socks == nil || err != nil {
+			socks, err = procnet.Listeners(f.netDir())
+		}
+	case pif == wire.PifSplice && f.guestNS != "" && f.inodes != nil:
+		socks, err = procnet.DiagListenersIn(f.guestNS)
+	default:
+		return nil, false, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("read listening sockets of the forwarder (pid %d): %w", f.pid, err)
+		return nil, false, fmt.Errorf("read listening sockets of the forwarder (pid %d) for %s: %w", f.pid, pif, err)
 	}
 	// The forwarder's socket inodes are read again each time: every
 	// switch, also one by another client between two polls, closes and
@@ -165,14 +181,14 @@ func (f forwarder) readListeners() (listeners, error) {
 			inodes = fresh
 		}
 	}
-	ls := listeners{}
+	ls = listeners{}
 	for _, s := range socks {
 		if inodes != nil && !inodes[s.Inode] || inodes == nil && s.UID != f.uid {
 			continue
 		}
 		ls[listenKey{udp: s.UDP, addr: s.Local}] = true
 	}
-	return ls, nil
+	return ls, true, nil
 }
 
 // sameNetNS reports whether f runs in the caller's network namespace.
@@ -190,10 +206,6 @@ func (f forwarder) sameNetNS() bool {
 func needsListener(r wire.Rule) bool {
 	return !r.Flags.Has(wire.FlagWeak) && !r.Flags.Has(wire.FlagScan)
 }
-
-// checkable: rules whose sockets live in the forwarder's own namespace.
-// SPLICE rules listen inside the guest's namespace.
-func checkable(pif string) bool { return pif == wire.PifHost }
 
 // listenAddrs is where the forwarder listens for r: "::" (one IPv6 socket
 // accepting both families) for a dual-stack rule, else r's own address.
@@ -256,22 +268,27 @@ func (c *Client) checkListeners(ctx context.Context, f forwarder, ts wire.Tables
 
 func (c *Client) checkOnce(f forwarder, ts wire.Tables, mine []PifRule) (listenCheck, error) {
 	lc := listenCheck{method: f.method()}
-	ls, err := f.readListeners()
-	if err != nil {
-		return lc, err
-	}
 	isMine := map[pifKey]bool{}
 	for _, m := range mine {
 		isMine[keyOf(m)] = true
 	}
 	for _, t := range ts {
 		pif := t.Name()
+		var ls listeners
+		var ok, read bool
 		for _, r := range t.Rules {
 			if !needsListener(r) {
 				continue
 			}
+			if !read { // once per pif, and only when a rule needs it
+				var err error
+				if ls, ok, err = f.readListeners(pif); err != nil {
+					return lc, err
+				}
+				read = true
+			}
 			pr := PifRule{Pif: pif, Rule: r}
-			if !checkable(pif) {
+			if !ok {
 				if isMine[keyOf(pr)] {
 					lc.unchecked = append(lc.unchecked, pr)
 				}
