@@ -15,6 +15,7 @@ package ctlclient
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"strings"
@@ -213,14 +214,21 @@ func (e *StatusError) Error() string {
 		}
 	case StatusSocketFail, StatusRollbackFail:
 		fmt.Fprintf(&b, "forwarder at %s took the update but could not listen: %s", e.Path, failures(r.Failed))
+		if r.Status == StatusSocketFail && errors.Is(r.Cause, errNothingToUndo) {
+			fmt.Fprintf(&b, "; %v", r.Cause)
+			writeWarnings(&b, r.Warnings)
+			break
+		}
 		if r.Status == StatusSocketFail {
 			b.WriteString("; the update was rolled back and the previous rules listen again (is another process using the port?)")
+			writeWarnings(&b, r.Warnings)
 			break
 		}
 		b.WriteString("; the rollback did not restore the previous state")
 		if r.Cause != nil {
 			fmt.Fprintf(&b, ": %v", r.Cause)
 		}
+		writeWarnings(&b, r.Warnings)
 		if r.Tables != nil {
 			fmt.Fprintf(&b, "; active now: %s", activeRules(r.Tables))
 		} else {
@@ -233,6 +241,15 @@ func (e *StatusError) Error() string {
 		}
 	}
 	return b.String()
+}
+
+// writeWarnings names other clients' rules that do not listen: the
+// forwarder stops binding at the first rule that fails, so one of them can
+// silence the rules after it.
+func writeWarnings(b *strings.Builder, ws []RuleFailure) {
+	if len(ws) > 0 {
+		fmt.Fprintf(b, "; other rules not listening (the forwarder stops binding at the first failure): %s", failures(ws))
+	}
 }
 
 // Unwrap returns the cause, if any.

@@ -108,8 +108,11 @@ func TestNoOpSendsNothingButVerifies(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = newClient(s).Update(context.Background(), add(tcp(p)), ctlclient.UpdateOptions{})
-	if st := statusOf(t, err); st != ctlclient.StatusRollbackFail && st != ctlclient.StatusSocketFail {
-		t.Fatalf("status %v", st)
+	if st := statusOf(t, err); st != ctlclient.StatusSocketFail || !strings.Contains(err.Error(), "nothing to roll back") {
+		t.Fatalf("status %v: %v", st, err)
+	}
+	if st := s.Stats(); st.Updates != 2 {
+		t.Fatalf("a no-op rolled something back: %+v", st)
 	}
 }
 
@@ -363,5 +366,25 @@ func TestUnknownPifKept(t *testing.T) {
 	want[0].Rules = append(want[0].Rules, tcp(p))
 	if got := s.Tables(); string(got.AppendServer(nil)) != string(want.AppendServer(nil)) {
 		t.Fatalf("tables after update %v, want %v", got, want)
+	}
+}
+
+// Another client's rule whose port is taken stops the forwarder's binding
+// before ours: a socket fail of ours, rolled back, naming the culprit.
+func TestOthersFailureSilencesOurs(t *testing.T) {
+	pOther, pMine := freePort(t), freePort(t)
+	ts := ctltest.DefaultTables()
+	ts[0].Rules = []wire.Rule{tcp(pOther)}
+	s := ctltest.NewServer(t, ts)
+	s.FailBind(pOther)
+	res, err := newClient(s).Update(context.Background(), add(tcp(pMine)), ctlclient.UpdateOptions{})
+	if st := statusOf(t, err); st != ctlclient.StatusSocketFail {
+		t.Fatalf("status %v: %v", st, err)
+	}
+	if len(res.Warnings) != 1 || res.Warnings[0].Ports[0] != pOther || !strings.Contains(err.Error(), "other rules not listening") {
+		t.Fatalf("warnings %+v, message %q", res.Warnings, err)
+	}
+	if s.Tables().Lookup(wire.PifHost).Contains(tcp(pMine)) {
+		t.Fatal("not rolled back")
 	}
 }
