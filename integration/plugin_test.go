@@ -231,3 +231,46 @@ func TestPluginRealPastaStatus(t *testing.T) {
 	r.f.Kill(t)
 	r.mustFail("STATUS", "", r.conf(`"timeout":"500ms"`), 50, r.f.Socket)
 }
+
+// TestPluginRealPastaParallel: attachments added and deleted at the same
+// time on one real pasta (every switch closes and reopens all listeners)
+// all end up with their rules, and lose none of each other's.
+func TestPluginRealPastaParallel(t *testing.T) {
+	r := newPlugRun(t)
+	pastatest.ServeTCP(t, r.f.NS, ":80", "c80")
+	const n = 6
+	p := pastatest.FreePortRange(t, "tcp", n)
+	run := func(verb string, idx []int) {
+		t.Helper()
+		errs := make(chan string, len(idx))
+		for _, i := range idx {
+			go func() {
+				_, e := r.exec(verb, fmt.Sprintf("h3-p%d", i), r.conf(`"timeout":"30s"`, [2]uint16{p + uint16(i), 80}))
+				if e != nil {
+					errs <- fmt.Sprintf("%s h3-p%d: code %d: %s; %s", verb, i, e.Code, e.Msg, e.Details)
+					return
+				}
+				errs <- ""
+			}()
+		}
+		for range idx {
+			if e := <-errs; e != "" {
+				t.Error(e)
+			}
+		}
+	}
+	run("ADD", []int{0, 1, 2, 3, 4, 5})
+	for i := 0; i < n; i++ {
+		pastatest.MustAnswer(t, "tcp", pastatest.HostPort("127.0.0.1", p+uint16(i)), "c80")
+	}
+	run("DEL", []int{0, 2, 4})
+	for i := 0; i < n; i++ {
+		addr := pastatest.HostPort("127.0.0.1", p+uint16(i))
+		if i%2 == 0 {
+			pastatest.MustNotAnswer(t, "tcp", addr, "c80")
+		} else {
+			pastatest.MustAnswer(t, "tcp", addr, "c80")
+		}
+	}
+	run("CHECK", []int{1, 3, 5})
+}
