@@ -274,3 +274,54 @@ func TestPluginRealPastaParallel(t *testing.T) {
 	}
 	run("CHECK", []int{1, 3, 5})
 }
+
+// TestPluginManagedGC: GC stops the managed forwarders of stale
+// attachments and removes their directories and records, and leaves the
+// valid attachment's forwarder running with its rule.
+func TestPluginManagedGC(t *testing.T) {
+	bin := pluginBinary(t)
+	pasta, _ := pastatest.Bins(t)
+	dataDir, err := os.MkdirTemp("", "h3-mdata-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dataDir) })
+	p := pastatest.FreePortRange(t, "tcp", 2)
+	conf := func(extra string, port uint16) []byte {
+		return []byte(fmt.Sprintf(`{"cniVersion":"1.1.0","name":"h3-managed","type":"passt-portmap","pasta":%q,"dataDir":%q,"timeout":"15s",
+			"runtimeConfig":{"portMappings":[{"hostPort":%d,"containerPort":80,"protocol":"tcp"}]}%s}`, pasta, dataDir, port, extra))
+	}
+	type att struct {
+		cid string
+		ns  *pastatest.NetNS
+		r   *plugRun
+	}
+	var atts []att
+	for i := 0; i < 2; i++ {
+		n := pastatest.NewNetNS(t)
+		pastatest.ServeTCP(t, n, ":80", fmt.Sprintf("m%d", i))
+		// plugRun without a forwarder of its own: exec only needs the netns.
+		r := &plugRun{t: t, bin: bin, f: &pastatest.Forwarder{NS: n}, dataDir: dataDir}
+		a := att{cid: fmt.Sprintf("h3-m%d", i), ns: n, r: r}
+		atts = append(atts, a)
+		out := r.must("ADD", a.cid, conf("", p+uint16(i)))
+		if !strings.Contains(out, `"interfaces"`) {
+			t.Errorf("managed ADD result has no interfaces: %s", out)
+		}
+		pastatest.MustAnswer(t, "tcp", pastatest.HostPort("127.0.0.1", p+uint16(i)), fmt.Sprintf("m%d", i))
+		t.Cleanup(func() { r.exec("DEL", a.cid, conf("", p+uint16(i))) })
+	}
+	dirs, _ := filepath.Glob(filepath.Join(dataDir, "forwarders", "*"))
+	if len(dirs) != 2 {
+		t.Fatalf("forwarder directories after two managed ADDs: %v", dirs)
+	}
+	atts[0].r.must("GC", "", conf(`,"cni.dev/valid-attachments":[{"containerID":"h3-m0","ifname":"eth0"}]`, p))
+	pastatest.MustAnswer(t, "tcp", pastatest.HostPort("127.0.0.1", p), "m0")
+	pastatest.MustNotAnswer(t, "tcp", pastatest.HostPort("127.0.0.1", p+1), "m1")
+	left, _ := filepath.Glob(filepath.Join(dataDir, "forwarders", "*"))
+	recs, _ := filepath.Glob(filepath.Join(dataDir, "records", "h3-managed", "*.json"))
+	if len(left) != 1 || len(recs) != 1 || !strings.Contains(recs[0], "h3-m0@") {
+		t.Fatalf("after GC: forwarder dirs %v, records %v", left, recs)
+	}
+	atts[0].r.must("CHECK", "h3-m0", conf("", p))
+}
