@@ -219,3 +219,44 @@ func TestStatusErrorMessages(t *testing.T) {
 		}
 	}
 }
+
+// The forwarder dies right after switching: the update went out, its
+// outcome cannot be established.
+func TestCrashAfterSwitchIsUnverified(t *testing.T) {
+	s := ctltest.NewServer(t, ctltest.DefaultTables(), ctltest.WithFaults(ctltest.Fault{CrashAfterSwitch: true}))
+	c := newClient(s)
+	c.Timeout = 200 * time.Millisecond
+	res, err := c.Update(context.Background(), add(tcp(freePort(t))), ctlclient.UpdateOptions{})
+	var ue *ctlclient.UnreachableError
+	if !errors.As(err, &ue) || !errors.Is(err, syscall.ECONNREFUSED) || res == nil || res.Status != ctlclient.StatusUnverified || !strings.Contains(err.Error(), "outcome unknown") {
+		t.Fatalf("%v %+v", err, res)
+	}
+}
+
+// BenchmarkUpdate: one verified update (add or remove one rule) against
+// the in-process server, and the same without verification.
+func BenchmarkUpdate(b *testing.B) {
+	for _, opts := range []ctlclient.UpdateOptions{{}, {NoVerify: true}} {
+		name := "verified"
+		if opts.NoVerify {
+			name = "noverify"
+		}
+		b.Run(name, func(b *testing.B) {
+			s := ctltest.NewServer(b, ctltest.DefaultTables())
+			c := newClient(s)
+			r := tcp(freePort(b))
+			del := edit(wire.Edit{Pif: wire.PifHost, Remove: []wire.Rule{r}})
+			i := 0
+			for b.Loop() {
+				plan := add(r)
+				if i%2 == 1 {
+					plan = del
+				}
+				i++
+				if _, err := c.Update(context.Background(), plan, opts); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
