@@ -15,7 +15,7 @@ import (
 	"github.com/passt-portmap/passt-portmap/pkg/ctlclient/wire"
 )
 
-func sampleRules(t *testing.T) []OwnedRule {
+func sampleRules(t testing.TB) []OwnedRule {
 	t.Helper()
 	r1 := wire.NewRule(wire.ProtoTCP, netip.Addr{}, 8080, 8080, 80, wire.FlagDualStack)
 	r2 := wire.NewRule(wire.ProtoUDP, netip.MustParseAddr("127.0.0.1"), 1000, 1010, 2000, wire.FlagWeak)

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
@@ -132,12 +134,17 @@ func (p *Plugin) add(args *skel.CmdArgs) error {
 		}
 		next.Rules = desired
 	}
-	if len(next.Rules) == 0 && !next.Managed {
+	switch {
+	case len(next.Rules) == 0 && !next.Managed:
 		if err := lock.Remove(); err != nil {
 			return err
 		}
-	} else if err := lock.Write(next); err != nil {
-		return err
+	case sameRecord(rec, next):
+		// A repeated ADD: nothing to write (and no fsync to wait for).
+	default:
+		if err := lock.Write(next); err != nil {
+			return err
+		}
 	}
 	return p.printResult(cfg, fcfg)
 }
@@ -269,4 +276,17 @@ func (p *Plugin) printResult(cfg *Config, fcfg forwarder.Config) error {
 		return types.NewError(types.ErrIncompatibleCNIVersion, "cannot convert the result", fmt.Sprintf("to version %s: %v", cfg.CNIVersion, err))
 	}
 	return out.PrintTo(p.Stdout)
+}
+
+// sameRecord reports whether b would store what a holds, but for the time.
+func sameRecord(a, b *store.Record) bool {
+	if a == nil || b == nil {
+		return false
+	}
+	x, y := *a, *b
+	x.Updated, y.Updated = time.Time{}, time.Time{}
+	x.Version, y.Version = store.FormatVersion, store.FormatVersion
+	ea, err1 := store.Encode(&x)
+	eb, err2 := store.Encode(&y)
+	return err1 == nil && err2 == nil && bytes.Equal(ea, eb)
 }

@@ -28,14 +28,14 @@ import (
 // bench is one test's world: a data directory, a control socket server
 // behaving like pasta, and the plugin's verbs called as skel calls them.
 type bench struct {
-	t       *testing.T
+	t       testing.TB
 	dataDir string
 	srv     *ctltest.Server
 	network string
 	stderr  bytes.Buffer
 }
 
-func newBench(t *testing.T, opts ...ctltest.Option) *bench {
+func newBench(t testing.TB, opts ...ctltest.Option) *bench {
 	t.Helper()
 	return &bench{t: t, dataDir: t.TempDir(), srv: ctltest.NewServer(t, ctltest.DefaultTables(), opts...), network: "h3-net"}
 }
@@ -150,7 +150,7 @@ func (b *bench) record(cid string) *store.Record {
 
 // freePorts returns n consecutive TCP ports free on 127.0.0.1 and ::1
 // right now.
-func freePorts(t *testing.T, n int) uint16 {
+func freePorts(t testing.TB, n int) uint16 {
 	t.Helper()
 	for try := 0; try < 50; try++ {
 		l, err := net.Listen("tcp4", "127.0.0.1:0")
