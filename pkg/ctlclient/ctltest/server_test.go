@@ -356,3 +356,17 @@ func mustHex(t *testing.T, s string) []byte {
 	}
 	return b
 }
+
+// A pif repeated in the client's list adds to the same table, as on the
+// real forwarder (checked with a raw client against pasta 0.0~git20261002).
+func TestRepeatedPifAdds(t *testing.T) {
+	s := NewServer(t, DefaultTables())
+	c, ts := dial(t, s)
+	a := wire.NewRule(wire.ProtoTCP, netip.MustParseAddr("127.0.0.1"), 28001, 28001, 80, wire.FlagWeak)
+	b := wire.NewRule(wire.ProtoTCP, netip.MustParseAddr("127.0.0.1"), 28002, 28002, 80, wire.FlagWeak)
+	send(t, c, wire.Tables{wire.NewTable(1, "HOST", 0, a), wire.NewTable(1, "HOST", 0, b), ts[1]})
+	waitUpdates(t, s, 2)
+	if host := s.Tables()[0]; len(host.Rules) != 2 || !host.Contains(a) || !host.Contains(b) {
+		t.Fatalf("HOST %v", host.Rules)
+	}
+}

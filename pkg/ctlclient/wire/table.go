@@ -246,10 +246,12 @@ func ReadServerTables(r io.Reader, offset int64) (Tables, error) {
 // server does, calling fn for each table header and then for each rule as
 // it arrives, so a server can validate rule by rule and stop at the first
 // bad one (fn's error is returned as is). A nil rule means a table header.
-// It refuses counts over MaxRules and duplicate ids.
+// It refuses counts over MaxRules. Like the forwarder, it accepts an id
+// repeated in the list: the real one (checked on passt 0.0~git20261002)
+// adds the later block's rules to the same pending table, so the check of
+// at most MaxRules per pif is the caller's, as rules arrive.
 func ReadClientTables(r io.Reader, fn func(id PifID, count uint32, rule *Rule) error) error {
 	rd := reader{r: r}
-	seen := map[PifID]bool{}
 	var hdr [5]byte
 	var rb [RuleSize]byte
 	for n := 0; ; n++ {
@@ -265,14 +267,9 @@ func ReadClientTables(r io.Reader, fn func(id PifID, count uint32, rule *Rule) e
 			return err
 		}
 		count := binary.BigEndian.Uint32(hdr[1:])
-		step := fmt.Sprintf("client table of pif %d", id)
-		switch {
-		case seen[id]:
-			return &DecodeError{Step: step, Offset: start, Err: fmt.Errorf("duplicate pif id %d", id)}
-		case count > MaxRules:
-			return &DecodeError{Step: step, Offset: start, Err: fmt.Errorf("rule count %d is over the limit of %d", count, MaxRules)}
+		if count > MaxRules {
+			return &DecodeError{Step: fmt.Sprintf("client table of pif %d", id), Offset: start, Err: fmt.Errorf("rule count %d is over the limit of %d", count, MaxRules)}
 		}
-		seen[id] = true
 		if err := fn(id, count, nil); err != nil {
 			return err
 		}
