@@ -17,6 +17,7 @@ import (
 
 	"github.com/passt-portmap/passt-portmap/integration/pastatest"
 	"github.com/passt-portmap/passt-portmap/pkg/ctlclient"
+	"github.com/passt-portmap/passt-portmap/pkg/ctlclient/ctltest"
 	"github.com/passt-portmap/passt-portmap/pkg/ctlclient/wire"
 )
 
@@ -276,5 +277,72 @@ func TestCtlclientSpliceVerified(t *testing.T) {
 	}
 	if after := f.ReadTables(t); !bytes.Equal(after.AppendServer(nil), before.AppendServer(nil)) {
 		t.Fatal("previous tables not restored")
+	}
+}
+
+// TestCtlclientValidationMatchesCtltest sends the same rules to the real
+// pasta and to ctltest.Server and checks that both accept or refuse each.
+func TestCtlclientValidationMatchesCtltest(t *testing.T) {
+	f := pastatest.Start(t)
+	p := pastatest.FreePortRange(t, "tcp", 12)
+	v4, v6, any6 := ctlLo4, netip.MustParseAddr("::1"), netip.IPv6Unspecified()
+	okRule := wire.NewRule(wire.ProtoTCP, v4, p, p+10, 100, wire.FlagWeak)
+	target := func(r wire.Rule, a string) wire.Rule { r.Target = wire.To16(netip.MustParseAddr(a)); return r }
+	badIf := wire.NewRule(wire.ProtoTCP, v4, p+11, p+11, 10, wire.FlagWeak)
+	copy(badIf.IfName[:], "0123456789abcdef")
+	cases := map[string]wire.Rule{
+		"first>last":             wire.NewRule(wire.ProtoTCP, v4, p+11, p+1, 10, wire.FlagWeak),
+		"first 0":                wire.NewRule(wire.ProtoTCP, v4, 0, 10, 10, wire.FlagWeak),
+		"to 0":                   wire.NewRule(wire.ProtoTCP, v4, p+11, p+11, 0, wire.FlagWeak),
+		"to overflow":            wire.NewRule(wire.ProtoTCP, v4, p+11, p+11+10, 65530, wire.FlagWeak),
+		"to 65535":               wire.NewRule(wire.ProtoTCP, v4, p+11, p+11, 65535, wire.FlagWeak),
+		"unknown flag":           wire.NewRule(wire.ProtoTCP, v4, p+11, p+11, 10, 0x0a),
+		"dual-stack non-any":     wire.NewRule(wire.ProtoTCP, v6, p+11, p+11, 10, wire.FlagDualStack|wire.FlagWeak),
+		"proto 1":                wire.NewRule(1, v4, p+11, p+11, 10, wire.FlagWeak),
+		"multicast target":       target(wire.NewRule(wire.ProtoTCP, v4, p+11, p+11, 10, wire.FlagWeak), "224.0.0.1"),
+		"broadcast target":       target(wire.NewRule(wire.ProtoTCP, v4, p+11, p+11, 10, wire.FlagWeak), "255.255.255.255"),
+		"dual-stack target":      target(wire.NewRule(wire.ProtoTCP, any6, p+11, p+11, 10, wire.FlagDualStack|wire.FlagWeak), "::2"),
+		"family mismatch":        target(wire.NewRule(wire.ProtoTCP, v4, p+11, p+11, 10, wire.FlagWeak), "::2"),
+		"v4 target":              target(wire.NewRule(wire.ProtoTCP, v4, p+11, p+11, 10, wire.FlagWeak), "10.0.0.2"),
+		"duplicate":              okRule,
+		"overlap":                wire.NewRule(wire.ProtoTCP, v4, p+10, p+11, 10, wire.FlagWeak),
+		"overlap any4":           wire.NewRule(wire.ProtoTCP, netip.MustParseAddr("0.0.0.0"), p+5, p+5, 1, wire.FlagWeak),
+		"overlap dual":           wire.NewRule(wire.ProtoTCP, any6, p+1, p+1, 1, wire.FlagDualStack|wire.FlagWeak),
+		"v6 any vs v4":           wire.NewRule(wire.ProtoTCP, any6, p+1, p+1, 1, wire.FlagWeak),
+		"udp same ports":         wire.NewRule(wire.ProtoUDP, v4, p, p+10, 100, wire.FlagWeak),
+		"other v4 address":       wire.NewRule(wire.ProtoTCP, netip.MustParseAddr("127.0.0.2"), p, p, 1, wire.FlagWeak),
+		"interface unterminated": badIf,
+	}
+	s := ctltest.NewServer(t, ctltest.DefaultTables())
+	real, fake := ctlClient(f), &ctlclient.Client{Path: s.Path, Timeout: 5 * time.Second}
+	for _, c := range []*ctlclient.Client{real, fake} {
+		if _, err := c.Update(context.Background(), ctlAdd(wire.PifHost, okRule), ctlclient.UpdateOptions{NoVerify: true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	accepted := func(c *ctlclient.Client, r wire.Rule) bool {
+		t.Helper()
+		if _, err := c.Update(context.Background(), ctlAdd(wire.PifHost, r), ctlclient.UpdateOptions{NoVerify: true}); err != nil {
+			t.Fatal(err)
+		}
+		snap, err := c.Read(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		host := snap.Tables.Lookup(wire.PifHost)
+		if len(host.Rules) == 1 {
+			return r.Equal(okRule) // a duplicate is not re-sent: a no-op
+		}
+		if _, err := c.Update(context.Background(), func(wire.Tables) ([]wire.Edit, error) {
+			return []wire.Edit{{Pif: wire.PifHost, Remove: []wire.Rule{r}}}, nil
+		}, ctlclient.UpdateOptions{NoVerify: true}); err != nil {
+			t.Fatal(err)
+		}
+		return true
+	}
+	for name, r := range cases {
+		if a, b := accepted(real, r), accepted(fake, r); a != b {
+			t.Errorf("%s (%s): pasta accepts %v, ctltest accepts %v", name, r, a, b)
+		}
 	}
 }
