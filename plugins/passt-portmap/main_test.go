@@ -96,6 +96,9 @@ func TestShow(t *testing.T) {
 func itoa(p uint16) string { return strconv.Itoa(int(p)) }
 
 func TestCommand(t *testing.T) {
+	if got := command([]string{"--version"}); got != 0 {
+		t.Errorf("--version exit status %d", got)
+	}
 	if got := command([]string{"bogus"}); got != 2 {
 		t.Errorf("usage exit status %d", got)
 	}

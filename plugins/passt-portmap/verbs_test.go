@@ -579,3 +579,28 @@ func TestConcurrentAdds(t *testing.T) {
 	}
 	b.wantHost(left...)
 }
+
+// TestForwarderRestarted: a forwarder that restarted lost every rule;
+// CHECK names them, ADD (the record kept, a new plugin process) puts them
+// back, and DEL of rules already gone succeeds.
+func TestForwarderRestarted(t *testing.T) {
+	b := newBench(t)
+	p := freePorts(t, 2)
+	conf := b.conf("", tcp(p, 80), udp(p+1, 53))
+	b.must("ADD", "c1", conf)
+	if err := b.srv.Update(ctltest.DefaultTables()); err != nil { // as freshly started
+		t.Fatal(err)
+	}
+	b.mustFail("CHECK", "c1", conf, 104, "missing: HOST "+rule("TCP", p, 80), "missing: HOST "+rule("UDP", p+1, 53))
+	b.must("ADD", "c1", conf)
+	b.wantHost(rule("TCP", p, 80), rule("UDP", p+1, 53))
+	b.must("CHECK", "c1", conf)
+	if err := b.srv.Update(ctltest.DefaultTables()); err != nil {
+		t.Fatal(err)
+	}
+	b.must("DEL", "c1", conf)
+	b.wantHost()
+	if r := b.record("c1"); r != nil {
+		t.Fatalf("record after DEL: %+v", r)
+	}
+}
