@@ -3,8 +3,38 @@
 // itself), one transaction per update, with ownership records that make
 // ADD idempotent and DEL, CHECK and GC exact.
 //
-// Run by hand: "passt-portmap --version", and "passt-portmap show SOCKET"
-// to print a forwarder's tables with each rule's listening state.
+// Configuration (unknown keys are ignored; a wrong type or value is error
+// 7 naming the key):
+//
+//	socket         control socket path; ${CNI_CONTAINERID}, ${CNI_IFNAME} and
+//	               ${CNI_NETNS} (its base name) are expanded; CNI_ARGS
+//	               PASST_SOCKET=PATH overrides it for one call. Absent (or
+//	               "forwarder": "managed"): the plugin starts pasta itself.
+//	pidFile        PID file of a forwarder started with -P (same placeholders)
+//	weak           bool: bind failures tolerated (flag 0x02)
+//	targetAddress  container-side address to forward to
+//	bindInterface  interface to bind the listeners to
+//	timeout        Go duration, default 5s: forwarder, lock and pasta start
+//	dataDir        default /var/lib/cni/passt-portmap: records/ and forwarders/
+//	verify         bool, default true: check listeners after each update
+//	pasta, pastaArgs, allowChained   managed forwarder (pkg/forwarder)
+//	runtimeConfig.portMappings       hostPort, containerPort, protocol, hostIP
+//
+// Errors (CNI error JSON, code, msg, details):
+//
+//	100  safe fail: the forwarder rejected the update, nothing changed (which entry, why)
+//	101  socket fail: host ports could not listen, rolled back (which ports)
+//	102  rollback fail, or only partly in effect: state unknown (what is active now)
+//	103  protocol mismatch or undecodable stream (announced vs supported)
+//	104  CHECK: owned rules missing or not listening, or managed pasta not running (which)
+//	11   forwarder unreachable, or busy past the timeout; record lock busy (socket, last error)
+//	7    bad configuration or mapping (key or entry)
+//	50   STATUS: not ready (forwarder, pasta binary or data directory, and why)
+//	5    an ownership record that cannot be read (its path)
+//
+// Run by hand: "passt-portmap --version", and "passt-portmap show SOCKET
+// [PIDFILE]" to print a forwarder's tables in pesto's notation with each
+// rule's listening state.
 package main
 
 import (
