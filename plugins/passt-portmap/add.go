@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/containernetworking/cni/pkg/skel"
@@ -153,13 +154,17 @@ func (p *Plugin) add(args *skel.CmdArgs) error {
 // afterwards. onRollbackFail is called with the rules to own when the
 // forwarder's state became unknown.
 func (p *Plugin) apply(cfg *Config, socket, pidFile string, owned []store.OwnedRule, onRollbackFail func([]store.OwnedRule)) ([]store.OwnedRule, error) {
-	var desired []store.OwnedRule
+	var (
+		desired []store.OwnedRule
+		comp    translate.Compiled
+	)
 	plan := func(live wire.Tables) ([]wire.Edit, error) {
 		host := live.Lookup(wire.PifHost)
 		if host == nil {
 			return nil, &translate.TableError{Pif: wire.PifHost, Err: fmt.Errorf("%w: the forwarder has no %s table", translate.ErrCapability, wire.PifHost)}
 		}
-		comp, err := translate.Compile(cfg.Mappings, cfg.Options, host.Caps)
+		var err error
+		comp, err = translate.Compile(cfg.Mappings, cfg.Options, host.Caps)
 		if err != nil {
 			return nil, err
 		}
@@ -205,6 +210,18 @@ func (p *Plugin) apply(cfg *Config, socket, pidFile string, owned []store.OwnedR
 			onRollbackFail(unionRules(owned, se.Result.Added))
 		case errors.As(err, &me) && me.Result != nil:
 			onRollbackFail(unionRules(owned, me.Result.Added))
+		case errors.As(err, &se) && se.Result != nil && se.Result.Status == ctlclient.StatusSafeFail:
+			// The forwarder does not say which rule it refused: name the
+			// entries behind each rule of the update.
+			var notes []string
+			for _, r := range comp.Rules {
+				if idx := comp.Entries(r); len(idx) > 0 {
+					notes = append(notes, fmt.Sprintf("%s from portMappings %s", ruleText(wire.PifHost, r), entryNames(idx)))
+				}
+			}
+			if len(notes) > 0 {
+				err = &annotated{Err: err, Note: strings.Join(notes, "; ")}
+			}
 		}
 		return nil, atSocket(socket, err)
 	}
@@ -289,4 +306,25 @@ func sameRecord(a, b *store.Record) bool {
 	ea, err1 := store.Encode(&x)
 	eb, err2 := store.Encode(&y)
 	return err1 == nil && err2 == nil && bytes.Equal(ea, eb)
+}
+
+// entryNames renders entry indexes as "entry 3" or "entries 0, 2-4".
+func entryNames(idx []int) string {
+	if len(idx) == 1 {
+		return fmt.Sprintf("entry %d", idx[0])
+	}
+	var parts []string
+	for i := 0; i < len(idx); {
+		j := i
+		for j+1 < len(idx) && idx[j+1] == idx[j]+1 {
+			j++
+		}
+		if i == j {
+			parts = append(parts, fmt.Sprint(idx[i]))
+		} else {
+			parts = append(parts, fmt.Sprintf("%d-%d", idx[i], idx[j]))
+		}
+		i = j + 1
+	}
+	return "entries " + strings.Join(parts, ", ")
 }

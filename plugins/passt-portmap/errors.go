@@ -48,11 +48,24 @@ type statusError struct{ Err error }
 func (e *statusError) Error() string { return e.Err.Error() }
 func (e *statusError) Unwrap() error { return e.Err }
 
+// annotated adds a note to the details of an error's CNI form.
+type annotated struct {
+	Err  error
+	Note string
+}
+
+func (e *annotated) Error() string { return e.Err.Error() + " (" + e.Note + ")" }
+func (e *annotated) Unwrap() error { return e.Err }
+
 // toCNI maps any error of a verb onto a CNI error with one of the codes
 // above. socket is the control socket the verb used ("" if none yet).
 func toCNI(err error, socket string) *types.Error {
 	if err == nil {
 		return nil
+	}
+	if an := (*annotated)(nil); errors.As(err, &an) {
+		e := toCNI(an.Err, socket)
+		return types.NewError(e.Code, e.Msg, e.Details+"; "+an.Note)
 	}
 	var (
 		te  *types.Error

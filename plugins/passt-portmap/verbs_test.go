@@ -409,7 +409,7 @@ func TestErrorCodes(t *testing.T) {
 		b := newBench(t)
 		p := freePorts(t, 1)
 		b.srv.Inject(ctltest.Fault{RejectUpdate: true})
-		b.mustFail("ADD", "c1", b.conf("", tcp(p, 80)), 100, b.srv.Path, rule("TCP", p, 80))
+		b.mustFail("ADD", "c1", b.conf("", tcp(p, 80)), 100, b.srv.Path, rule("TCP", p, 80), "from portMappings entry 0")
 		b.wantHost()
 	})
 	t.Run("101 port taken, rolled back", func(t *testing.T) {
