@@ -50,7 +50,7 @@ func (s *Server) switchLocked(pending wire.Tables) {
 			continue
 		}
 		for i, r := range t.Rules {
-			if r.Flags.Has(wire.FlagWeak) || r.Flags.Has(wire.FlagScan) {
+			if r.Flags.Has(wire.FlagScan) {
 				continue
 			}
 			if err := s.bindLocked(r); err != nil {
@@ -63,19 +63,38 @@ func (s *Server) switchLocked(pending wire.Tables) {
 }
 
 // bindLocked binds every port of r on its loopback addresses; sockets bound
-// before a failure stay open, as on the forwarder.
+// before a failure stay open, as on the forwarder. A weak rule skips the
+// ports that fail and fails only when none binds.
 func (s *Server) bindLocked(r wire.Rule) error {
+	var last error
+	bound := false
 	for p := int(r.First); p <= int(r.Last); p++ {
-		for _, a := range ListenAddrs(r) {
-			if s.failPorts[uint16(p)] {
-				return fmt.Errorf("listen failed for port %s: %w", netip.AddrPortFrom(a, uint16(p)), syscall.EADDRINUSE)
+		if err := s.bindPortLocked(r, uint16(p)); err != nil {
+			if !r.Flags.Has(wire.FlagWeak) {
+				return err
 			}
-			c, err := listen(r.Proto, netip.AddrPortFrom(a, uint16(p)))
-			if err != nil {
-				return fmt.Errorf("listen failed for port %s: %w", netip.AddrPortFrom(a, uint16(p)), err)
-			}
-			s.socks = append(s.socks, c)
+			last = err
+			continue
 		}
+		bound = true
+	}
+	if !bound {
+		return fmt.Errorf("all listens failed: %w", last)
+	}
+	return nil
+}
+
+func (s *Server) bindPortLocked(r wire.Rule, port uint16) error {
+	for _, a := range ListenAddrs(r) {
+		ap := netip.AddrPortFrom(a, port)
+		if s.failPorts[port] {
+			return fmt.Errorf("listen failed for port %s: %w", ap, syscall.EADDRINUSE)
+		}
+		c, err := listen(r.Proto, ap)
+		if err != nil {
+			return fmt.Errorf("listen failed for port %s: %w", ap, err)
+		}
+		s.socks = append(s.socks, c)
 	}
 	return nil
 }

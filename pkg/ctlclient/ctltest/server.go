@@ -21,9 +21,10 @@
 // Differences from the real forwarder, on purpose, so tests never listen
 // beyond loopback and stay cheap:
 //
-//   - only HOST rules that are neither weak nor scan get sockets; SPLICE
-//     rules (bound inside the guest's namespace by the real one), weak and
-//     scan rules are kept in the tables but not bound;
+//   - only HOST rules that are not scan rules get sockets; SPLICE rules
+//     (bound inside the guest's namespace by the real one) and scan rules
+//     are kept in the tables but not bound; a weak rule binds the ports it
+//     can and fails only when none binds, as on the real one;
 //   - addresses are mapped to loopback (see ListenAddrs): a dual-stack rule
 //     binds both 127.0.0.1 and ::1 (the real one binds a single socket on
 //     "::"), any other IPv4 address binds 127.0.0.1 unless it is already a

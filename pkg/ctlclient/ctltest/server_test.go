@@ -370,3 +370,40 @@ func TestRepeatedPifAdds(t *testing.T) {
 		t.Fatalf("HOST %v", host.Rules)
 	}
 }
+
+// A weak rule binds what it can; one that binds nothing stops the binding
+// of the rules after it.
+func TestWeakRules(t *testing.T) {
+	s := NewServer(t, DefaultTables())
+	p1, p2, p3 := freePort(t), freePort(t), freePort(t)
+	v4 := netip.MustParseAddr("127.0.0.1")
+	s.FailBind(p1)
+	for p3-1 == p1 || p3-1 == p2 || p3 == p1 {
+		p3 = freePort(t)
+	}
+	ts := DefaultTables()
+	ts[0].Rules = []wire.Rule{
+		wire.NewRule(wire.ProtoTCP, v4, p1, p1, 80, wire.FlagWeak), // none binds: stops here
+		wire.NewRule(wire.ProtoTCP, v4, p2, p2, 80, 0),
+	}
+	if err := s.Update(ts); err != nil {
+		t.Fatal(err)
+	}
+	if l, err := net.Listen("tcp4", netip.AddrPortFrom(v4, p2).String()); err != nil {
+		t.Fatalf("rule after a weak rule that bound nothing was bound: %v", err)
+	} else {
+		l.Close()
+	}
+	// A weak rule over p3-1..p3 with p3-1 failing binds p3, and what follows.
+	s.FailBind(p3 - 1)
+	ts[0].Rules[0] = wire.NewRule(wire.ProtoTCP, v4, p3-1, p3, 80, wire.FlagWeak)
+	if err := s.Update(ts); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []uint16{p3, p2} {
+		if l, err := net.Listen("tcp4", netip.AddrPortFrom(v4, p).String()); err == nil {
+			l.Close()
+			t.Fatalf("port %d not bound", p)
+		}
+	}
+}
