@@ -3,7 +3,7 @@
 #
 # What it does:
 #   1. installs what it needs with apt-get (iptables, nftables, gnuplot-nox,
-#      strace) when missing;
+#      strace, time) when missing;
 #   2. gets the real pasta and pesto (scripts/fetch-pasta.sh);
 #   3. installs the reference portmap plugin of containernetworking/plugins
 #      (go install, pinned) into a private directory, and builds
@@ -26,6 +26,8 @@
 #   BENCH_GO=0    skip the Go benchmarks of pkg/...
 #   BENCH_WRITE=0 do not write BENCHMARKS.md and docs/bench-add.png (results stay in BENCH_OUT)
 #   PORTMAP_VERSION  plugins version to compare with (default v1.9.1)
+#   BENCH_COMMIT  what to call the measured passt-portmap in BENCHMARKS.md
+#                 (default: git describe of the work tree)
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -44,6 +46,7 @@ command -v iptables >/dev/null || need+=(iptables)
 command -v nft >/dev/null || need+=(nftables)
 command -v gnuplot >/dev/null || need+=(gnuplot-nox)
 command -v strace >/dev/null || need+=(strace)
+[ -x /usr/bin/time ] || need+=(time)
 if [ ${#need[@]} -gt 0 ]; then
 	log "installing ${need[*]}"
 	apt-get update -qq >&2
@@ -70,7 +73,7 @@ fi
 gobench=$out/gobench.txt
 if [ "${BENCH_GO:-1}" != 0 ]; then
 	log "go test -bench ./pkg/..."
-	(cd "$repo" && go test -run '^$' -bench . -benchmem -benchtime 2000x ./pkg/... 2>&1 | grep -v '^?' >"$gobench") || log "go test -bench failed (see $gobench)"
+	(cd "$repo" && go test -run '^$' -bench . -benchmem -benchtime 200ms ./pkg/... 2>&1 | grep -v '^?' >"$gobench") || log "go test -bench failed (see $gobench)"
 else
 	: >"$gobench"
 fi
@@ -117,7 +120,7 @@ ver() { "$@" 2>&1 | head -n1 | sed 's/|/\\|/g'; }
 	echo "| OS | $(. /etc/os-release && echo "$PRETTY_NAME") |"
 	echo "| passt | $(ver "$pasta_dir/pasta" --version | sed 's/^pasta //') |"
 	echo "| Go | $(go version | cut -d' ' -f3-) |"
-	echo "| passt-portmap | $(if [ -n "$plugin" ]; then git -C "$repo" rev-parse --short HEAD; else echo "not built"; fi) |"
+	echo "| passt-portmap | $(if [ -n "$plugin" ]; then echo "${BENCH_COMMIT:-$(git -C "$repo" describe --always --dirty 2>/dev/null || echo unknown)}"; else echo "not built"; fi) |"
 	echo "| portmap | containernetworking/plugins $pmver (\`go install\`) |"
 	echo "| iptables | $(ver iptables --version) |"
 	echo "| nftables | $(ver nft --version) |"
@@ -142,7 +145,7 @@ ver() { "$@" 2>&1 | head -n1 | sed 's/|/\\|/g'; }
 		echo "### Go benchmarks of pkg/..."
 		echo
 		echo '```'
-		echo "go test -run '^\$' -bench . -benchmem -benchtime 2000x ./pkg/..."
+		echo "go test -run '^\$' -bench . -benchmem -benchtime 200ms ./pkg/..."
 		grep -E '^(Benchmark|ok|FAIL|pkg:)' "$gobench" || true
 		echo '```'
 	fi

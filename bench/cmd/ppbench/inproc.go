@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"log"
 	"net/netip"
+	"os"
 	"os/exec"
+	"runtime/pprof"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -53,7 +55,7 @@ func (b *Bench) caseInproc(ctx context.Context) error {
 		b.R.Steps = append(b.R.Steps, s)
 		log.Printf("  %-55s others=%-3d median %s ms", s.Name, s.Others, ms(s.Median))
 	}
-	stepOf := func(name string, others int, fn func() error) {
+	stepN := func(name string, others, n int, fn func() error) {
 		med, p90, err := timeN(n, fn)
 		s := Step{Name: name, Others: others, N: n, Median: med, P90: p90}
 		if err != nil {
@@ -61,6 +63,7 @@ func (b *Bench) caseInproc(ctx context.Context) error {
 		}
 		add(s)
 	}
+	stepOf := func(name string, others int, fn func() error) { stepN(name, others, n, fn) }
 
 	// Process start-up floors.
 	stepOf("exec /bin/true (fork, exec, wait)", 0, func() error {
@@ -81,6 +84,17 @@ func (b *Bench) caseInproc(ctx context.Context) error {
 	}
 
 	rule := wire.NewRule(wire.Proto(6), netip.MustParseAddr("127.0.0.1"), 20000, 20000, 20000, 0)
+	if b.cfg.CPUProfile != "" {
+		f, err := os.Create(b.cfg.CPUProfile)
+		if err != nil {
+			return fmt.Errorf("cpu profile: %w", err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			f.Close()
+			return fmt.Errorf("cpu profile: %w", err)
+		}
+		defer func() { pprof.StopCPUProfile(); f.Close() }()
+	}
 	for _, others := range []int{0, b.cfg.Others} {
 		if err := setHost(ctx, b.env.Sock, tcpRules(maps(30000, others, 2))); err != nil {
 			return err
@@ -98,6 +112,16 @@ func (b *Bench) caseInproc(ctx context.Context) error {
 			flip = !flip
 			return rawToggle(ctx, b.env.Sock, rule, flip)
 		})
+		if others == 0 {
+			for _, n := range []int{1000, 10000} {
+				big := wire.NewRule(wire.Proto(6), netip.MustParseAddr("127.0.0.1"), 41000, uint16(41000+n-1), 41000, 0)
+				flip := false
+				stepN(fmt.Sprintf("raw: same, with one rule of a %d-port range", n), others, 20, func() error {
+					flip = !flip
+					return rawToggle(ctx, b.env.Sock, big, flip)
+				})
+			}
+		}
 		if err := setHost(ctx, b.env.Sock, tcpRules(maps(30000, others, 2))); err != nil {
 			return err
 		}
@@ -183,8 +207,9 @@ func (b *Bench) caseInproc(ctx context.Context) error {
 		_, err := translate.Rules(tms, translate.Options{}, 0x0f)
 		return err
 	})
+	t250 := wire.NewTable(1, "HOST", 0x0f, tcpRules(maps(30000, 250, 2))...)
 	bench("translate.Plan: +1 rule on a table of 250", func() error {
-		_, err := translate.Plan(full[0], nil, []wire.Rule{rule})
+		_, err := translate.Plan(t250, nil, []wire.Rule{rule})
 		return err
 	})
 	return nil

@@ -42,6 +42,7 @@ type Config struct {
 	Budget     time.Duration
 	Only       string
 	Prefix     string
+	CPUProfile string
 }
 
 // Bench holds the test bed and the tools.
@@ -67,13 +68,14 @@ func main() {
 	flag.StringVar(&cfg.Work, "work", "/tmp/h6b", "work directory (sockets, PID file, plugin data)")
 	flag.StringVar(&cfg.Out, "out", "", "directory for results.json, add.dat (default: WORK/out)")
 	flag.IntVar(&cfg.Runs, "runs", 200, "runs of each command in the one-mapping pairs")
-	flag.IntVar(&cfg.ScaleRuns, "scale-runs", 20, "runs of each command in the scaling cases")
+	flag.IntVar(&cfg.ScaleRuns, "scale-runs", 15, "runs of each command in the scaling cases")
 	flag.IntVar(&cfg.BigRuns, "big-runs", 10, "runs of each command in the 1,000 and 10,000 cases")
 	flag.IntVar(&cfg.ConcRounds, "conc-rounds", 3, "bursts of 64 ADDs and 64 DELs (portmap: 1)")
 	flag.IntVar(&cfg.Others, "others", 250, "rules of other containers in the crowded-table case")
 	flag.DurationVar(&cfg.Budget, "budget", 30*time.Second, "time budget of one command in one case")
-	flag.StringVar(&cfg.Only, "only", "", "comma-separated cases to run (one,scale,others,range,compact,conc,inproc); empty: all")
+	flag.StringVar(&cfg.Only, "only", "", "comma-separated cases to run (one,scale,others,range,compact,conc,mem,inproc); empty: all")
 	flag.StringVar(&cfg.Prefix, "prefix", "h6b-", "prefix of the namespaces and links this program makes")
+	flag.StringVar(&cfg.CPUProfile, "cpuprofile", "", "write a CPU profile of the inproc case (the client library's own work) to this file")
 	flag.Parse()
 	log.SetFlags(log.Ltime)
 	if cfg.Out == "" {
@@ -137,6 +139,7 @@ func run(ctx context.Context, cfg Config) error {
 		{"range", func(ctx context.Context) error { return b.caseBig(ctx, "range", 1000, 40000) }},
 		{"compact", func(ctx context.Context) error { return b.caseBig(ctx, "compact", 10000, 41000) }},
 		{"conc", b.caseConc},
+		{"mem", b.caseMem},
 		{"inproc", b.caseInproc},
 	}
 	for _, s := range steps {
@@ -209,13 +212,15 @@ func (b *Bench) cleanState(ctx context.Context) error {
 // check reports whether the first mapping of c is in place for tool t.
 func (b *Bench) check(ctx context.Context, t Tool, c Container) (bool, error) {
 	port := c.Maps[0].HostPort
-	switch t {
-	case b.pmIPT:
-		out, err := sh(ctx, "iptables-save", "-t", "nat")
-		return containsWord(out, "--dport "+strconv.Itoa(port)), err
-	case b.pmNFT:
-		out, err := sh(ctx, "nft", "list", "ruleset")
-		return containsWord(out, "dport "+strconv.Itoa(port)), err
+	if ct, ok := t.(*cniTool); ok {
+		switch ct.extra["backend"] {
+		case "iptables":
+			out, err := sh(ctx, "iptables-save", "-t", "nat")
+			return containsWord(out, "--dport "+strconv.Itoa(port)), err
+		case "nftables":
+			out, err := sh(ctx, "nft", "list", "ruleset")
+			return containsWord(out, "dport "+strconv.Itoa(port)), err
+		}
 	}
 	ts, err := readTables(ctx, b.env.Sock)
 	if err != nil {
@@ -277,7 +282,7 @@ func (b *Bench) caseOne(ctx context.Context) error {
 	}
 	for _, p := range pairs {
 		log.Printf("  pair %s / %s", p[0].Name(), p[1].Name())
-		res, err := cycle(ctx, []Entry{{p[0], c}, {p[1], c}}, b.cfg.Runs, 2*b.cfg.Budget, b.check)
+		res, err := cycle(ctx, []Entry{{p[0], c}, {p[1], c}}, b.cfg.Runs, b.cfg.Budget, b.check)
 		if err != nil {
 			return fmt.Errorf("pair %s / %s: %w", p[0].Name(), p[1].Name(), err)
 		}
@@ -297,7 +302,7 @@ func (b *Bench) caseScale(ctx context.Context) error {
 			es = append(es, Entry{t, c})
 		}
 		log.Printf("  %d rules", n)
-		res, err := cycle(ctx, es, b.cfg.ScaleRuns, b.cfg.Budget/2, b.check)
+		res, err := cycle(ctx, es, b.cfg.ScaleRuns, b.cfg.Budget/3, b.check)
 		if err != nil {
 			return fmt.Errorf("%d rules: %w", n, err)
 		}
@@ -334,7 +339,7 @@ func (b *Bench) caseOthers(ctx context.Context) error {
 	for _, t := range tools(b.ppV, b.ppNV, b.pesto, b.pmIPT, b.pmNFT) {
 		es = append(es, Entry{t, c})
 	}
-	res, err := cycle(ctx, es, b.cfg.ScaleRuns*2, b.cfg.Budget/2, b.check)
+	res, err := cycle(ctx, es, b.cfg.ScaleRuns, b.cfg.Budget/3, b.check)
 	if err != nil {
 		return err
 	}
@@ -387,6 +392,10 @@ func (b *Bench) caseBig(ctx context.Context, name string, n, first int) error {
 func (b *Bench) caseConc(ctx context.Context) error {
 	const n = 64
 	for _, t := range tools(b.ppV, b.pesto, b.pmIPT, b.pmNFT) {
+		// Whatever a command left behind must not make the next fail.
+		if err := b.cleanState(ctx); err != nil {
+			return err
+		}
 		rounds := b.cfg.ConcRounds
 		if t == Tool(b.pmIPT) || t == Tool(b.pmNFT) {
 			rounds = 1
@@ -416,6 +425,45 @@ func (b *Bench) caseConc(ctx context.Context) error {
 				b.R.Conc = append(b.R.Conc, r)
 			}
 		}
+	}
+	return nil
+}
+
+// caseMem measures the peak RSS of one ADD (and DEL) of each command,
+// under GNU time: one mapping, and 10,000 consecutive ones.
+func (b *Bench) caseMem(ctx context.Context) error {
+	dir := filepath.Join(b.cfg.Work, "mem")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("mem: %w", err)
+	}
+	for _, n := range []int{1, 10000} {
+		c := fixed("mem"+strconv.Itoa(n), maps(41000, n, 1))
+		var es []Entry
+		for i, t := range tools(b.ppV, b.ppNV, b.pesto, b.pmIPT, b.pmNFT) {
+			f := filepath.Join(dir, strconv.Itoa(i))
+			switch t := t.(type) {
+			case *cniTool:
+				if t == b.pmIPT && n > 1 {
+					continue
+				}
+				m := &cniTool{name: t.name, binary: t.binary, cniPath: t.cniPath, netns: t.netns, ifname: t.ifname, extra: t.extra, prev: t.prev, memFile: f}
+				es = append(es, Entry{m, c})
+			case *pestoTool:
+				m := *t
+				m.memFile = f
+				es = append(es, Entry{&m, c})
+			}
+		}
+		runs := 10
+		if n > 1 {
+			runs = 3
+		}
+		log.Printf("  %d mappings", n)
+		res, err := cycle(ctx, es, runs, b.cfg.Budget/2, b.check)
+		if err != nil {
+			return err
+		}
+		b.R.Mem = append(b.R.Mem, ScaleRow{Mappings: n, Kind: "mem", Results: res})
 	}
 	return nil
 }

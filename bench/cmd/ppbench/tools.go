@@ -82,6 +82,37 @@ func runTimed(ctx context.Context, argv []string, env []string, stdin []byte) (S
 	return sm, out.Bytes(), nil
 }
 
+// runMem is runTimed, but with memFile set the command runs under GNU
+// time, whose %M (the peak RSS of the command and its children) replaces
+// wait4's figure. Go starts children with vfork semantics, so the kernel
+// counts the driver's own RSS in the child's ru_maxrss: only a small
+// parent such as time gives the command's own peak.
+func runMem(ctx context.Context, argv, env []string, stdin []byte, memFile string) (Sample, error) {
+	if memFile == "" {
+		sm, _, err := runTimed(ctx, argv, env, stdin)
+		return sm, err
+	}
+	_ = os.Remove(memFile)
+	sm, _, err := runTimed(ctx, append([]string{"/usr/bin/time", "-f", "%M", "-o", memFile}, argv...), env, stdin)
+	if err != nil {
+		return sm, err
+	}
+	b, err := os.ReadFile(memFile)
+	if err != nil {
+		return sm, fmt.Errorf("peak RSS of %s: %w", argv[0], err)
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return sm, fmt.Errorf("peak RSS of %s: empty output of time in %s", argv[0], memFile)
+	}
+	kib, err := strconv.ParseInt(f[len(f)-1], 10, 64)
+	if err != nil {
+		return sm, fmt.Errorf("peak RSS of %s: %w", argv[0], err)
+	}
+	sm.MaxRSS = kib
+	return sm, nil
+}
+
 // baseEnv is the environment every command gets: PATH only, as a runtime
 // would pass, plus what the caller adds.
 func baseEnv(extra ...string) []string {
@@ -98,6 +129,8 @@ type cniTool struct {
 	ifname  string         // CNI_IFNAME
 	extra   map[string]any // plugin-specific keys
 	prev    map[string]any // prevResult, nil for none
+
+	memFile string // when set, run under GNU time and take the peak RSS from it
 
 	mu   sync.Mutex
 	conf map[string][]byte // container ID -> marshalled config (built before timing)
@@ -146,7 +179,7 @@ func (t *cniTool) run(ctx context.Context, cmd string, c Container) (Sample, err
 	}
 	env := baseEnv("CNI_COMMAND="+cmd, "CNI_CONTAINERID="+c.ID, "CNI_NETNS="+t.netns,
 		"CNI_IFNAME="+t.ifname, "CNI_PATH="+t.cniPath)
-	sm, _, err := runTimed(ctx, []string{t.binary}, env, conf)
+	sm, err := runMem(ctx, []string{t.binary}, env, conf, t.memFile)
 	if err != nil {
 		return sm, fmt.Errorf("%s %s %s: %w", t.name, cmd, c.ID, err)
 	}
@@ -161,7 +194,8 @@ type pestoTool struct {
 	name    string
 	argv    []string // the command that runs pesto (loader and its options included)
 	sock    string
-	perPort bool // one pesto per mapping, as Podman and rootlesskit do
+	perPort bool   // one pesto per mapping, as Podman and rootlesskit do
+	memFile string // as for cniTool
 }
 
 func (t *pestoTool) Name() string { return t.name }
@@ -212,7 +246,7 @@ func (t *pestoTool) run(ctx context.Context, flag string, c Container) (Sample, 
 	var total Sample
 	env := baseEnv()
 	for _, argv := range argvs {
-		sm, _, err := runTimed(ctx, argv, env, nil)
+		sm, err := runMem(ctx, argv, env, nil, t.memFile)
 		total.Wall += sm.Wall
 		total.MaxRSS = max(total.MaxRSS, sm.MaxRSS)
 		if err != nil {
