@@ -65,16 +65,17 @@ func (p *Plugin) del(args *skel.CmdArgs) error {
 	return lock.Remove()
 }
 
-// release removes a recorded attachment's rules and stops its managed
-// forwarder.
+// release removes a recorded attachment's rules, or stops its managed
+// forwarder, which serves this attachment alone and takes its rules with
+// it.
 func (p *Plugin) release(cfg *Config, st *store.Store, rec *store.Record) error {
+	if rec.Managed && rec.Dir != "" {
+		return stopManaged(cfg, rec.Dir)
+	}
 	if len(rec.Rules) > 0 && rec.Socket != "" {
 		if err := p.removeRules(cfg, st, rec.Key(), rec.Socket, rec.PIDFile, rec.Rules); err != nil {
 			return err
 		}
-	}
-	if rec.Managed && rec.Dir != "" {
-		return stopManaged(cfg, rec.Dir)
 	}
 	return nil
 }
