@@ -172,15 +172,7 @@ func (f forwarder) readListeners(pif string) (ls listeners, ok bool, err error) 
 	if err != nil {
 		return nil, false, fmt.Errorf("read listening sockets of the forwarder (pid %d) for %s: %w", f.pid, pif, err)
 	}
-	// The forwarder's socket inodes are read again each time: every
-	// switch, also one by another client between two polls, closes and
-	// reopens all listeners, so inodes read earlier may name none of them.
 	inodes := f.inodes
-	if inodes != nil && f.pid > 0 {
-		if fresh, ferr := procnet.SocketInodes(f.pid); ferr == nil {
-			inodes = fresh
-		}
-	}
 	ls = listeners{}
 	for _, s := range socks {
 		if inodes != nil && !inodes[s.Inode] || inodes == nil && s.UID != f.uid {
@@ -262,6 +254,13 @@ func (c *Client) checkListeners(ctx context.Context, f forwarder, ts wire.Tables
 		case <-ctx.Done():
 			return lc, nil
 		case <-time.After(10 * time.Millisecond):
+		}
+		// Every switch, also one by another client since the inodes were
+		// read, closes and reopens all listeners: read them again.
+		if f.inodes != nil {
+			if fresh, err := procnet.SocketInodes(f.pid); err == nil {
+				f.inodes = fresh
+			}
 		}
 	}
 }
