@@ -27,7 +27,8 @@ import (
 
 // Client talks to one forwarder's control socket. The zero value with Path
 // set is usable. A Client holds no connection between calls and is safe for
-// concurrent use.
+// concurrent use; do not copy one after first use (it remembers which
+// process the forwarder was).
 type Client struct {
 	Path    string // control socket path
 	PIDFile string // optional: PID file of the forwarder (pasta -P), helps find its process
