@@ -22,6 +22,7 @@
 package store
 
 import (
+	"bytes"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -100,7 +101,20 @@ type ownedRuleJSON struct {
 
 // MarshalJSON writes the pif, the rule in pesto notation and its encoding.
 func (o OwnedRule) MarshalJSON() ([]byte, error) {
-	return json.Marshal(ownedRuleJSON{Pif: o.Pif, Text: o.Rule.String(), Hex: hex.EncodeToString(o.Rule.Append(nil))})
+	return marshal(ownedRuleJSON{Pif: o.Pif, Text: o.Rule.String(), Hex: hex.EncodeToString(o.Rule.Append(nil))}, "")
+}
+
+// marshal encodes v without escaping '<', '>' and '&', so that pesto's
+// "=>" stays readable in the file.
+func marshal(v any, indent string) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("", indent)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
 }
 
 // UnmarshalJSON reads the encoding back; the text is not interpreted.
@@ -150,7 +164,7 @@ func (r *Record) Pifs() []string {
 
 // Encode returns the record's file contents: indented JSON and a newline.
 func Encode(r *Record) ([]byte, error) {
-	b, err := json.MarshalIndent(r, "", "  ")
+	b, err := marshal(r, "  ")
 	if err != nil {
 		return nil, err
 	}

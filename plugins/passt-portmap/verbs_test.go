@@ -214,6 +214,11 @@ func TestAddDelAdd(t *testing.T) {
 	if rec == nil || rec.Socket != b.srv.Path || len(rec.Rules) != 2 || rec.Managed {
 		t.Fatalf("record after ADD: %+v", rec)
 	}
+	raw, err := os.ReadFile(store.New(filepath.Join(b.dataDir, "records")).RecordPath(store.Key{Network: b.network, ContainerID: "c1", IfName: "eth0"}))
+	if err != nil || !strings.Contains(string(raw), fmt.Sprintf(`"rule": "TCP [*]:%d-%d  =>  80-81 "`, p, p+1)) {
+		t.Errorf("record file (%v):\n%s", err, raw)
+	}
+	t.Logf("record file:\n%s", raw)
 	b.must("ADD", "c1", conf)
 	b.wantHost(want...)
 	b.must("DEL", "c1", conf)
