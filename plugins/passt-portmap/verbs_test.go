@@ -74,9 +74,15 @@ func (b *bench) conf(extra string, ms ...translate.PortMapping) []byte {
 // call runs a verb as skel would and returns its output and CNI error.
 func (b *bench) call(verb, cid string, conf []byte) (string, *types.Error) {
 	b.t.Helper()
+	return b.callArgs(verb, cid, "", conf)
+}
+
+// callArgs is call with CNI_ARGS.
+func (b *bench) callArgs(verb, cid, cniArgs string, conf []byte) (string, *types.Error) {
+	b.t.Helper()
 	var out bytes.Buffer
 	p := &Plugin{Stdout: &out, Stderr: &b.stderr, Client: b.client} // a new plugin process each call
-	args := &skel.CmdArgs{ContainerID: cid, Netns: "/var/run/netns/" + cid, IfName: "eth0", Path: "/opt/cni/bin", StdinData: conf}
+	args := &skel.CmdArgs{ContainerID: cid, Netns: "/var/run/netns/" + cid, IfName: "eth0", Args: cniArgs, Path: "/opt/cni/bin", StdinData: conf}
 	fn := map[string]func(*skel.CmdArgs) error{"ADD": p.Add, "DEL": p.Del, "CHECK": p.Check, "STATUS": p.Status, "GC": p.GC}[verb]
 	err := fn(args)
 	if err == nil {
@@ -607,5 +613,30 @@ func TestForwarderRestarted(t *testing.T) {
 	b.wantHost()
 	if r := b.record("c1"); r != nil {
 		t.Fatalf("record after DEL: %+v", r)
+	}
+}
+
+// TestSocketMoves: CNI_ARGS PASST_SOCKET points one call at another
+// forwarder; the attachment's rules move there (removed from the old one),
+// and a later DEL without the override follows the record.
+func TestSocketMoves(t *testing.T) {
+	b := newBench(t)
+	other := ctltest.NewServer(t, ctltest.DefaultTables())
+	p := freePorts(t, 1)
+	conf := b.conf("", tcp(p, 80))
+	b.must("ADD", "c1", conf)
+	if _, err := b.callArgs("ADD", "c1", "IgnoreUnknown=1;PASST_SOCKET="+other.Path, conf); err != nil {
+		t.Fatalf("ADD with PASST_SOCKET: %v", err)
+	}
+	b.wantHost()
+	if got := other.Tables().Lookup(wire.PifHost).Rules; len(got) != 1 || strings.TrimSpace(got[0].String()) != rule("TCP", p, 80) {
+		t.Fatalf("other forwarder's HOST: %v", got)
+	}
+	if r := b.record("c1"); r == nil || r.Socket != other.Path {
+		t.Fatalf("record: %+v", r)
+	}
+	b.must("DEL", "c1", conf)
+	if got := other.Tables().Lookup(wire.PifHost).Rules; len(got) != 0 {
+		t.Fatalf("other forwarder's HOST after DEL: %v", got)
 	}
 }
