@@ -43,7 +43,8 @@ func newBench(t testing.TB, opts ...ctltest.Option) *bench {
 // testClient is the plugin's client for ctltest servers: their sockets
 // listen on loopback addresses (ctltest.ListenAddrs).
 func testClient(socket, pidFile string) *ctlclient.Client {
-	return &ctlclient.Client{Path: socket, PIDFile: pidFile, ListenAddrs: func(_ string, r wire.Rule) []netip.Addr { return ctltest.ListenAddrs(r) }}
+	return &ctlclient.Client{Path: socket, PIDFile: pidFile, ListenWait: listenWait,
+		ListenAddrs: func(_ string, r wire.Rule) []netip.Addr { return ctltest.ListenAddrs(r) }}
 }
 
 func (b *bench) client(socket, pidFile string) *ctlclient.Client { return testClient(socket, pidFile) }
