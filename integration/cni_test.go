@@ -106,6 +106,23 @@ type mapping struct {
 	HostIP        string `json:"hostIP,omitempty"`
 }
 
+// setVersion rewrites the network's cniVersion.
+func (n *network) setVersion(t *testing.T, v string) {
+	t.Helper()
+	var conf map[string]any
+	if err := json.Unmarshal(n.list.Bytes, &conf); err != nil {
+		t.Fatal(err)
+	}
+	conf["cniVersion"] = v
+	b, err := json.Marshal(conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n.list, err = libcni.NetworkConfFromBytes(b); err != nil {
+		t.Fatalf("conflist %s: %v", b, err)
+	}
+}
+
 func (n *network) rt(id string, ms []mapping) *libcni.RuntimeConf {
 	rt := &libcni.RuntimeConf{ContainerID: id, NetNS: n.f.NS.Path, IfName: "eth0"}
 	if ms != nil {

@@ -344,3 +344,54 @@ func TestGC(t *testing.T) {
 		t.Fatalf("HOST after the second GC holds %d rules, want pesto's 1:\n%s", got, f.Tables(t))
 	}
 }
+
+// TestCNIVersions: ADD, CHECK and DEL through libcni for each CNI version
+// with CHECK, with traffic.
+func TestCNIVersions(t *testing.T) {
+	f := pastatest.Start(t)
+	pastatest.ServeTCP(t, f.NS, ":80", "web")
+	for _, v := range []string{"0.4.0", "1.0.0", "1.1.0"} {
+		t.Run(v, func(t *testing.T) {
+			n := newNetwork(t, f, nil)
+			n.setVersion(t, v)
+			m := mapping{HostPort: pastatest.FreePort(t, "tcp"), ContainerPort: 80, Protocol: "tcp"}
+			res, err := n.cni.AddNetworkList(ctx(t), n.list, n.rt("v"+v, []mapping{m}))
+			if err != nil {
+				t.Fatalf("ADD: %v", err)
+			}
+			if got := res.Version(); got != v {
+				t.Errorf("result version %s, want %s", got, v)
+			}
+			pastatest.MustAnswer(t, "tcp", pastatest.HostPort("127.0.0.1", m.HostPort), "web")
+			if err := n.check(t, "v"+v, m); err != nil {
+				t.Fatalf("CHECK: %v", err)
+			}
+			n.mustDel(t, "v"+v, m)
+			pastatest.MustNotAnswer(t, "tcp", pastatest.HostPort("127.0.0.1", m.HostPort), "web")
+		})
+	}
+}
+
+// TestWithoutPIDFile: with no pidFile the plugin finds the forwarder by
+// its control socket, and still tells a listening rule (CHECK passes)
+// from a port taken by someone else (101).
+func TestWithoutPIDFile(t *testing.T) {
+	f := pastatest.Start(t)
+	n := newNetwork(t, f, map[string]any{"pidFile": nil})
+	pastatest.ServeTCP(t, f.NS, ":80", "web")
+	m := mapping{HostPort: pastatest.FreePort(t, "tcp"), ContainerPort: 80, Protocol: "tcp"}
+	n.mustAdd(t, "nopid", m)
+	pastatest.MustAnswer(t, "tcp", pastatest.HostPort("127.0.0.1", m.HostPort), "web")
+	if err := n.check(t, "nopid", m); err != nil {
+		t.Fatalf("CHECK: %v", err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	taken := uint16(l.Addr().(*net.TCPAddr).Port)
+	err = n.add(t, "nopid2", mapping{HostPort: taken, ContainerPort: 80, Protocol: "tcp", HostIP: "127.0.0.1"})
+	wantCode(t, "ADD on a taken port without pidFile", err, 101)
+	pastatest.MustAnswer(t, "tcp", pastatest.HostPort("127.0.0.1", m.HostPort), "web")
+}
