@@ -129,6 +129,10 @@ func toCNI(err error, socket string) *types.Error {
 	case errors.As(err, &cre):
 		return types.NewError(types.ErrIOFailure, "ownership record unreadable", cre.Error()+"; remove it after checking the forwarder's tables")
 	}
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return types.NewError(types.ErrIOFailure, "passt-portmap could not use its files", at+err.Error())
+	}
 	return types.NewError(CodeUnknownFailed, "passt-portmap failed", at+err.Error())
 }
 

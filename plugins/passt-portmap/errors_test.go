@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/netip"
 	"os/exec"
 	"strings"
@@ -60,6 +61,7 @@ func TestErrorTable(t *testing.T) {
 		{"pasta missing", &forwarderError{Op: "start", Dir: "/d", Err: exec.ErrNotFound}, 50, []string{"/d"}},
 		{"pasta did not come up", &forwarderError{Op: "start", Dir: "/d", Err: errors.New("no hello within 5s")}, 11, []string{"/d", "no hello"}},
 		{"corrupt record", &store.CorruptError{Path: "/d/r.json", Err: errors.New("bad")}, types.ErrIOFailure, []string{"/d/r.json"}},
+		{"data directory unusable", fmt.Errorf("store: %w", &fs.PathError{Op: "mkdir", Path: "/var/lib/x", Err: syscall.EACCES}), types.ErrIOFailure, []string{"/var/lib/x", "permission denied"}},
 		{"passed through", types.NewError(42, "m", "d"), 42, []string{"d"}},
 		{"unnamed", errors.New("something"), 999, []string{"something"}},
 	} {

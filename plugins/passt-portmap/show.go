@@ -51,6 +51,12 @@ func show(ctx context.Context, w io.Writer, c *ctlclient.Client) error {
 		tables = snap.Tables
 	}
 	fmt.Fprintf(w, "forwarder at %s: protocol version %d, uid %d, listeners checked by %s\n", socket, snap.Hello.Version, snap.PeerUID, v.Method)
+	width := 0
+	for _, t := range tables {
+		for _, r := range t.Rules {
+			width = max(width, len(strings.TrimRight(r.String(), " ")))
+		}
+	}
 	for _, t := range tables {
 		fmt.Fprintf(w, "%s (pif %d, %s): %d rule(s)\n", t.Name(), t.ID, t.Caps, len(t.Rules))
 		for _, r := range t.Rules {
@@ -64,7 +70,7 @@ func show(ctx context.Context, w io.Writer, c *ctlclient.Client) error {
 			default:
 				s = "listening"
 			}
-			fmt.Fprintf(w, "    %-48s %s\n", strings.TrimRight(r.String(), " "), s)
+			fmt.Fprintf(w, "    %-*s   %s\n", width, strings.TrimRight(r.String(), " "), s)
 		}
 	}
 	return nil
