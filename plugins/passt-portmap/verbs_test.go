@@ -641,3 +641,21 @@ func TestSocketMoves(t *testing.T) {
 		t.Fatalf("other forwarder's HOST after DEL: %v", got)
 	}
 }
+
+// TestNoVerify: with "verify": false the update is sent and owned without
+// looking at listeners, so a port that cannot listen is no error.
+func TestNoVerify(t *testing.T) {
+	b := newBench(t)
+	p := freePorts(t, 1)
+	b.srv.FailBind(p)
+	conf := b.conf(`"verify":false`, tcp(p, 80))
+	b.must("ADD", "c1", conf)
+	b.wantHost(rule("TCP", p, 80))
+	if r := b.record("c1"); r == nil || len(r.Rules) != 1 {
+		t.Fatalf("record after an unverified ADD: %+v", r)
+	}
+	// CHECK still looks.
+	b.mustFail("CHECK", "c1", conf, 104, "not listening")
+	b.must("DEL", "c1", conf)
+	b.wantHost()
+}
