@@ -68,7 +68,7 @@ func (p *Plugin) check(args *skel.CmdArgs) error {
 		reasons = append(reasons, "missing: "+ruleText(m.Pif, m.Rule))
 	}
 	for _, f := range v.NotListening {
-		reasons = append(reasons, fmt.Sprintf("not listening: %s: host ports %s", ruleText(f.Pif, f.Rule), portList(f.Ports)))
+		reasons = append(reasons, fmt.Sprintf("not listening: %s (host ports %s)", ruleText(f.Pif, f.Rule), portList(f.Ports)))
 	}
 	reasons = append(reasons, unowned(cfg, rec.Rules, v.Tables)...)
 	if len(reasons) > 0 {
