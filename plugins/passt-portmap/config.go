@@ -62,6 +62,9 @@ type Config struct {
 	Mappings []translate.PortMapping
 
 	ValidAttachments []types.GCAttachment
+	// HasValidAttachments is true when the configuration carries the
+	// list at all (GC refuses to guess without it).
+	HasValidAttachments bool
 }
 
 // Env is what a call says about the attachment (from skel.CmdArgs).
@@ -161,8 +164,15 @@ func ParseConfig(stdin []byte, env Env) (*Config, error) {
 			c.PrevResult = pc.PrevResult
 		}
 	}
-	if _, err := decodeKey(raw, "cni.dev/valid-attachments", &c.ValidAttachments); err != nil {
-		return nil, err
+	// GC's list; libcni also sends it as "cni.dev/attachments" (the name
+	// an early spec used). Present but null is an empty list.
+	for _, key := range []string{"cni.dev/valid-attachments", "cni.dev/attachments"} {
+		if _, ok := raw[key]; ok && !c.HasValidAttachments {
+			if _, err := decodeKey(raw, key, &c.ValidAttachments); err != nil {
+				return nil, err
+			}
+			c.HasValidAttachments = true
+		}
 	}
 
 	var fwd string

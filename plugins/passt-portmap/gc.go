@@ -21,6 +21,10 @@ func (p *Plugin) gc(args *skel.CmdArgs) error {
 	if err != nil {
 		return err
 	}
+	if !cfg.HasValidAttachments {
+		// Without the list every attachment would look stale.
+		return cfgErr("cni.dev/valid-attachments", "missing: GC needs the list of valid attachments (it may be empty)")
+	}
 	valid := map[[2]string]bool{}
 	for _, a := range cfg.ValidAttachments {
 		valid[[2]string{a.ContainerID, a.IfName}] = true

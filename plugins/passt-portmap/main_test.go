@@ -48,7 +48,7 @@ func TestDispatch(t *testing.T) {
 		}
 		return m
 	}
-	conf := b.conf("", tcp(p, 80))
+	conf := b.conf(`"cni.dev/valid-attachments":[]`, tcp(p, 80))
 	for _, cmd := range []string{"ADD", "CHECK", "STATUS", "DEL", "GC"} {
 		if _, err := dispatch(t, with(cmd), conf); err != nil {
 			t.Fatalf("%s: %v", cmd, err)

@@ -358,9 +358,11 @@ func TestGC(t *testing.T) {
 	if r := other.record("c1"); r == nil {
 		t.Fatal("GC of one network removed another network's record")
 	}
-	// GC with nothing valid, twice.
-	b.must("GC", "", b.conf(""))
-	b.must("GC", "", b.conf(""))
+	// Without the list GC refuses; null and [] are empty lists.
+	b.mustFail("GC", "", b.conf(""), 7, "cni.dev/valid-attachments")
+	b.wantHost(rule("TCP", p+1, 80), rule("TCP", p+3, 80))
+	b.must("GC", "", b.conf(`"cni.dev/valid-attachments":null`))
+	b.must("GC", "", b.conf(`"cni.dev/attachments":[]`))
 	b.wantHost(rule("TCP", p+3, 80))
 }
 
