@@ -56,8 +56,14 @@ func main() {
 		os.Exit(command(os.Args[1:]))
 	}
 	p := &Plugin{Stdout: os.Stdout, Stderr: os.Stderr}
-	skel.PluginMainFuncs(p.Funcs(), version.All, about())
+	skel.PluginMainFuncs(p.Funcs(), supportedVersions, about())
 }
+
+// supportedVersions are the CNI versions the plugin speaks: every one
+// whose result can be empty (0.1.0 and 0.2.0 need an IP address in every
+// result, which a plugin alone in its list has none of). STATUS and GC
+// exist from 1.1.0 on; skel refuses them for older configurations.
+var supportedVersions = version.PluginSupports("0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")
 
 func about() string {
 	v := "(devel)"
@@ -72,7 +78,7 @@ func command(args []string) int {
 	switch {
 	case args[0] == "--version" || args[0] == "version":
 		fmt.Println(about())
-		fmt.Println("CNI versions:", strings.Join(version.All.SupportedVersions(), ", "))
+		fmt.Println("CNI versions:", strings.Join(supportedVersions.SupportedVersions(), ", "))
 		fmt.Println("control protocol versions:", fmt.Sprint(wire.SupportedVersions))
 		return 0
 	case args[0] == "show" && (len(args) == 2 || len(args) == 3):

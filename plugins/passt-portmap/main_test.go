@@ -10,7 +10,6 @@ import (
 
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
-	"github.com/containernetworking/cni/pkg/version"
 )
 
 // dispatch runs the plugin as its main does, through skel's dispatcher,
@@ -30,7 +29,7 @@ func dispatch(t *testing.T, env map[string]string, stdin []byte) (string, *types
 	defer func() { os.Stdin = old; r.Close() }()
 	var out bytes.Buffer
 	p := &Plugin{Stdout: &out, Stderr: &out, Client: testClient}
-	e := skel.PluginMainFuncsWithError(p.Funcs(), version.All, about())
+	e := skel.PluginMainFuncsWithError(p.Funcs(), supportedVersions, about())
 	return out.String(), e
 }
 
@@ -54,7 +53,7 @@ func TestDispatch(t *testing.T) {
 			t.Fatalf("%s: %v", cmd, err)
 		}
 	}
-	for _, tc := range []struct{ cmd, ver string }{{"STATUS", "1.0.0"}, {"GC", "1.0.0"}, {"CHECK", "0.3.1"}} {
+	for _, tc := range []struct{ cmd, ver string }{{"STATUS", "1.0.0"}, {"GC", "1.0.0"}, {"CHECK", "0.3.1"}, {"ADD", "0.2.0"}} {
 		_, err := dispatch(t, with(tc.cmd), b.conf(`"cniVersion":"`+tc.ver+`"`))
 		if err == nil || err.Code != types.ErrIncompatibleCNIVersion {
 			t.Errorf("%s with cniVersion %s: %v, want code 1", tc.cmd, tc.ver, err)

@@ -516,7 +516,7 @@ func TestResultVersions(t *testing.T) {
 	b := newBench(t)
 	prev := `{"cniVersion":"%s","interfaces":[{"name":"eth0","mac":"02:00:00:00:00:01","sandbox":"/var/run/netns/c1"}],` +
 		`"ips":[{%s"address":"10.88.0.2/16","gateway":"10.88.0.1","interface":0}],"dns":{"nameservers":["10.88.0.1"]}}`
-	for _, v := range []string{"0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"} {
+	for _, v := range supportedVersions.SupportedVersions() {
 		for _, chained := range []bool{false, true} {
 			extra := fmt.Sprintf(`"cniVersion":%q`, v)
 			var want string
