@@ -195,6 +195,17 @@ func TestPluginRealPasta(t *testing.T) {
 	pastatest.MustAnswer(t, "tcp", addr(p), "c80")
 	pastatest.MustAnswer(t, "tcp", addr(p+1), "c81")
 
+	// Safe fail: a rule of another client (pesto) holds the port; the
+	// plugin refuses before sending, naming the entry and the conflict.
+	r.f.Pesto(t, "-A", "-t", fmt.Sprintf("127.0.0.1/%d:80", p+2))
+	r.mustFail("ADD", "h3-c5", r.conf("", [2]uint16{p + 3, 99}, [2]uint16{p + 2, 80}), 100, "conflict", "entry 1")
+	r.f.Pesto(t, "-D", "-t", fmt.Sprintf("127.0.0.1/%d:80", p+2))
+	if got := r.host(); got != tablesBefore {
+		t.Errorf("after a safe fail:\n got %s\nwant %s", got, tablesBefore)
+	}
+	// Bad mapping: 7, naming the entry.
+	r.mustFail("ADD", "h3-c5", r.conf("", [2]uint16{0, 80}), 7, "entry 0")
+
 	// GC keeps c2, drops c1 (and c4, which ADD made meanwhile).
 	r.must("ADD", "h3-c4", r.conf("", [2]uint16{p + 3, 80}))
 	r.must("GC", "", r.conf(`"cni.dev/valid-attachments":[{"containerID":"h3-c2","ifname":"eth0"}]`))
