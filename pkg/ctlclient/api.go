@@ -35,6 +35,12 @@ type Client struct {
 	// RetryMin and RetryMax bound the backoff between connect attempts
 	// while the forwarder is busy with another client (defaults 1ms, 50ms).
 	RetryMin, RetryMax time.Duration
+	// StartWait is how long a socket that is missing (ENOENT) or refuses
+	// connections (ECONNREFUSED) is retried, for a forwarder that is still
+	// starting (default 500ms). A dead forwarder answers so for good: the
+	// call then ends with an *UnreachableError well before Timeout. A busy
+	// forwarder (EAGAIN) is retried until the deadline.
+	StartWait time.Duration
 	// Timeout bounds each call when ctx has no earlier deadline (default 10s).
 	Timeout time.Duration
 	// ListenWait is how long a listener check polls before it declares a

@@ -22,6 +22,7 @@ const (
 	defaultRetryMax   = 50 * time.Millisecond
 	defaultTimeout    = 10 * time.Second
 	defaultListenWait = 200 * time.Millisecond
+	defaultStartWait  = 500 * time.Millisecond
 )
 
 // withTimeout bounds ctx by c.Timeout unless it has an earlier deadline.
@@ -35,9 +36,15 @@ func (c *Client) withTimeout(ctx context.Context) (context.Context, context.Canc
 
 // dial connects to the control socket, retrying with backoff while the
 // forwarder is busy with another client (EAGAIN: its backlog of 0 is
-// full), while the socket file does not exist yet (ENOENT) and while
-// nobody listens on it (ECONNREFUSED: starting, or dead), until ctx ends.
+// full) until ctx ends, and for at most c.StartWait while the socket file
+// does not exist (ENOENT) or nobody listens on it (ECONNREFUSED): a
+// forwarder that is starting, or one that is dead.
 func (c *Client) dial(ctx context.Context) (*net.UnixConn, error) {
+	startWait := c.StartWait
+	if startWait <= 0 {
+		startWait = defaultStartWait
+	}
+	giveUp := time.Now().Add(startWait)
 	lo, hi := c.RetryMin, c.RetryMax
 	if lo <= 0 {
 		lo = defaultRetryMin
@@ -51,7 +58,13 @@ func (c *Client) dial(ctx context.Context) (*net.UnixConn, error) {
 		if err == nil {
 			return conn, nil
 		}
-		if !errors.Is(err, syscall.EAGAIN) && !errors.Is(err, syscall.ECONNREFUSED) && !errors.Is(err, syscall.ENOENT) {
+		switch {
+		case errors.Is(err, syscall.EAGAIN):
+		case errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ENOENT):
+			if time.Now().After(giveUp) {
+				return nil, &UnreachableError{Path: c.Path, Err: fmt.Errorf("no forwarder answered for %v: %w", startWait, err)}
+			}
+		default:
 			return nil, &UnreachableError{Path: c.Path, Err: err}
 		}
 		t := time.NewTimer(wait)

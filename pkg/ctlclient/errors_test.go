@@ -150,6 +150,31 @@ func TestUnreachable(t *testing.T) {
 	}
 }
 
+// A dead forwarder (its socket file left behind, or gone) is reported after
+// StartWait, not after the whole Timeout: a runtime learns it at once.
+func TestDeadForwarderFailsFast(t *testing.T) {
+	dir := t.TempDir()
+	stale := filepath.Join(dir, "stale.sock")
+	l, err := net.Listen("unix", stale)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.(*net.UnixListener).SetUnlinkOnClose(false)
+	l.Close()
+	for _, path := range []string{stale, filepath.Join(dir, "none.sock")} {
+		c := &ctlclient.Client{Path: path, Timeout: 30 * time.Second, StartWait: 50 * time.Millisecond}
+		start := time.Now()
+		_, err := c.Read(context.Background())
+		var ue *ctlclient.UnreachableError
+		if !errors.As(err, &ue) || !strings.Contains(err.Error(), "no forwarder answered for 50ms") {
+			t.Fatalf("%s: error %v; want unreachable after StartWait", path, err)
+		}
+		if d := time.Since(start); d > 10*time.Second {
+			t.Fatalf("%s: gave up after %v, want about StartWait (50ms), not Timeout (30s)", path, d)
+		}
+	}
+}
+
 // While another client holds the forwarder, connect waits with backoff
 // (EAGAIN once the backlog is full) and goes through when it is free.
 func TestBusyRetries(t *testing.T) {
