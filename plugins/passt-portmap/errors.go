@@ -151,7 +151,11 @@ func statusToCNI(se *ctlclient.StatusError, err error) *types.Error {
 		return types.NewError(CodeSafeFail, "forwarder rejected the update, nothing changed",
 			fmt.Sprintf("forwarder at %s rejected %s%s", se.Path, describeEdits(res.Edits), cause))
 	case ctlclient.StatusSocketFail:
-		return types.NewError(CodeSocketFail, "host ports could not listen, update rolled back",
+		msg := "host ports could not listen, update rolled back"
+		if len(res.Added) == 0 && len(res.Removed) == 0 {
+			msg = "host ports could not listen; the rules were in place already, nothing was changed"
+		}
+		return types.NewError(CodeSocketFail, msg,
 			fmt.Sprintf("forwarder at %s: %s%s", se.Path, describeFailures(res.Failed), cause))
 	case ctlclient.StatusRollbackFail:
 		return types.NewError(CodeRollbackFail, "host ports could not listen and the rollback failed",
