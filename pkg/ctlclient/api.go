@@ -221,7 +221,7 @@ func (e *StatusError) Error() string {
 		}
 	case StatusSocketFail, StatusRollbackFail:
 		fmt.Fprintf(&b, "forwarder at %s took the update but could not listen: %s", e.Path, failures(r.Failed))
-		if r.Status == StatusSocketFail && errors.Is(r.Cause, errNothingToUndo) {
+		if r.Status == StatusSocketFail && errors.Is(r.Cause, ErrNothingToUndo) {
 			fmt.Fprintf(&b, "; %v", r.Cause)
 			writeWarnings(&b, r.Warnings)
 			break

@@ -86,7 +86,7 @@ func (c *Client) update(ctx context.Context, plan Planner, opts UpdateOptions) (
 	if len(res.Added) == 0 && len(res.Removed) == 0 {
 		// Nothing was changed, so there is nothing to undo.
 		res.Status = StatusSocketFail
-		res.Cause = errNothingToUndo
+		res.Cause = ErrNothingToUndo
 		return res, &StatusError{Path: c.Path, Result: res}
 	}
 	// Socket fail: undo this update's own edits, then look again.
@@ -178,9 +178,11 @@ func (c *Client) observe(ctx context.Context) (*Snapshot, forwarder, error) {
 
 var errUnknownPif = errors.New("no such pif")
 
-// errNothingToUndo is the cause of a socket fail of an update that changed
+// ErrNothingToUndo is the cause of a socket fail of an update that changed
 // nothing: its rules were in place already, and do not listen.
-var errNothingToUndo = errors.New("the update changed nothing (its rules were in place already), so there was nothing to roll back")
+// ErrNothingToUndo is the Cause of a socket fail of an update whose rules
+// were all in place already: nothing was sent and nothing rolled back.
+var ErrNothingToUndo = errors.New("the update changed nothing (its rules were in place already), so there was nothing to roll back")
 
 // applyEdits applies edits to a copy of live and returns it with the rules
 // that it actually adds and removes (the others are no-ops). An edit of a

@@ -152,7 +152,7 @@ func statusToCNI(se *ctlclient.StatusError, err error) *types.Error {
 			fmt.Sprintf("forwarder at %s rejected %s%s", se.Path, describeEdits(res.Edits), cause))
 	case ctlclient.StatusSocketFail:
 		msg := "host ports could not listen, update rolled back"
-		if len(res.Added) == 0 && len(res.Removed) == 0 {
+		if errors.Is(res.Cause, ctlclient.ErrNothingToUndo) {
 			msg = "host ports could not listen; the rules were in place already, nothing was changed"
 		}
 		return types.NewError(CodeSocketFail, msg,
