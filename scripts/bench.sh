@@ -20,6 +20,9 @@
 #
 # Usage: scripts/bench.sh [ppbench flags...]
 #   e.g. scripts/bench.sh -runs 50 -only one,conc   (a quick partial run)
+#        scripts/bench.sh --report   (only rewrite BENCHMARKS.md from the
+#                                     last run's results, e.g. after editing
+#                                     bench/NOTES.md)
 # Environment:
 #   BENCH_TOOLS   private directory for binaries (default ~/.cache/passt-portmap/bench)
 #   BENCH_OUT     raw results (default /tmp/passt-portmap-bench)
@@ -41,62 +44,77 @@ log() { echo "bench: $*" >&2; }
 [ "$(id -u)" = 0 ] || { log "run as root: it makes network namespaces and starts pasta"; exit 1; }
 started=$(date +%s)
 
-need=()
-command -v iptables >/dev/null || need+=(iptables)
-command -v nft >/dev/null || need+=(nftables)
-command -v gnuplot >/dev/null || need+=(gnuplot-nox)
-command -v strace >/dev/null || need+=(strace)
-[ -x /usr/bin/time ] || need+=(time)
-if [ ${#need[@]} -gt 0 ]; then
-	log "installing ${need[*]}"
-	apt-get update -qq >&2
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >&2
-fi
+report_only=0
+if [ "${1:-}" = --report ]; then report_only=1; shift; fi
 
-pasta_dir=$("$repo/scripts/fetch-pasta.sh" | tail -n1)
-mkdir -p "$tools" "$out"
+if [ $report_only = 0 ]; then
+	need=()
+	command -v iptables >/dev/null || need+=(iptables)
+	command -v nft >/dev/null || need+=(nftables)
+	command -v gnuplot >/dev/null || need+=(gnuplot-nox)
+	command -v strace >/dev/null || need+=(strace)
+	[ -x /usr/bin/time ] || need+=(time)
+	if [ ${#need[@]} -gt 0 ]; then
+		log "installing ${need[*]}"
+		apt-get update -qq >&2
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >&2
+	fi
 
-if [ ! -x "$tools/portmap" ] || ! go version -m "$tools/portmap" 2>/dev/null | grep -q "plugins[[:space:]]*$pmver"; then
-	log "go install portmap@$pmver into $tools"
-	(cd /tmp && GOBIN=$tools GOFLAGS=-buildvcs=false go install "github.com/containernetworking/plugins/plugins/meta/portmap@$pmver")
-fi
-(cd "$repo" && go build -o "$tools/ppbench" ./bench/cmd/ppbench)
-plugin=$tools/passt-portmap
-if (cd "$repo" && go build -o "$plugin" ./plugins/passt-portmap); then
-	plugin_flag=(-plugin "$plugin")
-else
-	log "passt-portmap does not build: measuring only the peers"
-	plugin_flag=()
-	plugin=
-fi
+	pasta_dir=$("$repo/scripts/fetch-pasta.sh" | tail -n1)
+	mkdir -p "$tools" "$out"
 
-gobench=$out/gobench.txt
-if [ "${BENCH_GO:-1}" != 0 ]; then
-	log "go test -bench ./pkg/..."
-	(cd "$repo" && go test -run '^$' -bench . -benchmem -benchtime 200ms ./pkg/... 2>&1 | grep -v '^?' >"$gobench") || log "go test -bench failed (see $gobench)"
-else
-	: >"$gobench"
-fi
+	if [ ! -x "$tools/portmap" ] || ! go version -m "$tools/portmap" 2>/dev/null | grep -q "plugins[[:space:]]*$pmver"; then
+		log "go install portmap@$pmver into $tools"
+		(cd /tmp && GOBIN=$tools GOFLAGS=-buildvcs=false go install "github.com/containernetworking/plugins/plugins/meta/portmap@$pmver")
+	fi
+	(cd "$repo" && go build -o "$tools/ppbench" ./bench/cmd/ppbench)
+	plugin=$tools/passt-portmap
+	if (cd "$repo" && go build -o "$plugin" ./plugins/passt-portmap); then
+		plugin_flag=(-plugin "$plugin")
+		echo "${BENCH_COMMIT:-$(git -C "$repo" describe --always --dirty 2>/dev/null || echo unknown)}" >"$out/commit"
+	else
+		log "passt-portmap does not build: measuring only the peers"
+		plugin_flag=()
+		plugin=
+	fi
 
-cleanup() {
-	# The driver removes what it made; this is for an interrupted run.
-	for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep "^$prefix" || true); do
-		ip netns del "$ns" 2>/dev/null || true
-	done
-}
-trap cleanup EXIT
-cleanup
-ip netns add "$hostns"
-ip -n "$hostns" link set lo up
+	gobench=$out/gobench.txt
+	if [ "${BENCH_GO:-1}" != 0 ]; then
+		log "go test -bench ./pkg/..."
+		(cd "$repo" && go test -run '^$' -bench . -benchmem -benchtime 200ms ./pkg/... 2>&1 | grep -v '^?' >"$gobench") || log "go test -bench failed (see $gobench)"
+	else
+		: >"$gobench"
+	fi
 
-log "running the driver in netns $hostns (results in $out)"
-rm -f "$out"/strace-*.txt
-ip netns exec "$hostns" "$tools/ppbench" -pasta-dir "$pasta_dir" "${plugin_flag[@]}" \
-	-portmap "$tools/portmap" -work "$out/work" -out "$out" -prefix "$prefix" "$@"
+	cleanup() {
+		# The driver removes what it made; this is for an interrupted run.
+		for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep "^$prefix" || true); do
+			ip netns del "$ns" 2>/dev/null || true
+		done
+	}
+	trap cleanup EXIT
+	cleanup
+	ip netns add "$hostns"
+	ip -n "$hostns" link set lo up
 
-(cd "$out" && gnuplot add.gp) || log "gnuplot failed: no chart"
+	log "running the driver in netns $hostns (results in $out)"
+	rm -f "$out"/strace-*.txt
+	ip netns exec "$hostns" "$tools/ppbench" -pasta-dir "$pasta_dir" "${plugin_flag[@]}" \
+		-portmap "$tools/portmap" -work "$out/work" -out "$out" -prefix "$prefix" "$@"
+
+	(cd "$out" && gnuplot add.gp) || log "gnuplot failed: no chart"
+
 
 elapsed=$(($(date +%s) - started))
+echo "$elapsed" >"$out/elapsed"
+printf '%s\n' "$*" >"$out/args"
+printf '%s\n' "$pasta_dir" >"$out/pasta_dir"
+printf '%s\n' "$plugin" >"$out/plugin"
+fi
+elapsed=$(cat "$out/elapsed")
+args=$(cat "$out/args")
+pasta_dir=$(cat "$out/pasta_dir")
+plugin=$(cat "$out/plugin")
 [ "${BENCH_WRITE:-1}" != 0 ] || { log "done in ${elapsed}s; results in $out"; exit 0; }
 cp "$out/add.png" "$repo/docs/bench-add.png" 2>/dev/null || { mkdir -p "$repo/docs" && cp "$out/add.png" "$repo/docs/bench-add.png"; }
 
@@ -114,13 +132,13 @@ ver() { "$@" 2>&1 | head -n1 | sed 's/|/\\|/g'; }
 	echo
 	echo "| | |"
 	echo "|---|---|"
-	echo "| date | $(date -u '+%Y-%m-%d %H:%M UTC') |"
+	echo "| date | $(date -u -r "$out/results.json" '+%Y-%m-%d %H:%M UTC') |"
 	echo "| CPU | $(nproc) × $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//') (shared with other work) |"
 	echo "| kernel | $(uname -r) |"
 	echo "| OS | $(. /etc/os-release && echo "$PRETTY_NAME") |"
-	echo "| passt | $(ver "$pasta_dir/pasta" --version | sed 's/^pasta //') |"
+	echo "| passt | $("$pasta_dir/pasta" --version 2>/dev/null | head -n1 | sed 's/^pasta //') (Debian unstable package, run through its own loader) |"
 	echo "| Go | $(go version | cut -d' ' -f3-) |"
-	echo "| passt-portmap | $(if [ -n "$plugin" ]; then echo "${BENCH_COMMIT:-$(git -C "$repo" describe --always --dirty 2>/dev/null || echo unknown)}"; else echo "not built"; fi) |"
+	echo "| passt-portmap | $(cat "$out/commit" 2>/dev/null || echo "not built") |"
 	echo "| portmap | containernetworking/plugins $pmver (\`go install\`) |"
 	echo "| iptables | $(ver iptables --version) |"
 	echo "| nftables | $(ver nft --version) |"
@@ -128,7 +146,7 @@ ver() { "$@" 2>&1 | head -n1 | sed 's/|/\\|/g'; }
 	echo "Reproduce (as root; takes about $(( (elapsed + 59) / 60 )) minutes here):"
 	echo
 	echo '```'
-	echo "scripts/bench.sh $*"
+	echo "scripts/bench.sh $args"
 	echo '```'
 	echo
 	echo "Every command runs as a new process, the way a runtime runs it"

@@ -68,7 +68,7 @@ func main() {
 	flag.StringVar(&cfg.Work, "work", "/tmp/h6b", "work directory (sockets, PID file, plugin data)")
 	flag.StringVar(&cfg.Out, "out", "", "directory for results.json, add.dat (default: WORK/out)")
 	flag.IntVar(&cfg.Runs, "runs", 200, "runs of each command in the one-mapping pairs")
-	flag.IntVar(&cfg.ScaleRuns, "scale-runs", 15, "runs of each command in the scaling cases")
+	flag.IntVar(&cfg.ScaleRuns, "scale-runs", 10, "runs of each command in the scaling cases")
 	flag.IntVar(&cfg.BigRuns, "big-runs", 10, "runs of each command in the 1,000 and 10,000 cases")
 	flag.IntVar(&cfg.ConcRounds, "conc-rounds", 3, "bursts of 64 ADDs and 64 DELs (portmap: 1)")
 	flag.IntVar(&cfg.Others, "others", 250, "rules of other containers in the crowded-table case")
