@@ -125,13 +125,13 @@ func TestDelKeepsOtherRules(t *testing.T) {
 	n := newNetwork(t, f, nil)
 	pastatest.ServeTCP(t, f.NS, ":80", "web")
 	pastatest.ServeTCP(t, f.NS, ":81", "other")
-	other := pastatest.FreePort(t, "tcp")
+	tcpPorts := pastatest.FreePorts(t, "tcp", 2)
+	other, port := tcpPorts[0], tcpPorts[1]
 	otherUDP := pastatest.FreePort(t, "udp")
 	f.Pesto(t, "-A", "-t", fmt.Sprintf("127.0.0.1/%d:81", other), "-u", fmt.Sprintf("%d:81", otherUDP))
 	pastatest.MustAnswer(t, "tcp", pastatest.HostPort("127.0.0.1", other), "other")
 	pesto, raw := f.Tables(t), f.ReadTables(t)
 
-	port := pastatest.FreePort(t, "tcp")
 	m := mapping{HostPort: port, ContainerPort: 80, Protocol: "tcp"}
 	n.mustAdd(t, "keep", m)
 	pastatest.MustAnswer(t, "tcp", pastatest.HostPort("127.0.0.1", port), "web")
@@ -240,8 +240,9 @@ func TestConcurrentContainers(t *testing.T) {
 	f := pastatest.Start(t)
 	n := newNetwork(t, f, nil)
 	ms := make([]mapping, count)
+	ports := pastatest.FreePorts(t, "tcp", count)
 	for i := range ms {
-		ms[i] = mapping{HostPort: pastatest.FreePort(t, "tcp"), ContainerPort: uint16(9000 + i), Protocol: "tcp"}
+		ms[i] = mapping{HostPort: ports[i], ContainerPort: uint16(9000 + i), Protocol: "tcp"}
 		pastatest.ServeTCP(t, f.NS, fmt.Sprintf(":%d", 9000+i), fmt.Sprintf("container %d", i))
 	}
 	parallel(t, count, func(i int) error {
@@ -307,10 +308,11 @@ func TestGC(t *testing.T) {
 	f := pastatest.Start(t)
 	n := newNetwork(t, f, nil)
 	pastatest.ServeTCP(t, f.NS, ":80", "web")
-	f.Pesto(t, "-A", "-t", fmt.Sprintf("127.0.0.1/%d:80", pastatest.FreePort(t, "tcp")))
+	ports := pastatest.FreePorts(t, "tcp", 4)
+	f.Pesto(t, "-A", "-t", fmt.Sprintf("127.0.0.1/%d:80", ports[3]))
 	var ms []mapping
 	for i := 0; i < 3; i++ {
-		m := mapping{HostPort: pastatest.FreePort(t, "tcp"), ContainerPort: 80, Protocol: "tcp"}
+		m := mapping{HostPort: ports[i], ContainerPort: 80, Protocol: "tcp"}
 		ms = append(ms, m)
 		n.mustAdd(t, fmt.Sprintf("gc%d", i), m)
 	}

@@ -59,9 +59,21 @@ func TestHarness(t *testing.T) {
 	MustAnswer(t, "tcp", HostPort("127.0.0.1", tp), "tcp-hello")
 }
 
+func TestFreePorts(t *testing.T) {
+	ports := FreePorts(t, "tcp", 100)
+	lo, hi := ephemeralRange()
+	seen := map[uint16]bool{}
+	for _, p := range ports {
+		if seen[p] || int(p) < lo || int(p) > hi {
+			t.Fatalf("port %d repeated or outside %d..%d: %v", p, lo, hi, ports)
+		}
+		seen[p] = true
+	}
+}
+
 func TestFreePortRange(t *testing.T) {
 	first := FreePortRange(t, "tcp", 1000)
-	if first < 10000 || int(first)+1000 > 30000 {
+	if first < rangeMin || int(first)+1000 > rangeMax {
 		t.Fatalf("range %d+1000 outside 10000..30000", first)
 	}
 }

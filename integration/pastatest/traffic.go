@@ -8,7 +8,9 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -255,49 +257,103 @@ func MustNotAnswer(t testing.TB, proto, addr, reply string) {
 	}
 }
 
+// FreePort and FreePorts pick ports at random in the kernel's ephemeral
+// range (/proc/sys/net/ipv4/ip_local_port_range, 32768-60999 by default),
+// which pasta's own outbound (SPLICE) rules leave out, so a port from here
+// can be used in either table. FreePortRange picks in [rangeMin, rangeMax).
+const (
+	rangeMin = 10000
+	rangeMax = 30000
+)
+
+// ephemeralRange returns the kernel's ephemeral port range.
+func ephemeralRange() (lo, hi int) {
+	lo, hi = 32768, 60999
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return lo, hi
+	}
+	f := strings.Fields(string(b))
+	if len(f) != 2 {
+		return lo, hi
+	}
+	l, err1 := strconv.Atoi(f[0])
+	h, err2 := strconv.Atoi(f[1])
+	if err1 != nil || err2 != nil || l < 1024 || h > 65535 || h-l < 1000 {
+		return lo, hi
+	}
+	return l, h
+}
+
 // FreePort returns a port that is free on every address of the host for
-// proto ("tcp" or "udp"), by binding the dual-stack wildcard to port 0
-// and closing it. The kernel hands out each port rarely, so parallel test
-// packages do not collide.
+// proto ("tcp" or "udp") right now: a random port of the ephemeral range
+// that the dual-stack wildcard can bind. Use FreePorts for several
+// distinct ports.
 func FreePort(t testing.TB, proto string) uint16 {
 	t.Helper()
-	var addr net.Addr
+	return FreePorts(t, proto, 1)[0]
+}
+
+// FreePorts returns n distinct ports that are free for proto, holding each
+// bound until all are found so that none is picked twice. (Binding port 0
+// and closing does not do: the kernel may hand out the same port again
+// at once.)
+func FreePorts(t testing.TB, proto string, n int) []uint16 {
+	t.Helper()
+	if n < 1 || n > 1000 {
+		t.Fatalf("pastatest: FreePorts: bad count %d", n)
+	}
+	var (
+		ports   []uint16
+		closers []io.Closer
+	)
+	defer func() {
+		for _, c := range closers {
+			c.Close()
+		}
+	}()
+	lo, hi := ephemeralRange()
+	seen := map[int]bool{}
+	for tries := 0; len(ports) < n; tries++ {
+		if tries > 100*n {
+			t.Fatalf("pastatest: only %d of %d free %s ports found", len(ports), n, proto)
+		}
+		p := lo + rand.IntN(hi-lo+1)
+		if seen[p] {
+			continue
+		}
+		seen[p] = true
+		c, err := bindWildcard(proto, p)
+		if err != nil {
+			continue
+		}
+		closers = append(closers, c)
+		ports = append(ports, uint16(p))
+	}
+	return ports
+}
+
+// bindWildcard binds the dual-stack wildcard address to port for proto.
+func bindWildcard(proto string, port int) (io.Closer, error) {
+	a := ":" + strconv.Itoa(port)
 	switch proto {
 	case "tcp":
-		l, err := net.Listen("tcp", ":0")
-		if err != nil {
-			t.Fatalf("pastatest: free tcp port: %v", err)
-		}
-		addr = l.Addr()
-		l.Close()
+		return net.Listen("tcp", a)
 	case "udp":
-		pc, err := net.ListenPacket("udp", ":0")
-		if err != nil {
-			t.Fatalf("pastatest: free udp port: %v", err)
-		}
-		addr = pc.LocalAddr()
-		pc.Close()
-	default:
-		t.Fatalf("pastatest: FreePort: unknown protocol %q", proto)
+		return net.ListenPacket("udp", a)
 	}
-	ap, err := netip.ParseAddrPort(addr.String())
-	if err != nil {
-		t.Fatalf("pastatest: free port: %v", err)
-	}
-	return ap.Port()
+	return nil, fmt.Errorf("unknown protocol %q", proto)
 }
 
 // FreePortRange returns the first of n consecutive ports that are all
-// free for proto right now, picked at random between 10000 and 30000
-// (below the kernel's ephemeral range, where outgoing connections would
-// take ports).
+// free for proto right now, picked at random between 10000 and 30000.
 func FreePortRange(t testing.TB, proto string, n int) uint16 {
 	t.Helper()
 	if n < 1 || n > 10000 {
 		t.Fatalf("pastatest: FreePortRange: bad count %d", n)
 	}
 	for try := 0; try < 50; try++ {
-		first := 10000 + rand.IntN(20000-n)
+		first := rangeMin + rand.IntN(rangeMax-rangeMin-n)
 		if rangeFree(proto, first, n) {
 			return uint16(first)
 		}
@@ -308,23 +364,11 @@ func FreePortRange(t testing.TB, proto string, n int) uint16 {
 
 func rangeFree(proto string, first, n int) bool {
 	for p := first; p < first+n; p++ {
-		a := ":" + strconv.Itoa(p)
-		switch proto {
-		case "tcp":
-			l, err := net.Listen("tcp", a)
-			if err != nil {
-				return false
-			}
-			l.Close()
-		case "udp":
-			pc, err := net.ListenPacket("udp", a)
-			if err != nil {
-				return false
-			}
-			pc.Close()
-		default:
+		c, err := bindWildcard(proto, p)
+		if err != nil {
 			return false
 		}
+		c.Close()
 	}
 	return true
 }
