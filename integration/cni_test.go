@@ -189,6 +189,7 @@ func wantCode(t *testing.T, what string, err error, codes ...uint) *types.Error 
 		if got == c {
 			var te *types.Error
 			errors.As(err, &te)
+			t.Logf("%s: code %d: %s; %s", what, te.Code, te.Msg, te.Details)
 			return te
 		}
 	}
