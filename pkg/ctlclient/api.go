@@ -177,24 +177,28 @@ type Verification struct {
 func (c *Client) Verify(ctx context.Context, want []PifRule) (*Verification, error) {
 	ctx, cancel := c.withTimeout(ctx)
 	defer cancel()
-	snap, f, err := c.observe(ctx)
-	if err != nil {
+	var missing []PifRule
+	mine := func(ts wire.Tables) []PifRule {
+		missing = missing[:0]
+		var have []PifRule
+		for _, w := range want {
+			if present(ts, w) {
+				have = append(have, w)
+			} else {
+				missing = append(missing, w)
+			}
+		}
+		return have
+	}
+	l, err := c.lookSettled(ctx, mine, listening)
+	if l.snap == nil {
 		return nil, err
 	}
-	v := &Verification{Tables: snap.Tables, Method: f.method()}
-	var mine []PifRule
-	for _, w := range want {
-		if present(snap.Tables, w) {
-			mine = append(mine, w)
-		} else {
-			v.Missing = append(v.Missing, w)
-		}
-	}
-	lc, err := c.checkListeners(ctx, f, snap.Tables, mine)
+	v := &Verification{Tables: l.snap.Tables, Method: l.f.method(), Missing: missing}
 	if err != nil {
 		return v, fmt.Errorf("control socket %s: %w", c.Path, err)
 	}
-	v.NotListening, v.Warnings, v.Unchecked = lc.failed, lc.warnings, lc.unchecked
+	v.NotListening, v.Warnings, v.Unchecked = l.lc.failed, l.lc.warnings, l.lc.unchecked
 	return v, nil
 }
 

@@ -48,15 +48,25 @@ func (c *Client) update(ctx context.Context, plan Planner, opts UpdateOptions) (
 	}
 	sendErr := err // the tables may or may not have arrived: look
 
-	snap, f, err := c.observe(ctx)
+	// Judge by this update's own edits, and check the listeners of its
+	// rules on the same connection (see lookOnce).
+	mine := wanted(res.Edits)
+	applied := func(ts wire.Tables) bool {
+		absent, remaining, _ := judge(ts, res.Added, res.Removed)
+		return len(absent) == 0 && len(remaining) == 0
+	}
+	l, err := c.lookSettled(ctx, func(wire.Tables) []PifRule { return mine },
+		func(l look) bool { return !applied(l.snap.Tables) || listening(l) })
 	if err != nil {
 		res.Status, res.Cause = StatusUnverified, err
+		if l.snap != nil {
+			res.Tables = l.snap.Tables
+			return res, fmt.Errorf("control socket %s: update applied, listeners unknown: %w", c.Path, err)
+		}
 		return res, fmt.Errorf("control socket %s: update sent, outcome unknown: %w", c.Path, err)
 	}
-	res.Tables, res.Method = snap.Tables, f.method()
-
-	// Judge by this update's own edits.
-	absent, remaining, inEffect := judge(snap.Tables, res.Added, res.Removed)
+	res.Tables, res.Method = l.snap.Tables, l.f.method()
+	absent, remaining, inEffect := judge(l.snap.Tables, res.Added, res.Removed)
 	switch {
 	case len(absent) == 0 && len(remaining) == 0:
 		// applied
@@ -71,12 +81,7 @@ func (c *Client) update(ctx context.Context, plan Planner, opts UpdateOptions) (
 		return res, &MixedError{Path: c.Path, Absent: absent, Remaining: remaining, Result: res}
 	}
 
-	mine := wanted(res.Edits)
-	lc, err := c.checkListeners(ctx, f, snap.Tables, mine)
-	if err != nil {
-		res.Status, res.Cause = StatusUnverified, err
-		return res, fmt.Errorf("control socket %s: update applied, listeners unknown: %w", c.Path, err)
-	}
+	lc := l.lc
 	res.Failed, res.Warnings, res.Unchecked = lc.failed, lc.warnings, lc.unchecked
 	if len(lc.failed) == 0 {
 		res.Status = StatusSuccess
@@ -114,18 +119,8 @@ func (c *Client) rollback(ctx context.Context, res *Result) error {
 		// The undo may still have arrived: look before judging.
 		err = fmt.Errorf("rollback transaction: %w", err)
 	}
-	snap, f, oerr := c.observe(ctx)
-	if oerr != nil {
-		res.Tables = nil
-		return errors.Join(err, fmt.Errorf("read back after rollback: %w", oerr))
-	}
-	res.Tables, res.Method = snap.Tables, f.method()
-	// The rollback's own edits: this update's removed rules back, added gone.
-	back, gone, _ := judge(snap.Tables, res.Removed, res.Added)
-	if len(back) > 0 || len(gone) > 0 {
-		return errors.Join(err, fmt.Errorf("after rollback, removed rules still absent: [%s]; added rules still present: [%s]", joinRules(back), joinRules(gone)))
-	}
-	// What must listen now: the caller's rules that stay, and the restored ones.
+	// What must listen after it: the caller's rules that stay, and the
+	// restored ones.
 	added := map[pifKey]bool{}
 	for _, a := range res.Added {
 		added[keyOf(a)] = true
@@ -137,13 +132,28 @@ func (c *Client) rollback(ctx context.Context, res *Result) error {
 		}
 	}
 	keep = append(keep, res.Removed...)
-	lc, lerr := c.checkListeners(ctx, f, snap.Tables, keep)
+	undone := func(ts wire.Tables) bool {
+		back, gone, _ := judge(ts, res.Removed, res.Added)
+		return len(back) == 0 && len(gone) == 0
+	}
+	l, lerr := c.lookSettled(ctx, func(wire.Tables) []PifRule { return keep },
+		func(l look) bool { return !undone(l.snap.Tables) || listening(l) })
+	if l.snap == nil {
+		res.Tables = nil
+		return errors.Join(err, fmt.Errorf("read back after rollback: %w", lerr))
+	}
+	res.Tables, res.Method = l.snap.Tables, l.f.method()
+	// The rollback's own edits: this update's removed rules back, added gone.
+	back, gone, _ := judge(l.snap.Tables, res.Removed, res.Added)
+	if len(back) > 0 || len(gone) > 0 {
+		return errors.Join(err, fmt.Errorf("after rollback, removed rules still absent: [%s]; added rules still present: [%s]", joinRules(back), joinRules(gone)))
+	}
 	if lerr != nil {
 		return errors.Join(err, lerr)
 	}
-	res.Warnings = lc.warnings
-	if len(lc.failed) > 0 {
-		return errors.Join(err, fmt.Errorf("after rollback, not listening: %s", failures(lc.failed)))
+	res.Warnings = l.lc.warnings
+	if len(l.lc.failed) > 0 {
+		return errors.Join(err, fmt.Errorf("after rollback, not listening: %s", failures(l.lc.failed)))
 	}
 	return nil
 }
@@ -164,22 +174,8 @@ func (c *Client) transact(ctx context.Context, fn func(live wire.Tables) (wire.T
 	return true, s.send(next)
 }
 
-// observe reads the tables on a fresh connection and finds the forwarder's process.
-func (c *Client) observe(ctx context.Context) (*Snapshot, forwarder, error) {
-	s, snap, err := c.open(ctx)
-	if err != nil {
-		return nil, forwarder{}, err
-	}
-	// Look the process up while the connection is open: it is the forwarder.
-	f := c.findForwarder(s.peer)
-	s.close()
-	return snap, f, nil
-}
-
 var errUnknownPif = errors.New("no such pif")
 
-// ErrNothingToUndo is the cause of a socket fail of an update that changed
-// nothing: its rules were in place already, and do not listen.
 // ErrNothingToUndo is the Cause of a socket fail of an update whose rules
 // were all in place already: nothing was sent and nothing rolled back.
 var ErrNothingToUndo = errors.New("the update changed nothing (its rules were in place already), so there was nothing to roll back")

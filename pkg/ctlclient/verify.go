@@ -234,36 +234,52 @@ type listenCheck struct {
 	method    VerifyMethod
 }
 
-// checkListeners checks that every rule of mine (present in ts) that needs
-// a listener has one for each port, and reports the other rules of ts that
-// need one and lack it as warnings. The forwarder binds synchronously after
-// a switch and closes the connection after it, but a failure is only
-// declared after polling for up to c.ListenWait (within ctx).
-func (c *Client) checkListeners(ctx context.Context, f forwarder, ts wire.Tables, mine []PifRule) (listenCheck, error) {
+// look is one consistent view of the forwarder: its tables and its
+// listeners, both read while this client holds one connection.
+type look struct {
+	snap *Snapshot
+	f    forwarder
+	lc   listenCheck
+}
+
+// lookSettled reads the tables on a fresh connection and checks the
+// listeners of mine(tables) before closing it. The forwarder serves one
+// client at a time, and every switch closes and reopens all its
+// listeners, so while the connection is held no other client can switch:
+// the listeners seen belong to the tables read. Until settled says the
+// look is final, the listeners are checked again, for at most
+// c.ListenWait (within ctx): pasta retries failed binds by itself, about
+// once a second. It sends nothing.
+func (c *Client) lookSettled(ctx context.Context, mine func(wire.Tables) []PifRule, settled func(look) bool) (look, error) {
+	s, snap, err := c.open(ctx)
+	if err != nil {
+		return look{}, err
+	}
+	defer s.close()
 	wait := c.ListenWait
 	if wait <= 0 {
 		wait = defaultListenWait
 	}
 	deadline := time.Now().Add(wait)
+	rules := mine(snap.Tables)
 	for {
-		lc, err := c.checkOnce(f, ts, mine)
-		if err != nil || len(lc.failed) == 0 || time.Now().After(deadline) {
-			return lc, err
+		f := c.findForwarder(s.peer)
+		lc, err := c.checkOnce(f, snap.Tables, rules)
+		l := look{snap: snap, f: f, lc: lc}
+		if err != nil || settled(l) || time.Now().After(deadline) {
+			return l, err
 		}
 		select {
 		case <-ctx.Done():
-			return lc, nil
-		case <-time.After(10 * time.Millisecond):
-		}
-		// Every switch, also one by another client since the inodes were
-		// read, closes and reopens all listeners: read them again.
-		if f.inodes != nil {
-			if fresh, err := procnet.SocketInodes(f.pid); err == nil {
-				f.inodes = fresh
-			}
+			return l, nil
+		case <-time.After(20 * time.Millisecond):
 		}
 	}
 }
+
+// listening is the settled test of a look whose only question is whether
+// the rules asked for listen.
+func listening(l look) bool { return len(l.lc.failed) == 0 }
 
 func (c *Client) checkOnce(f forwarder, ts wire.Tables, mine []PifRule) (listenCheck, error) {
 	lc := listenCheck{method: f.method()}

@@ -71,13 +71,12 @@ func (p *Plugin) client(socket, pidFile string) *ctlclient.Client {
 }
 
 // listenWait is how long a listener check polls before it declares a
-// port not listening. Every switch, also one by another client right
-// before the check, closes and reopens all of the forwarder's listeners;
-// on a loaded machine (measured: load average 26 on 2 cores, 6 parallel
-// ADDs) the client's default of 200ms saw rules of its own as not
-// listening that the forwarder bound a moment later, and rolled them
-// back. pasta itself retries failed binds about once a second.
-const listenWait = time.Second
+// port not listening. The client checks while it holds a connection, so no
+// other client's switch (which closes and reopens every listener) can come
+// between the tables it read and the listeners it sees; the wait only
+// covers pasta's own retry of failed binds, and holds up other clients of
+// the forwarder while it lasts, so it is short.
+const listenWait = 300 * time.Millisecond
 
 func (cfg *Config) context() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), cfg.Timeout)
