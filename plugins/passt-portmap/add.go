@@ -194,12 +194,7 @@ func (p *Plugin) apply(cfg *Config, socket, pidFile string, owned []store.OwnedR
 		desired = ownedRules(wire.PifHost, comp.Rules)
 		return edits, nil
 	}
-	ctx, cancel := cfg.context()
-	defer cancel()
-	res, err := p.client(socket, pidFile).Update(ctx, plan, ctlclient.UpdateOptions{NoVerify: !cfg.Verify})
-	if res != nil {
-		p.reportWarnings(socket, res.Warnings)
-	}
+	err := p.update(cfg, socket, pidFile, plan)
 	if err != nil {
 		var (
 			se *ctlclient.StatusError

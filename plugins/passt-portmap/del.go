@@ -7,7 +7,6 @@ import (
 
 	"github.com/containernetworking/cni/pkg/skel"
 
-	"github.com/passt-portmap/passt-portmap/pkg/ctlclient"
 	"github.com/passt-portmap/passt-portmap/pkg/ctlclient/wire"
 	"github.com/passt-portmap/passt-portmap/pkg/forwarder"
 	"github.com/passt-portmap/passt-portmap/pkg/store"
@@ -126,12 +125,7 @@ func (p *Plugin) removeMapped(cfg *Config, st *store.Store, key store.Key, socke
 		}
 		return []wire.Edit{{Pif: wire.PifHost, Remove: rm}}, nil
 	}
-	ctx, cancel := cfg.context()
-	defer cancel()
-	res, err := p.client(socket, pidFile).Update(ctx, plan, ctlclient.UpdateOptions{NoVerify: !cfg.Verify})
-	if res != nil {
-		p.reportWarnings(socket, res.Warnings)
-	}
+	err := p.update(cfg, socket, pidFile, plan)
 	if gone(err) {
 		return nil
 	}

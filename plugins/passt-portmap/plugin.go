@@ -154,6 +154,18 @@ func forwarderGone(socket string) bool {
 	return errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED)
 }
 
+// update runs one transaction on the forwarder at socket, bounded by the
+// configured timeout, and reports other owners' rules that do not listen.
+func (p *Plugin) update(cfg *Config, socket, pidFile string, plan ctlclient.Planner) error {
+	ctx, cancel := cfg.context()
+	defer cancel()
+	res, err := p.client(socket, pidFile).Update(ctx, plan, ctlclient.UpdateOptions{NoVerify: !cfg.Verify})
+	if res != nil {
+		p.reportWarnings(socket, res.Warnings)
+	}
+	return err
+}
+
 func (p *Plugin) reportWarnings(socket string, ws []ctlclient.RuleFailure) {
 	for _, w := range ws {
 		p.warnf("forwarder at %s: rule of another owner does not listen: %s: host ports %s", socket, ruleText(w.Pif, w.Rule), portList(w.Ports))
@@ -211,12 +223,7 @@ func (p *Plugin) removeRules(cfg *Config, st *store.Store, self store.Key, socke
 		}
 		return edits, nil
 	}
-	ctx, cancel := cfg.context()
-	defer cancel()
-	res, err := p.client(socket, pidFile).Update(ctx, plan, ctlclient.UpdateOptions{NoVerify: !cfg.Verify})
-	if res != nil {
-		p.reportWarnings(socket, res.Warnings)
-	}
+	err := p.update(cfg, socket, pidFile, plan)
 	if gone(err) {
 		return nil
 	}
