@@ -44,6 +44,7 @@ log() { echo "bench: $*" >&2; }
 [ "$(id -u)" = 0 ] || { log "run as root: it makes network namespaces and starts pasta"; exit 1; }
 started=$(date +%s)
 
+gobench=$out/gobench.txt
 report_only=0
 if [ "${1:-}" = --report ]; then report_only=1; shift; fi
 
@@ -78,7 +79,6 @@ if [ $report_only = 0 ]; then
 		plugin=
 	fi
 
-	gobench=$out/gobench.txt
 	if [ "${BENCH_GO:-1}" != 0 ]; then
 		log "go test -bench ./pkg/..."
 		(cd "$repo" && go test -run '^$' -bench . -benchmem -benchtime 200ms ./pkg/... 2>&1 | grep -v '^?' >"$gobench") || log "go test -bench failed (see $gobench)"
@@ -110,6 +110,10 @@ echo "$elapsed" >"$out/elapsed"
 printf '%s\n' "$*" >"$out/args"
 printf '%s\n' "$pasta_dir" >"$out/pasta_dir"
 printf '%s\n' "$plugin" >"$out/plugin"
+else
+	(cd "$repo" && go build -o "$tools/ppbench" ./bench/cmd/ppbench)
+	"$tools/ppbench" -from "$out/results.json" -out "$out"
+	(cd "$out" && gnuplot add.gp) || log "gnuplot failed: no chart"
 fi
 elapsed=$(cat "$out/elapsed")
 args=$(cat "$out/args")

@@ -43,6 +43,7 @@ type Config struct {
 	Only       string
 	Prefix     string
 	CPUProfile string
+	From       string
 }
 
 // Bench holds the test bed and the tools.
@@ -76,6 +77,7 @@ func main() {
 	flag.StringVar(&cfg.Only, "only", "", "comma-separated cases to run (one,scale,others,range,compact,conc,mem,inproc); empty: all")
 	flag.StringVar(&cfg.Prefix, "prefix", "h6b-", "prefix of the namespaces and links this program makes")
 	flag.StringVar(&cfg.CPUProfile, "cpuprofile", "", "write a CPU profile of the inproc case (the client library's own work) to this file")
+	flag.StringVar(&cfg.From, "from", "", "only write the report (figures.md, add.dat, add.gp into -out) from this results.json")
 	flag.Parse()
 	log.SetFlags(log.Ltime)
 	if cfg.Out == "" {
@@ -101,6 +103,20 @@ func (c Config) want(name string) bool {
 }
 
 func run(ctx context.Context, cfg Config) error {
+	if cfg.From != "" {
+		b, err := os.ReadFile(cfg.From)
+		if err != nil {
+			return fmt.Errorf("read results: %w", err)
+		}
+		var r Report
+		if err := json.Unmarshal(b, &r); err != nil {
+			return fmt.Errorf("decode %s: %w", cfg.From, err)
+		}
+		if err := os.MkdirAll(cfg.Out, 0o755); err != nil {
+			return fmt.Errorf("output directory: %w", err)
+		}
+		return r.write(cfg.Out)
+	}
 	if os.Geteuid() != 0 {
 		return fmt.Errorf("must run as root (it makes network namespaces and starts pasta)")
 	}

@@ -180,9 +180,9 @@ func (r *Report) targets() []Target {
 		t := Target{What: what, Figure: "not measured"}
 		if p := r.pair(a, b); p != nil {
 			x, y := med(p.A.Add), med(p.B.Add)
-			if x > 0 && y > 0 {
-				q := float64(x) / float64(y)
-				t.Figure = fmt.Sprintf("%s ms / %s ms = **%.2fx**", ms(x), ms(y), q)
+			q, n := pairedRatio(p.A.Add.Wall, p.B.Add.Wall)
+			if x > 0 && y > 0 && n > 0 {
+				t.Figure = fmt.Sprintf("median of %d paired runs: **%.2fx** (ratio of medians %s / %s ms = %.2fx; of p10s %s)", n, q, ms(x), ms(y), float64(x)/float64(y), ratio(summarize(p.A.Add).P10, summarize(p.B.Add).P10))
 				t.Met = verdict(q <= limit)
 			}
 		}
@@ -197,10 +197,14 @@ func (r *Report) targets() []Target {
 		if row.Kind != "compact" {
 			continue
 		}
-		big, one := med(resAdd(find(row.Results, "passt-portmap"))), med(resAdd(find(row.Results, "passt-portmap, 1 mapping")))
-		if big > 0 && one > 0 {
-			q := float64(big) / float64(one)
-			t.Figure = fmt.Sprintf("%s ms / %s ms = **%.2fx**", ms(big), ms(one), q)
+		bs, ones := resAdd(find(row.Results, "passt-portmap")), resAdd(find(row.Results, "passt-portmap, 1 mapping"))
+		if bs == nil || ones == nil {
+			continue
+		}
+		big, one := med(bs), med(ones)
+		q, n := pairedRatio(bs.Wall, ones.Wall)
+		if big > 0 && one > 0 && n > 0 {
+			t.Figure = fmt.Sprintf("median of %d paired runs: **%.2fx** (%s ms / %s ms)", n, q, ms(big), ms(one))
 			t.Met = verdict(q <= 1.5)
 		}
 	}
@@ -274,11 +278,19 @@ func (r *Report) markdown() string {
 	w("\nAll times are wall-clock milliseconds of one whole process (fork to reaping), median with p10–p90 in brackets.\n")
 
 	w("\n## 1. One mapping: ADD and DEL, pair by pair\n\n")
-	w("Each pair ran alternately (A then B, then B then A, ...), each run an ADD and then a DEL of the same mapping (`127.0.0.1:20000` TCP) on the same forwarder; ratios are A/B of medians of the same run.\n\n")
+	w("Each pair ran alternately (A then B, then B then A, ...), each run an ADD and then a DEL of the same mapping (`127.0.0.1:20000` TCP) on the same forwarder.\n\n")
+	w("A/B is the median over runs of the ratio within one run (the two commands ran back to back, so a load spike that slows both cancels); the ratio of the medians follows in brackets.\n\n")
 	w("| A | B | runs | A ADD | B ADD | ADD A/B | A DEL | B DEL | DEL A/B |\n|---|---|---|---|---|---|---|---|---|\n")
+	pq := func(a, b *Series) string {
+		q, n := pairedRatio(a.Wall, b.Wall)
+		if n == 0 {
+			return "–"
+		}
+		return fmt.Sprintf("%.2fx (%s)", q, ratio(med(a), med(b)))
+	}
 	for _, p := range r.Pairs {
 		w("| %s | %s | %d/%d | %s | %s | %s | %s | %s | %s |\n", p.A.Tool, p.B.Tool, len(p.A.Add.Wall), len(p.B.Add.Wall),
-			cell(p.A.Add), cell(p.B.Add), ratio(med(p.A.Add), med(p.B.Add)), cell(p.A.Del), cell(p.B.Del), ratio(med(p.A.Del), med(p.B.Del)))
+			cell(p.A.Add), cell(p.B.Add), pq(p.A.Add, p.B.Add), cell(p.A.Del), cell(p.B.Del), pq(p.A.Del, p.B.Del))
 	}
 	for i := range r.Pairs {
 		p := &r.Pairs[i]

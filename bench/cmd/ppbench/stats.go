@@ -102,3 +102,28 @@ func ratio(a, b time.Duration) string {
 	}
 	return fmt.Sprintf("%.2fx", float64(a)/float64(b))
 }
+
+// pairedRatio is the median over runs of a[i]/b[i]: the two commands of
+// run i ran one right after the other, so a load spike that slows both
+// cancels out. Only the runs both have are used.
+func pairedRatio(a, b []time.Duration) (float64, int) {
+	n := min(len(a), len(b))
+	if n == 0 {
+		return 0, 0
+	}
+	q := make([]float64, 0, n)
+	for i := 0; i < n; i++ {
+		if b[i] > 0 {
+			q = append(q, float64(a[i])/float64(b[i]))
+		}
+	}
+	if len(q) == 0 {
+		return 0, 0
+	}
+	sort.Float64s(q)
+	m := len(q)
+	if m%2 == 1 {
+		return q[m/2], m
+	}
+	return (q[m/2-1] + q[m/2]) / 2, m
+}

@@ -62,3 +62,32 @@ func TestPestoSpec(t *testing.T) {
 		})
 	}
 }
+
+func TestPairedRatio(t *testing.T) {
+	d := func(v ...int) []time.Duration {
+		out := make([]time.Duration, len(v))
+		for i, x := range v {
+			out[i] = time.Duration(x)
+		}
+		return out
+	}
+	tests := []struct {
+		name string
+		a, b []time.Duration
+		want float64
+		n    int
+	}{
+		{"empty", nil, d(1), 0, 0},
+		{"same", d(2, 4, 8), d(2, 4, 8), 1, 3},
+		{"spike cancels", d(10, 100, 12), d(5, 50, 6), 2, 3},
+		{"shorter b", d(3, 6, 9, 12), d(1, 2), 3, 2},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, n := pairedRatio(tc.a, tc.b)
+			if got != tc.want || n != tc.n {
+				t.Errorf("pairedRatio = %v over %d, want %v over %d", got, n, tc.want, tc.n)
+			}
+		})
+	}
+}
