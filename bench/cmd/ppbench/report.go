@@ -123,6 +123,9 @@ set key top left box opaque
 set format y "%g"
 set datafile missing "?"
 set xrange [0.8:13000]
+set arrow from 500, graph 0 to 500, graph 1 nohead dt 3 lc rgb "#888888"
+set label "separate rules" at 420, graph 0.04 right textcolor rgb "#666666"
+set label "consecutive ports" at 600, graph 0.04 left textcolor rgb "#666666"
 plot "add.dat" using 1:2:3:4 with yerrorlines lw 3 pt 7 lc rgb "#1b7837" title "passt-portmap (verified)", \
      "" using 1:5:6:7 with yerrorlines lw 2 pt 6 dt 2 lc rgb "#5aae61" title "passt-portmap, unverified", \
      "" using 1:8:9:10 with yerrorlines lw 2 pt 5 lc rgb "#2166ac" title "pesto, one call", \
