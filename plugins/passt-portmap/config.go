@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/netip"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -131,10 +133,11 @@ func jsonType(goType string) string {
 
 // ParseConfig parses the network configuration the runtime sent on stdin.
 func ParseConfig(stdin []byte, env Env) (*Config, error) {
-	var raw map[string]json.RawMessage
-	if err := json.Unmarshal(stdin, &raw); err != nil {
-		return nil, &ConfigError{Key: "(configuration)", Err: fmt.Errorf("not a JSON object: %w", err)}
+	sc, err := splitConfig(stdin)
+	if err != nil {
+		return nil, err
 	}
+	raw := sc.raw
 	c := &Config{Timeout: DefaultTimeout, DataDir: DefaultDataDir, Verify: true}
 
 	if _, err := decodeKey(raw, "cniVersion", &c.CNIVersion); err != nil {
@@ -153,8 +156,8 @@ func ParseConfig(stdin []byte, env Env) (*Config, error) {
 		return nil, cfgErr("cniVersion", "%v", err)
 	}
 	if _, ok := raw["prevResult"]; ok {
-		var pc types.PluginConf
-		if err := json.Unmarshal(stdin, &pc); err != nil {
+		pc, err := pluginConf(stdin, raw)
+		if err != nil {
 			return nil, typeErr("prevResult", err)
 		}
 		if pc.RawPrevResult != nil {
@@ -280,22 +283,171 @@ func ParseConfig(stdin []byte, env Env) (*Config, error) {
 		return nil, err
 	}
 
-	var rc map[string]json.RawMessage
-	if _, err := decodeKey(raw, "runtimeConfig", &rc); err != nil {
-		return nil, err
+	if sc.mappingsErr != nil {
+		return nil, sc.mappingsErr
 	}
+	c.Mappings = sc.mappings
+	return c, nil
+}
+
+// splitConf is the configuration split by top-level key, with
+// runtimeConfig.portMappings decoded.
+type splitConf struct {
+	raw      map[string]json.RawMessage // every top-level key but runtimeConfig
+	mappings []translate.PortMapping
+	// mappingsErr is runtimeConfig's error, which ParseConfig reports only
+	// after every other key has been checked.
+	mappingsErr error
+}
+
+// splitConfig reads the configuration in one typed pass (configurations
+// carry up to tens of thousands of mappings, so it is not decoded again
+// and again). Where that pass fails it reads the configuration again,
+// key by key and mapping by mapping, to name what is wrong.
+func splitConfig(stdin []byte) (splitConf, error) {
+	if sc, ok := splitTyped(stdin); ok {
+		return sc, nil
+	}
+	return splitNamed(stdin)
+}
+
+// splitTyped is the one pass: the top-level object token by token, each
+// value kept raw, except runtimeConfig, whose portMappings are decoded
+// straight into translate.PortMapping. Keys match exactly, as in a map
+// (encoding/json would match struct fields ignoring case). ok is false on
+// anything unexpected, for splitNamed to describe.
+func splitTyped(stdin []byte) (sc splitConf, ok bool) {
+	dec := json.NewDecoder(bytes.NewReader(stdin))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return sc, false
+	}
+	sc.raw = map[string]json.RawMessage{}
+	for dec.More() {
+		t, err := dec.Token()
+		key, isKey := t.(string)
+		if err != nil || !isKey {
+			return sc, false
+		}
+		if key == "runtimeConfig" {
+			if sc.mappings, ok = decodeRuntimeConfig(dec); !ok {
+				return sc, false
+			}
+			continue
+		}
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return sc, false
+		}
+		sc.raw[key] = v
+	}
+	if t, err := dec.Token(); err != nil || t != json.Delim('}') {
+		return sc, false
+	}
+	if _, err := dec.Token(); err != io.EOF { // nothing may follow
+		return sc, false
+	}
+	return sc, true
+}
+
+// decodeRuntimeConfig decodes the value of runtimeConfig from dec: null,
+// or an object whose portMappings are decoded and other keys skipped.
+func decodeRuntimeConfig(dec *json.Decoder) ([]translate.PortMapping, bool) {
+	t, err := dec.Token()
+	if err != nil {
+		return nil, false
+	}
+	if t == nil {
+		return nil, true // null: as if absent
+	}
+	if t != json.Delim('{') {
+		return nil, false
+	}
+	var pms []translate.PortMapping
+	for dec.More() {
+		t, err := dec.Token()
+		key, isKey := t.(string)
+		if err != nil || !isKey {
+			return nil, false
+		}
+		if key == "portMappings" {
+			pms = nil // the last of duplicate keys counts, as in a map
+			if err := dec.Decode(&pms); err != nil {
+				return nil, false
+			}
+			continue
+		}
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			return nil, false
+		}
+	}
+	if t, err := dec.Token(); err != nil || t != json.Delim('}') {
+		return nil, false
+	}
+	return pms, true
+}
+
+// splitNamed decodes stdin key by key and each mapping on its own, so
+// that an error names the key and the mapping's index.
+func splitNamed(stdin []byte) (splitConf, error) {
+	var sc splitConf
+	if err := json.Unmarshal(stdin, &sc.raw); err != nil {
+		return sc, &ConfigError{Key: "(configuration)", Err: fmt.Errorf("not a JSON object: %w", err)}
+	}
+	var rc map[string]json.RawMessage
+	if _, err := decodeKey(sc.raw, "runtimeConfig", &rc); err != nil {
+		sc.mappingsErr = err
+		return sc, nil
+	}
+	delete(sc.raw, "runtimeConfig")
 	var pms []json.RawMessage
 	if _, err := decodeKey(rc, "portMappings", &pms); err != nil {
-		return nil, &ConfigError{Key: "runtimeConfig." + err.(*ConfigError).Key, Err: err.(*ConfigError).Err}
+		sc.mappingsErr = &ConfigError{Key: "runtimeConfig." + err.(*ConfigError).Key, Err: err.(*ConfigError).Err}
+		return sc, nil
 	}
 	for i, b := range pms {
 		var m translate.PortMapping
 		if err := json.Unmarshal(b, &m); err != nil {
-			return nil, typeErr(fmt.Sprintf("runtimeConfig.portMappings[%d]", i), err)
+			sc.mappingsErr = typeErr(fmt.Sprintf("runtimeConfig.portMappings[%d]", i), err)
+			return sc, nil
 		}
-		c.Mappings = append(c.Mappings, m)
+		sc.mappings = append(sc.mappings, m)
 	}
-	return c, nil
+	return sc, nil
+}
+
+// pluginConfKeys are the JSON names of types.PluginConf's fields.
+func pluginConfKeys() []string {
+	return []string{"cniVersion", "name", "type", "capabilities", "ipam", "dns", "prevResult", "cni.dev/valid-attachments"}
+}
+
+// pluginConf decodes the keys of raw that types.PluginConf knows, as
+// decoding all of stdin into it would (its other fields are type-checked
+// too), without going over the rest of stdin again. A key that
+// encoding/json would match only ignoring case sends it back to stdin.
+func pluginConf(stdin []byte, raw map[string]json.RawMessage) (types.PluginConf, error) {
+	var pc types.PluginConf
+	names := pluginConfKeys()
+	for k := range raw {
+		for _, name := range names {
+			if k != name && strings.EqualFold(k, name) {
+				return pc, json.Unmarshal(stdin, &pc)
+			}
+		}
+	}
+	b := []byte{'{'}
+	for _, name := range names {
+		if v, ok := raw[name]; ok {
+			if len(b) > 1 {
+				b = append(b, ',')
+			}
+			b = strconv.AppendQuote(b, name)
+			b = append(b, ':')
+			b = append(b, v...)
+		}
+	}
+	b = append(b, '}')
+	return pc, json.Unmarshal(b, &pc)
 }
 
 // cniArg returns the value of key in CNI_ARGS ("K1=V1;K2=V2").

@@ -2,10 +2,14 @@ package main
 
 import (
 	"errors"
+	"fmt"
 	"net/netip"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/containernetworking/cni/pkg/types"
 
 	"github.com/passt-portmap/passt-portmap/pkg/translate"
 )
@@ -163,5 +167,102 @@ func TestExpand(t *testing.T) {
 	}
 	if !HasPlaceholders("/a/${CNI_IFNAME}") || HasPlaceholders("/a/b") {
 		t.Error("HasPlaceholders")
+	}
+}
+
+// The one typed pass and the key-by-key decoding agree wherever the typed
+// pass succeeds; where it gives up, ParseConfig falls back.
+func TestSplitTypedAgreesWithNamed(t *testing.T) {
+	for _, conf := range []string{
+		`{"name":"n"}`,
+		`{"name":"n","runtimeConfig":null}`,
+		`{"name":"n","runtimeConfig":{}}`,
+		`{"name":"n","runtimeConfig":{"portMappings":null,"other":[1,{"a":2}]}}`,
+		`{"name":"n","runtimeConfig":{"portMappings":[{"hostPort":1,"containerPort":2}],"portMappings":[{"hostPort":3,"containerPort":4,"protocol":"udp"}]}}`,
+		`{"name":"n","runtimeConfig":{"portMappings":[{"hostPort":1}]},"runtimeConfig":null}`,
+		`{"name":"n","runtimeConfig":{"PortMappings":[{"hostPort":1}]}}`,
+		`{"name":"n","RuntimeConfig":{"portMappings":[{"hostPort":1}]}}`,
+		`{"name":"n","runtimeConfig":{"portMappings":[null,{"HOSTPORT":5,"hostIP":"::1"}]}}`,
+		`{"name":"n","name":"m","socket":"/s","x":"\u00e9\"","runtimeConfig":{"portMappings":[{"hostPort":80,"containerPort":80,"protocol":"tcp"}]}}`,
+	} {
+		typed, ok := splitTyped([]byte(conf))
+		if !ok {
+			t.Errorf("%s: the typed pass gave up", conf)
+			continue
+		}
+		named, err := splitNamed([]byte(conf))
+		if err != nil || named.mappingsErr != nil {
+			t.Errorf("%s: key by key: %v %v", conf, err, named.mappingsErr)
+			continue
+		}
+		if !reflect.DeepEqual(typed.raw, named.raw) || len(typed.mappings) != len(named.mappings) ||
+			(len(typed.mappings) > 0 && !reflect.DeepEqual(typed.mappings, named.mappings)) {
+			t.Errorf("%s:\n typed %+v\n named %+v", conf, typed, named)
+		}
+	}
+	for _, conf := range []string{`[]`, `{"name":"n"} x`, `{"name":"n","runtimeConfig":[]}`, `{"name":"n","runtimeConfig":{"portMappings":[7]}}`, `{"name":`} {
+		if _, ok := splitTyped([]byte(conf)); ok {
+			t.Errorf("%s: the typed pass accepted it", conf)
+		}
+	}
+}
+
+// prevResult is checked against types.PluginConf as a decoding of the
+// whole configuration would: its other fields are type-checked, and keys
+// match ignoring case.
+func TestParseConfigPluginConf(t *testing.T) {
+	var keys []string
+	rt := reflect.TypeFor[types.PluginConf]()
+	for i := range rt.NumField() {
+		if name, _, _ := strings.Cut(rt.Field(i).Tag.Get("json"), ","); name != "-" && name != "" {
+			keys = append(keys, name)
+		}
+	}
+	if !reflect.DeepEqual(keys, pluginConfKeys()) {
+		t.Fatalf("types.PluginConf has keys %q, pluginConfKeys %q", keys, pluginConfKeys())
+	}
+	prev := `"prevResult":{"cniVersion":"1.0.0","interfaces":[{"name":"eth0"}]}`
+	for _, tc := range []struct{ conf, err string }{
+		{`{"cniVersion":"1.0.0","name":"n",` + prev + `}`, ""},
+		{`{"cniVersion":"1.0.0","name":"n","capabilities":{"portMappings":true},"ipam":{},"dns":{},` + prev + `}`, ""},
+		{`{"cniVersion":"1.0.0","name":"n","capabilities":"x",` + prev + `}`, "prevResult.capabilities"},
+		{`{"cniVersion":"1.0.0","name":"n","Capabilities":"x",` + prev + `}`, "prevResult.capabilities"},
+		{`{"cniVersion":"1.0.0","name":"n","Capabilities":"x"}`, ""},
+	} {
+		c, err := ParseConfig([]byte(tc.conf), testEnv)
+		if tc.err == "" {
+			if err != nil || strings.Contains(tc.conf, "prevResult") && c.PrevResult == nil {
+				t.Errorf("%s: %v", tc.conf, err)
+			}
+			continue
+		}
+		var ce *ConfigError
+		if !errors.As(err, &ce) || ce.Key != tc.err {
+			t.Errorf("%s: error %v, want key %s", tc.conf, err, tc.err)
+		}
+	}
+}
+
+// BenchmarkParseConfig10000 parses a configuration of 10,000 mappings
+// (about 870 KB, as the whole-process benchmark sends) with a prevResult.
+func BenchmarkParseConfig10000(b *testing.B) {
+	var sb strings.Builder
+	sb.WriteString(`{"cniVersion":"1.0.0","name":"bench","type":"passt-portmap","socket":"/run/p.sock","capabilities":{"portMappings":true},`)
+	sb.WriteString(`"prevResult":{"cniVersion":"1.0.0","interfaces":[{"name":"eth0","sandbox":"/run/netns/x"}],"ips":[{"address":"198.18.0.2/15","interface":0}]},`)
+	sb.WriteString(`"runtimeConfig":{"portMappings":[`)
+	for i := range 10000 {
+		if i > 0 {
+			sb.WriteByte(',')
+		}
+		fmt.Fprintf(&sb, `{"hostPort":%d,"containerPort":%d,"protocol":"tcp","hostIP":"127.0.0.1"}`, 20000+i, 20000+i)
+	}
+	sb.WriteString(`]}}`)
+	conf := []byte(sb.String())
+	b.SetBytes(int64(len(conf)))
+	for b.Loop() {
+		c, err := ParseConfig(conf, testEnv)
+		if err != nil || len(c.Mappings) != 10000 {
+			b.Fatal(err)
+		}
 	}
 }
