@@ -388,3 +388,34 @@ func TestOthersFailureSilencesOurs(t *testing.T) {
 		t.Fatal("not rolled back")
 	}
 }
+
+// A listener the forwarder opens while Verify waits (as pasta retries a
+// failed bind) is found: its socket was not in the fd table read first.
+func TestVerifyListenerAppears(t *testing.T) {
+	p := freePort(t)
+	ts := ctltest.DefaultTables()
+	ts[0].Rules = []wire.Rule{tcp(p)}
+	s := ctltest.NewServer(t, ctltest.DefaultTables(), ctltest.WithDefaultFault(ctltest.Fault{Before: func(*ctltest.Server) {
+		// The in-process server is the forwarder (same pid): a socket the
+		// test opens now is its.
+		go func() {
+			time.Sleep(60 * time.Millisecond)
+			l, err := net.Listen("tcp4", netip.AddrPortFrom(lo4, p).String())
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			t.Cleanup(func() { l.Close() })
+		}()
+	}}))
+	s.FailBind(p)
+	if err := s.Update(ts); err != nil {
+		t.Fatal(err)
+	}
+	c := newClient(s)
+	c.ListenWait = 2 * time.Second
+	v, err := c.Verify(context.Background(), []ctlclient.PifRule{{Pif: wire.PifHost, Rule: tcp(p)}})
+	if err != nil || len(v.NotListening) != 0 || len(v.Missing) != 0 {
+		t.Fatalf("%+v %v", v, err)
+	}
+}

@@ -19,10 +19,11 @@ import (
 type forwarder struct {
 	pid    int             // 0 when not found
 	inodes map[uint64]bool // its socket inodes, nil when /proc/PID/fd is unreadable
+	fds    procnet.FDTable // the fd table inodes came from
 	uid    uint32          // SO_PEERCRED uid
-	// guestNS opens the network namespace pasta is attached to, where it
-	// binds SPLICE listeners ("" when unknown: SPLICE rules go unchecked).
-	guestNS string
+	// foreign are inodes of listeners seen before the fd table was last
+	// read and not in it: not the forwarder's (it only makes new sockets).
+	foreign map[uint64]bool
 	why     string // why pid is 0 or inodes nil, for diagnostics
 }
 
@@ -50,9 +51,9 @@ func (c *Client) findForwarder(peer ucred) forwarder {
 		if pid <= 0 {
 			continue
 		}
-		socks, err := procnet.SocketInodes(pid)
-		if holdsAny(socks, inodes) {
-			f.pid, f.inodes = pid, socks
+		fds, err := procnet.ReadFDs(pid)
+		if holdsAny(fds.Sockets, inodes) {
+			f.pid, f.fds, f.inodes = pid, fds, fds.Sockets
 			break
 		}
 		if i == len(candidates)-1 && c.PIDFile != "" {
@@ -77,18 +78,45 @@ func (c *Client) findForwarder(peer ucred) forwarder {
 	}
 	c.setCachedPID(f.pid)
 	if f.inodes == nil {
-		if socks, err := procnet.SocketInodes(f.pid); err == nil {
-			f.inodes = socks
+		if fds, err := procnet.ReadFDs(f.pid); err == nil {
+			f.fds, f.inodes = fds, fds.Sockets
 		} else {
 			f.why = err.Error()
 		}
 	}
-	if f.inodes != nil {
-		if ns, err := procnet.HeldNetNS(f.pid); err == nil && len(ns) == 1 {
-			f.guestNS = ns[0]
+	return f
+}
+
+// reread reads f's fd table again, after listeners with the inodes seen
+// appeared that it did not hold: those it still does not hold are
+// foreign from now on.
+func (f *forwarder) reread(seen []uint64) {
+	fds, err := procnet.ReadFDs(f.pid)
+	if err != nil {
+		return // keep the last table: the next look fails the same way
+	}
+	f.fds, f.inodes = fds, fds.Sockets
+	if f.foreign == nil {
+		f.foreign = map[uint64]bool{}
+	}
+	for _, ino := range seen {
+		if !f.inodes[ino] {
+			f.foreign[ino] = true
 		}
 	}
-	return f
+}
+
+// guestNS is the network namespace pasta is attached to, where it binds
+// SPLICE listeners, as a path that opens it ("" when unknown: SPLICE
+// rules go unchecked). It looks at the namespaces f's fd table held.
+func (f forwarder) guestNS() string {
+	if f.inodes == nil {
+		return ""
+	}
+	if ns := f.fds.NetNS(); len(ns) == 1 {
+		return ns[0]
+	}
+	return ""
 }
 
 func holdsAny(socks map[uint64]bool, inodes []uint64) bool {
@@ -141,44 +169,88 @@ func (f forwarder) netDir() string {
 	return filepath.Join(procnet.Root, strconv.Itoa(f.pid), "net")
 }
 
-// listeners is the set of the forwarder's listening sockets.
-type listeners map[listenKey]bool
-
-type listenKey struct {
-	udp  bool
-	addr netip.AddrPort
+// listeners are the listening sockets at the addresses rules need, by
+// protocol and address, with a set of ports each.
+type listeners struct {
+	mine map[addrKey]*portSet // the forwarder's
+	// others are sockets at those addresses that are not attributed to
+	// the forwarder by inode, and not known to be foreign: their inodes.
+	others map[listenKey]uint64
 }
 
+type addrKey struct {
+	udp  bool
+	addr netip.Addr
+}
+
+type listenKey struct {
+	addrKey
+	port uint16
+}
+
+// portSet is a set of ports, one bit each.
+type portSet [65536 / 64]uint64
+
+func (p *portSet) add(port uint16)      { p[port/64] |= 1 << (port % 64) }
+func (p *portSet) has(port uint16) bool { return p != nil && p[port/64]&(1<<(port%64)) != 0 }
+
 // readListeners reads the listening sockets that f holds for rules of
-// pif, attributed by inode or uid: those of its own network namespace for
-// HOST (through sock_diag when that is the caller's, else /proc/PID/net),
-// those of the guest's namespace for SPLICE (pasta binds them there; only
-// root can look). ok is false when the pif's sockets cannot be looked at.
-func (f forwarder) readListeners(pif string) (ls listeners, ok bool, err error) {
-	var socks []procnet.InetSocket
-	switch {
-	case pif == wire.PifHost:
-		if f.sameNetNS() {
-			socks, err = procnet.DiagListeners()
+// pif at the addresses of want, attributed by inode or uid: those of its
+// own network namespace for HOST (through sock_diag when that is the
+// caller's, else /proc/PID/net), those of the guest's namespace for
+// SPLICE (pasta binds them there; only root can look). ok is false when
+// the pif's sockets cannot be looked at.
+func (f forwarder) readListeners(pif string, want []addrKey) (ls listeners, ok bool, err error) {
+	reset := func() {
+		ls.mine, ls.others = make(map[addrKey]*portSet, len(want)), nil
+		for _, k := range want {
+			if ls.mine[k] == nil {
+				ls.mine[k] = new(portSet)
+			}
 		}
-		if socks == nil || err != nil {
-			socks, err = procnet.Listeners(f.netDir())
-		}
-	case pif == wire.PifSplice && f.guestNS != "" && f.inodes != nil:
-		socks, err = procnet.DiagListenersIn(f.guestNS)
-	default:
-		return nil, false, nil
-	}
-	if err != nil {
-		return nil, false, fmt.Errorf("read listening sockets of the forwarder (pid %d) for %s: %w", f.pid, pif, err)
 	}
 	inodes := f.inodes
-	ls = listeners{}
-	for _, s := range socks {
-		if inodes != nil && !inodes[s.Inode] || inodes == nil && s.UID != f.uid {
-			continue
+	add := func(s procnet.InetSocket) {
+		k := addrKey{udp: s.UDP, addr: s.Local.Addr()}
+		set := ls.mine[k]
+		switch {
+		case set == nil: // an address no rule needs
+		case inodes != nil && inodes[s.Inode] || inodes == nil && s.UID == f.uid:
+			set.add(s.Local.Port())
+		case inodes != nil && !f.foreign[s.Inode]:
+			if ls.others == nil {
+				ls.others = map[listenKey]uint64{}
+			}
+			ls.others[listenKey{k, s.Local.Port()}] = s.Inode
 		}
-		ls[listenKey{udp: s.UDP, addr: s.Local}] = true
+	}
+	reset()
+	switch {
+	case pif == wire.PifHost:
+		same := f.sameNetNS()
+		if same {
+			err = procnet.DiagEach(add)
+		}
+		if !same || err != nil {
+			reset()
+			var socks []procnet.InetSocket
+			if socks, err = procnet.Listeners(f.netDir()); err == nil {
+				for _, s := range socks {
+					add(s)
+				}
+			}
+		}
+	case pif == wire.PifSplice && f.inodes != nil:
+		ns := f.guestNS()
+		if ns == "" {
+			return ls, false, nil
+		}
+		err = procnet.DiagEachIn(ns, add)
+	default:
+		return ls, false, nil
+	}
+	if err != nil {
+		return ls, false, fmt.Errorf("read listening sockets of the forwarder (pid %d) for %s: %w", f.pid, pif, err)
 	}
 	return ls, true, nil
 }
@@ -211,19 +283,36 @@ func (c *Client) listenAddrs(pif string, r wire.Rule) []netip.Addr {
 	return []netip.Addr{r.ListenAddr()}
 }
 
-// missingPorts lists the ports of r with no listening socket in ls.
-func (c *Client) missingPorts(ls listeners, pr PifRule) []uint16 {
-	var out []uint16
-	addrs := c.listenAddrs(pr.Pif, pr.Rule)
-	for p := int(pr.Rule.First); p <= int(pr.Rule.Last); p++ {
-		for _, a := range addrs {
-			if !ls[listenKey{udp: pr.Rule.Proto == wire.ProtoUDP, addr: netip.AddrPortFrom(a.Unmap(), uint16(p))}] {
-				out = append(out, uint16(p))
-				break
-			}
-		}
+// wantAddrs appends the protocol and addresses where the forwarder
+// listens for r.
+func (c *Client) wantAddrs(out []addrKey, pif string, r wire.Rule) []addrKey {
+	for _, a := range c.listenAddrs(pif, r) {
+		out = append(out, addrKey{udp: r.Proto == wire.ProtoUDP, addr: a.Unmap()})
 	}
 	return out
+}
+
+// missingPorts lists the ports of r with no listening socket of the
+// forwarder in ls, and the inodes of other sockets found at those ports.
+func (c *Client) missingPorts(ls listeners, pr PifRule) (ports []uint16, unknown []uint64) {
+	keys := c.wantAddrs(nil, pr.Pif, pr.Rule)
+	sets := make([]*portSet, len(keys))
+	for i, k := range keys {
+		sets[i] = ls.mine[k]
+	}
+	for p := int(pr.Rule.First); p <= int(pr.Rule.Last); p++ {
+		for i, set := range sets {
+			if set.has(uint16(p)) {
+				continue
+			}
+			ports = append(ports, uint16(p))
+			if ino, ok := ls.others[listenKey{keys[i], uint16(p)}]; ok {
+				unknown = append(unknown, ino)
+			}
+			break
+		}
+	}
+	return ports, unknown
 }
 
 // listenCheck is the result of checking listeners.
@@ -232,6 +321,9 @@ type listenCheck struct {
 	warnings  []RuleFailure // of every other rule in the tables
 	unchecked []PifRule     // rules that need a listener but could not be checked
 	method    VerifyMethod
+	// unknown are inodes of listeners, not the forwarder's when its fd
+	// table was read, at ports it lacks: it may have bound them since.
+	unknown []uint64
 }
 
 // look is one consistent view of the forwarder: its tables and its
@@ -262,9 +354,16 @@ func (c *Client) lookSettled(ctx context.Context, mine func(wire.Tables) []PifRu
 	}
 	deadline := time.Now().Add(wait)
 	rules := mine(snap.Tables)
+	// While the connection is held, the forwarder is the same process and
+	// only opens sockets (retrying failed binds): a retry reads its fd
+	// table again only where an unattributed listener appeared.
+	f := c.findForwarder(s.peer)
 	for {
-		f := c.findForwarder(s.peer)
 		lc, err := c.checkOnce(f, snap.Tables, rules)
+		if err == nil && len(lc.unknown) > 0 {
+			f.reread(lc.unknown)
+			lc, err = c.checkOnce(f, snap.Tables, rules)
+		}
 		l := look{snap: snap, f: f, lc: lc}
 		if err != nil || settled(l) || time.Now().After(deadline) {
 			return l, err
@@ -287,20 +386,25 @@ func (c *Client) checkOnce(f forwarder, ts wire.Tables, mine []PifRule) (listenC
 	for _, m := range mine {
 		isMine[keyOf(m)] = true
 	}
+	var want []addrKey
 	for _, t := range ts {
 		pif := t.Name()
-		var ls listeners
-		var ok, read bool
+		want = want[:0]
+		for _, r := range t.Rules {
+			if needsListener(r) {
+				want = c.wantAddrs(want, pif, r)
+			}
+		}
+		if len(want) == 0 {
+			continue // read once per pif, and only when a rule needs it
+		}
+		ls, ok, err := f.readListeners(pif, want)
+		if err != nil {
+			return lc, err
+		}
 		for _, r := range t.Rules {
 			if !needsListener(r) {
 				continue
-			}
-			if !read { // once per pif, and only when a rule needs it
-				var err error
-				if ls, ok, err = f.readListeners(pif); err != nil {
-					return lc, err
-				}
-				read = true
 			}
 			pr := PifRule{Pif: pif, Rule: r}
 			if !ok {
@@ -309,7 +413,8 @@ func (c *Client) checkOnce(f forwarder, ts wire.Tables, mine []PifRule) (listenC
 				}
 				continue
 			}
-			ports := c.missingPorts(ls, pr)
+			ports, unknown := c.missingPorts(ls, pr)
+			lc.unknown = append(lc.unknown, unknown...)
 			if len(ports) == 0 {
 				continue
 			}

@@ -49,3 +49,56 @@ func TestPortList(t *testing.T) {
 		}
 	}
 }
+
+// A listener at a missing port that the fd table read did not hold is
+// reported as unknown; once the table is read again without it, it is
+// foreign and the next check does not ask for another read.
+func TestUnknownListenerRereadOnce(t *testing.T) {
+	l, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	port := uint16(l.Addr().(*net.TCPAddr).Port)
+	r := wire.NewRule(wire.ProtoTCP, netip.MustParseAddr("127.0.0.1"), port, port, 80, 0)
+	ts := wire.Tables{wire.NewTable(1, wire.PifHost, 0x3f, r)}
+	mine := []PifRule{{Pif: wire.PifHost, Rule: r}}
+	c := &Client{}
+	// init (pid 1) holds neither this socket nor, before the read, anything.
+	f := forwarder{pid: 1, inodes: map[uint64]bool{}}
+	lc, err := c.checkOnce(f, ts, mine)
+	if err != nil || len(lc.failed) != 1 || len(lc.unknown) != 1 {
+		t.Fatalf("first check: %+v %v", lc, err)
+	}
+	f.reread(lc.unknown)
+	if !f.foreign[lc.unknown[0]] {
+		t.Fatalf("inode %d not foreign after a read of pid 1's table", lc.unknown[0])
+	}
+	lc, err = c.checkOnce(f, ts, mine)
+	if err != nil || len(lc.failed) != 1 || len(lc.unknown) != 0 {
+		t.Fatalf("after the read: %+v %v", lc, err)
+	}
+	// The same socket, in the forwarder's table: it listens.
+	f = forwarder{pid: os.Getpid()}
+	f.reread(nil)
+	if lc, err := c.checkOnce(f, ts, mine); err != nil || len(lc.failed) != 0 || len(lc.unknown) != 0 {
+		t.Fatalf("own socket: %+v %v", lc, err)
+	}
+}
+
+// The port set holds exactly the ports added, at both ends of the range.
+func TestPortSet(t *testing.T) {
+	var p portSet
+	for _, port := range []uint16{0, 63, 64, 65535} {
+		p.add(port)
+	}
+	for port := range 65536 {
+		want := port == 0 || port == 63 || port == 64 || port == 65535
+		if p.has(uint16(port)) != want {
+			t.Fatalf("has(%d) = %v", port, !want)
+		}
+	}
+	if (*portSet)(nil).has(1) {
+		t.Fatal("a nil set has a port")
+	}
+}

@@ -26,15 +26,25 @@ const (
 // it much cheaper than reading /proc/net/{tcp,udp}[6] on hosts with large
 // socket hash tables. It needs no privilege.
 func DiagListeners() ([]InetSocket, error) {
+	var out []InetSocket
+	err := DiagEach(func(s InetSocket) { out = append(out, s) })
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// DiagEach is DiagListeners calling fn for each socket as it is parsed,
+// without collecting them.
+func DiagEach(fn func(InetSocket)) error {
 	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, unix.NETLINK_SOCK_DIAG)
 	if err != nil {
-		return nil, os.NewSyscallError("socket NETLINK_SOCK_DIAG", err)
+		return os.NewSyscallError("socket NETLINK_SOCK_DIAG", err)
 	}
 	defer unix.Close(fd)
 	if err := unix.Bind(fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
-		return nil, os.NewSyscallError("bind netlink", err)
+		return os.NewSyscallError("bind netlink", err)
 	}
-	var out []InetSocket
 	buf := make([]byte, 64<<10)
 	seq := uint32(0)
 	for _, q := range []struct {
@@ -49,7 +59,7 @@ func DiagListeners() ([]InetSocket, error) {
 	} {
 		seq++
 		if err := unix.Sendto(fd, diagRequest(seq, q.family, q.proto, 1<<q.state), 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
-			return nil, os.NewSyscallError("sendto netlink", err)
+			return os.NewSyscallError("sendto netlink", err)
 		}
 		for done := false; !done; {
 			n, _, err := unix.Recvfrom(fd, buf, 0)
@@ -57,17 +67,15 @@ func DiagListeners() ([]InetSocket, error) {
 				if errors.Is(err, syscall.EINTR) {
 					continue
 				}
-				return nil, os.NewSyscallError("recvfrom netlink", err)
+				return os.NewSyscallError("recvfrom netlink", err)
 			}
-			var socks []InetSocket
-			socks, done, err = ParseDiag(buf[:n], seq, q.proto == unix.IPPROTO_UDP)
+			done, err = parseDiag(buf[:n], seq, q.proto == unix.IPPROTO_UDP, fn)
 			if err != nil {
-				return nil, fmt.Errorf("sock_diag family %d protocol %d: %w", q.family, q.proto, err)
+				return fmt.Errorf("sock_diag family %d protocol %d: %w", q.family, q.proto, err)
 			}
-			out = append(out, socks...)
 		}
 	}
-	return out, nil
+	return nil
 }
 
 // diagRequest builds a dump request for sockets of one family and protocol
@@ -89,13 +97,23 @@ func diagRequest(seq uint32, family, proto uint8, states uint32) []byte {
 // (messages of other sequence numbers are skipped). done reports the end
 // of the dump. Addresses of AF_INET sockets are IPv4.
 func ParseDiag(b []byte, seq uint32, udp bool) (socks []InetSocket, done bool, err error) {
+	done, err = parseDiag(b, seq, udp, func(s InetSocket) { socks = append(socks, s) })
+	if err != nil {
+		return nil, false, err
+	}
+	return socks, done, nil
+}
+
+// parseDiag is ParseDiag calling fn for each socket (also for those
+// before an error).
+func parseDiag(b []byte, seq uint32, udp bool, fn func(InetSocket)) (done bool, err error) {
 	ne := binary.NativeEndian
 	for len(b) >= nlmsgHdrLen {
 		l := int(ne.Uint32(b[0:]))
 		typ := ne.Uint16(b[4:])
 		mseq := ne.Uint32(b[8:])
 		if l < nlmsgHdrLen || l > len(b) {
-			return nil, false, fmt.Errorf("netlink message length %d with %d bytes left", l, len(b))
+			return false, fmt.Errorf("netlink message length %d with %d bytes left", l, len(b))
 		}
 		body := b[nlmsgHdrLen:l]
 		if a := (l + 3) &^ 3; a <= len(b) {
@@ -108,21 +126,21 @@ func ParseDiag(b []byte, seq uint32, udp bool) (socks []InetSocket, done bool, e
 		}
 		switch typ {
 		case unix.NLMSG_DONE:
-			return socks, true, nil
+			return true, nil
 		case unix.NLMSG_ERROR:
 			if len(body) < 4 {
-				return nil, false, errors.New("short netlink error message")
+				return false, errors.New("short netlink error message")
 			}
 			if errno := int32(ne.Uint32(body)); errno != 0 {
-				return nil, false, syscall.Errno(-errno)
+				return false, syscall.Errno(-errno)
 			}
-			return socks, true, nil
+			return true, nil
 		case unix.SOCK_DIAG_BY_FAMILY:
 		default:
 			continue
 		}
 		if len(body) < diagMsgLen {
-			return nil, false, fmt.Errorf("inet_diag_msg of %d bytes, want %d", len(body), diagMsgLen)
+			return false, fmt.Errorf("inet_diag_msg of %d bytes, want %d", len(body), diagMsgLen)
 		}
 		var addr netip.Addr
 		switch body[0] {
@@ -133,7 +151,7 @@ func ParseDiag(b []byte, seq uint32, udp bool) (socks []InetSocket, done bool, e
 		default:
 			continue
 		}
-		socks = append(socks, InetSocket{
+		fn(InetSocket{
 			UDP:   udp,
 			Local: netip.AddrPortFrom(addr, binary.BigEndian.Uint16(body[4:])),
 			State: body[1],
@@ -141,5 +159,5 @@ func ParseDiag(b []byte, seq uint32, udp bool) (socks []InetSocket, done bool, e
 			Inode: uint64(ne.Uint32(body[68:])),
 		})
 	}
-	return socks, false, nil
+	return false, nil
 }

@@ -204,49 +204,25 @@ func Listeners(netDir string) ([]InetSocket, error) {
 
 // ParseSocketLink returns the inode of a /proc/PID/fd link text such as
 // "socket:[12345]", and false for anything else.
-func ParseSocketLink(link string) (uint64, bool) {
-	s, ok := strings.CutPrefix(link, "socket:[")
-	if !ok {
-		return 0, false
-	}
-	s, ok = strings.CutSuffix(s, "]")
-	if !ok {
-		return 0, false
-	}
-	ino, err := strconv.ParseUint(s, 10, 64)
-	return ino, err == nil
-}
+func ParseSocketLink(link string) (uint64, bool) { return parseSocketLink([]byte(link)) }
 
-// SocketInodes returns the inodes of the sockets that process pid holds.
-// It fails (fs.ErrPermission) where /proc/PID/fd is not readable: another
-// user's process, or a non-dumpable one (pasta makes itself non-dumpable)
-// when the caller is not root.
+// SocketInodes returns the inodes of the sockets that process pid holds
+// (ReadFDs(pid).Sockets).
 func SocketInodes(pid int) (map[uint64]bool, error) {
-	dir := filepath.Join(Root, strconv.Itoa(pid), "fd")
-	ents, err := os.ReadDir(dir)
+	t, err := ReadFDs(pid)
 	if err != nil {
 		return nil, err
 	}
-	out := make(map[uint64]bool, len(ents))
-	for _, e := range ents {
-		link, err := os.Readlink(filepath.Join(dir, e.Name()))
-		if err != nil {
-			continue // closed meanwhile
-		}
-		if ino, ok := ParseSocketLink(link); ok {
-			out[ino] = true
-		}
-	}
-	return out, nil
+	return t.Sockets, nil
 }
 
 // FindHolder returns the process holding a socket with one of the inodes,
 // scanning /proc/*/fd (only processes whose fd directory the caller may
 // read). It returns fs.ErrNotExist when none is found.
 func FindHolder(inodes []uint64) (int, error) {
-	want := make(map[string]bool, len(inodes))
+	want := make(map[uint64]bool, len(inodes))
 	for _, ino := range inodes {
-		want["socket:["+strconv.FormatUint(ino, 10)+"]"] = true
+		want[ino] = true
 	}
 	ents, err := os.ReadDir(Root)
 	if err != nil {
@@ -257,15 +233,14 @@ func FindHolder(inodes []uint64) (int, error) {
 		if err != nil || pid <= 0 {
 			continue
 		}
-		dir := filepath.Join(Root, e.Name(), "fd")
-		fds, err := os.ReadDir(dir)
-		if err != nil {
-			continue
-		}
-		for _, fd := range fds {
-			if link, err := os.Readlink(filepath.Join(dir, fd.Name())); err == nil && want[link] {
-				return pid, nil
+		found := false
+		_ = walkLinks(filepath.Join(Root, e.Name(), "fd"), nil, func(_ int, _ string, link []byte) {
+			if ino, ok := parseSocketLink(link); ok && want[ino] {
+				found = true
 			}
+		})
+		if found {
+			return pid, nil
 		}
 	}
 	return 0, fmt.Errorf("no process holding socket inode %v: %w", inodes, fs.ErrNotExist)

@@ -268,3 +268,33 @@ func TestHeldNetNS(t *testing.T) {
 		t.Fatalf("own namespace reported: %v %v", got, err)
 	}
 }
+
+// TestReadFDsLarge: a table large enough to be read by several workers
+// gives every socket, as fstat sees it, and nothing else.
+func TestReadFDsLarge(t *testing.T) {
+	want := map[uint64]bool{}
+	for range parallelLinks + 100 {
+		fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { unix.Close(fd) })
+		var st unix.Stat_t
+		if err := unix.Fstat(fd, &st); err != nil {
+			t.Fatal(err)
+		}
+		want[st.Ino] = true
+	}
+	fds, err := ReadFDs(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for ino := range want {
+		if !fds.Sockets[ino] {
+			t.Fatalf("socket inode %d missing from %d read", ino, len(fds.Sockets))
+		}
+	}
+	if len(fds.Sockets) < len(want) || len(fds.Sockets) > len(want)+64 {
+		t.Fatalf("%d socket inodes read, %d opened", len(fds.Sockets), len(want))
+	}
+}
