@@ -266,3 +266,33 @@ func BenchmarkParseConfig10000(b *testing.B) {
 		}
 	}
 }
+
+// FuzzSplitConfig: wherever the one typed pass succeeds, the key-by-key
+// decoding succeeds too and gives the same keys and mappings.
+// Seeds: testdata/fuzz/FuzzSplitConfig.
+func FuzzSplitConfig(f *testing.F) {
+	f.Add([]byte(`{"name":"n","runtimeConfig":{"portMappings":[{"hostPort":80,"containerPort":8080,"protocol":"tcp"}],"x":null}}`))
+	f.Fuzz(func(t *testing.T, conf []byte) {
+		typed, ok := splitTyped(conf)
+		if !ok {
+			return
+		}
+		named, err := splitNamed(conf)
+		if err != nil || named.mappingsErr != nil {
+			t.Fatalf("typed pass took %q, key by key: %v %v", conf, err, named.mappingsErr)
+		}
+		if len(typed.raw) != len(named.raw) || len(typed.mappings) != len(named.mappings) {
+			t.Fatalf("%q:\n typed %+v\n named %+v", conf, typed, named)
+		}
+		for k, v := range typed.raw {
+			if string(v) != string(named.raw[k]) {
+				t.Fatalf("%q: key %q: typed %s, named %s", conf, k, v, named.raw[k])
+			}
+		}
+		for i := range typed.mappings {
+			if typed.mappings[i] != named.mappings[i] {
+				t.Fatalf("%q: mapping %d: typed %+v, named %+v", conf, i, typed.mappings[i], named.mappings[i])
+			}
+		}
+	})
+}
