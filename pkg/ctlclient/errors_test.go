@@ -114,9 +114,10 @@ func TestStallEndsAtDeadline(t *testing.T) {
 	}
 }
 
-func TestUnreachable(t *testing.T) {
-	dir := t.TempDir()
-	// A socket file nobody listens on (a dead forwarder's).
+// staleSocket makes a socket file in dir that nobody listens on, as a dead
+// forwarder leaves behind.
+func staleSocket(t *testing.T, dir string) string {
+	t.Helper()
 	stale := filepath.Join(dir, "stale.sock")
 	l, err := net.Listen("unix", stale)
 	if err != nil {
@@ -124,6 +125,12 @@ func TestUnreachable(t *testing.T) {
 	}
 	l.(*net.UnixListener).SetUnlinkOnClose(false)
 	l.Close()
+	return stale
+}
+
+func TestUnreachable(t *testing.T) {
+	dir := t.TempDir()
+	stale := staleSocket(t, dir)
 	notSock := filepath.Join(dir, "file")
 	os.WriteFile(notSock, nil, 0o600)
 	for _, tc := range []struct {
@@ -154,13 +161,7 @@ func TestUnreachable(t *testing.T) {
 // StartWait, not after the whole Timeout: a runtime learns it at once.
 func TestDeadForwarderFailsFast(t *testing.T) {
 	dir := t.TempDir()
-	stale := filepath.Join(dir, "stale.sock")
-	l, err := net.Listen("unix", stale)
-	if err != nil {
-		t.Fatal(err)
-	}
-	l.(*net.UnixListener).SetUnlinkOnClose(false)
-	l.Close()
+	stale := staleSocket(t, dir)
 	for _, path := range []string{stale, filepath.Join(dir, "none.sock")} {
 		c := &ctlclient.Client{Path: path, Timeout: 30 * time.Second, StartWait: 50 * time.Millisecond}
 		start := time.Now()
