@@ -195,6 +195,30 @@ func TestConflict(t *testing.T) {
 	pastatest.MustAnswer(t, "tcp", pastatest.HostPort("127.0.0.1", port), "theirs")
 }
 
+// TestSameRuleAsPesto: a rule that pesto added, byte for byte the one a
+// container's mapping makes, stays pesto's: ADD gives code 100 naming it,
+// the container's DEL leaves it, and its port keeps answering.
+func TestSameRuleAsPesto(t *testing.T) {
+	f := pastatest.Start(t)
+	n := newNetwork(t, f, nil)
+	pastatest.ServeTCP(t, f.NS, ":80", "theirs")
+	port := pastatest.FreePort(t, "tcp")
+	f.Pesto(t, "-A", "-t", fmt.Sprintf("127.0.0.1/%d:80", port))
+	pastatest.MustAnswer(t, "tcp", pastatest.HostPort("127.0.0.1", port), "theirs")
+	pesto, raw := f.Tables(t), f.ReadTables(t)
+
+	m := mapping{HostPort: port, ContainerPort: 80, Protocol: "tcp", HostIP: "127.0.0.1"}
+	err := n.add(t, "same", m)
+	te := wantCode(t, "ADD of pesto's own rule", err, 100)
+	if !strings.Contains(te.Msg+te.Details, "does not own it") {
+		t.Errorf("the error does not say the rule is another client's: %v", te)
+	}
+	sameTables(t, "after the refused ADD", f, pesto, raw)
+	n.mustDel(t, "same", m)
+	sameTables(t, "after the container's DEL", f, pesto, raw)
+	pastatest.MustAnswer(t, "tcp", pastatest.HostPort("127.0.0.1", port), "theirs")
+}
+
 // TestForwarderKilled: a forwarder killed between ADD and DEL makes CHECK
 // fail with 11 or 104; DEL still succeeds.
 func TestForwarderKilled(t *testing.T) {

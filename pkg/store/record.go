@@ -78,8 +78,38 @@ type Record struct {
 	Dir     string `json:"forwarderDir,omitempty"`
 	// Rules are the rules this attachment owns, per pif, in the order
 	// they were added.
-	Rules   []OwnedRule `json:"rules"`
+	Rules []OwnedRule `json:"rules"`
+	// Pending are rules an ADD was about to add: written before its
+	// transaction and cleared after it. A run that died in between may
+	// have left them in the forwarder's table; the next ADD adopts them
+	// and DEL removes them where present, while a rule that is neither
+	// owned nor pending is another client's and is never taken over.
+	Pending []OwnedRule `json:"pending,omitempty"`
 	Updated time.Time   `json:"updated"`
+}
+
+// Claimed returns the owned rules followed by the pending ones not among
+// them: every rule of this attachment that may be in a table.
+func (r *Record) Claimed() []OwnedRule {
+	if len(r.Pending) == 0 {
+		return r.Rules
+	}
+	type k struct {
+		pif string
+		key [wire.RuleSize]byte
+	}
+	seen := make(map[k]bool, len(r.Rules))
+	out := append([]OwnedRule(nil), r.Rules...)
+	for _, o := range r.Rules {
+		seen[k{o.Pif, o.Rule.Key()}] = true
+	}
+	for _, o := range r.Pending {
+		if !seen[k{o.Pif, o.Rule.Key()}] {
+			seen[k{o.Pif, o.Rule.Key()}] = true
+			out = append(out, o)
+		}
+	}
+	return out
 }
 
 // Key returns the record's key.

@@ -32,11 +32,16 @@ func (p *Plugin) add(args *skel.CmdArgs) error {
 	if err != nil {
 		return err
 	}
-	if _, err := translate.Rules(cfg.Mappings, cfg.Options, allCaps); err != nil {
+	// The rules as a forwarder with every capability would take them:
+	// bad mappings fail here, before any lock or socket, and the rest is
+	// this ADD's intent (see store.Record.Pending).
+	intent, err := translate.Rules(cfg.Mappings, cfg.Options, allCaps)
+	if err != nil {
 		var me *translate.MappingError
 		if errors.As(err, &me) {
 			return err
 		}
+		intent = nil
 	}
 	st := recordStore(cfg)
 	key := keyOf(cfg, args)
@@ -96,16 +101,18 @@ func (p *Plugin) add(args *skel.CmdArgs) error {
 		}
 	}
 
-	var owned []store.OwnedRule
+	// owned: the rules recorded as this attachment's; claimed: those and
+	// the ones a run that died may have left (the record's pending).
+	var owned, claimed []store.OwnedRule
 	if rec != nil {
-		owned = rec.Rules
-		if rec.Socket != socket && len(owned) > 0 {
+		owned, claimed = rec.Rules, rec.Claimed()
+		if rec.Socket != socket && len(claimed) > 0 {
 			// The attachment moved to another forwarder: its rules at the
 			// old one are no longer wanted.
-			if err := p.removeRules(cfg, st, key, rec.Socket, rec.PIDFile, owned); err != nil {
+			if err := p.removeRules(cfg, st, key, rec.Socket, rec.PIDFile, claimed); err != nil {
 				p.warnf("could not remove the rules this attachment owned at %s: %v", rec.Socket, err)
 			}
-			owned = nil
+			owned, claimed = nil, nil
 		}
 		if rec.Managed && !cfg.Managed && rec.Dir != "" {
 			// Told to use another forwarder: the one started before
@@ -121,8 +128,22 @@ func (p *Plugin) add(args *skel.CmdArgs) error {
 	if cfg.Managed {
 		next.Dir = fcfg.Dir
 	}
-	if len(cfg.Mappings) > 0 || len(owned) > 0 {
-		desired, err := p.apply(cfg, socket, pidFile, owned, func(rs []store.OwnedRule) {
+	if len(cfg.Mappings) > 0 || len(claimed) > 0 {
+		// Write-ahead: record the rules this ADD may add before sending
+		// them, so that if it dies after the forwarder took them, the
+		// next ADD (or DEL) knows them for this attachment's.
+		before := *next
+		before.Pending = missingRules(owned, claimed)
+		wroteIntent := false
+		if fresh := missingRules(claimed, ownedRules(wire.PifHost, intent)); len(fresh) > 0 {
+			ahead := before
+			ahead.Pending = append(append([]store.OwnedRule(nil), before.Pending...), fresh...)
+			if err := lock.Write(&ahead); err != nil {
+				return err
+			}
+			wroteIntent = true
+		}
+		desired, err := p.apply(cfg, socket, pidFile, claimed, func(rs []store.OwnedRule) {
 			// A rollback that failed leaves this update's rules in
 			// unknown places: keep owning them so DEL removes them.
 			next.Rules = rs
@@ -131,6 +152,17 @@ func (p *Plugin) add(args *skel.CmdArgs) error {
 			}
 		})
 		if err != nil {
+			if wroteIntent && nothingChanged(err) {
+				// The intent did not happen: record what was before it,
+				// even when that is nothing. The DEL that a runtime sends
+				// after a failed ADD then goes by a record that owns
+				// nothing, rather than by the mappings, which may match a
+				// rule that another client holds (the likely reason for
+				// the failure).
+				if werr := lock.Write(&before); werr != nil {
+					p.warnf("%v", werr)
+				}
+			}
 			return err
 		}
 		next.Rules = desired
@@ -153,6 +185,12 @@ func (p *Plugin) add(args *skel.CmdArgs) error {
 // apply runs the one transaction of an ADD and returns the rules owned
 // afterwards. onRollbackFail is called with the rules to own when the
 // forwarder's state became unknown.
+//
+// owned are the rules this attachment claims (recorded, or pending from a
+// run that died). A desired rule already in the table is adopted only when
+// it is one of them: a rule that another client put there byte for byte
+// stays that client's, and the update is refused as the forwarder would
+// refuse a duplicate.
 func (p *Plugin) apply(cfg *Config, socket, pidFile string, owned []store.OwnedRule, onRollbackFail func([]store.OwnedRule)) ([]store.OwnedRule, error) {
 	var (
 		desired []store.OwnedRule
@@ -169,17 +207,26 @@ func (p *Plugin) apply(cfg *Config, socket, pidFile string, owned []store.OwnedR
 			return nil, err
 		}
 		var ownedHost []wire.Rule
+		mine := map[[wire.RuleSize]byte]bool{}
 		others := map[string][]wire.Rule{}
 		var otherPifs []string
 		for _, o := range owned {
 			if o.Pif == wire.PifHost {
 				ownedHost = append(ownedHost, o.Rule)
+				mine[o.Rule.Key()] = true
 				continue
 			}
 			if _, ok := others[o.Pif]; !ok {
 				otherPifs = append(otherPifs, o.Pif)
 			}
 			others[o.Pif] = append(others[o.Pif], o.Rule)
+		}
+		for _, r := range comp.Rules {
+			if !mine[r.Key()] && host.Contains(r) {
+				return nil, comp.Attribute(&translate.TableError{Pif: wire.PifHost, Rule: r, Other: &r, Err: fmt.Errorf(
+					"%w: rule %s is already in the table and this attachment does not own it (another client, such as pesto, added it); remove it there or map another port",
+					translate.ErrConflict, r)})
+			}
 		}
 		edit, err := translate.Plan(*host, ownedHost, comp.Rules)
 		if err != nil {
@@ -301,6 +348,43 @@ func sameRecord(a, b *store.Record) bool {
 	ea, err1 := store.Encode(&x)
 	eb, err2 := store.Encode(&y)
 	return err1 == nil && err2 == nil && bytes.Equal(ea, eb)
+}
+
+// missingRules returns the rules of want that are not in have.
+func missingRules(have, want []store.OwnedRule) []store.OwnedRule {
+	type k struct {
+		pif string
+		key [wire.RuleSize]byte
+	}
+	in := make(map[k]bool, len(have))
+	for _, o := range have {
+		in[k{o.Pif, o.Rule.Key()}] = true
+	}
+	var out []store.OwnedRule
+	for _, o := range want {
+		if !in[k{o.Pif, o.Rule.Key()}] {
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
+// nothingChanged reports whether err means that the forwarder's tables
+// were left as they were: refused before sending (bad mappings, a table
+// that cannot take them), refused by the forwarder, or rolled back.
+func nothingChanged(err error) bool {
+	var (
+		me *translate.MappingError
+		te *translate.TableError
+		se *ctlclient.StatusError
+	)
+	switch {
+	case errors.As(err, &me), errors.As(err, &te):
+		return true
+	case errors.As(err, &se) && se.Result != nil:
+		return se.Result.Status == ctlclient.StatusSafeFail || se.Result.Status == ctlclient.StatusSocketFail
+	}
+	return false
 }
 
 // entryNames renders entry indexes as "entry 3" or "entries 0, 2-4".

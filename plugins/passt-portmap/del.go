@@ -71,8 +71,8 @@ func (p *Plugin) release(cfg *Config, st *store.Store, rec *store.Record) error 
 	if rec.Managed && rec.Dir != "" {
 		return stopManaged(cfg, rec.Dir)
 	}
-	if len(rec.Rules) > 0 && rec.Socket != "" {
-		if err := p.removeRules(cfg, st, rec.Key(), rec.Socket, rec.PIDFile, rec.Rules); err != nil {
+	if claimed := rec.Claimed(); len(claimed) > 0 && rec.Socket != "" {
+		if err := p.removeRules(cfg, st, rec.Key(), rec.Socket, rec.PIDFile, claimed); err != nil {
 			return err
 		}
 	}

@@ -415,9 +415,12 @@ func TestErrorCodes(t *testing.T) {
 		b.must("ADD", "c1", b.conf("", tcp(p, 80)))
 		b.mustFail("ADD", "c2", b.conf("", tcp(p+0, 81)), 100, "conflict", "entry 0", b.srv.Path)
 		b.wantHost(rule("TCP", p, 80))
-		if r := b.record("c2"); r != nil {
-			t.Errorf("record after a safe fail: %+v", r)
+		// The record owns nothing: the DEL that follows removes nothing.
+		if r := b.record("c2"); r == nil || len(r.Rules) != 0 || len(r.Pending) != 0 {
+			t.Errorf("record after a safe fail: %+v, want one that owns nothing", r)
 		}
+		b.must("DEL", "c2", b.conf("", tcp(p+0, 81)))
+		b.wantHost(rule("TCP", p, 80))
 	})
 	t.Run("100 forwarder refused", func(t *testing.T) {
 		b := newBench(t)
