@@ -278,9 +278,20 @@ func (l *Locked) Read() (*Record, error) {
 	return r, err
 }
 
-// Write replaces the record atomically. The record's key must be the
-// locked one; Version is set, and Updated when zero.
-func (l *Locked) Write(r *Record) error {
+// Write replaces the record atomically and durably (fsync of the file
+// and of its directory). The record's key must be the locked one; Version
+// is set, and Updated when zero.
+func (l *Locked) Write(r *Record) error { return l.write(r, true) }
+
+// WriteIntent replaces the record atomically but does not wait for the
+// disk: for a record that matters only while the forwarder it describes
+// runs, such as the pending rules an ADD writes ahead of its transaction.
+// The forwarder's tables live in its memory, so a machine crash that
+// loses the write loses those tables too; a dead plugin process loses
+// nothing, since the rename is done.
+func (l *Locked) WriteIntent(r *Record) error { return l.write(r, false) }
+
+func (l *Locked) write(r *Record, durable bool) error {
 	if l.f == nil {
 		return errors.New("store: write after unlock")
 	}
@@ -295,7 +306,7 @@ func (l *Locked) Write(r *Record) error {
 	if err != nil {
 		return fmt.Errorf("store: encode record: %w", err)
 	}
-	return writeAtomic(l.store.RecordPath(l.key), b)
+	return writeAtomic(l.store.RecordPath(l.key), b, durable)
 }
 
 // Remove removes the record and its lock file; a missing record is fine.
@@ -324,7 +335,9 @@ func (l *Locked) Unlock() error {
 	return err
 }
 
-func writeAtomic(path string, b []byte) (err error) {
+// writeAtomic replaces path with b by a rename; durable also fsyncs the
+// file before and the directory after it.
+func writeAtomic(path string, b []byte, durable bool) (err error) {
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
@@ -343,14 +356,19 @@ func writeAtomic(path string, b []byte) (err error) {
 	if _, err = f.Write(b); err != nil {
 		return fmt.Errorf("store: write %s: %w", tmp, err)
 	}
-	if err = f.Sync(); err != nil {
-		return fmt.Errorf("store: fsync %s: %w", tmp, err)
+	if durable {
+		if err = f.Sync(); err != nil {
+			return fmt.Errorf("store: fsync %s: %w", tmp, err)
+		}
 	}
 	if err = f.Close(); err != nil {
 		return fmt.Errorf("store: close %s: %w", tmp, err)
 	}
 	if err = os.Rename(tmp, path); err != nil {
 		return fmt.Errorf("store: %w", err)
+	}
+	if !durable {
+		return nil
 	}
 	return syncDir(dir)
 }

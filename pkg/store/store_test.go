@@ -142,6 +142,41 @@ func TestWriteReadRemove(t *testing.T) {
 	}
 }
 
+// WriteIntent replaces the record as Write does (without waiting for the
+// disk), and Claimed gives the owned rules and then the pending ones.
+func TestWriteIntentAndClaimed(t *testing.T) {
+	s := New(t.TempDir())
+	k := Key{"net", "c1", "eth0"}
+	l, err := s.Lock(ctx(t, time.Second), k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Unlock()
+	rules := sampleRules(t)
+	rec := &Record{Network: "net", ContainerID: "c1", IfName: "eth0", Socket: "/s",
+		Rules: rules[:1], Pending: []OwnedRule{rules[0], rules[1], rules[2]}}
+	if err := l.WriteIntent(rec); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Get(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Rules) != 1 || len(got.Pending) != 3 {
+		t.Fatalf("read back %+v", got)
+	}
+	c := got.Claimed()
+	if len(c) != 3 || !c[0].Rule.Equal(rules[0].Rule) || !c[1].Rule.Equal(rules[1].Rule) || !c[2].Rule.Equal(rules[2].Rule) {
+		t.Fatalf("Claimed: %+v, want the owned rule then the two pending ones not owned", c)
+	}
+	if err := l.Write(&Record{Network: "net", ContainerID: "c1", IfName: "eth0", Socket: "/s", Rules: rules}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.Get(k); err != nil || len(got.Pending) != 0 || len(got.Claimed()) != 3 {
+		t.Fatalf("after Write: %+v %v", got, err)
+	}
+}
+
 func TestLockExcludesAndTimesOut(t *testing.T) {
 	s := New(t.TempDir())
 	k := Key{"net", "c1", "eth0"}

@@ -138,7 +138,7 @@ func (p *Plugin) add(args *skel.CmdArgs) error {
 		if fresh := missingRules(claimed, ownedRules(wire.PifHost, intent)); len(fresh) > 0 {
 			ahead := before
 			ahead.Pending = append(append([]store.OwnedRule(nil), before.Pending...), fresh...)
-			if err := lock.Write(&ahead); err != nil {
+			if err := lock.WriteIntent(&ahead); err != nil {
 				return err
 			}
 			wroteIntent = true
