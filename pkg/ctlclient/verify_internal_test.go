@@ -9,18 +9,25 @@ import (
 	"github.com/passt-portmap/passt-portmap/pkg/ctlclient/wire"
 )
 
-// Where the forwarder's fds cannot be read, listeners are attributed by
-// uid: a socket of the forwarder's uid counts, one of another uid not.
-func TestAttributionByUID(t *testing.T) {
+// listeningRule listens on a free loopback TCP port (closed on cleanup)
+// and returns tables holding a rule for that port, and the rule as the
+// caller's own.
+func listeningRule(t *testing.T) (wire.Tables, []PifRule) {
+	t.Helper()
 	l, err := net.Listen("tcp4", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
+	t.Cleanup(func() { l.Close() })
 	port := uint16(l.Addr().(*net.TCPAddr).Port)
 	r := wire.NewRule(wire.ProtoTCP, netip.MustParseAddr("127.0.0.1"), port, port, 80, 0)
-	ts := wire.Tables{wire.NewTable(1, wire.PifHost, 0x3f, r)}
-	mine := []PifRule{{Pif: wire.PifHost, Rule: r}}
+	return wire.Tables{wire.NewTable(1, wire.PifHost, 0x3f, r)}, []PifRule{{Pif: wire.PifHost, Rule: r}}
+}
+
+// Where the forwarder's fds cannot be read, listeners are attributed by
+// uid: a socket of the forwarder's uid counts, one of another uid not.
+func TestAttributionByUID(t *testing.T) {
+	ts, mine := listeningRule(t)
 	c := &Client{}
 	for _, tc := range []struct {
 		uid    uint32
@@ -54,15 +61,7 @@ func TestPortList(t *testing.T) {
 // reported as unknown; once the table is read again without it, it is
 // foreign and the next check does not ask for another read.
 func TestUnknownListenerRereadOnce(t *testing.T) {
-	l, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	port := uint16(l.Addr().(*net.TCPAddr).Port)
-	r := wire.NewRule(wire.ProtoTCP, netip.MustParseAddr("127.0.0.1"), port, port, 80, 0)
-	ts := wire.Tables{wire.NewTable(1, wire.PifHost, 0x3f, r)}
-	mine := []PifRule{{Pif: wire.PifHost, Rule: r}}
+	ts, mine := listeningRule(t)
 	c := &Client{}
 	// init (pid 1) holds neither this socket nor, before the read, anything.
 	f := forwarder{pid: 1, inodes: map[uint64]bool{}}
