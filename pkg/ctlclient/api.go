@@ -22,7 +22,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/passt-portmap/passt-portmap/pkg/ctlclient/wire"
+	"github.com/passt-portmap/passt-portmap/pkg/wire"
 )
 
 // Client talks to one forwarder's control socket. The zero value with Path

@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/passt-portmap/passt-portmap/pkg/ctlclient/wire"
+	"github.com/passt-portmap/passt-portmap/pkg/wire"
 )
 
 // update runs Update within ctx.

@@ -6,7 +6,7 @@ import (
 	"os"
 	"testing"
 
-	"github.com/passt-portmap/passt-portmap/pkg/ctlclient/wire"
+	"github.com/passt-portmap/passt-portmap/pkg/wire"
 )
 
 // listeningRule listens on a free loopback TCP port (closed on cleanup)

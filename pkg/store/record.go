@@ -28,7 +28,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/passt-portmap/passt-portmap/pkg/ctlclient/wire"
+	"github.com/passt-portmap/passt-portmap/pkg/wire"
 )
 
 // FormatVersion is the version of the record format written by this package.
