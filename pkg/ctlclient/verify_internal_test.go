@@ -46,17 +46,6 @@ func TestAttributionByUID(t *testing.T) {
 	}
 }
 
-func TestPortList(t *testing.T) {
-	for _, tc := range []struct {
-		in   []uint16
-		want string
-	}{{nil, ""}, {[]uint16{1}, "1"}, {[]uint16{1, 2, 3, 5, 7, 8}, "1-3, 5, 7-8"}, {[]uint16{65534, 65535}, "65534-65535"}} {
-		if got := portList(tc.in); got != tc.want {
-			t.Errorf("portList(%v) = %q, want %q", tc.in, got, tc.want)
-		}
-	}
-}
-
 // A listener at a missing port that the fd table read did not hold is
 // reported as unknown; once the table is read again without it, it is
 // foreign and the next check does not ask for another read.
