@@ -22,7 +22,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/passt-portmap/passt-portmap/pkg/ctlclient/wire"
+	"github.com/passt-portmap/passt-portmap/pkg/wire"
 )
 
 // Client talks to one forwarder's control socket. The zero value with Path
@@ -101,11 +101,9 @@ const (
 	StatusRollbackFail               // as socket fail, but the rollback did not restore the previous state
 )
 
-// PifRule is a rule in a named pif's table.
-type PifRule struct {
-	Pif  string
-	Rule wire.Rule
-}
+// PifRule is a rule in a named pif's table (the one type that store
+// records and the core's set operations use too).
+type PifRule = wire.PifRule
 
 // RuleFailure is a non-weak rule with ports that do not listen.
 type RuleFailure struct {
@@ -288,13 +286,9 @@ func (s Status) String() string {
 	return fmt.Sprintf("status %d", int(s))
 }
 
-// String gives the rule in pesto's notation with its pif, e.g.
-// "HOST TCP [*]:8080  =>  80".
-func (pr PifRule) String() string { return pr.Pif + " " + strings.TrimSpace(pr.Rule.String()) }
-
 // String gives the rule and the ports that do not listen.
 func (f RuleFailure) String() string {
-	return fmt.Sprintf("%s: port%s %s not listening", f.PifRule, plural(len(f.Ports)), portList(f.Ports))
+	return fmt.Sprintf("%s: port%s %s not listening", f.PifRule, plural(len(f.Ports)), wire.PortList(f.Ports))
 }
 
 // MixedError reports an update of which only some edits are in effect

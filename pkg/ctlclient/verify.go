@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/passt-portmap/passt-portmap/pkg/ctlclient/procnet"
-	"github.com/passt-portmap/passt-portmap/pkg/ctlclient/wire"
+	"github.com/passt-portmap/passt-portmap/pkg/wire"
 )
 
 // forwarder is the process found behind the control socket.
@@ -382,9 +382,9 @@ func listening(l look) bool { return len(l.lc.failed) == 0 }
 
 func (c *Client) checkOnce(f forwarder, ts wire.Tables, mine []PifRule) (listenCheck, error) {
 	lc := listenCheck{method: f.method()}
-	isMine := map[pifKey]bool{}
+	isMine := map[wire.PifRuleKey]bool{}
 	for _, m := range mine {
-		isMine[keyOf(m)] = true
+		isMine[m.Key()] = true
 	}
 	var want []addrKey
 	for _, t := range ts {
@@ -408,7 +408,7 @@ func (c *Client) checkOnce(f forwarder, ts wire.Tables, mine []PifRule) (listenC
 			}
 			pr := PifRule{Pif: pif, Rule: r}
 			if !ok {
-				if isMine[keyOf(pr)] {
+				if isMine[pr.Key()] {
 					lc.unchecked = append(lc.unchecked, pr)
 				}
 				continue
@@ -418,7 +418,7 @@ func (c *Client) checkOnce(f forwarder, ts wire.Tables, mine []PifRule) (listenC
 			if len(ports) == 0 {
 				continue
 			}
-			if isMine[keyOf(pr)] {
+			if isMine[pr.Key()] {
 				lc.failed = append(lc.failed, RuleFailure{PifRule: pr, Ports: ports})
 			} else {
 				lc.warnings = append(lc.warnings, RuleFailure{PifRule: pr, Ports: ports})
@@ -428,13 +428,6 @@ func (c *Client) checkOnce(f forwarder, ts wire.Tables, mine []PifRule) (listenC
 	return lc, nil
 }
 
-// pifKey identifies a rule in a pif by its bytes.
-type pifKey struct {
-	pif string
-	key [wire.RuleSize]byte
-}
-
-func keyOf(pr PifRule) pifKey { return pifKey{pr.Pif, pr.Rule.Key()} }
 
 // present reports whether ts holds pr byte for byte.
 func present(ts wire.Tables, pr PifRule) bool {

@@ -10,7 +10,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/passt-portmap/passt-portmap/pkg/ctlclient/wire"
+	"github.com/passt-portmap/passt-portmap/pkg/wire"
 )
 
 // probeHello connects to the control socket and reads the server's hello,

@@ -18,7 +18,7 @@ package translate
 import (
 	"net/netip"
 
-	"github.com/passt-portmap/passt-portmap/pkg/ctlclient/wire"
+	"github.com/passt-portmap/passt-portmap/pkg/wire"
 )
 
 // PortMapping is one CNI port mapping (runtimeConfig.portMappings).

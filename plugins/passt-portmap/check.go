@@ -8,10 +8,10 @@ import (
 	"github.com/containernetworking/cni/pkg/skel"
 
 	"github.com/passt-portmap/passt-portmap/pkg/ctlclient"
-	"github.com/passt-portmap/passt-portmap/pkg/ctlclient/wire"
 	"github.com/passt-portmap/passt-portmap/pkg/forwarder"
 	"github.com/passt-portmap/passt-portmap/pkg/store"
 	"github.com/passt-portmap/passt-portmap/pkg/translate"
+	"github.com/passt-portmap/passt-portmap/pkg/wire"
 )
 
 // Check is CNI CHECK: every owned rule is in the forwarder's live tables

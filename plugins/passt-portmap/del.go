@@ -7,10 +7,10 @@ import (
 
 	"github.com/containernetworking/cni/pkg/skel"
 
-	"github.com/passt-portmap/passt-portmap/pkg/ctlclient/wire"
 	"github.com/passt-portmap/passt-portmap/pkg/forwarder"
 	"github.com/passt-portmap/passt-portmap/pkg/store"
 	"github.com/passt-portmap/passt-portmap/pkg/translate"
+	"github.com/passt-portmap/passt-portmap/pkg/wire"
 )
 
 // Del is CNI DEL: remove exactly what this attachment owns, then its

@@ -48,7 +48,7 @@ import (
 	"github.com/containernetworking/cni/pkg/version"
 
 	"github.com/passt-portmap/passt-portmap/pkg/ctlclient"
-	"github.com/passt-portmap/passt-portmap/pkg/ctlclient/wire"
+	"github.com/passt-portmap/passt-portmap/pkg/wire"
 )
 
 func main() {

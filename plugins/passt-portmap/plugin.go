@@ -15,8 +15,8 @@ import (
 	"github.com/containernetworking/cni/pkg/skel"
 
 	"github.com/passt-portmap/passt-portmap/pkg/ctlclient"
-	"github.com/passt-portmap/passt-portmap/pkg/ctlclient/wire"
 	"github.com/passt-portmap/passt-portmap/pkg/store"
+	"github.com/passt-portmap/passt-portmap/pkg/wire"
 )
 
 // Plugin runs the CNI verbs. It holds only where to write: every call

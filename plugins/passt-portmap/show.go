@@ -7,7 +7,7 @@ import (
 	"strings"
 
 	"github.com/passt-portmap/passt-portmap/pkg/ctlclient"
-	"github.com/passt-portmap/passt-portmap/pkg/ctlclient/wire"
+	"github.com/passt-portmap/passt-portmap/pkg/wire"
 )
 
 // show prints a forwarder's tables in pesto's notation, each rule with

@@ -54,7 +54,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/passt-portmap/passt-portmap/pkg/ctlclient/wire"
+	"github.com/passt-portmap/passt-portmap/pkg/wire"
 )
 
 // Fault changes how the server handles one connection. The zero value is

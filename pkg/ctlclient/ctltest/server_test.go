@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/passt-portmap/passt-portmap/pkg/ctlclient/wire"
+	"github.com/passt-portmap/passt-portmap/pkg/wire"
 )
 
 // dial connects and reads the greeting; it fails the test on error.

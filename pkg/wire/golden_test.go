@@ -10,7 +10,7 @@ import (
 	"testing"
 
 	"github.com/passt-portmap/passt-portmap/pkg/ctlclient/ctltest"
-	"github.com/passt-portmap/passt-portmap/pkg/ctlclient/wire"
+	"github.com/passt-portmap/passt-portmap/pkg/wire"
 )
 
 // The files in testdata/golden are bytes captured from the real forwarder,

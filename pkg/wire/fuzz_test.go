@@ -7,7 +7,7 @@ import (
 	"testing"
 
 	"github.com/passt-portmap/passt-portmap/pkg/ctlclient/ctltest"
-	"github.com/passt-portmap/passt-portmap/pkg/ctlclient/wire"
+	"github.com/passt-portmap/passt-portmap/pkg/wire"
 )
 
 // FuzzReadServerTables: any stream either fails with a *DecodeError or

@@ -9,7 +9,7 @@ import (
 	"testing"
 
 	"github.com/passt-portmap/passt-portmap/pkg/ctlclient/ctltest"
-	"github.com/passt-portmap/passt-portmap/pkg/ctlclient/wire"
+	"github.com/passt-portmap/passt-portmap/pkg/wire"
 )
 
 func hello(magic string, version, pifSize, ifSize uint32) []byte {
