@@ -49,9 +49,14 @@ import (
 
 	"github.com/passt-portmap/passt-portmap/pkg/ctlclient"
 	"github.com/passt-portmap/passt-portmap/pkg/wire"
+	"github.com/passt-portmap/passt-portmap/plugins/passt-portmap/internal/netavark"
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Getenv("CNI_COMMAND") == "" && netavark.IsCommand(os.Args[1]) {
+		p := &netavark.Plugin{Backend: netavarkBackend{stderr: os.Stderr}, Version: buildVersion(), Stdout: os.Stdout, Stderr: os.Stderr}
+		os.Exit(p.Run(context.Background(), os.Args[1:], os.Stdin))
+	}
 	if len(os.Args) > 1 && os.Getenv("CNI_COMMAND") == "" {
 		os.Exit(command(os.Args[1:]))
 	}
@@ -65,13 +70,14 @@ func main() {
 // exist from 1.1.0 on; skel refuses them for older configurations.
 var supportedVersions = version.PluginSupports("0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")
 
-func about() string {
-	v := "(devel)"
+func buildVersion() string {
 	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
-		v = bi.Main.Version
+		return bi.Main.Version
 	}
-	return "CNI plugin passt-portmap " + v
+	return "(devel)"
 }
+
+func about() string { return "CNI plugin passt-portmap " + buildVersion() }
 
 // command runs the subcommands for a person and returns the exit status.
 func command(args []string) int {
