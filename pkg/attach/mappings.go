@@ -49,7 +49,9 @@ func single(m Mapping, proto string) translate.PortMapping {
 
 // identity reports whether every entry is its own mapping (one port, one
 // protocol each, as CNI sends them).
-func (c *compiler) identity() bool { return len(c.entries) == 0 || c.origin[len(c.origin)-1] == len(c.entries)-1 }
+func (c *compiler) identity() bool {
+	return len(c.entries) == 0 || c.origin[len(c.origin)-1] == len(c.entries)-1
+}
 
 // compile is translate.Compile with errors naming mappings.
 func (c *compiler) compile(caps wire.Caps) (translate.Compiled, error) {
