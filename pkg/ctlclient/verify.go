@@ -428,7 +428,6 @@ func (c *Client) checkOnce(f forwarder, ts wire.Tables, mine []PifRule) (listenC
 	return lc, nil
 }
 
-
 // present reports whether ts holds pr byte for byte.
 func present(ts wire.Tables, pr PifRule) bool {
 	t := ts.Lookup(pr.Pif)

@@ -1,0 +1,343 @@
+package attach
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/passt-portmap/passt-portmap/pkg/ctlclient"
+	"github.com/passt-portmap/passt-portmap/pkg/forwarder"
+	"github.com/passt-portmap/passt-portmap/pkg/store"
+	"github.com/passt-portmap/passt-portmap/pkg/translate"
+	"github.com/passt-portmap/passt-portmap/pkg/wire"
+)
+
+// allCaps lets the mappings be checked before any forwarder is asked:
+// what fails with every capability is a bad mapping.
+const allCaps = wire.CapIPv4 | wire.CapIPv6 | wire.CapTCP | wire.CapUDP | wire.CapScan | wire.CapIfName
+
+// Add makes the forwarder hold exactly this attachment's mappings, in one
+// transaction, and records them as owned. A managed forwarder is started
+// (or reused) first. It is idempotent: a repeated Add asks for what is
+// there and changes nothing.
+func (c *Core) Add(ctx context.Context, k Key, o Options, ms []Mapping) (*Result, error) {
+	comp, err := newCompiler(ms, &o)
+	if err != nil {
+		return nil, err
+	}
+	// The rules as a forwarder with every capability would take them:
+	// bad mappings fail here, before any lock or socket, and the rest is
+	// this ADD's intent (see store.Record.Pending).
+	intent, err := comp.rules(allCaps)
+	if err != nil {
+		var me *translate.MappingError
+		if errors.As(err, &me) {
+			return nil, err
+		}
+		intent = nil
+	}
+	st := recordStore(&o)
+	lock, prev, err := c.lockRecord(ctx, &o, st, k.storeKey(), "replacing it")
+	if err != nil {
+		return nil, err
+	}
+	defer lock.Unlock()
+
+	fw, prev, err := c.forwarderFor(ctx, &o, k, lock, prev)
+	if err != nil {
+		return nil, err
+	}
+	owned, claimed := c.leaveOld(ctx, &o, st, prev, fw)
+
+	next := fw.record(k, owned)
+	if len(ms) > 0 || len(claimed) > 0 {
+		if next.Rules, err = c.apply(ctx, &o, lock, comp, next, claimed, wire.RulesIn(wire.PifHost, intent)); err != nil {
+			return nil, err
+		}
+	}
+	if err := finish(lock, prev, next); err != nil {
+		return nil, err
+	}
+	res := &Result{Socket: fw.socket, PIDFile: fw.pidFile, Rules: next.Rules}
+	if o.Managed && !o.NoNetwork {
+		if res.Network, err = forwarder.ReadNetwork(fw.cfg); err != nil {
+			return nil, &forwarderError{Op: "read back the network of", Dir: fw.cfg.Dir, Err: err}
+		}
+	}
+	return res, nil
+}
+
+// lockRecord takes the attachment's lock and reads its record. A record
+// that cannot be read counts as none (the caller says what it does
+// instead): its rules that are still wanted are adopted again.
+func (c *Core) lockRecord(ctx context.Context, o *Options, st *store.Store, key store.Key, instead string) (*store.Locked, *store.Record, error) {
+	lctx, cancel := o.step(ctx)
+	lock, err := st.Lock(lctx, key)
+	cancel()
+	if err != nil {
+		return nil, nil, err
+	}
+	rec, err := lock.Read()
+	if err != nil {
+		c.warnf("%v; %s", err, instead)
+		rec = nil
+	}
+	return lock, rec, nil
+}
+
+// fwd is the forwarder an attachment uses in this call.
+type fwd struct {
+	socket, pidFile string
+	managed         bool
+	cfg             forwarder.Config // managed only
+}
+
+// record is a record of the attachment at f owning rules.
+func (f *fwd) record(k Key, rules []wire.PifRule) *store.Record {
+	r := &store.Record{Network: k.Network, ContainerID: k.ContainerID, IfName: k.IfName, Netns: k.Netns,
+		Socket: f.socket, PIDFile: f.pidFile, Managed: f.managed, Rules: rules}
+	if f.managed {
+		r.Dir = f.cfg.Dir
+	}
+	return r
+}
+
+// forwarderFor returns the forwarder of this ADD: the managed one,
+// started or reused, or the configured socket. A managed forwarder is
+// recorded before it starts, so that DEL and GC find it even when this
+// ADD goes no further; the record it replaces (whose rules at another
+// forwarder are removed first) is returned in rec's place.
+func (c *Core) forwarderFor(ctx context.Context, o *Options, k Key, lock *store.Locked, rec *store.Record) (*fwd, *store.Record, error) {
+	if !o.Managed {
+		return &fwd{socket: o.Socket, pidFile: o.PIDFile}, rec, nil
+	}
+	dir := forwarderDir(o.DataDir, k.storeKey())
+	if rec != nil && rec.Managed && rec.Dir != "" {
+		dir = rec.Dir
+	}
+	f := &fwd{managed: true, cfg: forwarder.Config{Pasta: o.Pasta, Args: o.PastaArgs, NetNS: k.Netns, IfName: k.IfName, Dir: dir, Timeout: o.timeout()}}
+	if err := checkChained(o, f.cfg); err != nil {
+		return nil, nil, err
+	}
+	if rec == nil || !rec.Managed || rec.Dir != dir {
+		if rec != nil && len(rec.Rules) > 0 && rec.Socket != "" {
+			if err := c.removeRules(ctx, o, recordStore(o), rec.Key(), rec.Socket, rec.PIDFile, rec.Rules); err != nil {
+				c.warnf("could not remove the rules this attachment owned at %s: %v", rec.Socket, err)
+			}
+		}
+		paths := forwarder.Paths(dir)
+		f.socket, f.pidFile = paths.Socket, paths.PIDFile
+		rec = f.record(k, nil)
+		if err := lock.Write(rec); err != nil {
+			return nil, nil, err
+		}
+	}
+	sctx, cancel := o.step(ctx)
+	inst, err := forwarder.Ensure(sctx, f.cfg)
+	cancel()
+	if err != nil {
+		return nil, nil, &forwarderError{Op: "start", Dir: dir, Err: err}
+	}
+	f.socket, f.pidFile = inst.Socket, inst.PIDFile
+	return f, rec, nil
+}
+
+// leaveOld lets go of what the previous record holds elsewhere: rules at
+// another forwarder, a managed forwarder no longer used. It returns the
+// rules the attachment owns and claims at f.
+func (c *Core) leaveOld(ctx context.Context, o *Options, st *store.Store, rec *store.Record, f *fwd) (owned, claimed []wire.PifRule) {
+	if rec == nil {
+		return nil, nil
+	}
+	owned, claimed = rec.Rules, rec.Claimed()
+	if rec.Socket != f.socket && len(claimed) > 0 {
+		if err := c.removeRules(ctx, o, st, rec.Key(), rec.Socket, rec.PIDFile, claimed); err != nil {
+			c.warnf("could not remove the rules this attachment owned at %s: %v", rec.Socket, err)
+		}
+		owned, claimed = nil, nil
+	}
+	if rec.Managed && !f.managed && rec.Dir != "" {
+		// Told to use another forwarder: the one started before for this
+		// attachment has no use left.
+		if err := stopManaged(ctx, o, rec.Dir); err != nil {
+			c.warnf("%v", err)
+		}
+	}
+	return owned, claimed
+}
+
+// apply writes ahead the rules this ADD may add, runs its transaction and
+// returns the rules owned afterwards. next is the record to write should
+// the forwarder's state become unknown.
+func (c *Core) apply(ctx context.Context, o *Options, lock *store.Locked, comp *compiler, next *store.Record, claimed, intent []wire.PifRule) ([]wire.PifRule, error) {
+	// Write-ahead: record the rules this ADD may add before sending them,
+	// so that if it dies after the forwarder took them, the next ADD (or
+	// DEL) knows them for this attachment's.
+	before := *next
+	before.Pending = wire.Minus(claimed, next.Rules)
+	wroteIntent := false
+	if fresh := wire.Minus(intent, claimed); len(fresh) > 0 {
+		ahead := before
+		ahead.Pending = append(append([]wire.PifRule(nil), before.Pending...), fresh...)
+		if err := lock.WriteIntent(&ahead); err != nil {
+			return nil, err
+		}
+		wroteIntent = true
+	}
+	desired, err := c.transact(ctx, o, next.Socket, next.PIDFile, comp, claimed)
+	if err == nil {
+		return desired, nil
+	}
+	switch {
+	case unknownState(err) != nil:
+		// A rollback that failed leaves this update's rules in unknown
+		// places: keep owning them so DEL removes them.
+		next.Rules = wire.Union(claimed, unknownState(err))
+		if werr := lock.Write(next); werr != nil {
+			c.warnf("%v", werr)
+		}
+	case wroteIntent && nothingChanged(err):
+		// The intent did not happen: record what was before it, even
+		// when that is nothing. The DEL that a runtime sends after a
+		// failed ADD then goes by a record that owns nothing, rather than
+		// by the mappings, which may match a rule that another client
+		// holds (the likely reason for the failure).
+		if werr := lock.Write(&before); werr != nil {
+			c.warnf("%v", werr)
+		}
+	}
+	return nil, err
+}
+
+// transact runs the one transaction of an ADD: the mappings compiled for
+// the live host table, the edits decided by the ownership policy.
+func (c *Core) transact(ctx context.Context, o *Options, socket, pidFile string, comp *compiler, claimed []wire.PifRule) ([]wire.PifRule, error) {
+	var (
+		desired []wire.PifRule
+		rules   translate.Compiled
+	)
+	plan := func(live wire.Tables) ([]wire.Edit, error) {
+		if host := live.Lookup(wire.PifHost); host != nil {
+			var err error
+			if rules, err = comp.compile(host.Caps); err != nil {
+				return nil, err
+			}
+		}
+		edits, err := planEdits(live, claimed, rules.Rules)
+		if err != nil {
+			return nil, comp.attribute(rules.Attribute(err))
+		}
+		desired = wire.RulesIn(wire.PifHost, rules.Rules)
+		return edits, nil
+	}
+	err := c.update(ctx, o, socket, pidFile, plan)
+	if err == nil {
+		return desired, nil
+	}
+	var se *ctlclient.StatusError
+	if errors.As(err, &se) && se.Result != nil && se.Result.Status == ctlclient.StatusSafeFail {
+		// The forwarder does not say which rule it refused: name the
+		// mappings behind each rule of the update.
+		var notes []string
+		for _, r := range rules.Rules {
+			if idx := comp.mappings(rules.Entries(r)); len(idx) > 0 {
+				notes = append(notes, fmt.Sprintf("%s from portMappings %s", wire.PifRule{Pif: wire.PifHost, Rule: r}, entryNames(idx)))
+			}
+		}
+		if len(notes) > 0 {
+			err = &annotated{Err: err, Note: strings.Join(notes, "; ")}
+		}
+	}
+	return nil, atSocket(socket, err)
+}
+
+// unknownState returns the rules an update may have left in the tables
+// when their state is unknown (rollback failed, or only partly in
+// effect), and nil otherwise.
+func unknownState(err error) []wire.PifRule {
+	var (
+		se *ctlclient.StatusError
+		me *ctlclient.MixedError
+	)
+	switch {
+	case errors.As(err, &se) && se.Result != nil && se.Result.Status == ctlclient.StatusRollbackFail:
+		return nonNil(se.Result.Added)
+	case errors.As(err, &me) && me.Result != nil:
+		return nonNil(me.Result.Added)
+	}
+	return nil
+}
+
+func nonNil(rs []wire.PifRule) []wire.PifRule {
+	if rs == nil {
+		return []wire.PifRule{}
+	}
+	return rs
+}
+
+// nothingChanged reports whether err means that the forwarder's tables
+// were left as they were: refused before sending (bad mappings, a table
+// that cannot take them), refused by the forwarder, or rolled back.
+func nothingChanged(err error) bool {
+	var (
+		me *translate.MappingError
+		te *translate.TableError
+		se *ctlclient.StatusError
+	)
+	switch {
+	case errors.As(err, &me), errors.As(err, &te):
+		return true
+	case errors.As(err, &se) && se.Result != nil:
+		return se.Result.Status == ctlclient.StatusSafeFail || se.Result.Status == ctlclient.StatusSocketFail
+	}
+	return false
+}
+
+// finish stores the record an ADD leaves: none when it owns nothing and
+// started nothing, and no write at all when nothing changed.
+func finish(lock *store.Locked, prev, next *store.Record) error {
+	switch {
+	case len(next.Rules) == 0 && !next.Managed:
+		return lock.Remove()
+	case sameRecord(prev, next):
+		return nil // a repeated ADD: nothing to write (and no fsync to wait for)
+	}
+	return lock.Write(next)
+}
+
+// sameRecord reports whether b would store what a holds, but for the time.
+func sameRecord(a, b *store.Record) bool {
+	if a == nil || b == nil {
+		return false
+	}
+	x, y := *a, *b
+	x.Updated, y.Updated = time.Time{}, time.Time{}
+	x.Version, y.Version = store.FormatVersion, store.FormatVersion
+	ea, err1 := store.Encode(&x)
+	eb, err2 := store.Encode(&y)
+	return err1 == nil && err2 == nil && bytes.Equal(ea, eb)
+}
+
+// entryNames renders mapping indexes as "entry 3" or "entries 0, 2-4".
+func entryNames(idx []int) string {
+	if len(idx) == 1 {
+		return fmt.Sprintf("entry %d", idx[0])
+	}
+	var parts []string
+	for i := 0; i < len(idx); {
+		j := i
+		for j+1 < len(idx) && idx[j+1] == idx[j]+1 {
+			j++
+		}
+		if i == j {
+			parts = append(parts, fmt.Sprint(idx[i]))
+		} else {
+			parts = append(parts, fmt.Sprintf("%d-%d", idx[i], idx[j]))
+		}
+		i = j + 1
+	}
+	return "entries " + strings.Join(parts, ", ")
+}
