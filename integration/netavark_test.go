@@ -310,8 +310,11 @@ func TestNetavarkSetupTeardown(t *testing.T) {
 func TestNetavarkTakenPort(t *testing.T) {
 	n := pastatest.NewNetNS(t)
 	dataDir := nvDataDir(t)
-	free := pastatest.FreePort(t, "tcp")
-	taken := pastatest.FreePort(t, "tcp")
+	ports := pastatest.FreePorts(t, "tcp", 2)
+	// pasta binds the rules in order of port and stops at the first that
+	// fails: with the taken port first, the free one does not listen
+	// either, and the message must tell the two apart.
+	taken, free := min(ports[0], ports[1]), max(ports[0], ports[1])
 	holder, err := net.Listen("tcp", fmt.Sprintf(":%d", taken))
 	if err != nil {
 		t.Fatal(err)
@@ -328,11 +331,20 @@ func TestNetavarkTakenPort(t *testing.T) {
 		t.Fatalf("setup with port %d taken succeeded: %s", taken, out)
 	}
 	msg := out + errOut
-	if !strings.Contains(msg, fmt.Sprint(taken)) || !strings.Contains(msg, "not listening") {
-		t.Errorf("setup's error does not say which port and why: %s", msg)
+	for _, want := range []string{
+		"exit code 101",
+		fmt.Sprintf("already in use on the host by another program: *:%d/TCP", taken),
+		fmt.Sprintf("free, not bound because pasta stops at the first port it cannot bind: *:%d/TCP", free),
+	} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("setup's error does not say %q: %s", want, msg)
+		}
 	}
 	assertNothingLeft(t, dataDir)
 	pastatest.MustNotAnswer(t, "tcp", pastatest.HostPort("127.0.0.1", free), "web")
+	if out := n.IP(t, "-o", "link", "show"); strings.Contains(out, "eth0") {
+		t.Errorf("the namespace still has pasta's interface: %s", out)
+	}
 	c.mustRun(t, "teardown", n.Path) // a teardown after all still succeeds
 }
 

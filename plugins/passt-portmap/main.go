@@ -54,8 +54,7 @@ import (
 
 func main() {
 	if len(os.Args) > 1 && os.Getenv("CNI_COMMAND") == "" && netavark.IsCommand(os.Args[1]) {
-		p := &netavark.Plugin{Backend: netavarkBackend{stderr: os.Stderr}, Version: buildVersion(), Stdout: os.Stdout, Stderr: os.Stderr}
-		os.Exit(p.Run(context.Background(), os.Args[1:], os.Stdin))
+		os.Exit(netavark.Main(os.Args[1:], buildVersion()))
 	}
 	if len(os.Args) > 1 && os.Getenv("CNI_COMMAND") == "" {
 		os.Exit(command(os.Args[1:]))

@@ -1,0 +1,98 @@
+package netavark
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strings"
+	"testing"
+
+	"github.com/passt-portmap/passt-portmap/pkg/attach"
+	"github.com/passt-portmap/passt-portmap/pkg/ctlclient"
+	"github.com/passt-portmap/passt-portmap/pkg/forwarder"
+	"github.com/passt-portmap/passt-portmap/pkg/wire"
+)
+
+func TestOutcomeExitCodes(t *testing.T) {
+	tests := []struct {
+		kind attach.Kind
+		code int
+	}{
+		{attach.KindBadConfig, 7}, {attach.KindUnreachable, 11}, {attach.KindNotAvailable, 50},
+		{attach.KindSafeFail, 100}, {attach.KindSocketFail, 101}, {attach.KindRollbackFail, 102},
+		{attach.KindMismatch, 103}, {attach.KindCheckFailed, 104}, {attach.KindIO, 5}, {attach.KindUnknown, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.kind.String(), func(t *testing.T) {
+			err := outcome(&attach.Error{Kind: tt.kind, Msg: "m", Details: "d"})
+			var c Coder
+			if !errors.As(err, &c) || c.ExitCode() != tt.code {
+				t.Errorf("outcome of %v = %v, want exit %d", tt.kind, err, tt.code)
+			}
+			if err.Error() != "m; d" {
+				t.Errorf("message %q, want the core's words", err)
+			}
+		})
+	}
+	if outcome(nil) != nil {
+		t.Error("outcome(nil) is not nil")
+	}
+	fe := fieldErr("x", "bad")
+	if outcome(fe) != fe {
+		t.Error("a FieldError is not passed through")
+	}
+}
+
+func TestConfiguredOf(t *testing.T) {
+	_, p4, _ := net.ParseCIDR("10.0.2.15/24")
+	p4.IP = net.ParseIP("10.0.2.15")
+	_, p6, _ := net.ParseCIDR("fd00::2/64")
+	p6.IP = net.ParseIP("fd00::2")
+	n := &attach.Network{
+		Interface: forwarder.Interface{Name: "eth0", MAC: "aa:bb:cc:dd:ee:ff"},
+		Addresses: []forwarder.Address{{Prefix: *p4, Gateway: net.ParseIP("10.0.2.2")}, {Prefix: *p6, Gateway: net.ParseIP("fd00::1")}},
+	}
+	n.DNS.Nameservers = []string{"10.0.2.3", "not-an-ip"}
+	n.DNS.Search = []string{"example.test"}
+	c := configuredOf(n)
+	if c.IfName != "eth0" || c.MAC != "aa:bb:cc:dd:ee:ff" || len(c.Addrs) != 2 ||
+		c.Addrs[0] != netip.MustParsePrefix("10.0.2.15/24") || c.Addrs[1] != netip.MustParsePrefix("fd00::2/64") ||
+		c.Gateway4 != netip.MustParseAddr("10.0.2.2") || c.Gateway6 != netip.MustParseAddr("fd00::1") ||
+		len(c.DNS) != 1 || c.DNS[0] != netip.MustParseAddr("10.0.2.3") || c.Search[0] != "example.test" {
+		t.Errorf("configuredOf = %+v", c)
+	}
+}
+
+// TestWhyNotListening binds a loopback port and asks why it and a free
+// one did not listen.
+func TestWhyNotListening(t *testing.T) {
+	held, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	taken := uint16(held.Addr().(*net.TCPAddr).Port)
+	probe, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	free := uint16(probe.Addr().(*net.TCPAddr).Port)
+	probe.Close()
+
+	rule := func(p uint16) wire.Rule {
+		return wire.Rule{Listen: wire.To16(netip.MustParseAddr("127.0.0.1")), First: p, Last: p, To: 80, Proto: wire.ProtoTCP}
+	}
+	got := whyNotListening([]ctlclient.RuleFailure{
+		{PifRule: wire.PifRule{Pif: wire.PifHost, Rule: rule(taken)}, Ports: []uint16{taken}},
+		{PifRule: wire.PifRule{Pif: wire.PifHost, Rule: rule(free)}, Ports: []uint16{free}},
+		{PifRule: wire.PifRule{Pif: "SPLICE", Rule: rule(free)}, Ports: []uint16{free}},
+	})
+	want := fmt.Sprintf("already in use on the host by another program: 127.0.0.1:%d/TCP; free, not bound because pasta stops at the first port it cannot bind: 127.0.0.1:%d/TCP", taken, free)
+	if got != want {
+		t.Errorf("whyNotListening:\n got %q\nwant %q", got, want)
+	}
+	if strings.Contains(got, "SPLICE") || whyNotListening(nil) != "" {
+		t.Error("SPLICE ports or no failures are explained")
+	}
+}
