@@ -1,10 +1,17 @@
-// Command passt-portmap is a CNI plugin that forwards a container's ports
-// through a passt/pasta forwarder's control socket (or a pasta it starts
-// itself), one transaction per update, with ownership records that make
-// ADD idempotent and DEL, CHECK and GC exact.
+// Command passt-portmap forwards a container's ports through a
+// passt/pasta forwarder's control socket (or a pasta it starts itself),
+// one transaction per update, with ownership records that make adding
+// idempotent and deleting, checking and garbage collection exact.
 //
-// Configuration (unknown keys are ignored; a wrong type or value is error
-// 7 naming the key):
+// One binary, several front ends over one core (pkg/attach): it speaks
+// CNI when CNI_COMMAND is set (internal/cni), netavark's plugin API when
+// its first argument is create, setup, teardown or info (internal/netavark:
+// Podman 5 and 6 run it as the network driver "passt-portmap"), and
+// otherwise runs the commands for a person (internal/cli). main only
+// dispatches.
+//
+// CNI configuration (unknown keys are ignored; a wrong type or value is
+// error 7 naming the key):
 //
 //	socket         control socket path; ${CNI_CONTAINERID}, ${CNI_IFNAME} and
 //	               ${CNI_NETNS} (its base name) are expanded; CNI_ARGS
@@ -20,7 +27,7 @@
 //	pasta, pastaArgs, allowChained   managed forwarder (pkg/forwarder)
 //	runtimeConfig.portMappings       hostPort, containerPort, protocol, hostIP
 //
-// Errors (CNI error JSON, code, msg, details):
+// CNI errors (CNI error JSON, code, msg, details):
 //
 //	100  safe fail: the forwarder rejected the update, nothing changed (which entry, why)
 //	101  socket fail: host ports could not listen, rolled back (which ports)
@@ -38,67 +45,25 @@
 package main
 
 import (
-	"context"
-	"fmt"
 	"os"
-	"runtime/debug"
 	"strings"
 
-	"github.com/containernetworking/cni/pkg/skel"
-	"github.com/containernetworking/cni/pkg/version"
-
-	"github.com/passt-portmap/passt-portmap/pkg/ctlclient"
-	"github.com/passt-portmap/passt-portmap/pkg/wire"
+	"github.com/passt-portmap/passt-portmap/plugins/passt-portmap/internal/cli"
+	"github.com/passt-portmap/passt-portmap/plugins/passt-portmap/internal/cni"
 	"github.com/passt-portmap/passt-portmap/plugins/passt-portmap/internal/netavark"
 )
 
 func main() {
 	if len(os.Args) > 1 && os.Getenv("CNI_COMMAND") == "" && netavark.IsCommand(os.Args[1]) {
-		os.Exit(netavark.Main(os.Args[1:], buildVersion()))
+		os.Exit(netavark.Main(os.Args[1:]))
 	}
 	if len(os.Args) > 1 && os.Getenv("CNI_COMMAND") == "" {
-		os.Exit(command(os.Args[1:]))
+		os.Exit(cli.Run(os.Args[1:], os.Stdout, os.Stderr, versions()))
 	}
-	p := &Plugin{Stdout: os.Stdout, Stderr: os.Stderr}
-	skel.PluginMainFuncs(p.Funcs(), supportedVersions, about())
+	cni.Main(os.Stdout, os.Stderr)
 }
 
-// supportedVersions are the CNI versions the plugin speaks: every one
-// whose result can be empty (0.1.0 and 0.2.0 need an IP address in every
-// result, which a plugin alone in its list has none of). STATUS and GC
-// exist from 1.1.0 on; skel refuses them for older configurations.
-var supportedVersions = version.PluginSupports("0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")
-
-func buildVersion() string {
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
-		return bi.Main.Version
-	}
-	return "(devel)"
-}
-
-func about() string { return "CNI plugin passt-portmap " + buildVersion() }
-
-// command runs the subcommands for a person and returns the exit status.
-func command(args []string) int {
-	switch {
-	case args[0] == "--version" || args[0] == "version":
-		fmt.Println(about())
-		fmt.Println("CNI versions:", strings.Join(supportedVersions.SupportedVersions(), ", "))
-		fmt.Println("control protocol versions:", fmt.Sprint(wire.SupportedVersions))
-		return 0
-	case args[0] == "show" && (len(args) == 2 || len(args) == 3):
-		pidFile := ""
-		if len(args) == 3 {
-			pidFile = args[2]
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), DefaultTimeout)
-		defer cancel()
-		if err := show(ctx, os.Stdout, &ctlclient.Client{Path: args[1], PIDFile: pidFile}); err != nil {
-			fmt.Fprintln(os.Stderr, "passt-portmap:", err)
-			return 1
-		}
-		return 0
-	}
-	fmt.Fprintln(os.Stderr, "usage: passt-portmap --version | show SOCKET [PIDFILE]\n(run by a CNI runtime, it reads CNI_COMMAND and its configuration from stdin)")
-	return 2
+// versions are the lines "--version" prints.
+func versions() []string {
+	return []string{cni.About(), "CNI versions: " + strings.Join(cni.SupportedVersions.SupportedVersions(), ", ")}
 }

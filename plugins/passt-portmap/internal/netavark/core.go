@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"runtime/debug"
 
 	"github.com/passt-portmap/passt-portmap/pkg/attach"
 )
@@ -148,7 +149,11 @@ func configuredOf(n *attach.Network) Configured {
 // Main runs the plugin API's command in args (without the program's
 // name) for a process: stdin, stdout and stderr, the core behind it. It
 // returns the exit status.
-func Main(args []string, version string) int {
+func Main(args []string) int {
+	version := "(devel)"
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
+		version = bi.Main.Version
+	}
 	p := &Plugin{
 		Backend: CoreBackend{Core: &attach.Core{Warn: func(msg string) { fmt.Fprintln(os.Stderr, "passt-portmap:", msg) }}},
 		Version: version,

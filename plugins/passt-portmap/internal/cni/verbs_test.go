@@ -1,4 +1,4 @@
-package main
+package cni
 
 import (
 	"bytes"
@@ -18,6 +18,7 @@ import (
 	current "github.com/containernetworking/cni/pkg/types/100"
 	"github.com/containernetworking/cni/pkg/version"
 
+	"github.com/passt-portmap/passt-portmap/pkg/attach"
 	"github.com/passt-portmap/passt-portmap/pkg/ctlclient"
 	"github.com/passt-portmap/passt-portmap/pkg/ctlclient/ctltest"
 	"github.com/passt-portmap/passt-portmap/pkg/store"
@@ -43,7 +44,7 @@ func newBench(t testing.TB, opts ...ctltest.Option) *bench {
 // testClient is the plugin's client for ctltest servers: their sockets
 // listen on loopback addresses (ctltest.ListenAddrs).
 func testClient(socket, pidFile string) *ctlclient.Client {
-	return &ctlclient.Client{Path: socket, PIDFile: pidFile, ListenWait: listenWait,
+	return &ctlclient.Client{Path: socket, PIDFile: pidFile, ListenWait: attach.ListenWait,
 		ListenAddrs: func(_ string, r wire.Rule) []netip.Addr { return ctltest.ListenAddrs(r) }}
 }
 
@@ -519,7 +520,7 @@ func TestResultVersions(t *testing.T) {
 	b := newBench(t)
 	prev := `{"cniVersion":"%s","interfaces":[{"name":"eth0","mac":"02:00:00:00:00:01","sandbox":"/var/run/netns/c1"}],` +
 		`"ips":[{%s"address":"10.88.0.2/16","gateway":"10.88.0.1","interface":0}],"dns":{"nameservers":["10.88.0.1"]}}`
-	for _, v := range supportedVersions.SupportedVersions() {
+	for _, v := range SupportedVersions.SupportedVersions() {
 		for _, chained := range []bool{false, true} {
 			extra := fmt.Sprintf(`"cniVersion":%q`, v)
 			var want string

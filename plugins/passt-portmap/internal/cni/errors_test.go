@@ -1,4 +1,4 @@
-package main
+package cni
 
 import (
 	"context"
@@ -6,21 +6,23 @@ import (
 	"fmt"
 	"io/fs"
 	"net/netip"
-	"os/exec"
 	"strings"
 	"syscall"
 	"testing"
 
 	"github.com/containernetworking/cni/pkg/types"
 
+	"github.com/passt-portmap/passt-portmap/pkg/attach"
 	"github.com/passt-portmap/passt-portmap/pkg/ctlclient"
 	"github.com/passt-portmap/passt-portmap/pkg/store"
 	"github.com/passt-portmap/passt-portmap/pkg/translate"
 	"github.com/passt-portmap/passt-portmap/pkg/wire"
 )
 
-// TestErrorTable feeds each outcome of the table to the mapping
-// and checks the code and what the message must say.
+// TestErrorTable feeds outcomes of the error table to the CNI mapping and
+// checks the code and what the message must say (the rest of the table,
+// errors only the core makes, is attach's TestDescribe; TestCodes maps
+// its kinds).
 func TestErrorTable(t *testing.T) {
 	r8080 := wire.NewRule(wire.ProtoTCP, netip.Addr{}, 8080, 8080, 80, wire.FlagDualStack)
 	r9000 := wire.NewRule(wire.ProtoTCP, netip.MustParseAddr("127.0.0.1"), 9000, 9003, 90, 0)
@@ -32,8 +34,6 @@ func TestErrorTable(t *testing.T) {
 		code uint
 		want []string
 	}{
-		{"safe fail from the planner", atSocket(sock, fmt.Errorf("plan: %w", &translate.TableError{Pif: wire.PifHost, Rule: r8080, Err: translate.ErrConflict, Entries: []int{2}})),
-			100, []string{sock, "conflict", "entry 2"}},
 		{"safe fail from the forwarder", &ctlclient.StatusError{Path: sock, Result: &ctlclient.Result{Status: ctlclient.StatusSafeFail,
 			Edits: []wire.Edit{{Pif: wire.PifHost, Add: []wire.Rule{r8080}}}, Cause: errors.New("forwarder closed the connection")}},
 			100, []string{sock, "add HOST TCP [*]:8080  =>  80", "closed the connection"}},
@@ -51,18 +51,10 @@ func TestErrorTable(t *testing.T) {
 			102, []string{"unknown"}},
 		{"partly in effect", &ctlclient.MixedError{Path: sock, Absent: []ctlclient.PifRule{{Pif: wire.PifHost, Rule: r9000}},
 			Result: &ctlclient.Result{Tables: wire.Tables{host}}}, 102, []string{sock, "TCP [127.0.0.1]:9000-9003", "active now: HOST [TCP [*]:8080  =>  80]"}},
-		{"protocol mismatch", atSocket(sock, fmt.Errorf("read: %w", &wire.MismatchError{Field: "version", Got: "3", Want: "[2]"})),
-			103, []string{sock, "announced version 3", "supports [2]"}},
-		{"check", &checkError{Socket: sock, Reasons: []string{"missing: HOST TCP [*]:8080  =>  80", "not listening: HOST x: host ports 9000"}},
-			104, []string{sock, "missing: HOST TCP [*]:8080", "host ports 9000"}},
 		{"unreachable", &ctlclient.UnreachableError{Path: sock, Err: syscall.ECONNREFUSED}, 11, []string{sock, "connection refused"}},
-		{"busy", atSocket(sock, &ctlclient.UnreachableError{Path: sock, Err: context.DeadlineExceeded}), 11, []string{sock, "deadline"}},
 		{"record lock busy", &store.BusyError{Path: "/d/x.lock", Err: context.DeadlineExceeded}, 11, []string{"/d/x.lock"}},
-		{"bad config", &ConfigError{Key: "timeout", Err: errors.New("bad")}, 7, []string{"timeout"}},
+		{"bad config", &attach.ConfigError{Key: "timeout", Err: errors.New("bad")}, 7, []string{"timeout"}},
 		{"bad mapping", &translate.MappingError{Index: 3, Mapping: translate.PortMapping{HostPort: 0}, Err: translate.ErrPort}, 7, []string{"entry 3", "port out of range"}},
-		{"status", &statusError{Err: errors.New("forwarder at /s: refused")}, 50, []string{"/s", "refused"}},
-		{"pasta missing", &forwarderError{Op: "start", Dir: "/d", Err: exec.ErrNotFound}, 50, []string{"/d"}},
-		{"pasta did not come up", &forwarderError{Op: "start", Dir: "/d", Err: errors.New("no hello within 5s")}, 11, []string{"/d", "no hello"}},
 		{"corrupt record", &store.CorruptError{Path: "/d/r.json", Err: errors.New("bad")}, types.ErrIOFailure, []string{"/d/r.json"}},
 		{"data directory unusable", fmt.Errorf("store: %w", &fs.PathError{Op: "mkdir", Path: "/var/lib/x", Err: syscall.EACCES}), types.ErrIOFailure, []string{"/var/lib/x", "permission denied"}},
 		{"passed through", types.NewError(42, "m", "d"), 42, []string{"d"}},
@@ -83,16 +75,15 @@ func TestErrorTable(t *testing.T) {
 	}
 }
 
-func TestPortList(t *testing.T) {
-	for in, want := range map[string]string{"": "(none named)", "1": "1", "1 2 3 5": "1-3, 5", "65535": "65535", "7 9 10": "7, 9-10"} {
-		var ps []uint16
-		for _, f := range strings.Fields(in) {
-			var p uint16
-			fmt.Sscan(f, &p)
-			ps = append(ps, p)
-		}
-		if got := portList(ps); got != want {
-			t.Errorf("portList(%v) = %q, want %q", ps, got, want)
+// TestCodes: the core's kinds onto the README's codes.
+func TestCodes(t *testing.T) {
+	for k, want := range map[attach.Kind]uint{
+		attach.KindSafeFail: 100, attach.KindSocketFail: 101, attach.KindRollbackFail: 102, attach.KindMismatch: 103,
+		attach.KindCheckFailed: 104, attach.KindUnreachable: 11, attach.KindBadConfig: 7, attach.KindNotAvailable: 50,
+		attach.KindIO: types.ErrIOFailure, attach.KindUnknown: 999,
+	} {
+		if got := toCNI(&attach.Error{Kind: k, Msg: "m", Details: "d"}); got.Code != want || got.Msg != "m" || got.Details != "d" {
+			t.Errorf("%v: %+v, want code %d", k, got, want)
 		}
 	}
 }

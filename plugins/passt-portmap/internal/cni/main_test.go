@@ -1,4 +1,4 @@
-package main
+package cni
 
 import (
 	"bytes"
@@ -10,6 +10,8 @@ import (
 
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
+
+	"github.com/passt-portmap/passt-portmap/plugins/passt-portmap/internal/cli"
 )
 
 // dispatch runs the plugin as its main does, through skel's dispatcher,
@@ -29,7 +31,7 @@ func dispatch(t *testing.T, env map[string]string, stdin []byte) (string, *types
 	defer func() { os.Stdin = old; r.Close() }()
 	var out bytes.Buffer
 	p := &Plugin{Stdout: &out, Stderr: &out, Client: testClient}
-	e := skel.PluginMainFuncsWithError(p.Funcs(), supportedVersions, about())
+	e := skel.PluginMainFuncsWithError(p.Funcs(), SupportedVersions, About())
 	return out.String(), e
 }
 
@@ -81,7 +83,7 @@ func TestShow(t *testing.T) {
 		t.Fatal(err)
 	}
 	var out bytes.Buffer
-	if err := show(context.Background(), &out, b.client(b.srv.Path, "")); err != nil {
+	if err := cli.Show(context.Background(), &out, b.client(b.srv.Path, "")); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("show:\n%s", out.String())
@@ -93,15 +95,3 @@ func TestShow(t *testing.T) {
 }
 
 func itoa(p uint16) string { return strconv.Itoa(int(p)) }
-
-func TestCommand(t *testing.T) {
-	if got := command([]string{"--version"}); got != 0 {
-		t.Errorf("--version exit status %d", got)
-	}
-	if got := command([]string{"bogus"}); got != 2 {
-		t.Errorf("usage exit status %d", got)
-	}
-	if got := command([]string{"show", "/nonexistent/h3.sock"}); got != 1 {
-		t.Errorf("show of a missing socket: exit status %d", got)
-	}
-}

@@ -1,16 +1,14 @@
-package main
+package cni
 
 import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"reflect"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/containernetworking/cni/pkg/types"
-
+	"github.com/passt-portmap/passt-portmap/pkg/attach"
 	"github.com/passt-portmap/passt-portmap/pkg/translate"
 )
 
@@ -126,7 +124,7 @@ func TestParseConfigErrors(t *testing.T) {
 		env := testEnv
 		env.Args = tc.args
 		_, err := ParseConfig([]byte(tc.conf), env)
-		var ce *ConfigError
+		var ce *attach.ConfigError
 		if !errors.As(err, &ce) {
 			t.Errorf("%s: error %v, want a ConfigError", tc.conf, err)
 			continue
@@ -134,7 +132,7 @@ func TestParseConfigErrors(t *testing.T) {
 		if ce.Key != tc.key || !strings.Contains(err.Error(), tc.msg) {
 			t.Errorf("%s:\n got key %q: %v\nwant key %q with %q", tc.conf, ce.Key, err, tc.key, tc.msg)
 		}
-		if e := toCNI(err, ""); e.Code != 7 || !strings.Contains(e.Details, tc.key) {
+		if e := toCNI(err); e.Code != 7 || !strings.Contains(e.Details, tc.key) {
 			t.Errorf("%s: CNI error %+v, want code 7 naming %s", tc.conf, e, tc.key)
 		}
 	}
@@ -154,56 +152,19 @@ func TestExpand(t *testing.T) {
 		{"/run/${CNI_CONTAINERID}.sock", Env{ContainerID: ".."}, "", "not a file name"},
 		{"/run/fixed.sock", Env{}, "/run/fixed.sock", ""},
 	} {
-		got, err := Expand("socket", tc.tmpl, tc.env)
+		got, err := expand("socket", tc.tmpl, tc.env)
 		if tc.err != "" {
 			if err == nil || !strings.Contains(err.Error(), tc.err) {
-				t.Errorf("Expand(%q, %+v) = %q, %v; want error %q", tc.tmpl, tc.env, got, err, tc.err)
+				t.Errorf("expand(%q, %+v) = %q, %v; want error %q", tc.tmpl, tc.env, got, err, tc.err)
 			}
 			continue
 		}
 		if err != nil || got != tc.want {
-			t.Errorf("Expand(%q, %+v) = %q, %v; want %q", tc.tmpl, tc.env, got, err, tc.want)
+			t.Errorf("expand(%q, %+v) = %q, %v; want %q", tc.tmpl, tc.env, got, err, tc.want)
 		}
 	}
-	if !HasPlaceholders("/a/${CNI_IFNAME}") || HasPlaceholders("/a/b") {
+	if !hasPlaceholders("/a/${CNI_IFNAME}") || hasPlaceholders("/a/b") {
 		t.Error("HasPlaceholders")
-	}
-}
-
-// The one typed pass and the key-by-key decoding agree wherever the typed
-// pass succeeds; where it gives up, ParseConfig falls back.
-func TestSplitTypedAgreesWithNamed(t *testing.T) {
-	for _, conf := range []string{
-		`{"name":"n"}`,
-		`{"name":"n","runtimeConfig":null}`,
-		`{"name":"n","runtimeConfig":{}}`,
-		`{"name":"n","runtimeConfig":{"portMappings":null,"other":[1,{"a":2}]}}`,
-		`{"name":"n","runtimeConfig":{"portMappings":[{"hostPort":1,"containerPort":2}],"portMappings":[{"hostPort":3,"containerPort":4,"protocol":"udp"}]}}`,
-		`{"name":"n","runtimeConfig":{"portMappings":[{"hostPort":1}]},"runtimeConfig":null}`,
-		`{"name":"n","runtimeConfig":{"PortMappings":[{"hostPort":1}]}}`,
-		`{"name":"n","RuntimeConfig":{"portMappings":[{"hostPort":1}]}}`,
-		`{"name":"n","runtimeConfig":{"portMappings":[null,{"HOSTPORT":5,"hostIP":"::1"}]}}`,
-		`{"name":"n","name":"m","socket":"/s","x":"\u00e9\"","runtimeConfig":{"portMappings":[{"hostPort":80,"containerPort":80,"protocol":"tcp"}]}}`,
-	} {
-		typed, ok := splitTyped([]byte(conf))
-		if !ok {
-			t.Errorf("%s: the typed pass gave up", conf)
-			continue
-		}
-		named, err := splitNamed([]byte(conf))
-		if err != nil || named.mappingsErr != nil {
-			t.Errorf("%s: key by key: %v %v", conf, err, named.mappingsErr)
-			continue
-		}
-		if !reflect.DeepEqual(typed.raw, named.raw) || len(typed.mappings) != len(named.mappings) ||
-			(len(typed.mappings) > 0 && !reflect.DeepEqual(typed.mappings, named.mappings)) {
-			t.Errorf("%s:\n typed %+v\n named %+v", conf, typed, named)
-		}
-	}
-	for _, conf := range []string{`[]`, `{"name":"n"} x`, `{"name":"n","runtimeConfig":[]}`, `{"name":"n","runtimeConfig":{"portMappings":[7]}}`, `{"name":`} {
-		if _, ok := splitTyped([]byte(conf)); ok {
-			t.Errorf("%s: the typed pass accepted it", conf)
-		}
 	}
 }
 
@@ -211,16 +172,6 @@ func TestSplitTypedAgreesWithNamed(t *testing.T) {
 // whole configuration would: its other fields are type-checked, and keys
 // match ignoring case.
 func TestParseConfigPluginConf(t *testing.T) {
-	var keys []string
-	rt := reflect.TypeFor[types.PluginConf]()
-	for i := range rt.NumField() {
-		if name, _, _ := strings.Cut(rt.Field(i).Tag.Get("json"), ","); name != "-" && name != "" {
-			keys = append(keys, name)
-		}
-	}
-	if !reflect.DeepEqual(keys, pluginConfKeys()) {
-		t.Fatalf("types.PluginConf has keys %q, pluginConfKeys %q", keys, pluginConfKeys())
-	}
 	prev := `"prevResult":{"cniVersion":"1.0.0","interfaces":[{"name":"eth0"}]}`
 	for _, tc := range []struct{ conf, err string }{
 		{`{"cniVersion":"1.0.0","name":"n",` + prev + `}`, ""},
@@ -236,7 +187,7 @@ func TestParseConfigPluginConf(t *testing.T) {
 			}
 			continue
 		}
-		var ce *ConfigError
+		var ce *attach.ConfigError
 		if !errors.As(err, &ce) || ce.Key != tc.err {
 			t.Errorf("%s: error %v, want key %s", tc.conf, err, tc.err)
 		}
@@ -265,34 +216,4 @@ func BenchmarkParseConfig10000(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-}
-
-// FuzzSplitConfig: wherever the one typed pass succeeds, the key-by-key
-// decoding succeeds too and gives the same keys and mappings.
-// Seeds: testdata/fuzz/FuzzSplitConfig.
-func FuzzSplitConfig(f *testing.F) {
-	f.Add([]byte(`{"name":"n","runtimeConfig":{"portMappings":[{"hostPort":80,"containerPort":8080,"protocol":"tcp"}],"x":null}}`))
-	f.Fuzz(func(t *testing.T, conf []byte) {
-		typed, ok := splitTyped(conf)
-		if !ok {
-			return
-		}
-		named, err := splitNamed(conf)
-		if err != nil || named.mappingsErr != nil {
-			t.Fatalf("typed pass took %q, key by key: %v %v", conf, err, named.mappingsErr)
-		}
-		if len(typed.raw) != len(named.raw) || len(typed.mappings) != len(named.mappings) {
-			t.Fatalf("%q:\n typed %+v\n named %+v", conf, typed, named)
-		}
-		for k, v := range typed.raw {
-			if string(v) != string(named.raw[k]) {
-				t.Fatalf("%q: key %q: typed %s, named %s", conf, k, v, named.raw[k])
-			}
-		}
-		for i := range typed.mappings {
-			if typed.mappings[i] != named.mappings[i] {
-				t.Fatalf("%q: mapping %d: typed %+v, named %+v", conf, i, typed.mappings[i], named.mappings[i])
-			}
-		}
-	})
 }

@@ -1,4 +1,4 @@
-package main
+package cni
 
 import (
 	"path/filepath"
@@ -19,7 +19,7 @@ func FuzzParseConfig(f *testing.F) {
 		env := Env{ContainerID: "c1", IfName: "eth0", Netns: "/run/netns/x", Args: args}
 		c, err := ParseConfig(conf, env)
 		if err != nil {
-			if cerr := toCNI(err, ""); cerr.Code != CodeBadConfig {
+			if cerr := toCNI(err); cerr.Code != codeBadConfig {
 				t.Fatalf("ParseConfig error mapped to code %d: %v", cerr.Code, err)
 			}
 			return
