@@ -349,7 +349,9 @@ func stopInstance(ctx context.Context, inst Instance) error {
 }
 
 // waitGone terminates pid (known to be ours) and waits until it is no
-// longer ours: exited, a zombie, or its PID taken by another process.
+// longer ours: exited, a zombie, or its PID taken by another process. A
+// process still in exit() is waited for, so that its tap device is gone
+// from the namespace when Stop returns.
 func waitGone(ctx context.Context, pid int, socket string) error {
 	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil && !errors.Is(err, syscall.ESRCH) {
 		return fmt.Errorf("signal pasta (pid %d): %w", pid, err)
@@ -366,10 +368,10 @@ func waitGone(ctx context.Context, pid int, socket string) error {
 		if err != nil {
 			return err
 		}
-		if !ours {
+		if !ours && !exiting(pid) {
 			return nil
 		}
-		if !killed && time.Now().After(killAt) {
+		if ours && !killed && time.Now().After(killAt) {
 			if err := syscall.Kill(pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
 				return fmt.Errorf("kill pasta (pid %d): %w", pid, err)
 			}

@@ -95,6 +95,35 @@ func processIsOurs(pid int, socket string) (bool, error) {
 	return cmdlineHasSocket(splitCmdline(b), socket), nil
 }
 
+// pfExiting is the kernel's PF_EXITING: the process is in exit().
+const pfExiting = 0x4
+
+// exiting reports whether process pid is in exit() and not yet a zombie.
+// Such a process has given up its memory (its command line reads empty,
+// so processIsOurs no longer knows it) but may still hold its files:
+// pasta's tap device stays in the namespace until they are closed.
+func exiting(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("%s/%d/stat", procRoot, pid))
+	return err == nil && statExiting(b)
+}
+
+// statExiting reads /proc/PID/stat: state (third field) not Z or X, and
+// PF_EXITING in the flags (ninth field). The command name (second field)
+// may hold spaces and parentheses: fields are counted after its last ')'.
+func statExiting(b []byte) bool {
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return false
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 7 || f[0] == "Z" || f[0] == "X" {
+		return false
+	}
+	flags, err := strconv.ParseUint(f[6], 10, 64)
+	return err == nil && flags&pfExiting != 0
+}
+
 // Running reports whether the forwarder of the attachment in dir runs:
 // the PID file names a live process that is ours. ok is false with a nil
 // error when there is no PID file, the process is gone, or the PID was

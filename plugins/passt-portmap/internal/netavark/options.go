@@ -2,6 +2,7 @@ package netavark
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/netip"
 	"path/filepath"
@@ -9,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/passt-portmap/passt-portmap/pkg/translate"
 )
 
 // Defaults of the network options: those of the CNI configuration.
@@ -80,8 +83,10 @@ func ParseOptions(opts map[string]string) (Options, error) {
 		case "targetAddress":
 			o.Target, err = targetAddress(v)
 		case "bindInterface":
-			if len(v) >= ifNameSize || v == "" || v == "." || v == ".." || strings.ContainsAny(v, "/:\x00 \t\n") {
-				err = fmt.Errorf("%q is not an interface name (1 to %d bytes, no '/', ':' or spaces)", v, ifNameSize-1)
+			if v == "" {
+				err = errors.New("empty: leave the option out to listen on every interface")
+			} else {
+				err = translate.CheckInterface(v)
 			}
 			o.BindInterface = v
 		default:
@@ -94,9 +99,6 @@ func ParseOptions(opts map[string]string) (Options, error) {
 	return o, nil
 }
 
-// ifNameSize is the kernel's IFNAMSIZ, with the terminating NUL.
-const ifNameSize = 16
-
 func parseBool(v string) (bool, error) {
 	b, err := strconv.ParseBool(v)
 	if err != nil {
@@ -107,15 +109,10 @@ func parseBool(v string) (bool, error) {
 
 func targetAddress(v string) (netip.Addr, error) {
 	a, err := netip.ParseAddr(v)
-	switch {
-	case err != nil:
+	if err != nil {
 		return a, fmt.Errorf("%q: not an IP address", v)
-	case a.Zone() != "":
-		return a, fmt.Errorf("%q: a zone is not allowed", v)
-	case a.IsMulticast() || a.IsUnspecified():
-		return a, fmt.Errorf("%q: want a unicast address", v)
 	}
-	return a, nil
+	return a, translate.CheckTarget(a)
 }
 
 // words reads pastaArgs: a JSON list of strings when it starts with '[',
