@@ -454,3 +454,49 @@ exit 0
 		t.Fatal("netavark never set up passt-portmap's network before the failing one in 12 tries")
 	}
 }
+
+// TestNetavarkDispatch: the one binary answers netavark's info and
+// create (what Podman runs for `podman network create -d passt-portmap`)
+// when its first argument says so, and speaks CNI whenever CNI_COMMAND is
+// set, whatever its arguments.
+func TestNetavarkDispatch(t *testing.T) {
+	bin := filepath.Join(managedPlugin(t), "passt-portmap")
+	run := func(stdin string, env []string, args ...string) (string, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), netavarkTimeout)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, bin, args...)
+		cmd.Stdin = strings.NewReader(stdin)
+		cmd.Env = append(os.Environ(), env...)
+		out, err := cmd.Output()
+		return string(out), err
+	}
+
+	out, err := run("", nil, "info")
+	var info map[string]string
+	if err != nil || json.Unmarshal([]byte(out), &info) != nil || info["api_version"] != "1.0.0" || info["version"] == "" {
+		t.Errorf("info: %v, %q", err, out)
+	}
+
+	// The network JSON as Podman 5 writes it for a plugin driver.
+	network := `{"name":"ppnet","id":"6f3c5d1e9a2b4c7d8e0f1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b1c2d","driver":"passt-portmap",` +
+		`"network_interface":"","created":"2026-11-30T10:00:00.123456789Z","ipv6_enabled":false,"internal":false,` +
+		`"dns_enabled":false,"options":{"weak":"true","timeout":"3s"},"ipam_options":{"driver":"host-local"}}`
+	out, err = run(network, nil, "create")
+	var got, want map[string]any
+	if err != nil || json.Unmarshal([]byte(out), &got) != nil || json.Unmarshal([]byte(network), &want) != nil {
+		t.Fatalf("create: %v, %q", err, out)
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("create printed %s, want the network back unchanged", out)
+	}
+	out, err = run(strings.Replace(network, `"weak":"true"`, `"weak":"sometimes"`, 1), nil, "create")
+	if err == nil || !strings.Contains(out, `{"error":"network.options.weak: \"sometimes\": want true or false"}`) {
+		t.Errorf("create with a bad option: %v, %q", err, out)
+	}
+
+	// CNI_COMMAND wins over an argument that names a netavark command.
+	out, err = run(`{"cniVersion":"1.1.0"}`, []string{"CNI_COMMAND=VERSION"}, "info")
+	if err != nil || !strings.Contains(out, `"supportedVersions"`) {
+		t.Errorf("CNI VERSION with the argument info: %v, %q", err, out)
+	}
+}

@@ -1,10 +1,12 @@
 package netavark
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"strings"
 	"testing"
 
@@ -94,5 +96,24 @@ func TestWhyNotListening(t *testing.T) {
 	}
 	if strings.Contains(got, "SPLICE") || whyNotListening(nil) != "" {
 		t.Error("SPLICE ports or no failures are explained")
+	}
+}
+
+// TestLoopbackOptionsRefused: options this build's core cannot honour
+// are refused before anything starts, as bad input.
+func TestLoopbackOptionsRefused(t *testing.T) {
+	dir := t.TempDir()
+	for _, o := range []Options{
+		{DataDir: dir, MapHostLoopback: []netip.Addr{netip.MustParseAddr("169.254.1.2")}},
+		{DataDir: dir, LoopbackToHost: true},
+	} {
+		_, err := CoreBackend{Core: &attach.Core{}}.Setup(context.Background(), Attachment{Network: "n", ContainerID: "c", IfName: "eth0", Netns: "/nonexistent", Options: o})
+		var fe *FieldError
+		if !errors.As(err, &fe) || !strings.Contains(err.Error(), "mapHostLoopback") {
+			t.Errorf("Setup with %+v = %v, want a FieldError", o, err)
+		}
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+		t.Errorf("the refused setups wrote %v", ents)
 	}
 }

@@ -34,11 +34,18 @@ type Options struct {
 	// to; the zero Addr is the container's own address.
 	Target        netip.Addr
 	BindInterface string // "bindInterface": host interface to listen on
+	// MapHostLoopback ("mapHostLoopback": one address, or an IPv4 and an
+	// IPv6 one separated by a comma) are the addresses through which the
+	// container reaches the host's loopback; none by default.
+	MapHostLoopback []netip.Addr
+	// LoopbackToHost ("loopbackToHost") forwards the container's loopback
+	// ports to the host's loopback; off by default.
+	LoopbackToHost bool
 }
 
 // optionKeys are the known option keys, for the message about an unknown
 // one.
-var optionKeys = []string{"bindInterface", "dataDir", "pasta", "pastaArgs", "targetAddress", "timeout", "verify", "weak"}
+var optionKeys = []string{"bindInterface", "dataDir", "loopbackToHost", "mapHostLoopback", "pasta", "pastaArgs", "targetAddress", "timeout", "verify", "weak"}
 
 // ParseOptions validates a network's options. Every value is a string (it
 // came from -o KEY=VALUE): booleans are those of strconv.ParseBool,
@@ -89,6 +96,10 @@ func ParseOptions(opts map[string]string) (Options, error) {
 				err = translate.CheckInterface(v)
 			}
 			o.BindInterface = v
+		case "mapHostLoopback":
+			o.MapHostLoopback, err = hostLoopback(v)
+		case "loopbackToHost":
+			o.LoopbackToHost, err = parseBool(v)
 		default:
 			err = fmt.Errorf("not an option of the passt-portmap driver (known: %s)", strings.Join(optionKeys, ", "))
 		}
@@ -113,6 +124,29 @@ func targetAddress(v string) (netip.Addr, error) {
 		return a, fmt.Errorf("%q: not an IP address", v)
 	}
 	return a, translate.CheckTarget(a)
+}
+
+// hostLoopback reads mapHostLoopback: one address, or one of each family
+// separated by a comma, each a unicast address that is not the
+// namespace's own loopback.
+func hostLoopback(v string) ([]netip.Addr, error) {
+	var out []netip.Addr
+	for _, f := range strings.Split(v, ",") {
+		a, err := netip.ParseAddr(strings.TrimSpace(f))
+		if err != nil {
+			return nil, fmt.Errorf("%q: want one IP address, or an IPv4 and an IPv6 address separated by a comma", v)
+		}
+		if a.Zone() != "" || a.IsUnspecified() || a.IsLoopback() || a.IsMulticast() {
+			return nil, fmt.Errorf("%q: %s cannot stand for the host's loopback (want a unicast address other than loopback, without a zone)", v, a)
+		}
+		for _, b := range out {
+			if b.Is4() == a.Is4() {
+				return nil, fmt.Errorf("%q: at most one address of each family", v)
+			}
+		}
+		out = append(out, a)
+	}
+	return out, nil
 }
 
 // words reads pastaArgs: a JSON list of strings when it starts with '[',
