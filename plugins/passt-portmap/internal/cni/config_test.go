@@ -12,7 +12,7 @@ import (
 	"github.com/passt-portmap/passt-portmap/pkg/translate"
 )
 
-var testEnv = Env{ContainerID: "c0ffee", IfName: "eth0", Netns: "/run/netns/h3-ns"}
+var testEnv = Env{ContainerID: "c0ffee", IfName: "eth0", Netns: "/run/netns/pp-ns"}
 
 func TestParseConfigDefaults(t *testing.T) {
 	c, err := ParseConfig([]byte(`{"cniVersion":"1.1.0","name":"pasta-ports","type":"passt-portmap",
@@ -48,7 +48,7 @@ func TestParseConfigAll(t *testing.T) {
 		t.Errorf("parsed %+v", c)
 	}
 	s, p, err := resolveSocket(c, testEnv)
-	if err != nil || s != "/run/h3-ns/eth0.sock" || p != "/run/h3-ns.pid" {
+	if err != nil || s != "/run/pp-ns/eth0.sock" || p != "/run/pp-ns.pid" {
 		t.Errorf("resolveSocket = %q %q %v", s, p, err)
 	}
 }
