@@ -109,7 +109,7 @@ func TestGoldenRules(t *testing.T) {
 			t.Errorf("rule %d: got %x want %x", i, host.Rules[i].Append(nil), w.Append(nil))
 		}
 	}
-	// PROTOCOL.md's two examples, field by field.
+	// docs/wire-protocol.md's two examples, field by field.
 	r0, r1 := host.Rules[0], host.Rules[1]
 	if !r0.ListenAny() || r0.Flags != 0x01 || r0.Proto != 6 || r0.First != 18080 || r0.Last != 18080 || r0.To != 80 {
 		t.Errorf("rule 0 %+v", r0)
