@@ -119,7 +119,7 @@ func (c *Core) forwarderFor(ctx context.Context, o *Options, k Key, lock *store.
 		dir = rec.Dir
 	}
 	f := &fwd{managed: true, cfg: forwarder.Config{Pasta: o.Pasta, Args: o.PastaArgs, NetNS: k.Netns, IfName: k.IfName, Dir: dir, Timeout: o.timeout()}}
-	if err := checkChained(o, f.cfg); err != nil {
+	if err := checkChained(ctx, o, f.cfg); err != nil {
 		return nil, nil, err
 	}
 	if rec == nil || !rec.Managed || rec.Dir != dir {

@@ -6,12 +6,11 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"net"
 	"path/filepath"
-	"syscall"
 	"time"
 
 	"github.com/passt-portmap/passt-portmap/pkg/ctlclient"
+	"github.com/passt-portmap/passt-portmap/pkg/forwarder"
 	"github.com/passt-portmap/passt-portmap/pkg/store"
 	"github.com/passt-portmap/passt-portmap/pkg/wire"
 )
@@ -87,10 +86,7 @@ func atSocket(socket string, err error) error {
 // socket is missing or nobody listens on it. A busy forwarder is not gone.
 func gone(err error) bool {
 	var ue *ctlclient.UnreachableError
-	if !errors.As(err, &ue) {
-		return false
-	}
-	return errors.Is(ue.Err, syscall.ENOENT) || errors.Is(ue.Err, syscall.ECONNREFUSED) || errors.Is(ue.Err, syscall.ENOTSOCK)
+	return errors.As(err, &ue) && forwarder.Gone(ue.Err)
 }
 
 // ForwarderGone makes one connection attempt: a socket file that is
@@ -99,13 +95,10 @@ func gone(err error) bool {
 // which suits a forwarder that is starting, but would make every DEL of
 // a dead one wait the whole timeout. A connection that succeeds is closed
 // at once, before sending anything: a read-only transaction.
-func ForwarderGone(socket string) bool {
-	c, err := net.DialTimeout("unix", socket, 200*time.Millisecond)
-	if err == nil {
-		c.Close()
-		return false
-	}
-	return errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED)
+func ForwarderGone(ctx context.Context, socket string) bool {
+	ctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer cancel()
+	return forwarder.Gone(forwarder.Probe(ctx, socket, false))
 }
 
 // update runs one transaction on the forwarder at socket, bounded by the

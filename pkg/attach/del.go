@@ -74,7 +74,7 @@ func (c *Core) removeRules(ctx context.Context, o *Options, st *store.Store, sel
 		}
 		mine = append(mine, r)
 	}
-	if len(mine) == 0 || ForwarderGone(socket) {
+	if len(mine) == 0 || ForwarderGone(ctx, socket) {
 		return nil
 	}
 	plan := func(live wire.Tables) ([]wire.Edit, error) { return removalEdits(live, mine), nil }
@@ -89,7 +89,7 @@ func (c *Core) removeRules(ctx context.Context, o *Options, st *store.Store, sel
 // byte for byte and owned by no other record.
 func (c *Core) removeMapped(ctx context.Context, o *Options, st *store.Store, key store.Key, comp *compiler) error {
 	socket := o.Socket
-	if ForwarderGone(socket) {
+	if ForwarderGone(ctx, socket) {
 		return nil
 	}
 	shared := sharedRules(st, key, socket)

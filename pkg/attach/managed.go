@@ -10,12 +10,19 @@ import (
 
 // checkChained refuses to start a second network in a namespace that
 // another plugin has already configured, unless AllowChained says so.
-func checkChained(o *Options, fcfg forwarder.Config) error {
+func checkChained(ctx context.Context, o *Options, fcfg forwarder.Config) error {
 	if o.AllowChained {
 		return nil
 	}
 	if o.PriorInterface != "" {
 		return chainedErr(fmt.Sprintf("the previous result already has interface %q", o.PriorInterface))
+	}
+	// A forwarder of ours that is still exiting holds its interface.
+	sctx, cancel := o.step(ctx)
+	err := forwarder.WaitExited(sctx, fcfg.Dir)
+	cancel()
+	if err != nil {
+		return &forwarderError{Op: "wait for the exit of", Dir: fcfg.Dir, Err: err}
 	}
 	if _, running, _ := forwarder.Running(fcfg.Dir); running {
 		return nil // our own forwarder made the interface

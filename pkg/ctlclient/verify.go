@@ -41,7 +41,7 @@ func (c *Client) findForwarder(peer ucred) forwarder {
 	var why []string
 	candidates := []int{c.cachedPID(), peer.pid}
 	if c.PIDFile != "" {
-		pid, err := readPIDFile(c.PIDFile)
+		pid, err := procnet.ReadPIDFile(c.PIDFile)
 		if err != nil {
 			why = append(why, err.Error())
 		}
@@ -138,18 +138,6 @@ func (c *Client) setCachedPID(pid int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.lastPID = pid
-}
-
-func readPIDFile(path string) (int, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return 0, fmt.Errorf("PID file: %w", err)
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil || pid <= 0 {
-		return 0, fmt.Errorf("PID file %s: no PID in %q", path, b)
-	}
-	return pid, nil
 }
 
 // method says how listeners are attributed to f.

@@ -42,6 +42,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/passt-portmap/passt-portmap/pkg/ctlclient/procnet"
 )
 
 // File names inside an attachment directory.
@@ -178,6 +180,9 @@ func Ensure(ctx context.Context, cfg Config) (*Instance, error) {
 	}
 	defer unlock()
 
+	if err := WaitExited(ctx, dir); err != nil {
+		return nil, err
+	}
 	pid, ok, err := running(inst)
 	if err != nil && !errors.Is(err, errMalformedPID) {
 		return nil, fmt.Errorf("forwarder: %w", err)
@@ -368,7 +373,7 @@ func waitGone(ctx context.Context, pid int, socket string) error {
 		if err != nil {
 			return err
 		}
-		if !ours && !exiting(pid) {
+		if !ours && !procnet.Exiting(pid) {
 			return nil
 		}
 		if ours && !killed && time.Now().After(killAt) {

@@ -2,57 +2,35 @@ package forwarder
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
-)
+	"time"
 
-// procRoot is the proc file system.
-const procRoot = "/proc"
+	"github.com/passt-portmap/passt-portmap/pkg/ctlclient/procnet"
+)
 
 // errMalformedPID marks a PID file whose content is not a PID. Stop and
 // Ensure then fall back to finding the forwarder by its command line.
-var errMalformedPID = errors.New("malformed PID file")
+var errMalformedPID = procnet.ErrMalformedPID
 
-// parsePID decodes a PID file: a decimal process id, optionally followed
-// by a newline, nothing else.
-func parsePID(b []byte) (int, error) {
-	s := strings.TrimSuffix(string(b), "\n")
-	if s == "" {
-		return 0, fmt.Errorf("%w: empty", errMalformedPID)
-	}
-	pid, err := strconv.Atoi(s)
-	if err != nil || pid <= 0 || strconv.Itoa(pid) != s {
-		return 0, fmt.Errorf("%w: content %q", errMalformedPID, truncate(b, 32))
-	}
-	return pid, nil
-}
+// parsePID decodes a PID file (procnet.ParsePID).
+func parsePID(b []byte) (int, error) { return procnet.ParsePID(b) }
 
 // readPIDFile returns the PID in path; (0, nil) when the file does not
-// exist.
+// exist or is empty (pasta creates the file before it writes the PID: a
+// start still under way, or one that died in between).
 func readPIDFile(path string) (int, error) {
-	b, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
+	pid, err := procnet.ReadPIDFile(path)
+	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, procnet.ErrNoPID) {
 		return 0, nil
 	}
-	if err != nil {
-		return 0, fmt.Errorf("read PID file: %w", err)
-	}
-	if len(b) == 0 {
-		// pasta creates the file before it writes the PID: a start
-		// still under way, or one that died in between.
-		return 0, nil
-	}
-	pid, err := parsePID(b)
-	if err != nil {
-		return 0, fmt.Errorf("PID file %s: %w", path, err)
-	}
-	return pid, nil
+	return pid, err
 }
 
 // splitCmdline splits the content of /proc/PID/cmdline into arguments.
@@ -85,7 +63,7 @@ func cmdlineHasSocket(args []string, socket string) bool {
 // (empty command line) or another program that took over the PID is not
 // ours: (false, nil).
 func processIsOurs(pid int, socket string) (bool, error) {
-	b, err := os.ReadFile(fmt.Sprintf("%s/%d/cmdline", procRoot, pid))
+	b, err := os.ReadFile(fmt.Sprintf("%s/%d/cmdline", procnet.Root, pid))
 	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ESRCH) {
 		return false, nil
 	}
@@ -95,33 +73,31 @@ func processIsOurs(pid int, socket string) (bool, error) {
 	return cmdlineHasSocket(splitCmdline(b), socket), nil
 }
 
-// pfExiting is the kernel's PF_EXITING: the process is in exit().
-const pfExiting = 0x4
-
-// exiting reports whether process pid is in exit() and not yet a zombie.
-// Such a process has given up its memory (its command line reads empty,
-// so processIsOurs no longer knows it) but may still hold its files:
-// pasta's tap device stays in the namespace until they are closed.
-func exiting(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("%s/%d/stat", procRoot, pid))
-	return err == nil && statExiting(b)
-}
-
-// statExiting reads /proc/PID/stat: state (third field) not Z or X, and
-// PF_EXITING in the flags (ninth field). The command name (second field)
-// may hold spaces and parentheses: fields are counted after its last ')'.
-func statExiting(b []byte) bool {
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return false
+// WaitExited waits while the process that the PID file in dir names is
+// still in exit(): its command line already reads empty, so Running no
+// longer counts it, but its tap device is still in the namespace, and a
+// new pasta there would fail (TUNSETIFF: device busy) or the namespace
+// would look configured by someone else. A forwarder that was just
+// killed takes milliseconds; ctx bounds the wait.
+func WaitExited(ctx context.Context, dir string) error {
+	inst, err := instanceFor(dir)
+	if err != nil {
+		return err
 	}
-	f := strings.Fields(s[i+1:])
-	if len(f) < 7 || f[0] == "Z" || f[0] == "X" {
-		return false
+	pid, err := readPIDFile(inst.PIDFile)
+	if err != nil || pid == 0 {
+		return nil // no PID to wait for: Ensure and Stop deal with the file
 	}
-	flags, err := strconv.ParseUint(f[6], 10, 64)
-	return err == nil && flags&pfExiting != 0
+	backoff := time.Millisecond
+	for procnet.Exiting(pid) {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("forwarder: pasta (pid %d) is still exiting: %w", pid, ctx.Err())
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 20*time.Millisecond)
+	}
+	return nil
 }
 
 // Running reports whether the forwarder of the attachment in dir runs:
@@ -149,14 +125,6 @@ func running(inst Instance) (int, bool, error) {
 	return pid, true, nil
 }
 
-// truncate returns at most n bytes of b as a string, for messages.
-func truncate(b []byte, n int) string {
-	if len(b) > n {
-		return string(b[:n]) + "..."
-	}
-	return string(b)
-}
-
 // cmdlineOption returns the value of the last "--name VALUE" or
 // "--name=VALUE" in args, and whether there was one.
 func cmdlineOption(args []string, name string) (string, bool) {
@@ -174,7 +142,7 @@ func cmdlineOption(args []string, name string) (string, bool) {
 // processNetNS returns the --netns argument of process pid ("" when it
 // has none or is gone).
 func processNetNS(pid int) (string, error) {
-	b, err := os.ReadFile(fmt.Sprintf("%s/%d/cmdline", procRoot, pid))
+	b, err := os.ReadFile(fmt.Sprintf("%s/%d/cmdline", procnet.Root, pid))
 	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ESRCH) {
 		return "", nil
 	}
@@ -233,15 +201,14 @@ func tailLines(path string, n int, limit int64) string {
 // as their control socket: a forwarder of this attachment whose PID file
 // was lost. Processes that vanish during the scan are skipped.
 func findBySocket(socket string) ([]int, error) {
-	ents, err := os.ReadDir(procRoot)
+	all, err := procnet.Processes()
 	if err != nil {
-		return nil, fmt.Errorf("list processes: %w", err)
+		return nil, err
 	}
 	self := os.Getpid()
 	var pids []int
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid == self {
+	for _, pid := range all {
+		if pid == self {
 			continue
 		}
 		if ours, err := processIsOurs(pid, socket); err == nil && ours {

@@ -114,30 +114,6 @@ func marshal(v any, indent string) ([]byte, error) {
 	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
 }
 
-// RulesOf returns the owned rules of pif, in order.
-func (r *Record) RulesOf(pif string) []wire.Rule {
-	var out []wire.Rule
-	for _, o := range r.Rules {
-		if o.Pif == pif {
-			out = append(out, o.Rule)
-		}
-	}
-	return out
-}
-
-// Pifs returns the pifs the record owns rules in, in first-seen order.
-func (r *Record) Pifs() []string {
-	var out []string
-	seen := map[string]bool{}
-	for _, o := range r.Rules {
-		if !seen[o.Pif] {
-			seen[o.Pif] = true
-			out = append(out, o.Pif)
-		}
-	}
-	return out
-}
-
 // Encode returns the record's file contents: indented JSON and a newline.
 func Encode(r *Record) ([]byte, error) {
 	b, err := marshal(r, "  ")

@@ -224,17 +224,13 @@ func FindHolder(inodes []uint64) (int, error) {
 	for _, ino := range inodes {
 		want[ino] = true
 	}
-	ents, err := os.ReadDir(Root)
+	pids, err := Processes()
 	if err != nil {
 		return 0, err
 	}
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid <= 0 {
-			continue
-		}
+	for _, pid := range pids {
 		found := false
-		_ = walkLinks(filepath.Join(Root, e.Name(), "fd"), nil, func(_ int, _ string, link []byte) {
+		_ = walkLinks(filepath.Join(Root, strconv.Itoa(pid), "fd"), nil, func(_ int, _ string, link []byte) {
 			if ino, ok := parseSocketLink(link); ok && want[ino] {
 				found = true
 			}

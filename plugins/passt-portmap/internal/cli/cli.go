@@ -47,7 +47,7 @@ func Run(args []string, stdout, stderr io.Writer, versions []string) int {
 // its listening state.
 func Show(ctx context.Context, w io.Writer, c *ctlclient.Client) error {
 	socket := c.Path
-	if attach.ForwarderGone(socket) {
+	if attach.ForwarderGone(ctx, socket) {
 		return fmt.Errorf("no forwarder listens at %s", socket)
 	}
 	snap, err := c.Read(ctx)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/netip"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -36,11 +37,20 @@ const (
 )
 
 // netConf is the configuration as the runtime sends it. Unknown keys are
-// ignored; a key whose value is null counts as absent.
-type netConf struct {
-	CNIVersion string          `json:"cniVersion"`
-	Name       string          `json:"name"`
-	PrevResult json.RawMessage `json:"prevResult"`
+// ignored; a key whose value is null counts as absent. M is how
+// runtimeConfig.portMappings is decoded: typed in the one pass that
+// succeeds for a good configuration, raw (to be decoded entry by entry,
+// naming the bad one) when that pass fails.
+type netConf[M any] struct {
+	CNIVersion string `json:"cniVersion"`
+	Name       string `json:"name"`
+	// The other keys of types.PluginConf, decoded with it when there is
+	// a previous result.
+	Type         json.RawMessage `json:"type"`
+	Capabilities json.RawMessage `json:"capabilities"`
+	IPAM         json.RawMessage `json:"ipam"`
+	DNS          json.RawMessage `json:"dns"`
+	PrevResult   json.RawMessage `json:"prevResult"`
 	// GC's list; libcni also sends it as "cni.dev/attachments" (the name
 	// an early spec used). Present but null is an empty list.
 	ValidAttachments json.RawMessage `json:"cni.dev/valid-attachments"`
@@ -60,13 +70,30 @@ type netConf struct {
 	DataDir       *string `json:"dataDir"`
 	Verify        *bool   `json:"verify"`
 
-	RuntimeConfig *runtimeConfig `json:"runtimeConfig"`
+	RuntimeConfig *runtimeConfig[M] `json:"runtimeConfig"`
 }
 
-type runtimeConfig struct {
-	// PortMappings is decoded entry by entry after the other keys are
-	// checked, so that an error names the entry's index.
-	PortMappings json.RawMessage `json:"portMappings"`
+type runtimeConfig[M any] struct {
+	PortMappings M `json:"portMappings"`
+}
+
+type (
+	typedConf = netConf[mappingList]
+	rawConf   = netConf[json.RawMessage]
+)
+
+// mappingList decodes a list of mappings afresh, as the raw pass does: of
+// duplicate keys the last counts whole (encoding/json would decode it into
+// the earlier list's elements, keeping their fields).
+type mappingList []translate.PortMapping
+
+func (m *mappingList) UnmarshalJSON(b []byte) error {
+	var fresh []translate.PortMapping
+	if err := json.Unmarshal(b, &fresh); err != nil {
+		return err
+	}
+	*m = fresh
+	return nil
 }
 
 // Config is the plugin's parsed and validated configuration for one call.
@@ -152,22 +179,87 @@ func jsonType(goType string) string {
 // ParseConfig parses and validates the network configuration the runtime
 // sent on stdin.
 func ParseConfig(stdin []byte, env Env) (*Config, error) {
-	var nc netConf
-	if err := json.Unmarshal(stdin, &nc); err != nil {
+	var typed typedConf
+	if err := json.Unmarshal(stdin, &typed); err == nil {
+		c, err := parseKeys(&typed, env)
+		if err != nil {
+			return nil, err
+		}
+		if typed.RuntimeConfig != nil {
+			c.Mappings = typed.RuntimeConfig.PortMappings
+		}
+		return c, nil
+	}
+	// Decode again, keeping the mappings raw: a key in error outside
+	// them is named now, one inside them after every other key.
+	var raw rawConf
+	if err := json.Unmarshal(stdin, &raw); err != nil {
 		return nil, typeErr("", err)
 	}
-	c := &Config{Network: nc.Name, CNIVersion: nc.CNIVersion, Timeout: defaultTimeout, DataDir: defaultDataDir, Verify: true}
-	for _, check := range []func(*netConf, []byte, Env) error{
-		c.parseVersion, c.parsePrevResult, c.parseAttachments, c.parseForwarder, c.parseOptions, c.parseMappings,
-	} {
-		if err := check(&nc, stdin, env); err != nil {
+	c, err := parseKeys(&raw, env)
+	if err != nil {
+		return nil, err
+	}
+	if raw.RuntimeConfig != nil {
+		if c.Mappings, err = decodeMappings(raw.RuntimeConfig.PortMappings); err != nil {
 			return nil, err
 		}
 	}
 	return c, nil
 }
 
-func (c *Config) parseVersion(nc *netConf, _ []byte, _ Env) error {
+// parseKeys validates every key but the mappings.
+func parseKeys[M any](nc *netConf[M], env Env) (*Config, error) {
+	c := &Config{Network: nc.Name, CNIVersion: nc.CNIVersion, Timeout: defaultTimeout, DataDir: defaultDataDir, Verify: true}
+	if err := c.parseVersion(); err != nil {
+		return nil, err
+	}
+	if err := c.parsePrevResult(pluginConf(nc)); err != nil {
+		return nil, err
+	}
+	if err := c.parseAttachments(nc.ValidAttachments, nc.Attachments); err != nil {
+		return nil, err
+	}
+	fwd := forwarderConf{Mode: nc.Forwarder, Socket: nc.Socket, PIDFile: nc.PIDFile, Pasta: nc.Pasta, PastaArgs: nc.PastaArgs, AllowChained: nc.AllowChained}
+	if err := c.parseForwarder(fwd, env); err != nil {
+		return nil, err
+	}
+	opts := optionsConf{Weak: nc.Weak, TargetAddress: nc.TargetAddress, BindInterface: nc.BindInterface, Timeout: nc.Timeout, DataDir: nc.DataDir, Verify: nc.Verify}
+	if err := c.parseOptions(opts); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// pluginConf is the configuration's types.PluginConf keys as one object,
+// nil without a previous result.
+func pluginConf[M any](nc *netConf[M]) []byte {
+	if nc.PrevResult == nil {
+		return nil
+	}
+	b := []byte{'{'}
+	add := func(key string, v []byte) {
+		if v == nil {
+			return
+		}
+		if len(b) > 1 {
+			b = append(b, ',')
+		}
+		b = strconv.AppendQuote(b, key)
+		b = append(append(b, ':'), v...)
+	}
+	add("cniVersion", strconv.AppendQuote(nil, nc.CNIVersion))
+	add("name", strconv.AppendQuote(nil, nc.Name))
+	add("type", nc.Type)
+	add("capabilities", nc.Capabilities)
+	add("ipam", nc.IPAM)
+	add("dns", nc.DNS)
+	add("prevResult", nc.PrevResult)
+	add("cni.dev/valid-attachments", nc.ValidAttachments)
+	return append(b, '}')
+}
+
+func (c *Config) parseVersion() error {
 	if c.Network == "" {
 		return cfgErr("name", "missing network name")
 	}
@@ -180,14 +272,15 @@ func (c *Config) parseVersion(nc *netConf, _ []byte, _ Env) error {
 	return nil
 }
 
-// parsePrevResult decodes the configuration as types.PluginConf, which
-// type-checks its other fields too, and the previous result in it.
-func (c *Config) parsePrevResult(nc *netConf, stdin []byte, _ Env) error {
-	if nc.PrevResult == nil {
+// parsePrevResult decodes the configuration's types.PluginConf keys, as
+// libcni would (its other fields are type-checked too), and the previous
+// result in them.
+func (c *Config) parsePrevResult(conf []byte) error {
+	if conf == nil {
 		return nil
 	}
 	var pc types.PluginConf
-	if err := json.Unmarshal(stdin, &pc); err != nil {
+	if err := json.Unmarshal(conf, &pc); err != nil {
 		return typeErr("prevResult", err)
 	}
 	if pc.RawPrevResult != nil {
@@ -199,11 +292,11 @@ func (c *Config) parsePrevResult(nc *netConf, stdin []byte, _ Env) error {
 	return nil
 }
 
-func (c *Config) parseAttachments(nc *netConf, _ []byte, _ Env) error {
+func (c *Config) parseAttachments(valid, attachments json.RawMessage) error {
 	for _, a := range []struct {
 		key string
 		raw json.RawMessage
-	}{{"cni.dev/valid-attachments", nc.ValidAttachments}, {"cni.dev/attachments", nc.Attachments}} {
+	}{{"cni.dev/valid-attachments", valid}, {"cni.dev/attachments", attachments}} {
 		if a.raw == nil || c.HasValidAttachments {
 			continue
 		}
@@ -215,12 +308,20 @@ func (c *Config) parseAttachments(nc *netConf, _ []byte, _ Env) error {
 	return nil
 }
 
-func (c *Config) parseForwarder(nc *netConf, _ []byte, env Env) error {
+// forwarderConf are the keys that choose the forwarder.
+type forwarderConf struct {
+	Mode, PIDFile, Pasta string
+	Socket               *string
+	PastaArgs            []string
+	AllowChained         bool
+}
+
+func (c *Config) parseForwarder(nc forwarderConf, env Env) error {
 	hasSocket := nc.Socket != nil
 	if hasSocket {
 		c.Socket = *nc.Socket
 	}
-	switch nc.Forwarder {
+	switch nc.Mode {
 	case "":
 		c.Managed = !hasSocket
 	case forwarderManaged:
@@ -229,7 +330,7 @@ func (c *Config) parseForwarder(nc *netConf, _ []byte, env Env) error {
 		}
 		c.Managed = true
 	default:
-		return cfgErr("forwarder", "%q is not a forwarder mode: only %q is known (or leave it out and set \"socket\")", nc.Forwarder, forwarderManaged)
+		return cfgErr("forwarder", "%q is not a forwarder mode: only %q is known (or leave it out and set \"socket\")", nc.Mode, forwarderManaged)
 	}
 	if hasSocket {
 		if err := checkTemplate("socket", c.Socket); err != nil {
@@ -254,7 +355,15 @@ func (c *Config) parseForwarder(nc *netConf, _ []byte, env Env) error {
 	return nil
 }
 
-func (c *Config) parseOptions(nc *netConf, _ []byte, _ Env) error {
+// optionsConf are the keys that apply to every rule and call.
+type optionsConf struct {
+	Weak                                  bool
+	TargetAddress, BindInterface, Timeout string
+	DataDir                               *string
+	Verify                                *bool
+}
+
+func (c *Config) parseOptions(nc optionsConf) error {
 	c.Options.Weak = nc.Weak
 	if t := nc.TargetAddress; t != "" {
 		a, err := netip.ParseAddr(t)
@@ -294,23 +403,23 @@ func (c *Config) parseOptions(nc *netConf, _ []byte, _ Env) error {
 	return nil
 }
 
-// parseMappings decodes runtimeConfig.portMappings entry by entry, so
-// that an error names the entry.
-func (c *Config) parseMappings(nc *netConf, _ []byte, _ Env) error {
-	if nc.RuntimeConfig == nil || isNull(nc.RuntimeConfig.PortMappings) {
-		return nil
+// decodeMappings decodes runtimeConfig.portMappings entry by entry, to
+// name the entry in error.
+func decodeMappings(raw json.RawMessage) ([]translate.PortMapping, error) {
+	if isNull(raw) {
+		return nil, nil
 	}
 	var entries []json.RawMessage
-	if err := json.Unmarshal(nc.RuntimeConfig.PortMappings, &entries); err != nil {
-		return typeErr("runtimeConfig.portMappings", err)
+	if err := json.Unmarshal(raw, &entries); err != nil {
+		return nil, typeErr("runtimeConfig.portMappings", err)
 	}
-	c.Mappings = make([]translate.PortMapping, len(entries))
+	ms := make([]translate.PortMapping, len(entries))
 	for i, e := range entries {
-		if err := json.Unmarshal(e, &c.Mappings[i]); err != nil {
-			return typeErr(fmt.Sprintf("runtimeConfig.portMappings[%d]", i), err)
+		if err := json.Unmarshal(e, &ms[i]); err != nil {
+			return nil, typeErr(fmt.Sprintf("runtimeConfig.portMappings[%d]", i), err)
 		}
 	}
-	return nil
+	return ms, nil
 }
 
 func isNull(b json.RawMessage) bool {

@@ -1,9 +1,11 @@
 package cni
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -12,7 +14,7 @@ import (
 	"github.com/passt-portmap/passt-portmap/pkg/translate"
 )
 
-var testEnv = Env{ContainerID: "c0ffee", IfName: "eth0", Netns: "/run/netns/h3-ns"}
+var testEnv = Env{ContainerID: "c0ffee", IfName: "eth0", Netns: "/run/netns/pp-ns"}
 
 func TestParseConfigDefaults(t *testing.T) {
 	c, err := ParseConfig([]byte(`{"cniVersion":"1.1.0","name":"pasta-ports","type":"passt-portmap",
@@ -48,7 +50,7 @@ func TestParseConfigAll(t *testing.T) {
 		t.Errorf("parsed %+v", c)
 	}
 	s, p, err := resolveSocket(c, testEnv)
-	if err != nil || s != "/run/h3-ns/eth0.sock" || p != "/run/h3-ns.pid" {
+	if err != nil || s != "/run/pp-ns/eth0.sock" || p != "/run/pp-ns.pid" {
 		t.Errorf("resolveSocket = %q %q %v", s, p, err)
 	}
 }
@@ -216,4 +218,32 @@ func BenchmarkParseConfig10000(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// FuzzConfigPaths: wherever the one typed pass takes a configuration, the
+// raw pass that names errors takes it too, with the same mappings, so the
+// two can never disagree on what a configuration means.
+// Seeds: testdata/fuzz/FuzzConfigPaths.
+func FuzzConfigPaths(f *testing.F) {
+	f.Add([]byte(`{"name":"n","runtimeConfig":{"portMappings":[{"hostPort":80,"containerPort":8080,"protocol":"tcp"}],"x":null}}`))
+	f.Fuzz(func(t *testing.T, conf []byte) {
+		var typed typedConf
+		if json.Unmarshal(conf, &typed) != nil {
+			return
+		}
+		var raw rawConf
+		if err := json.Unmarshal(conf, &raw); err != nil {
+			t.Fatalf("typed pass took %q, raw pass: %v", conf, err)
+		}
+		if (typed.RuntimeConfig == nil) != (raw.RuntimeConfig == nil) {
+			t.Fatalf("%q: runtimeConfig typed %v, raw %v", conf, typed.RuntimeConfig, raw.RuntimeConfig)
+		}
+		if typed.RuntimeConfig == nil {
+			return
+		}
+		ms, err := decodeMappings(raw.RuntimeConfig.PortMappings)
+		if err != nil || !slices.Equal(ms, typed.RuntimeConfig.PortMappings) {
+			t.Fatalf("%q: mappings typed %+v, raw %+v, %v", conf, typed.RuntimeConfig.PortMappings, ms, err)
+		}
+	})
 }

@@ -27,7 +27,7 @@ func TestErrorTable(t *testing.T) {
 	r8080 := wire.NewRule(wire.ProtoTCP, netip.Addr{}, 8080, 8080, 80, wire.FlagDualStack)
 	r9000 := wire.NewRule(wire.ProtoTCP, netip.MustParseAddr("127.0.0.1"), 9000, 9003, 90, 0)
 	host := wire.NewTable(1, wire.PifHost, 0x3f, r8080)
-	const sock = "/run/h3.sock"
+	const sock = "/run/pp.sock"
 	for _, tc := range []struct {
 		name string
 		err  error

@@ -40,7 +40,7 @@ func dispatch(t *testing.T, env map[string]string, stdin []byte) (string, *types
 func TestDispatch(t *testing.T) {
 	b := newBench(t)
 	p := freePorts(t, 1)
-	env := map[string]string{"CNI_CONTAINERID": "c1", "CNI_NETNS": "/var/run/netns/h3-none", "CNI_IFNAME": "eth0",
+	env := map[string]string{"CNI_CONTAINERID": "c1", "CNI_NETNS": "/var/run/netns/pp-none", "CNI_IFNAME": "eth0",
 		"CNI_PATH": "/opt/cni/bin", "CNI_NETNS_OVERRIDE": "1"}
 	with := func(cmd string) map[string]string {
 		m := map[string]string{"CNI_COMMAND": cmd}

@@ -38,7 +38,7 @@ type bench struct {
 
 func newBench(t testing.TB, opts ...ctltest.Option) *bench {
 	t.Helper()
-	return &bench{t: t, dataDir: t.TempDir(), srv: ctltest.NewServer(t, ctltest.DefaultTables(), opts...), network: "h3-net"}
+	return &bench{t: t, dataDir: t.TempDir(), srv: ctltest.NewServer(t, ctltest.DefaultTables(), opts...), network: "pp-net"}
 }
 
 // testClient is the plugin's client for ctltest servers: their sockets
@@ -343,7 +343,7 @@ func TestGC(t *testing.T) {
 		b.must("ADD", cid, b.conf("", tcp(p+uint16(i), 80)))
 	}
 	other := *b
-	other.network = "h3-other"
+	other.network = "pp-other"
 	other.must("ADD", "c1", other.conf("", tcp(p+3, 80)))
 	// A corrupt stale record goes too.
 	st := store.New(filepath.Join(b.dataDir, "records"))
@@ -506,7 +506,7 @@ func TestErrorCodes(t *testing.T) {
 func TestStatus(t *testing.T) {
 	b := newBench(t)
 	b.must("STATUS", "", b.conf(""))
-	b.must("STATUS", "", b.conf(`"socket":"/run/h3-none/${CNI_CONTAINERID}.sock"`))
+	b.must("STATUS", "", b.conf(`"socket":"/run/pp-none/${CNI_CONTAINERID}.sock"`))
 	file := filepath.Join(t.TempDir(), "file")
 	os.WriteFile(file, nil, 0o600)
 	b.mustFail("STATUS", "", b.conf(`"socket":"/run/${CNI_CONTAINERID}.sock","dataDir":"`+file+`/sub"`), 50, "dataDir")
