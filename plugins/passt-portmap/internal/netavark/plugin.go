@@ -149,24 +149,29 @@ func (p *Plugin) create(b []byte) (any, error) {
 	return members, nil
 }
 
-func (p *Plugin) attachment(netns string, b []byte) (Attachment, error) {
+func (p *Plugin) attachment(netns string, b []byte) (Attachment, *Exec, error) {
 	e, err := DecodeExec(b)
 	if err != nil {
-		return Attachment{}, err
+		return Attachment{}, nil, err
 	}
 	opts, err := ParseOptions(e.Network.Options)
 	if err != nil {
-		return Attachment{}, err
+		return Attachment{}, e, err
 	}
 	a := Attachment{Network: e.Network.Name, ContainerID: e.ContainerID, IfName: e.NetworkOptions.InterfaceName, Netns: netns, Options: opts}
 	a.Mappings, err = Mappings(e.PortMappings)
-	return a, err
+	return a, e, err
 }
 
 func (p *Plugin) setup(ctx context.Context, netns string, b []byte) (any, error) {
-	a, err := p.attachment(netns, b)
+	a, e, err := p.attachment(netns, b)
 	if err != nil {
 		return nil, err
+	}
+	if len(e.NetworkOptions.StaticIPs) > 0 || e.NetworkOptions.StaticMAC != nil {
+		// netavark checks nothing against them; say so where the
+		// runtime logs it rather than pretend.
+		p.logf("container %.12s on network %s: static addresses and MAC (--ip, --mac-address) are not used: pasta gives the container the host's addresses", a.ContainerID, a.Network)
 	}
 	c, err := p.Backend.Setup(ctx, a)
 	if err != nil {
@@ -179,7 +184,7 @@ func (p *Plugin) setup(ctx context.Context, netns string, b []byte) (any, error)
 }
 
 func (p *Plugin) teardown(ctx context.Context, netns string, b []byte) error {
-	a, err := p.attachment(netns, b)
+	a, _, err := p.attachment(netns, b)
 	var fe *FieldError
 	if errors.As(err, &fe) && strings.HasPrefix(fe.Field, "port_mappings") {
 		// What is removed is what setup recorded, not the mappings:

@@ -69,9 +69,13 @@ func captured(t *testing.T) string {
 
 func TestSetup(t *testing.T) {
 	fb := &fakeBackend{conf: Configured{MAC: "aa:bb:cc:dd:ee:01", Addrs: []netip.Prefix{netip.MustParsePrefix("10.0.2.15/24")}, Gateway4: netip.MustParseAddr("10.0.2.2")}}
-	code, out, _ := run(t, fb, captured(t), "setup", "/run/netns/x")
+	code, out, logs := run(t, fb, captured(t), "setup", "/run/netns/x")
 	if code != 0 {
 		t.Fatalf("setup: exit %d, stdout %s", code, out)
+	}
+	// The capture asks for a static address, which pasta cannot give.
+	if !strings.Contains(logs, "static addresses and MAC (--ip, --mac-address) are not used") {
+		t.Errorf("no word on the ignored static_ips: %q", logs)
 	}
 	dec := json.NewDecoder(strings.NewReader(out))
 	dec.DisallowUnknownFields()
