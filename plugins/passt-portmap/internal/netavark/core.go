@@ -124,7 +124,7 @@ func outcome(err error) error {
 		return err
 	}
 	d := attach.Describe(err)
-	return &outcomeError{d: d, reasons: whyNotListening(d.Failed)}
+	return &outcomeError{d: d, reasons: attach.WhyNotListening(d.Failed)}
 }
 
 // configuredOf is the core's account of the managed network, for the

@@ -1,4 +1,4 @@
-package netavark
+package attach
 
 import (
 	"errors"
@@ -12,16 +12,18 @@ import (
 	"github.com/passt-portmap/passt-portmap/pkg/wire"
 )
 
-// maxProbes bounds the ports whyNotListening binds to find out why.
+// maxProbes bounds the ports WhyNotListening binds to find out why.
 const maxProbes = 32
 
-// whyNotListening says for each host port that did not listen whether
-// another socket on the host holds it, by binding it as pasta would have.
+// WhyNotListening says for each host port that did not listen whether
+// another socket on the host holds it, by binding it as pasta would have
+// (in the caller's network namespace, which must be the forwarder's).
 // pasta stops binding at the first port that fails, so the ports after it
 // did not listen although they are free: naming the one that is taken
-// tells the user what to change. It runs after the failed setup was
-// undone, when the managed pasta holds nothing any more.
-func whyNotListening(fs []ctlclient.RuleFailure) string {
+// tells the user what to change. Call it once the forwarder no longer
+// holds the ports (after a rollback, or after the managed pasta stopped),
+// with the Failed rules of an Error; "" when there is nothing to say.
+func WhyNotListening(fs []ctlclient.RuleFailure) string {
 	var taken, free, other []string
 	probes := 0
 	for _, f := range fs {
