@@ -390,69 +390,6 @@ func hostNameservers(t *testing.T) []string {
 	return ns
 }
 
-// TestManagedOutboundToHostLoopback: from inside the namespace, the
-// gateway address reaches a server on the host's loopback (pasta's
-// --map-host-loopback default), over IPv4 and, where pasta set up IPv6,
-// over IPv6.
-func TestManagedOutboundToHostLoopback(t *testing.T) {
-	cfg, n := managedConfig(t)
-	ensure(t, cfg)
-	res, err := forwarder.ReadResult(cfg)
-	if err != nil {
-		t.Fatalf("ReadResult: %v", err)
-	}
-	tested := 0
-	for _, ip := range res.IPs {
-		if ip.Gateway == nil {
-			continue
-		}
-		loop, netw := "127.0.0.1", "tcp4"
-		if ip.Gateway.To4() == nil {
-			loop, netw = "::1", "tcp6"
-		}
-		t.Run(netw, func(t *testing.T) {
-			ln, err := net.Listen(netw, net.JoinHostPort(loop, "0"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer ln.Close()
-			go func() {
-				for {
-					c, err := ln.Accept()
-					if err != nil {
-						return
-					}
-					_, _ = c.Write([]byte("hello from the host's loopback"))
-					c.Close()
-				}
-			}()
-			port := ln.Addr().(*net.TCPAddr).Port
-			dst := net.JoinHostPort(ip.Gateway.String(), strconv.Itoa(port))
-			var got []byte
-			err = n.Do(func() error {
-				c, err := net.DialTimeout("tcp", dst, 5*time.Second)
-				if err != nil {
-					return err
-				}
-				defer c.Close()
-				_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-				got, err = io.ReadAll(c)
-				return err
-			})
-			if err != nil {
-				t.Fatalf("from the namespace to %s (host's %s): %v", dst, loop, err)
-			}
-			if string(got) != "hello from the host's loopback" {
-				t.Fatalf("from the namespace to %s: got %q", dst, got)
-			}
-		})
-		tested++
-	}
-	if tested == 0 {
-		t.Fatal("no address with a gateway: nothing maps to the host's loopback")
-	}
-}
-
 // TestManagedInboundRule: a rule written to the managed pasta's socket
 // forwards the host's loopback port into the namespace.
 func TestManagedInboundRule(t *testing.T) {

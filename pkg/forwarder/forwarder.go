@@ -17,17 +17,21 @@
 // The command line is
 //
 //	pasta --config-net -c DIR/pasta.sock -P DIR/pasta.pid -l DIR/pasta.log \
-//	      [--runas 0] -t none -u none [-I IFNAME] [ARGS...] --netns NETNS
+//	      [--runas 0] -t none -u none -T none -U none --no-map-gw \
+//	      [--map-host-loopback ADDR]... --dns-forward 169.254.1.1 \
+//	      [-I IFNAME] [ARGS...] --netns NETNS
 //
-// that is, pasta's defaults except for inbound ports: addresses and routes
-// as pasta copies them from the host's template interface, the gateway
-// address mapped to the host's loopback (--map-host-loopback), and
-// outbound forwarding from the namespace's loopback (-T, -U) in pasta's
-// "auto" mode. No inbound port is forwarded until the plugin writes the
-// container's mappings to the control socket. Podman, by contrast, passes
-// -T none -U none --no-map-gw; pass those in ARGS for the same isolation.
-// As root, --runas 0 keeps pasta from dropping to "nobody", who could not
-// join a namespace root made; rootless, pasta keeps the caller's uid.
+// Addresses and routes are copied from the host's template interface as
+// pasta does by default, but the host's loopback is closed: no address of
+// the container is mapped to it (pasta would map the gateway address) and
+// no port of the container's loopback is forwarded to it (pasta's -T/-U
+// default is "auto"), as Podman runs pasta. Config.MapHostLoopback and
+// Config.LoopbackToHost open them. DNS queries to 169.254.1.1 are
+// forwarded to the host's resolver, which then may listen on the host's
+// loopback. No inbound port is forwarded until the plugin writes the
+// container's mappings to the control socket. As root, --runas 0 keeps
+// pasta from dropping to "nobody", who could not join a namespace root
+// made; rootless, pasta keeps the caller's uid.
 package forwarder
 
 import (
@@ -35,6 +39,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -74,10 +79,19 @@ type Config struct {
 	Pasta string
 	// Args are extra arguments appended to pasta's command line (the
 	// plugin's "pastaArgs"), e.g. "--map-guest-addr", "169.254.1.2".
-	// Options that this package sets itself (-c, -P, -l, --netns, -f,
-	// --runas, --config-net, --userns, -F) are refused in Args; -t, -u and
-	// -I given here replace this package's defaults.
+	// Only options on the allowed list are accepted (see CheckArgs): those
+	// that shape the container's network and pasta's logging. -I and
+	// --dns-forward given here replace this package's defaults.
 	Args []string
+	// MapHostLoopback are addresses (at most one IPv4, one IPv6) that
+	// reach the host's loopback from inside the container (pasta
+	// --map-host-loopback), for "host.containers.internal"-style access.
+	// Empty: no address of the container reaches the host's loopback.
+	MapHostLoopback []netip.Addr
+	// LoopbackToHost makes a connection to a port of the container's own
+	// loopback reach the same port of the host's loopback, for ports bound
+	// there (pasta -T auto -U auto). False: -T none -U none.
+	LoopbackToHost bool
 	// NetNS is the path of the network namespace to attach to (CNI_NETNS).
 	NetNS string
 	// IfName is the name of the interface pasta creates in the namespace
@@ -154,8 +168,11 @@ func Ensure(ctx context.Context, cfg Config) (*Instance, error) {
 	if cfg.NetNS == "" {
 		return nil, errors.New("forwarder: no network namespace path")
 	}
-	if err := checkArgs(cfg.Args); err != nil {
+	if err := CheckArgs(cfg.Args); err != nil {
 		return nil, fmt.Errorf("forwarder: %w", err)
+	}
+	if err := CheckMapHostLoopback(cfg.MapHostLoopback); err != nil {
+		return nil, fmt.Errorf("forwarder: host loopback address: %w", err)
 	}
 	inst, err := instanceFor(cfg.Dir)
 	if err != nil {

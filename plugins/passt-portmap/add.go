@@ -69,7 +69,8 @@ func (p *Plugin) add(args *skel.CmdArgs) error {
 		if rec != nil && rec.Managed && rec.Dir != "" {
 			dir = rec.Dir
 		}
-		fcfg = forwarder.Config{Pasta: cfg.Pasta, Args: cfg.PastaArgs, NetNS: args.Netns, IfName: args.IfName, Dir: dir, Timeout: cfg.Timeout}
+		fcfg = forwarder.Config{Pasta: cfg.Pasta, Args: cfg.PastaArgs, NetNS: args.Netns, IfName: args.IfName, Dir: dir, Timeout: cfg.Timeout,
+			MapHostLoopback: cfg.MapHostLoopback, LoopbackToHost: cfg.LoopbackToHost}
 		if err := p.checkChained(cfg, fcfg); err != nil {
 			return err
 		}
