@@ -13,10 +13,11 @@ import (
 func TestPaths(t *testing.T) {
 	got := Paths("/var/lib/cni/passt-portmap/ab12")
 	want := Instance{
-		Socket:  "/var/lib/cni/passt-portmap/ab12/pasta.sock",
-		PIDFile: "/var/lib/cni/passt-portmap/ab12/pasta.pid",
-		LogFile: "/var/lib/cni/passt-portmap/ab12/pasta.log",
-		OutFile: "/var/lib/cni/passt-portmap/ab12/pasta.out",
+		Socket:   "/var/lib/cni/passt-portmap/ab12/pasta.sock",
+		PIDFile:  "/var/lib/cni/passt-portmap/ab12/pasta.pid",
+		LogFile:  "/var/lib/cni/passt-portmap/ab12/pasta.log",
+		OutFile:  "/var/lib/cni/passt-portmap/ab12/pasta.out",
+		PGIDFile: "/var/lib/cni/passt-portmap/ab12/pasta.pgid",
 	}
 	if got != want {
 		t.Fatalf("Paths = %+v, want %+v", got, want)

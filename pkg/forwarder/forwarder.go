@@ -43,6 +43,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"syscall"
 	"time"
 
@@ -55,7 +56,9 @@ const (
 	PIDFileName = "pasta.pid"
 	LogFileName = "pasta.log"
 	OutFileName = "pasta.out"
-	lockName    = "lock"
+	// PGIDFileName holds the process group a start made (see Stop).
+	PGIDFileName = "pasta.pgid"
+	lockName     = "lock"
 )
 
 // DefaultPasta is the binary looked up in PATH when Config.Pasta is empty.
@@ -115,7 +118,9 @@ type Instance struct {
 	// daemonized: its start-up summary (addresses, DNS, rules) and any
 	// error that made it exit before its log was open.
 	OutFile string
-	PID     int // process id of the running pasta
+	// PGIDFile holds the id of the process group the last start made.
+	PGIDFile string
+	PID      int // process id of the running pasta
 	// Started is true when Ensure started this pasta, false when it reused
 	// a running one.
 	Started bool
@@ -125,10 +130,11 @@ type Instance struct {
 // Started are zero.
 func Paths(dir string) Instance {
 	return Instance{
-		Socket:  filepath.Join(dir, SocketName),
-		PIDFile: filepath.Join(dir, PIDFileName),
-		LogFile: filepath.Join(dir, LogFileName),
-		OutFile: filepath.Join(dir, OutFileName),
+		Socket:   filepath.Join(dir, SocketName),
+		PIDFile:  filepath.Join(dir, PIDFileName),
+		LogFile:  filepath.Join(dir, LogFileName),
+		OutFile:  filepath.Join(dir, OutFileName),
+		PGIDFile: filepath.Join(dir, PGIDFileName),
 	}
 }
 
@@ -252,18 +258,45 @@ func start(ctx context.Context, cfg Config, inst *Instance) error {
 	defer out.Close()
 
 	args := buildArgs(cfg, *inst, os.Geteuid())
-	cmd := exec.CommandContext(ctx, path, args...)
+	cmd := exec.Command(path, args...)
 	// An *os.File is handed to the child as is: no pipe back to the
 	// caller, so nothing pasta keeps open can hold the plugin's output.
 	cmd.Stdin = nil // /dev/null
 	cmd.Stdout = out
 	cmd.Stderr = out
 	cmd.Dir = "/"
+	// Everything this start leaves can be found and stopped: the process
+	// and what it forks share a new process group (pasta's daemon leaves
+	// it with setsid), and all of them inherit OwnerEnv, which names this
+	// attachment's socket.
+	cmd.Env = append(os.Environ(), OwnerEnv+"="+inst.Socket)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("forwarder: start %s for %s: %w", path, cfg.NetNS, err)
+	}
+	pgid := cmd.Process.Pid
+	if err := os.WriteFile(inst.PGIDFile, []byte(fmt.Sprintf("%d\n", pgid)), 0o600); err != nil {
+		killGroup(pgid)
+		_ = cmd.Wait()
+		return fmt.Errorf("forwarder: record the process group of pasta: %w", err)
+	}
+	// Reaped only when start returns: until then the exited process keeps
+	// its PID, so the group id cannot name another group.
+	defer func() { _ = cmd.Wait() }()
+	fail := func(format string, a ...any) error {
+		killGroup(pgid)
+		stopQuietly(inst)
+		return fmt.Errorf(format, a...)
+	}
+
 	// The foreground pasta exits once it has daemonized; its exit status
 	// says whether set-up worked. The PID file is written before it exits.
-	if err := cmd.Run(); err != nil {
-		stopQuietly(inst)
-		return fmt.Errorf("forwarder: start %s for %s: %w%s", path, cfg.NetNS, err, logTail(*inst))
+	exit, err := waitExited(ctx, pgid)
+	if err != nil {
+		return fail("forwarder: start %s for %s: %w%s", path, cfg.NetNS, err, logTail(*inst))
+	}
+	if exit != "" {
+		return fail("forwarder: start %s for %s: %s%s", path, cfg.NetNS, exit, logTail(*inst))
 	}
 	inst.Started = true
 
@@ -271,16 +304,14 @@ func start(ctx context.Context, cfg Config, inst *Instance) error {
 	for {
 		pid, ok, err := running(*inst)
 		if err != nil {
-			stopQuietly(inst)
-			return fmt.Errorf("forwarder: %w", err)
+			return fail("forwarder: %w", err)
 		}
 		if !ok {
 			what := "exited after starting"
 			if p, _ := readPIDFile(inst.PIDFile); p == 0 {
 				what = "wrote no PID to " + inst.PIDFile
 			}
-			stopQuietly(inst)
-			return fmt.Errorf("forwarder: pasta for %s %s%s", cfg.NetNS, what, logTail(*inst))
+			return fail("forwarder: pasta for %s %s%s", cfg.NetNS, what, logTail(*inst))
 		}
 		inst.PID = pid
 		perr := probeHello(ctx, inst.Socket)
@@ -289,8 +320,7 @@ func start(ctx context.Context, cfg Config, inst *Instance) error {
 		}
 		select {
 		case <-ctx.Done():
-			stopQuietly(inst)
-			return fmt.Errorf("forwarder: pasta (pid %d) control socket did not answer: %w (last error: %v)%s",
+			return fail("forwarder: pasta (pid %d) control socket did not answer: %w (last error: %v)%s",
 				pid, ctx.Err(), perr, logTail(*inst))
 		case <-time.After(backoff):
 		}
@@ -307,16 +337,18 @@ func stopQuietly(inst *Instance) {
 	inst.PID = 0
 }
 
-// Stop stops the forwarder of the attachment in dir: it sends SIGTERM to
-// the process in the PID file if that process is ours (see the package
-// comment), or else to any process whose command line names this
-// attachment's socket (a forwarder whose PID file was lost), waits for it to exit within ctx (and DefaultTimeout), sending
-// SIGKILL when it takes longer than a second or half the time left, then
-// removes the socket and the PID file. It returns nil when the process,
-// the socket, the PID file or dir is already gone; a PID file that does
-// not hold a PID counts as lost. It never signals a
-// process that is not ours. The logs are left for diagnosis; the caller
-// removes dir when it wants it gone.
+// Stop stops the forwarder of the attachment in dir and everything its
+// start left: it sends SIGTERM to the process in the PID file if that
+// process is ours (see the package comment), to any process whose command
+// line names this attachment's socket (a forwarder whose PID file was
+// lost), and to any process that inherited OwnerEnv naming it (what a
+// wrapper or a daemonizing pasta forked), waits for them to exit within
+// ctx (and DefaultTimeout), sending SIGKILL when that takes longer than a
+// second or half the time left, then removes the socket and the PID file.
+// It returns nil when the processes, the socket, the PID file or dir are
+// already gone; a PID file that does not hold a PID counts as lost. It
+// never signals a process that is not ours. The logs are left for
+// diagnosis; the caller removes dir when it wants it gone.
 func Stop(ctx context.Context, dir string) error {
 	inst, err := instanceFor(dir)
 	if err != nil {
@@ -344,12 +376,23 @@ func stopInstance(ctx context.Context, inst Instance) error {
 	if err != nil && !errors.Is(err, errMalformedPID) {
 		return err
 	}
-	pids := []int{pid}
-	if !ok {
-		// No PID file, or it names no forwarder of ours: look for one
-		// by its command line, in case the PID file was lost.
-		if pids, err = findBySocket(inst.Socket); err != nil {
-			return err
+	// Besides the process in the PID file: a forwarder whose PID file
+	// was lost, and whatever a start of this attachment forked (a
+	// wrapper's children, a daemon that outlived a failed start).
+	pgid, err := readPIDFile(inst.PGIDFile)
+	if err != nil {
+		pgid = 0 // a damaged record of the group: the other ways still find ours
+	}
+	pids, err := findOwned(inst.Socket, pgid)
+	if err != nil {
+		return err
+	}
+	if ok && !slices.Contains(pids, pid) {
+		pids = append(pids, pid)
+	}
+	for _, pid := range pids {
+		if err := syscall.Kill(pid, syscall.SIGTERM); err != nil && !errors.Is(err, syscall.ESRCH) {
+			return fmt.Errorf("signal pasta (pid %d): %w", pid, err)
 		}
 	}
 	for _, pid := range pids {
@@ -357,7 +400,7 @@ func stopInstance(ctx context.Context, inst Instance) error {
 			return err
 		}
 	}
-	for _, p := range []string{inst.Socket, inst.PIDFile} {
+	for _, p := range []string{inst.Socket, inst.PIDFile, inst.PGIDFile} {
 		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("remove %s: %w", p, err)
 		}
@@ -365,12 +408,10 @@ func stopInstance(ctx context.Context, inst Instance) error {
 	return nil
 }
 
-// waitGone terminates pid (known to be ours) and waits until it is no
-// longer ours: exited, a zombie, or its PID taken by another process.
+// waitGone waits until pid, ours and sent SIGTERM, is no longer ours:
+// exited, a zombie, or its PID taken by another process. It sends SIGKILL
+// when that takes longer than a second or half the time left.
 func waitGone(ctx context.Context, pid int, socket string) error {
-	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil && !errors.Is(err, syscall.ESRCH) {
-		return fmt.Errorf("signal pasta (pid %d): %w", pid, err)
-	}
 	grace := time.Second
 	if dl, ok := ctx.Deadline(); ok {
 		grace = min(grace, time.Until(dl)/2)
@@ -379,11 +420,7 @@ func waitGone(ctx context.Context, pid int, socket string) error {
 	killed := false
 	backoff := time.Millisecond
 	for {
-		ours, err := processIsOurs(pid, socket)
-		if err != nil {
-			return err
-		}
-		if !ours {
+		if !processOwned(pid, socket) {
 			return nil
 		}
 		if !killed && time.Now().After(killAt) {
