@@ -405,6 +405,15 @@ func TestIsolationPrivileges(t *testing.T) {
 			t.Errorf("%s of the managed pasta: %q, want %q (update the README's security section if pasta changed)", k, status[k], v)
 		}
 	}
+	// Its own mount namespace, with an empty root.
+	mine, err1 := os.Readlink("/proc/self/ns/mnt")
+	its, err2 := os.Readlink(fmt.Sprintf("/proc/%d/ns/mnt", inst.PID))
+	if err1 != nil || err2 != nil || mine == its {
+		t.Errorf("mount namespace of the managed pasta %q (%v), the test's %q (%v): want its own", its, err2, mine, err1)
+	}
+	if ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/root", inst.PID)); err != nil || len(ents) != 0 {
+		t.Errorf("root directory of the managed pasta: %d entries, %v; want an empty one", len(ents), err)
+	}
 }
 
 // TestPastaOptionsMatchBinary: the option table that pastaArgs is checked
