@@ -390,6 +390,47 @@ func hostNameservers(t *testing.T) []string {
 	return ns
 }
 
+// TestManagedOutboundToHostLoopback: with MapHostLoopback, its addresses
+// reach a server on the host's loopback from inside the namespace, over
+// IPv4 and IPv6 (closed by default: TestIsolation*).
+func TestManagedOutboundToHostLoopback(t *testing.T) {
+	cfg, n := managedConfig(t)
+	cfg.MapHostLoopback = []netip.Addr{netip.MustParseAddr("169.254.1.2"), netip.MustParseAddr("fd99::2")}
+	ensure(t, cfg)
+	for _, m := range cfg.MapHostLoopback {
+		loop, netw := "127.0.0.1", "tcp4"
+		if m.Is6() {
+			loop, netw = "::1", "tcp6"
+		}
+		t.Run(netw, func(t *testing.T) {
+			ln, err := net.Listen(netw, net.JoinHostPort(loop, "0"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			go func() {
+				for {
+					c, err := ln.Accept()
+					if err != nil {
+						return
+					}
+					_, _ = c.Write([]byte("hello from the host's loopback"))
+					c.Close()
+				}
+			}()
+			port := ln.Addr().(*net.TCPAddr).Port
+			dst := net.JoinHostPort(m.String(), strconv.Itoa(port))
+			got, err := askFromNetns(n, dst)
+			if err != nil {
+				t.Fatalf("from the namespace to %s (host's %s): %v", dst, loop, err)
+			}
+			if got != "hello from the host's loopback" {
+				t.Fatalf("from the namespace to %s: got %q", dst, got)
+			}
+		})
+	}
+}
+
 // TestManagedInboundRule: a rule written to the managed pasta's socket
 // forwards the host's loopback port into the namespace.
 func TestManagedInboundRule(t *testing.T) {
