@@ -10,6 +10,13 @@
 // named by the PID file counts as ours only when its command line holds
 // "-c" (or "--conf-path") followed by this attachment's socket path.
 //
+// A start leaves nothing behind: pasta (or a wrapper standing for it) runs
+// in a new process group, and every process it starts inherits OwnerEnv,
+// set to the attachment's socket path. A failed start kills the group;
+// Stop also stops every process that names the socket or carries
+// OwnerEnv (pasta's daemon leaves the group with setsid), and the group
+// recorded in DIR/pasta.pgid when one of those is still in it.
+//
 // Calls for one attachment directory are serialized with a file lock
 // (Dir/lock), so two plugin invocations for the same attachment never
 // start two forwarders.
@@ -35,6 +42,7 @@
 package forwarder
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -251,6 +259,37 @@ func start(ctx context.Context, cfg Config, inst *Instance) error {
 	if err != nil {
 		return fmt.Errorf("forwarder: pasta binary: %w", err)
 	}
+	backoff := 5 * time.Millisecond
+	for {
+		err := startOnce(ctx, cfg, inst, path)
+		if err == nil || !errors.Is(err, errTapBusy) {
+			return err
+		}
+		// The tap device of a pasta that just died is still being torn
+		// down: try again while the deadline allows.
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 100*time.Millisecond)
+	}
+}
+
+// errTapBusy marks a start that failed because the namespace's tap
+// device was still busy (pasta: "TUNSETIFF ioctl ... Device or resource
+// busy"), as it is for a moment after the previous forwarder was killed.
+var errTapBusy = errors.New("tap device busy")
+
+// tapBusy reports whether pasta's start-up output says its tap device was
+// busy.
+func tapBusy(inst Instance) bool {
+	b, err := os.ReadFile(inst.OutFile)
+	return err == nil && bytes.Contains(b, []byte("TUNSETIFF")) && bytes.Contains(b, []byte("Device or resource busy"))
+}
+
+// startOnce runs pasta once and waits until its control socket answers.
+func startOnce(ctx context.Context, cfg Config, inst *Instance, path string) error {
 	out, err := os.OpenFile(inst.OutFile, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
 	if err != nil {
 		return fmt.Errorf("forwarder: open pasta output file: %w", err)
@@ -296,6 +335,9 @@ func start(ctx context.Context, cfg Config, inst *Instance) error {
 		return fail("forwarder: start %s for %s: %w%s", path, cfg.NetNS, err, logTail(*inst))
 	}
 	if exit != "" {
+		if tapBusy(*inst) {
+			return fail("forwarder: start %s for %s: %s: %w%s", path, cfg.NetNS, exit, errTapBusy, logTail(*inst))
+		}
 		return fail("forwarder: start %s for %s: %s%s", path, cfg.NetNS, exit, logTail(*inst))
 	}
 	inst.Started = true

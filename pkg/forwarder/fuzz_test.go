@@ -117,3 +117,21 @@ func FuzzCheckArgs(f *testing.F) {
 		}
 	})
 }
+
+// FuzzStatPGID: never panics; a group id it returns is positive and
+// written in the input after the command name.
+func FuzzStatPGID(f *testing.F) {
+	for _, s := range []string{"12 (pasta) S 1 12 12 0 -1", "13 (a) b) (c) S 1 77 77 0", "14 (sh) S 1", ")", "1 () S 0 0"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		g, ok := statPGID(b)
+		if !ok {
+			return
+		}
+		i := strings.LastIndexByte(string(b), ')')
+		if g <= 0 || !strings.Contains(string(b[i:]), strconv.Itoa(g)) {
+			t.Fatalf("statPGID(%q) = %d", b, g)
+		}
+	})
+}

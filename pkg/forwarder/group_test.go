@@ -164,3 +164,44 @@ func TestEnvironHasOwner(t *testing.T) {
 		t.Error("marker of another socket taken as ours")
 	}
 }
+
+// TestStartRetriesBusyTap: a pasta that finds the namespace's tap device
+// still busy (the previous forwarder was just killed) is started again
+// within the deadline; any other failure is not retried.
+func TestStartRetriesBusyTap(t *testing.T) {
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		msg   string
+		tries int // starts Ensure makes
+	}{
+		{"TUNSETIFF ioctl on /dev/net/tun failed: Device or resource busy", 3},
+		{"Couldn't open network namespace", 1},
+	} {
+		t.Run(tc.msg, func(t *testing.T) {
+			cfg := fakeConfig(t, "")
+			count := filepath.Join(t.TempDir(), "count")
+			// Fails twice with msg, then runs the fake pasta.
+			script := filepath.Join(t.TempDir(), "pasta")
+			body := fmt.Sprintf(`#!/bin/sh
+echo x >> %[1]s
+if [ "$(wc -l < %[1]s)" -le 2 ]; then echo %[2]q >&2; exit 1; fi
+exec %[3]q "$@"
+`, count, tc.msg, self)
+			if err := os.WriteFile(script, []byte(body), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			cfg.Pasta = script
+			_, err := Ensure(t.Context(), cfg)
+			b, _ := os.ReadFile(count)
+			if tries := strings.Count(string(b), "x"); tries != tc.tries {
+				t.Errorf("pasta started %d times, want %d", tries, tc.tries)
+			}
+			if (err == nil) != (tc.tries == 3) {
+				t.Errorf("Ensure: %v", err)
+			}
+		})
+	}
+}
