@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -201,6 +202,25 @@ exec %[3]q "$@"
 			}
 			if (err == nil) != (tc.tries == 3) {
 				t.Errorf("Ensure: %v", err)
+			}
+		})
+	}
+}
+
+// BenchmarkFindOwned: the /proc scan every Stop makes (its cost grows
+// with the number of processes on the machine): "gone" when the recorded
+// group has no member left (after a start that succeeded, pasta's daemon
+// has left it), "alive" when it has (here: the test's own group).
+func BenchmarkFindOwned(b *testing.B) {
+	for _, bc := range []struct {
+		name string
+		pgid int
+	}{{"gone", 0}, {"alive", syscall.Getpgrp()}} {
+		b.Run(bc.name, func(b *testing.B) {
+			for b.Loop() {
+				if _, err := findOwned("/nonexistent/pasta.sock", bc.pgid); err != nil {
+					b.Fatal(err)
+				}
 			}
 		})
 	}

@@ -244,6 +244,9 @@ func findOwned(socket string, pgid int) ([]int, error) {
 		return nil, fmt.Errorf("list processes: %w", err)
 	}
 	self := os.Getpid()
+	if pgid != 0 && syscall.Kill(-pgid, 0) != nil {
+		pgid = 0 // the group has no member left: no /proc/PID/stat to read
+	}
 	var pids, group []int
 	groupOurs := false
 	for _, e := range ents {
@@ -251,7 +254,15 @@ func findOwned(socket string, pgid int) ([]int, error) {
 		if err != nil || pid == self {
 			continue
 		}
-		owned := processOwned(pid, socket)
+		cmdline, err := os.ReadFile(fmt.Sprintf("%s/%d/cmdline", procRoot, pid))
+		if err != nil || len(cmdline) == 0 {
+			continue // gone, a zombie or a kernel thread
+		}
+		owned := cmdlineHasSocket(splitCmdline(cmdline), socket)
+		if !owned {
+			env, err := os.ReadFile(fmt.Sprintf("%s/%d/environ", procRoot, pid))
+			owned = err == nil && environHasOwner(env, socket)
+		}
 		if owned {
 			pids = append(pids, pid)
 		}
