@@ -1,16 +1,12 @@
 package main
 
 import (
-	"errors"
-	"fmt"
 	"os"
 
 	"github.com/containernetworking/cni/pkg/skel"
 
-	"github.com/passt-portmap/passt-portmap/pkg/ctlclient/wire"
 	"github.com/passt-portmap/passt-portmap/pkg/forwarder"
 	"github.com/passt-portmap/passt-portmap/pkg/store"
-	"github.com/passt-portmap/passt-portmap/pkg/translate"
 )
 
 // Del is CNI DEL: remove exactly what this attachment owns, then its
@@ -35,8 +31,10 @@ func (p *Plugin) del(args *skel.CmdArgs) error {
 	defer lock.Unlock()
 	rec, err := lock.Read()
 	if err != nil {
-		p.warnf("%v; removing what the configuration names instead", err)
-		rec = nil
+		// What the attachment owned is unknown: removing nothing would
+		// orphan its rules, removing what the mappings name could take
+		// another client's. The error says what to do.
+		return err
 	}
 	if rec != nil {
 		if err := p.release(cfg, st, rec); err != nil {
@@ -45,21 +43,19 @@ func (p *Plugin) del(args *skel.CmdArgs) error {
 		return lock.Remove()
 	}
 
-	// No record: ADD never completed, or ran before the store existed.
+	// No record: this attachment has sent nothing. ADD writes its intent
+	// (the pending rules) before it sends anything, so an attachment
+	// without a record never added a rule; a rule in the table that
+	// matches its mappings is another client's (pesto's, another
+	// network's attachment's) and stays.
 	if cfg.Managed {
+		// The forwarder directory of this key under our own dataDir can
+		// only have been made by an ADD of this attachment.
 		if err := stopManaged(cfg, forwarderDir(cfg.DataDir, key)); err != nil {
 			return err
 		}
 	} else if len(cfg.Mappings) > 0 {
-		socket, pidFile, err := resolveSocket(cfg, env)
-		var mee *MissingEnvError
-		if errors.As(err, &mee) {
-			p.warnf("no record and %v: nothing to remove", err)
-		} else if err != nil {
-			return err
-		} else if err := p.removeMapped(cfg, st, key, socket, pidFile); err != nil {
-			return err
-		}
+		p.warnf("no ownership record for %s: it added nothing, so no rule was removed (the %d configured mapping(s) were not looked up in the forwarder: a rule matching them is another client's)", key, len(cfg.Mappings))
 	}
 	return lock.Remove()
 }
@@ -87,50 +83,6 @@ func stopManaged(cfg *Config, dir string) error {
 	}
 	if err := os.RemoveAll(dir); err != nil {
 		return &forwarderError{Op: "remove the directory of", Dir: dir, Err: err}
-	}
-	return nil
-}
-
-// removeMapped removes the rules the configured mappings translate to,
-// where present byte for byte and owned by no other record.
-func (p *Plugin) removeMapped(cfg *Config, st *store.Store, key store.Key, socket, pidFile string) error {
-	if forwarderGone(socket) {
-		return nil
-	}
-	shared := sharedRules(st, key, socket)
-	plan := func(live wire.Tables) ([]wire.Edit, error) {
-		host := live.Lookup(wire.PifHost)
-		if host == nil {
-			return nil, nil
-		}
-		// The rules ADD made from these mappings: all of them compacted
-		// together, or, when ADD saw other mappings, each on its own.
-		// Mappings the forwarder could not take were never added.
-		cands, _ := translate.Rules(cfg.Mappings, cfg.Options, host.Caps)
-		for _, m := range cfg.Mappings {
-			if rs, err := translate.Rules([]translate.PortMapping{m}, cfg.Options, host.Caps); err == nil {
-				cands = append(cands, rs...)
-			}
-		}
-		var rm []wire.Rule
-		seen := map[[wire.RuleSize]byte]bool{}
-		for _, r := range cands {
-			if k := r.Key(); host.Contains(r) && !shared[k] && !seen[k] {
-				seen[k] = true
-				rm = append(rm, r)
-			}
-		}
-		if len(rm) == 0 {
-			return nil, nil
-		}
-		return []wire.Edit{{Pif: wire.PifHost, Remove: rm}}, nil
-	}
-	err := p.update(cfg, socket, pidFile, plan)
-	if gone(err) {
-		return nil
-	}
-	if err != nil {
-		return atSocket(socket, fmt.Errorf("remove the configured mappings: %w", err))
 	}
 	return nil
 }
