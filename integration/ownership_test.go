@@ -6,11 +6,15 @@ package integration
 import (
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/containernetworking/cni/libcni"
 
 	"github.com/passt-portmap/passt-portmap/integration/pastatest"
+	"github.com/passt-portmap/passt-portmap/pkg/store"
 )
 
 // rename gives the network another name (another network on the same
@@ -72,4 +76,58 @@ func TestDelWithoutRecordRemovesNothing(t *testing.T) {
 	if got := len(hostRules(t, f)); got != 1 {
 		t.Fatalf("HOST holds %d rules, want pesto's alone", got)
 	}
+}
+
+// recordPath is the record file of attachment id of network n.
+func (n *network) recordPath(id string) string {
+	return store.New(filepath.Join(n.dataDir, "records")).RecordPath(store.Key{Network: n.list.Name, ContainerID: id, IfName: "eth0"})
+}
+
+// TestTruncatedRecord: a record file truncated between ADD and the next
+// ADD or DEL never leaves the attachment's rule without an owner: the next
+// ADD keeps owning the live rule (its backup copy says so) and the port
+// keeps answering; a DEL after another truncation removes the rule and the
+// tables are as before the first ADD. With the backup copy damaged too,
+// ADD and DEL fail with 5 and the rule stays, forwarding.
+func TestTruncatedRecord(t *testing.T) {
+	f := pastatest.Start(t)
+	n := newNetwork(t, f, nil)
+	pastatest.ServeTCP(t, f.NS, ":80", "web")
+	port := pastatest.FreePort(t, "tcp")
+	m := mapping{HostPort: port, ContainerPort: 80, Protocol: "tcp"}
+	addr := pastatest.HostPort("127.0.0.1", port)
+	pesto, raw := f.Tables(t), f.ReadTables(t)
+
+	n.mustAdd(t, "ctr", m)
+	if err := os.Truncate(n.recordPath("ctr"), 0); err != nil {
+		t.Fatal(err)
+	}
+	n.mustAdd(t, "ctr", m)
+	pastatest.MustAnswer(t, "tcp", addr, "web")
+	if err := n.check(t, "ctr", m); err != nil {
+		t.Fatalf("CHECK after the repairing ADD: %v", err)
+	}
+	if err := os.Truncate(n.recordPath("ctr"), 3); err != nil {
+		t.Fatal(err)
+	}
+	n.mustDel(t, "ctr", m)
+	pastatest.MustNotAnswer(t, "tcp", addr, "web")
+	sameTables(t, "after DEL with a truncated record", f, pesto, raw)
+
+	n.mustAdd(t, "ctr", m)
+	live := f.ReadTables(t)
+	for _, p := range []string{n.recordPath("ctr"), n.recordPath("ctr") + ".bak"} {
+		if err := os.Truncate(p, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	te := wantCode(t, "ADD with record and backup truncated", n.add(t, "ctr", m), 5)
+	if !strings.Contains(te.Details, n.recordPath("ctr")) {
+		t.Errorf("the error does not name the record: %v", te)
+	}
+	wantCode(t, "DEL with record and backup truncated", n.del(t, "ctr", m), 5)
+	if a, b := ruleKeys(live), ruleKeys(f.ReadTables(t)); strings.Join(a, "\n") != strings.Join(b, "\n") {
+		t.Fatalf("a refused call changed the tables:\n%s\n%s", strings.Join(a, "\n"), strings.Join(b, "\n"))
+	}
+	pastatest.MustAnswer(t, "tcp", addr, "web")
 }

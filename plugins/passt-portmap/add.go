@@ -54,11 +54,11 @@ func (p *Plugin) add(args *skel.CmdArgs) error {
 	defer lock.Unlock()
 	rec, err := lock.Read()
 	if err != nil {
-		// A record that cannot be read is replaced; rules it named and
-		// that are still wanted are adopted again by Plan.
-		p.warnf("%v; replacing it", err)
-		rec = nil
+		// Replacing a record that cannot be read would disown the rules
+		// it names: they would stay in the forwarder with no owner.
+		return err
 	}
+	p.warnDamaged(lock.Damaged())
 
 	var (
 		socket, pidFile string
@@ -172,7 +172,7 @@ func (p *Plugin) add(args *skel.CmdArgs) error {
 		if err := lock.Remove(); err != nil {
 			return err
 		}
-	case sameRecord(rec, next):
+	case sameRecord(rec, next) && lock.Damaged() == nil:
 		// A repeated ADD: nothing to write (and no fsync to wait for).
 	default:
 		if err := lock.Write(next); err != nil {

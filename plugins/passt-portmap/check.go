@@ -26,7 +26,8 @@ func (p *Plugin) check(args *skel.CmdArgs) error {
 		return err
 	}
 	key := keyOf(cfg, args)
-	rec, err := recordStore(cfg).Get(key)
+	rec, damaged, err := recordStore(cfg).Load(key)
+	p.warnDamaged(damaged)
 	if errors.Is(err, fs.ErrNotExist) {
 		rec, err = nil, nil
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"os"
 
 	"github.com/containernetworking/cni/pkg/skel"
@@ -36,6 +37,7 @@ func (p *Plugin) del(args *skel.CmdArgs) error {
 		// another client's. The error says what to do.
 		return err
 	}
+	p.warnDamaged(lock.Damaged())
 	if rec != nil {
 		if err := p.release(cfg, st, rec); err != nil {
 			return err
@@ -85,4 +87,16 @@ func stopManaged(cfg *Config, dir string) error {
 		return &forwarderError{Op: "remove the directory of", Dir: dir, Err: err}
 	}
 	return nil
+}
+
+// warnDamaged reports a record file that was read from its backup copy.
+func (p *Plugin) warnDamaged(damaged error) {
+	if damaged != nil {
+		var ce *store.CorruptError
+		if errors.As(damaged, &ce) && ce.Backup != "" {
+			p.warnf("%v; using its backup copy %s, the next write repairs it", damaged, ce.Backup)
+			return
+		}
+		p.warnf("%v", damaged)
+	}
 }

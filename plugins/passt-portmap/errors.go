@@ -127,7 +127,12 @@ func toCNI(err error, socket string) *types.Error {
 		}
 		return types.NewError(CodeUnreachable, "managed forwarder failed", fe.Error())
 	case errors.As(err, &cre):
-		return types.NewError(types.ErrIOFailure, "ownership record unreadable", cre.Error()+"; remove it after checking the forwarder's tables")
+		if cre.Version != 0 {
+			return types.NewError(types.ErrIOFailure, "ownership record of a newer passt-portmap", cre.Error()+
+				"; nothing was changed: run the passt-portmap that wrote it, or remove this attachment's rules from the forwarder (passt-portmap show SOCKET lists them) and then the record and its .bak copy")
+		}
+		return types.NewError(types.ErrIOFailure, "ownership record unreadable", cre.Error()+
+			"; nothing was changed: the rules it owned may still be in the forwarder; remove them there (passt-portmap show SOCKET lists them), then remove the record and its .bak copy")
 	}
 	var pe *fs.PathError
 	if errors.As(err, &pe) {

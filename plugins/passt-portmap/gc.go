@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"strings"
 
@@ -65,19 +64,12 @@ func (p *Plugin) collect(cfg *Config, st *store.Store, key store.Key) error {
 	}
 	defer lock.Unlock()
 	rec, err := lock.Read()
-	var ce *store.CorruptError
-	if errors.As(err, &ce) {
-		p.warnf("%v; removing it (its rules, if any, cannot be known)", err)
-		if cfg.Managed {
-			if err := stopManaged(cfg, forwarderDir(cfg.DataDir, key)); err != nil {
-				return err
-			}
-		}
-		return lock.Remove()
-	}
 	if err != nil {
+		// Unreadable, and so is its backup copy: what it owns is unknown.
+		// It stays, reported, rather than orphan its rules.
 		return err
 	}
+	p.warnDamaged(lock.Damaged())
 	if rec != nil {
 		if err := p.release(cfg, st, rec); err != nil {
 			return err

@@ -354,13 +354,21 @@ func TestGC(t *testing.T) {
 	other := *b
 	other.network = "h3-other"
 	other.must("ADD", "c1", other.conf("", tcp(p+3, 80)))
-	// A corrupt stale record goes too.
+	// A stale record that cannot be read, nor its backup copy, owns what
+	// nobody can know: GC leaves it and reports it (5), and releases the
+	// others all the same.
 	st := store.New(filepath.Join(b.dataDir, "records"))
-	if err := os.WriteFile(st.RecordPath(store.Key{Network: b.network, ContainerID: "c9", IfName: "eth0"}), []byte("{"), 0o600); err != nil {
+	c9 := st.RecordPath(store.Key{Network: b.network, ContainerID: "c9", IfName: "eth0"})
+	if err := os.WriteFile(c9, []byte("{"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	b.must("GC", "", b.conf(`"cni.dev/valid-attachments":[{"containerID":"c2","ifname":"eth0"},{"containerID":"c1","ifname":"eth1"}]`))
+	valid := b.conf(`"cni.dev/valid-attachments":[{"containerID":"c2","ifname":"eth0"},{"containerID":"c1","ifname":"eth1"}]`)
+	b.mustFail("GC", "", valid, 5, c9, "remove them there")
 	b.wantHost(rule("TCP", p+1, 80), rule("TCP", p+3, 80))
+	if err := os.Remove(c9); err != nil {
+		t.Fatal(err)
+	}
+	b.must("GC", "", valid)
 	es, err := st.List(b.network)
 	if err != nil || len(es) != 1 || es[0].Key.ContainerID != "c2" {
 		t.Fatalf("records left: %+v %v", es, err)
