@@ -166,7 +166,7 @@ func readRecord(path string, k Key) (*Record, error) {
 
 // readRegular reads the regular file at path, at most limit bytes.
 func readRegular(path string, limit int64) ([]byte, error) {
-	f, err := os.Open(path)
+	f, err := openRegular(path, unix.O_RDONLY, 0)
 	if err != nil {
 		return nil, fmt.Errorf("record: %w", err)
 	}
@@ -238,17 +238,23 @@ type Entry struct {
 // interface. A missing network directory is an empty list.
 func (s *Store) List(network string) ([]Entry, error) {
 	dir := s.NetworkDir(network)
-	des, err := os.ReadDir(dir)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
+	for _, d := range []string{s.Dir, dir} {
+		if err := CheckDir(d); errors.Is(err, fs.ErrNotExist) {
+			return nil, nil
+		} else if err != nil {
+			return nil, fmt.Errorf("list records: %w", err)
+		}
 	}
+	des, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, fmt.Errorf("list records: %w", err)
 	}
 	var out []Entry
 	for _, de := range des {
 		name := de.Name()
-		if !strings.HasSuffix(name, recordSuffix) || strings.HasPrefix(name, ".") || !de.Type().IsRegular() {
+		// A record path that is not a regular file is listed with the
+		// error that reading it gives (see openRegular).
+		if !strings.HasSuffix(name, recordSuffix) || strings.HasPrefix(name, ".") {
 			continue
 		}
 		e := Entry{Path: filepath.Join(dir, name)}
@@ -276,6 +282,17 @@ func (s *Store) List(network string) ([]Entry, error) {
 	return out, nil
 }
 
+// ensureDirs creates and checks (see EnsureDir) the store's directory and
+// that of network.
+func (s *Store) ensureDirs(network string) error {
+	for _, d := range []string{s.Dir, s.NetworkDir(network)} {
+		if err := EnsureDir(d); err != nil {
+			return fmt.Errorf("store: %w", err)
+		}
+	}
+	return nil
+}
+
 // Lock takes the exclusive lock of k's record, creating the directories
 // as needed, and returns a handle to read, write and remove the record.
 // It waits while another holder has it, until ctx is done (or
@@ -289,13 +306,13 @@ func (s *Store) Lock(ctx context.Context, k Key) (*Locked, error) {
 		ctx, cancel = context.WithTimeout(ctx, DefaultLockTimeout)
 		defer cancel()
 	}
-	if err := os.MkdirAll(s.NetworkDir(k.Network), dirMode); err != nil {
-		return nil, fmt.Errorf("store: %w", err)
+	if err := s.ensureDirs(k.Network); err != nil {
+		return nil, err
 	}
 	path := s.LockPath(k)
 	wait := time.Millisecond
 	for {
-		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, fileMode)
+		f, err := openRegular(path, unix.O_RDWR|unix.O_CREAT, fileMode)
 		if err != nil {
 			return nil, fmt.Errorf("store: open lock: %w", err)
 		}
@@ -341,7 +358,7 @@ func samePath(f *os.File, path string) (bool, error) {
 	if err := unix.Fstat(int(f.Fd()), &a); err != nil {
 		return false, err
 	}
-	if err := unix.Stat(path, &b); err != nil {
+	if err := unix.Lstat(path, &b); err != nil {
 		if errors.Is(err, unix.ENOENT) {
 			return false, nil
 		}
@@ -404,6 +421,11 @@ func (l *Locked) write(r *Record, durable bool) error {
 	b, err := Encode(r)
 	if err != nil {
 		return fmt.Errorf("store: encode record: %w", err)
+	}
+	for _, p := range []string{l.store.BackupPath(l.key), l.store.RecordPath(l.key)} {
+		if err := regularOrMissing(p); err != nil {
+			return fmt.Errorf("store: %w", err)
+		}
 	}
 	// The backup copy first: it is then never older than the record file
 	// (see load).

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -43,8 +44,20 @@ func (p *Plugin) add(args *skel.CmdArgs) error {
 		}
 		intent = nil
 	}
-	st := recordStore(cfg)
 	key := keyOf(cfg, args)
+	// Paths that cannot work are configuration errors, found before
+	// anything is recorded.
+	if cfg.Managed {
+		if s := forwarder.Paths(forwarderDir(cfg.DataDir, key)).Socket; len(s) > MaxSocketPath {
+			return cfgErr("dataDir", "%q is too long: the managed forwarder's socket %s would be %d bytes, a UNIX socket address holds at most %d", cfg.DataDir, s, len(s), MaxSocketPath)
+		}
+	} else if _, _, err := resolveSocket(cfg, env); err != nil {
+		return err
+	}
+	if err := ensureDataDir(cfg); err != nil {
+		return err
+	}
+	st := recordStore(cfg)
 	lctx, lcancel := cfg.context()
 	lock, err := st.Lock(lctx, key)
 	lcancel()
@@ -59,6 +72,11 @@ func (p *Plugin) add(args *skel.CmdArgs) error {
 		return err
 	}
 	p.warnDamaged(lock.Damaged())
+	if rec != nil && rec.Managed {
+		if err := checkManagedDir(cfg, rec); err != nil {
+			return err
+		}
+	}
 
 	var (
 		socket, pidFile string
@@ -66,8 +84,8 @@ func (p *Plugin) add(args *skel.CmdArgs) error {
 	)
 	if cfg.Managed {
 		dir := forwarderDir(cfg.DataDir, key)
-		if rec != nil && rec.Managed && rec.Dir != "" {
-			dir = rec.Dir
+		if err := store.EnsureDir(filepath.Dir(dir)); err != nil {
+			return err
 		}
 		fcfg = forwarder.Config{Pasta: cfg.Pasta, Args: cfg.PastaArgs, NetNS: args.Netns, IfName: args.IfName, Dir: dir, Timeout: cfg.Timeout}
 		if err := p.checkChained(cfg, fcfg); err != nil {
@@ -114,7 +132,7 @@ func (p *Plugin) add(args *skel.CmdArgs) error {
 			}
 			owned, claimed = nil, nil
 		}
-		if rec.Managed && !cfg.Managed && rec.Dir != "" {
+		if rec.Managed && !cfg.Managed {
 			// Told to use another forwarder: the one started before
 			// for this attachment has no use left.
 			if err := stopManaged(cfg, rec.Dir); err != nil {

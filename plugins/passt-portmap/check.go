@@ -45,6 +45,9 @@ func (p *Plugin) check(args *skel.CmdArgs) error {
 		return &checkError{Socket: socket, Reasons: []string{fmt.Sprintf("no ownership record for %s: ADD did not complete", key)}}
 	}
 	if rec.Managed {
+		if err := checkManagedDir(cfg, rec); err != nil {
+			return err
+		}
 		_, running, err := forwarder.Running(rec.Dir)
 		if err != nil {
 			return &checkError{Socket: rec.Socket, Reasons: []string{fmt.Sprintf("managed forwarder in %s: %v", rec.Dir, err)}}

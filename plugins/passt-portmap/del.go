@@ -2,7 +2,10 @@ package main
 
 import (
 	"errors"
+	"fmt"
+	"io/fs"
 	"os"
+	"path/filepath"
 
 	"github.com/containernetworking/cni/pkg/skel"
 
@@ -19,6 +22,9 @@ func (p *Plugin) del(args *skel.CmdArgs) error {
 	env := envOf(args)
 	cfg, err := ParseConfig(args.StdinData, env)
 	if err != nil {
+		return err
+	}
+	if err := ensureDataDir(cfg); err != nil {
 		return err
 	}
 	st := recordStore(cfg)
@@ -66,7 +72,10 @@ func (p *Plugin) del(args *skel.CmdArgs) error {
 // forwarder, which serves this attachment alone and takes its rules with
 // it.
 func (p *Plugin) release(cfg *Config, st *store.Store, rec *store.Record) error {
-	if rec.Managed && rec.Dir != "" {
+	if rec.Managed {
+		if err := checkManagedDir(cfg, rec); err != nil {
+			return err
+		}
 		return stopManaged(cfg, rec.Dir)
 	}
 	if claimed := rec.Claimed(); len(claimed) > 0 && rec.Socket != "" {
@@ -77,7 +86,23 @@ func (p *Plugin) release(cfg *Config, st *store.Store, rec *store.Record) error 
 	return nil
 }
 
+// stopManaged stops the managed forwarder in dir, an attachment's
+// directory under dataDir/forwarders, and removes the directory. A
+// directory that is not a real one of ours (a symbolic link, or in a
+// forwarders directory others could write to) is left alone.
 func stopManaged(cfg *Config, dir string) error {
+	if err := store.CheckDir(filepath.Dir(dir)); errors.Is(err, fs.ErrNotExist) {
+		return nil
+	} else if err != nil {
+		return err
+	}
+	if fi, err := os.Lstat(dir); errors.Is(err, fs.ErrNotExist) {
+		return nil
+	} else if err != nil {
+		return &forwarderError{Op: "inspect the directory of", Dir: dir, Err: err}
+	} else if !fi.IsDir() {
+		return &store.UnsafeError{Path: dir, What: "is not a directory (a managed forwarder's directory is one)"}
+	}
 	ctx, cancel := cfg.context()
 	defer cancel()
 	if err := forwarder.Stop(ctx, dir); err != nil {
@@ -100,3 +125,30 @@ func (p *Plugin) warnDamaged(damaged error) {
 		p.warnf("%v", damaged)
 	}
 }
+
+// checkManagedDir refuses a record of a managed forwarder whose directory
+// is not the one this plugin makes for its key under dataDir: the
+// directory is stopped and removed by DEL and GC, so a record must never
+// be able to name another.
+func checkManagedDir(cfg *Config, rec *store.Record) error {
+	if want := forwarderDir(cfg.DataDir, rec.Key()); rec.Dir != want {
+		return &recordDirError{Dir: rec.Dir, Want: want, Key: rec.Key()}
+	}
+	return nil
+}
+
+// recordDirError is a record naming a managed forwarder directory that is
+// not its attachment's.
+type recordDirError struct {
+	Dir, Want string
+	Key       store.Key
+}
+
+func (e *recordDirError) Error() string {
+	return fmt.Sprintf("the record of %s names the managed forwarder directory %q, not this attachment's %s; nothing was stopped or removed: stop that forwarder by hand if it is one, then remove the record", e.Key, e.Dir, e.Want)
+}
+
+// ensureDataDir creates dataDir when missing and checks it (see
+// store.CheckDir): a real directory of root or this user that others
+// cannot write to.
+func ensureDataDir(cfg *Config) error { return store.EnsureDir(cfg.DataDir) }

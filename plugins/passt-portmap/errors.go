@@ -83,6 +83,8 @@ func toCNI(err error, socket string) *types.Error {
 		mee *MissingEnvError
 		fe  *forwarderError
 		cre *store.CorruptError
+		use *store.UnsafeError
+		rde *recordDirError
 	)
 	at := ""
 	if socket != "" {
@@ -126,6 +128,10 @@ func toCNI(err error, socket string) *types.Error {
 			return types.NewError(CodeNotAvailable, "the managed forwarder cannot run", fe.Error())
 		}
 		return types.NewError(CodeUnreachable, "managed forwarder failed", fe.Error())
+	case errors.As(err, &use):
+		return types.NewError(types.ErrIOFailure, "passt-portmap refuses an unsafe path", err.Error())
+	case errors.As(err, &rde):
+		return types.NewError(types.ErrIOFailure, "ownership record names a directory that is not its own", rde.Error())
 	case errors.As(err, &cre):
 		if cre.Version != 0 {
 			return types.NewError(types.ErrIOFailure, "ownership record of a newer passt-portmap", cre.Error()+
