@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
@@ -48,6 +50,9 @@ func (p *Plugin) add(args *skel.CmdArgs) error {
 	// Paths that cannot work are configuration errors, found before
 	// anything is recorded.
 	if cfg.Managed {
+		if err := findPasta(cfg); err != nil {
+			return err
+		}
 		if s := forwarder.Paths(forwarderDir(cfg.DataDir, key)).Socket; len(s) > MaxSocketPath {
 			return cfgErr("dataDir", "%q is too long: the managed forwarder's socket %s would be %d bytes, a UNIX socket address holds at most %d", cfg.DataDir, s, len(s), MaxSocketPath)
 		}
@@ -424,4 +429,23 @@ func entryNames(idx []int) string {
 		i = j + 1
 	}
 	return "entries " + strings.Join(parts, ", ")
+}
+
+// findPasta refuses a managed configuration whose pasta binary is not
+// there: the configuration names a program this host lacks, so it is 7
+// (invalid network configuration) naming the key, found before anything
+// is recorded or started. STATUS says the same as not ready (50).
+func findPasta(cfg *Config) error {
+	name := cfg.Pasta
+	if name == "" {
+		name = forwarder.DefaultPasta
+	}
+	_, err := exec.LookPath(name)
+	if err == nil {
+		return nil
+	}
+	if cfg.Pasta == "" {
+		return cfgErr("pasta", "not set, and no %q in PATH (%s): %v; set \"pasta\" to the path of a pasta with a control socket (--conf-path)", name, os.Getenv("PATH"), err)
+	}
+	return cfgErr("pasta", "%q cannot be run: %v; set it to the path of a pasta with a control socket (--conf-path)", name, err)
 }

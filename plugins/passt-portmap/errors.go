@@ -23,7 +23,7 @@ import (
 const (
 	CodeBadConfig     uint = types.ErrInvalidNetworkConfig // 7: bad configuration or mappings
 	CodeUnreachable   uint = types.ErrTryAgainLater        // 11: forwarder unreachable or busy past the timeout
-	CodeNotAvailable  uint = types.ErrPluginNotAvailable   // 50: STATUS failed
+	CodeNotAvailable  uint = types.ErrPluginNotAvailable   // 50: STATUS only: not ready
 	CodeSafeFail      uint = 100                           // rejected, nothing changed
 	CodeSocketFail    uint = 101                           // ports could not listen, rolled back
 	CodeRollbackFail  uint = 102                           // rollback failed, state unknown
@@ -125,7 +125,9 @@ func toCNI(err error, socket string) *types.Error {
 		return types.NewError(CodeUnreachable, "another passt-portmap call holds this attachment", be.Error())
 	case errors.As(err, &fe):
 		if errors.Is(err, exec.ErrNotFound) || errors.Is(err, fs.ErrNotExist) && fe.Op == "start" {
-			return types.NewError(CodeNotAvailable, "the managed forwarder cannot run", fe.Error())
+			// The configured (or default) pasta is missing: ADD checks
+			// this first (findPasta), this is the same case found late.
+			return types.NewError(CodeBadConfig, "bad passt-portmap configuration: the pasta binary cannot be run", "configuration key pasta: "+fe.Error())
 		}
 		return types.NewError(CodeUnreachable, "managed forwarder failed", fe.Error())
 	case errors.As(err, &use):
