@@ -47,7 +47,7 @@ func TestSocketPathTooLong(t *testing.T) {
 
 	longData := filepath.Join(t.TempDir(), strings.Repeat("x", 80))
 	m := newBench(t)
-	m.mustFail("ADD", "c1", m.conf(`"socket":null,"dataDir":"`+longData+`"`, tcp(freePorts(t, 1), 80)), 7, "dataDir", longData)
+	m.mustFail("ADD", "c1", m.conf(`"socket":null,"pasta":"/bin/true","dataDir":"`+longData+`"`, tcp(freePorts(t, 1), 80)), 7, "dataDir", longData)
 	if _, err := os.Stat(longData); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("a refused managed ADD made dataDir: %v", err)
 	}
@@ -121,7 +121,7 @@ func TestRecordCannotNameAnotherDir(t *testing.T) {
 	os.MkdirAll(own, 0o700)
 	for _, dir := range []string{victim, own, filepath.Join(b.dataDir, "forwarders", "..", "..")} {
 		b.writeRecord("c1", &store.Record{Socket: filepath.Join(dir, "pasta.sock"), Managed: true, Dir: dir})
-		managed := b.conf(`"socket":null`)
+		managed := b.conf(`"socket":null,"pasta":"/bin/true"`)
 		for _, verb := range []string{"DEL", "ADD", "CHECK"} {
 			b.mustFail(verb, "c1", managed, 5, dir, "not this attachment's")
 		}
