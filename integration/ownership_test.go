@@ -86,8 +86,9 @@ func (n *network) recordPath(id string) string {
 // TestTruncatedRecord: a record file truncated between ADD and the next
 // ADD or DEL never leaves the attachment's rule without an owner: the next
 // ADD keeps owning the live rule (its backup copy says so) and the port
-// keeps answering; a DEL after another truncation removes the rule and the
-// tables are as before the first ADD. With the backup copy damaged too,
+// keeps answering; a DEL after another truncation, or after the record file
+// was removed, removes the rule and the tables are as before the first
+// ADD. With the backup copy damaged too,
 // ADD and DEL fail with 5 and the rule stays, forwarding.
 func TestTruncatedRecord(t *testing.T) {
 	f := pastatest.Start(t)
@@ -113,6 +114,15 @@ func TestTruncatedRecord(t *testing.T) {
 	n.mustDel(t, "ctr", m)
 	pastatest.MustNotAnswer(t, "tcp", addr, "web")
 	sameTables(t, "after DEL with a truncated record", f, pesto, raw)
+
+	// The record file removed, its backup copy left: still owned.
+	n.mustAdd(t, "ctr", m)
+	if err := os.Remove(n.recordPath("ctr")); err != nil {
+		t.Fatal(err)
+	}
+	n.mustDel(t, "ctr")
+	pastatest.MustNotAnswer(t, "tcp", addr, "web")
+	sameTables(t, "after DEL with the record file removed", f, pesto, raw)
 
 	n.mustAdd(t, "ctr", m)
 	live := f.ReadTables(t)

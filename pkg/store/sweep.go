@@ -18,7 +18,7 @@ const (
 
 // Sweep removes what calls that were refused or killed left in the
 // directory of network: temporary files of writes that never finished,
-// and the lock file and backup copy of attachments that have no record.
+// and the lock files of attachments that have no record.
 // It touches an attachment's files only while it holds that attachment's
 // lock, taken without waiting: an attachment that a call holds is left
 // for a later sweep. It also removes Probe files that no Probe holds. It
@@ -38,7 +38,7 @@ func (s *Store) Sweep(network string) ([]string, error) {
 		return nil, fmt.Errorf("sweep records: %w", err)
 	}
 	// Group the files by attachment: NAME is CONTAINERID@IFNAME, escaped.
-	type files struct{ record, tmp, other bool }
+	type files struct{ record, tmp, lock bool }
 	byName := map[string]*files{}
 	var names []string
 	get := func(name string) *files {
@@ -60,9 +60,9 @@ func (s *Store) Sweep(network string) ([]string, error) {
 		case strings.HasSuffix(n, recordSuffix):
 			get(strings.TrimSuffix(n, recordSuffix)).record = true
 		case strings.HasSuffix(n, recordSuffix+backupSuffix):
-			get(strings.TrimSuffix(n, recordSuffix+backupSuffix)).other = true
+			get(strings.TrimSuffix(n, recordSuffix+backupSuffix)).record = true // stands for a lost record file
 		case strings.HasSuffix(n, lockSuffix):
-			get(strings.TrimSuffix(n, lockSuffix)).other = true
+			get(strings.TrimSuffix(n, lockSuffix)).lock = true
 		}
 	}
 	for _, name := range names {
@@ -121,20 +121,16 @@ func sweepOne(dir, name string) ([]string, error) {
 			}
 		}
 	}
-	switch _, err := os.Lstat(filepath.Join(dir, name+recordSuffix)); {
-	case errors.Is(err, fs.ErrNotExist):
-		// No record: its backup copy is never read and its lock guards
-		// nothing. The lock file goes last, while held (see Lock).
-		for _, p := range []string{filepath.Join(dir, name+recordSuffix+backupSuffix), lockPath} {
-			if err := regularOrMissing(p); err != nil {
-				return removed, fmt.Errorf("sweep records: %w", err)
-			}
-			if err := rm(p); err != nil {
-				return removed, err
-			}
+	// Without a record (neither its file nor its backup copy, which
+	// stands for it: see load) the lock guards nothing. It is removed
+	// while held (see Lock).
+	for _, p := range []string{name + recordSuffix, name + recordSuffix + backupSuffix} {
+		if _, err := os.Lstat(filepath.Join(dir, p)); !errors.Is(err, fs.ErrNotExist) {
+			return removed, nil
 		}
-	case err != nil:
-		return removed, fmt.Errorf("sweep records: %w", err)
+	}
+	if err := rm(lockPath); err != nil {
+		return removed, err
 	}
 	return removed, nil
 }
