@@ -484,6 +484,31 @@ func (l *Locked) Remove() error {
 	return syncDir(filepath.Dir(path))
 }
 
+// Drop releases the lock like Unlock, and first removes the lock file
+// when there is no record (neither the record file nor its backup copy):
+// a call that recorded nothing leaves nothing behind.
+func (l *Locked) Drop() error {
+	if l.f == nil {
+		return nil
+	}
+	empty := true
+	for _, p := range []string{l.store.RecordPath(l.key), l.store.BackupPath(l.key)} {
+		if _, err := os.Lstat(p); !errors.Is(err, fs.ErrNotExist) {
+			empty = false
+		}
+	}
+	var err error
+	if empty {
+		if rerr := os.Remove(l.store.LockPath(l.key)); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
+			err = fmt.Errorf("store: %w", rerr)
+		}
+	}
+	if uerr := l.Unlock(); err == nil {
+		err = uerr
+	}
+	return err
+}
+
 // Unlock releases the lock. It is safe to call twice.
 func (l *Locked) Unlock() error {
 	if l.f == nil {
