@@ -458,11 +458,14 @@ func (l *Locked) write(r *Record, durable bool) error {
 	if _, err := os.Lstat(paths[1]); errors.Is(err, fs.ErrNotExist) {
 		paths[0], paths[1] = paths[1], paths[0]
 	}
-	if err := writeAtomic(paths[0], b, durable, false); err != nil {
-		return err
-	}
-	if err := writeAtomic(paths[1], b, durable, durable); err != nil {
-		return err
+	// One fsync of the record file (the record) and one of the directory
+	// (both renames) make the write durable; the copy is not synced on
+	// its own: it only matters once the record file is damaged later, by
+	// when the kernel has written it back.
+	for i, p := range paths {
+		if err := writeAtomic(p, b, durable && p == l.store.RecordPath(l.key), durable && i == 1); err != nil {
+			return err
+		}
 	}
 	l.damaged = nil
 	return nil
