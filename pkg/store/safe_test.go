@@ -150,6 +150,9 @@ func TestDirsChecked(t *testing.T) {
 			if _, err := s.List("net"); !errors.As(err, &ue) {
 				t.Errorf("List: %v", err)
 			}
+			if _, err := s.Get(k); !errors.As(err, &ue) {
+				t.Errorf("Get: %v", err)
+			}
 			if _, err := s.Sweep("net"); !errors.As(err, &ue) {
 				t.Errorf("Sweep: %v", err)
 			}

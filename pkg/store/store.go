@@ -114,6 +114,12 @@ func (s *Store) Load(k Key) (rec *Record, damaged error, err error) {
 	if err := k.Validate(); err != nil {
 		return nil, nil, err
 	}
+	// Lock checks the directories on the way; without a lock, Load does.
+	for _, d := range []string{s.Dir, s.NetworkDir(k.Network)} {
+		if err := CheckDir(d); err != nil {
+			return nil, nil, fmt.Errorf("record: %w", err)
+		}
+	}
 	return s.load(k)
 }
 
