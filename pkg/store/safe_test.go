@@ -199,6 +199,14 @@ func TestSweep(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, ".killed@eth0.json.tmp-123"), []byte("{"), 0o600)
 	os.WriteFile(filepath.Join(dir, ".kept@eth0.json.bak.tmp-456"), []byte("{"), 0o600)
 	os.WriteFile(filepath.Join(s.Dir, ".probe-789"), nil, 0o600)
+	// A container ID with ".json" in it, its record and a temporary file.
+	odd := Key{"net", "a.json", "eth0"}
+	write(odd)
+	os.WriteFile(filepath.Join(dir, ".a.json@eth0.json.tmp-9"), []byte("{"), 0o600)
+	// Names that are none of the store's are left alone.
+	for _, n := range []string{".tmp-1", "..tmp-", ".x.tmp-2", "README"} {
+		os.WriteFile(filepath.Join(dir, n), nil, 0o600)
+	}
 	// A record whose file was lost: its backup copy stands for it.
 	os.Remove(s.RecordPath(lost))
 	// A call in progress holds its lock, with a temporary file.
@@ -217,7 +225,7 @@ func TestSweep(t *testing.T) {
 		removed[i], _ = filepath.Rel(s.Dir, p)
 	}
 	sort.Strings(removed)
-	want := []string{".probe-789", "net/.kept@eth0.json.bak.tmp-456", "net/.killed@eth0.json.tmp-123", "net/killed@eth0.lock", "net/refused@eth0.lock"}
+	want := []string{".probe-789", "net/.a.json@eth0.json.tmp-9", "net/.kept@eth0.json.bak.tmp-456", "net/.killed@eth0.json.tmp-123", "net/killed@eth0.lock", "net/refused@eth0.lock"}
 	if !slices.Equal(removed, want) {
 		t.Errorf("Sweep removed\n %q\nwant\n %q", removed, want)
 	}
@@ -226,7 +234,7 @@ func TestSweep(t *testing.T) {
 	for _, de := range des {
 		left = append(left, de.Name())
 	}
-	wantLeft := []string{".held@eth0.json.tmp-1", "held@eth0.lock", "kept@eth0.json", "kept@eth0.json.bak", "kept@eth0.lock", "lost@eth0.json.bak", "lost@eth0.lock"}
+	wantLeft := []string{"..tmp-", ".held@eth0.json.tmp-1", ".tmp-1", ".x.tmp-2", "README", "a.json@eth0.json", "a.json@eth0.json.bak", "a.json@eth0.lock", "held@eth0.lock", "kept@eth0.json", "kept@eth0.json.bak", "kept@eth0.lock", "lost@eth0.json.bak", "lost@eth0.lock"}
 	if !slices.Equal(left, wantLeft) {
 		t.Errorf("left\n %q\nwant\n %q", left, wantLeft)
 	}
