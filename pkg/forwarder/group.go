@@ -42,6 +42,7 @@ func waitExited(ctx context.Context, pid int) (string, error) {
 		return r.how, r.err
 	case <-ctx.Done():
 		killGroup(pid)
+		_ = syscall.Kill(pid, syscall.SIGKILL) // in case it left its group
 		<-done
 		return "", fmt.Errorf("did not finish starting: %w", ctx.Err())
 	}
