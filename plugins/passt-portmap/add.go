@@ -92,8 +92,13 @@ func (p *Plugin) add(args *skel.CmdArgs) error {
 		if err := store.EnsureDir(filepath.Dir(dir)); err != nil {
 			return err
 		}
-		fcfg = forwarder.Config{Pasta: cfg.Pasta, Args: cfg.PastaArgs, NetNS: args.Netns, IfName: args.IfName, Dir: dir, Timeout: cfg.Timeout}
-		if err := p.checkChained(cfg, fcfg); err != nil {
+		fcfg = forwarder.Config{Pasta: cfg.Pasta, Args: cfg.PastaArgs, NetNS: args.Netns, IfName: args.IfName, Dir: dir, Timeout: cfg.Timeout,
+			MapHostLoopback: cfg.MapHostLoopback, LoopbackToHost: cfg.LoopbackToHost}
+		// An interface this attachment's own forwarder made in this
+		// namespace (one that just died leaves it for a moment) is not
+		// another network.
+		ours := rec != nil && rec.Managed && rec.Dir == dir && rec.Netns == args.Netns
+		if err := p.checkChained(cfg, fcfg, ours); err != nil {
 			return err
 		}
 		// Record the forwarder before starting it, so that DEL and GC
@@ -295,7 +300,7 @@ func (p *Plugin) apply(cfg *Config, socket, pidFile string, owned []store.OwnedR
 
 // checkChained refuses to start a second network in a namespace that
 // another plugin has already configured, unless allowChained says so.
-func (p *Plugin) checkChained(cfg *Config, fcfg forwarder.Config) error {
+func (p *Plugin) checkChained(cfg *Config, fcfg forwarder.Config, ours bool) error {
 	if cfg.AllowChained {
 		return nil
 	}
@@ -305,7 +310,7 @@ func (p *Plugin) checkChained(cfg *Config, fcfg forwarder.Config) error {
 			return chainedErr(fmt.Sprintf("the previous result already has interface %q", cur.Interfaces[0].Name))
 		}
 	}
-	if _, running, _ := forwarder.Running(fcfg.Dir); running {
+	if _, running, _ := forwarder.Running(fcfg.Dir); running || ours {
 		return nil // our own forwarder made the interface
 	}
 	attached, err := forwarder.Attached(fcfg.NetNS)

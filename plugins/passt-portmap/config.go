@@ -16,6 +16,7 @@ import (
 	"github.com/containernetworking/cni/pkg/version"
 
 	"github.com/passt-portmap/passt-portmap/pkg/ctlclient/wire"
+	"github.com/passt-portmap/passt-portmap/pkg/forwarder"
 	"github.com/passt-portmap/passt-portmap/pkg/translate"
 )
 
@@ -56,6 +57,12 @@ type Config struct {
 	Pasta        string
 	PastaArgs    []string
 	AllowChained bool
+	// MapHostLoopback are the container's addresses that reach the host's
+	// loopback ("mapHostLoopback"); none by default.
+	MapHostLoopback []netip.Addr
+	// LoopbackToHost forwards the container's loopback ports to the
+	// host's loopback ("loopbackToHost"); off by default.
+	LoopbackToHost bool
 
 	Options  translate.Options // weak, targetAddress, bindInterface
 	Timeout  time.Duration
@@ -224,6 +231,32 @@ func ParseConfig(stdin []byte, env Env) (*Config, error) {
 		return nil, err
 	}
 	if _, err := decodeKey(raw, "pastaArgs", &c.PastaArgs); err != nil {
+		return nil, err
+	}
+	if err := forwarder.CheckArgs(c.PastaArgs); err != nil {
+		var ae *forwarder.ArgError
+		if errors.As(err, &ae) {
+			return nil, &ConfigError{Key: fmt.Sprintf("pastaArgs[%d]", ae.Index), Err: errors.New(ae.Detail())}
+		}
+		return nil, &ConfigError{Key: "pastaArgs", Err: err}
+	}
+	var mapLoopback string
+	if _, err := decodeKey(raw, "mapHostLoopback", &mapLoopback); err != nil {
+		return nil, err
+	}
+	if mapLoopback != "" {
+		for _, f := range strings.Split(mapLoopback, ",") {
+			a, err := netip.ParseAddr(strings.TrimSpace(f))
+			if err != nil {
+				return nil, cfgErr("mapHostLoopback", "%v (want one IP address, or an IPv4 and an IPv6 address separated by a comma)", err)
+			}
+			c.MapHostLoopback = append(c.MapHostLoopback, a)
+		}
+		if err := forwarder.CheckMapHostLoopback(c.MapHostLoopback); err != nil {
+			return nil, cfgErr("mapHostLoopback", "%w", err)
+		}
+	}
+	if _, err := decodeKey(raw, "loopbackToHost", &c.LoopbackToHost); err != nil {
 		return nil, err
 	}
 	if _, err := decodeKey(raw, "allowChained", &c.AllowChained); err != nil {
