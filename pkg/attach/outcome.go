@@ -24,7 +24,7 @@ const (
 	KindUnknown      Kind = iota // cannot be named
 	KindBadConfig                // bad configuration or mappings
 	KindUnreachable              // forwarder unreachable or busy past the timeout; record lock busy
-	KindNotAvailable             // not ready (STATUS), or the managed forwarder cannot run
+	KindNotAvailable             // not ready (Status only)
 	KindSafeFail                 // rejected, nothing changed
 	KindSocketFail               // ports could not listen, rolled back
 	KindRollbackFail             // rollback failed, or only partly in effect: state unknown
@@ -137,6 +137,8 @@ func describe(err error, socket string) *Error {
 		be  *store.BusyError
 		fe  *forwarderError
 		cre *store.CorruptError
+		use *store.UnsafeError
+		rde *recordDirError
 	)
 	at := ""
 	if socket != "" {
@@ -185,11 +187,22 @@ func describe(err error, socket string) *Error {
 		return mk(KindUnreachable, "another passt-portmap call holds this attachment", be.Error())
 	case errors.As(err, &fe):
 		if errors.Is(err, exec.ErrNotFound) || errors.Is(err, fs.ErrNotExist) && fe.Op == "start" {
-			return mk(KindNotAvailable, "the managed forwarder cannot run", fe.Error())
+			// The configured (or default) pasta is missing: Add checks
+			// this first (findPasta), this is the same case found late.
+			return mk(KindBadConfig, "bad passt-portmap configuration: the pasta binary cannot be run", "configuration key pasta: "+fe.Error())
 		}
 		return mk(KindUnreachable, "managed forwarder failed", fe.Error())
+	case errors.As(err, &use):
+		return mk(KindIO, "passt-portmap refuses an unsafe path", err.Error())
+	case errors.As(err, &rde):
+		return mk(KindIO, "ownership record names a directory that is not its own", rde.Error())
 	case errors.As(err, &cre):
-		return mk(KindIO, "ownership record unreadable", cre.Error()+"; remove it after checking the forwarder's tables")
+		if cre.Version != 0 {
+			return mk(KindIO, "ownership record of a newer passt-portmap", cre.Error()+
+				"; nothing was changed: run the passt-portmap that wrote it, or remove this attachment's rules from the forwarder (passt-portmap show SOCKET lists them) and then the record and its .bak copy")
+		}
+		return mk(KindIO, "ownership record unreadable", cre.Error()+
+			"; nothing was changed: the rules it owned may still be in the forwarder; remove them there (passt-portmap show SOCKET lists them), then remove the record and its .bak copy")
 	}
 	var pe *fs.PathError
 	if errors.As(err, &pe) {

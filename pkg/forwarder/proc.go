@@ -7,6 +7,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -168,23 +170,105 @@ func tailLines(path string, n int, limit int64) string {
 	return strings.Join(lines, " | ")
 }
 
-// findBySocket returns the live processes whose command line names socket
-// as their control socket: a forwarder of this attachment whose PID file
-// was lost. Processes that vanish during the scan are skipped.
-func findBySocket(socket string) ([]int, error) {
+// OwnerEnv is the environment variable every process of a managed start
+// inherits, set to the attachment's socket path: a process that carries
+// it is ours even when its command line does not say so (a wrapper's
+// child) or it left the process group (a daemon).
+const OwnerEnv = "PASST_PORTMAP_FORWARDER"
+
+// environHasOwner reports whether the environment block b (as in
+// /proc/PID/environ) sets OwnerEnv to socket.
+func environHasOwner(b []byte, socket string) bool {
+	want := OwnerEnv + "=" + socket
+	for _, kv := range bytes.Split(b, []byte{0}) {
+		if string(kv) == want {
+			return true
+		}
+	}
+	return false
+}
+
+// processOwned reports whether pid is a live process of the attachment
+// whose control socket is socket: its command line names the socket, or
+// it inherited OwnerEnv naming it. A process whose environment cannot be
+// read (another user's, rootless) counts by its command line alone.
+func processOwned(pid int, socket string) bool {
+	if ours, err := processIsOurs(pid, socket); err == nil && ours {
+		return true
+	}
+	b, err := os.ReadFile(fmt.Sprintf("%s/%d/environ", procnet.Root, pid))
+	return err == nil && environHasOwner(b, socket)
+}
+
+// findOwned returns the live processes of the attachment whose control
+// socket is socket (see processOwned), other than the caller, and, when
+// pgid is not 0, every member of process group pgid as long as one of
+// them is owned: a group id is not reused while the group has a member,
+// so a group with one of ours in it is the group a start of this
+// attachment made (a wrapper's children that dropped OwnerEnv are found
+// so). Processes that vanish during the scan are skipped.
+func findOwned(socket string, pgid int) ([]int, error) {
 	all, err := procnet.Processes()
 	if err != nil {
 		return nil, err
 	}
 	self := os.Getpid()
-	var pids []int
+	if pgid != 0 && syscall.Kill(-pgid, 0) != nil {
+		pgid = 0 // the group has no member left: no /proc/PID/stat to read
+	}
+	var pids, group []int
+	groupOurs := false
 	for _, pid := range all {
 		if pid == self {
 			continue
 		}
-		if ours, err := processIsOurs(pid, socket); err == nil && ours {
+		cmdline, err := os.ReadFile(fmt.Sprintf("%s/%d/cmdline", procnet.Root, pid))
+		if err != nil || len(cmdline) == 0 {
+			continue // gone, a zombie or a kernel thread
+		}
+		owned := cmdlineHasSocket(splitCmdline(cmdline), socket)
+		if !owned {
+			env, err := os.ReadFile(fmt.Sprintf("%s/%d/environ", procnet.Root, pid))
+			owned = err == nil && environHasOwner(env, socket)
+		}
+		if owned {
 			pids = append(pids, pid)
+		}
+		if pgid == 0 {
+			continue
+		}
+		if b, err := os.ReadFile(fmt.Sprintf("%s/%d/stat", procnet.Root, pid)); err == nil {
+			if g, ok := statPGID(b); ok && g == pgid {
+				group = append(group, pid)
+				groupOurs = groupOurs || owned
+			}
+		}
+	}
+	if groupOurs {
+		for _, pid := range group {
+			if !slices.Contains(pids, pid) {
+				pids = append(pids, pid)
+			}
 		}
 	}
 	return pids, nil
+}
+
+// statPGID returns the process group id in the content of /proc/PID/stat
+// ("PID (COMM) STATE PPID PGRP ..."; COMM may hold spaces and
+// parentheses, so the fields are counted after the last ')').
+func statPGID(b []byte) (int, bool) {
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, false
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 3 {
+		return 0, false
+	}
+	g, err := strconv.Atoi(f[2])
+	if err != nil || g <= 0 {
+		return 0, false
+	}
+	return g, true
 }
