@@ -105,6 +105,9 @@ func (r *run) all(ctx context.Context) []Result {
 	}
 	var out []Result
 	for _, c := range checks {
+		if len(r.s.Only) > 0 && !slices.Contains(r.s.Only, c.id) {
+			continue
+		}
 		res := Result{Version: r.version, ID: c.id, Section: c.section, Requirement: c.requirement, Required: c.required}
 		switch {
 		case err != nil:

@@ -220,3 +220,8 @@ func knownCode(c int) bool {
 	}
 	return c >= 100
 }
+
+func jsonObject(b []byte) bool {
+	var m map[string]any
+	return json.Unmarshal(b, &m) == nil && m != nil
+}

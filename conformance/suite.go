@@ -76,6 +76,9 @@ type Suite struct {
 	Parallel int
 	// Timeout bounds each plugin call and hook (default 30s).
 	Timeout time.Duration
+	// Only, when set, names the checks to run (by ID); the others are
+	// left out of the results.
+	Only []string
 	// Progress, when set, gets one line per finished check.
 	Progress io.Writer
 }
