@@ -80,6 +80,23 @@ func WriteMarkdown(w io.Writer, results []Result) error {
 		}
 		b.WriteString("\n")
 	}
+	var failed []string
+	for _, id := range ids {
+		var vs []string
+		for _, v := range versions {
+			if r, ok := byKey[[2]string{id, v}]; ok && r.Status == Fail {
+				vs = append(vs, v)
+			}
+		}
+		if len(vs) > 0 {
+			failed = append(failed, fmt.Sprintf("%s (%s)", id, strings.Join(vs, ", ")))
+		}
+	}
+	if len(failed) > 0 {
+		fmt.Fprintf(&b, "\nFailed: %s.\n", strings.Join(failed, "; "))
+	} else {
+		b.WriteString("\nNo check failed.\n")
+	}
 	b.WriteString("\n| result | version | check | observed |\n|---|---|---|---|\n")
 	for _, r := range results {
 		fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", r.Status, r.Version, r.ID, mdEscape(oneLine(r.Observed)))
