@@ -125,12 +125,12 @@ conf cnf-bridge \
 
 out=$work/conformance.md
 status=0
-section() { # TITLE DESCRIPTION CNICONFORM-ARGS...
+section() { # TITLE DESCRIPTION CNICONFORM-ARGS... (the part on stdout)
 	local title=$1 desc=$2 rc=0
 	shift 2
-	printf '\n## %s\n\n%s\n\n' "$title" "$desc" >>"$out"
+	printf '\n## %s\n\n%s\n\n' "$title" "$desc"
 	echo "--- $title" >&2
-	"$@" --markdown --versions "$versions" >>"$out" || rc=$?
+	"$@" --markdown --versions "$versions" || rc=$?
 	echo "--- $title: exit $rc" >&2
 	return "$rc"
 }
@@ -152,23 +152,34 @@ another plugin is a finding, not a reason to weaken the check.
 Against: $passt_version; Debian containernetworking-plugins $plugins_version.
 MD
 
-rc=0
+# The three runs are independent (own directories, networks, namespaces):
+# run them at once, each into its own part of the report.
 section "passt-portmap, attached" \
 	"Attached to a real pasta that the hook starts for each container (\`-c DIR/\${CNI_CONTAINERID}.sock\`); the hook removes the plugin's resources by restarting that pasta; not ready: a fixed socket with no forwarder." \
 	"$work/cniconform" --plugins "$work/plugins" --conflist "$work/attached.json" \
-	--unready-conflist "$work/attached-unready.json" --hook "$self --hook attached $work/att" || rc=1
+	--unready-conflist "$work/attached-unready.json" --hook "$self --hook attached $work/att" \
+	>"$work/part1" &
+p1=$!
 section "passt-portmap, managed" \
 	"The plugin starts a pasta for each container; the hook removes the plugin's resources by stopping that pasta; not ready: a pasta binary that does not exist." \
 	"$work/cniconform" --plugins "$work/plugins" --conflist "$work/managed.json" \
-	--unready-conflist "$work/managed-unready.json" --hook "$self --hook managed $work/man" || rc=1
-[ "$rc" = 0 ] || echo "conformance.sh: a MUST check of passt-portmap failed" >&2
-
+	--unready-conflist "$work/managed-unready.json" --hook "$self --hook managed $work/man" \
+	>"$work/part2" &
+p2=$!
 hostns=cnf-host-$$
 ip netns add "$hostns"
 ip -n "$hostns" link set lo up
 section "bridge + host-local + portmap (Debian, /usr/lib/cni)" \
 	"The reference plugins as Debian ships them, chained, run in a private network namespace standing in for the host (bridge \`cnfbr0\`, subnet 10.250.77.0/24); no hook, no unready configuration: those checks are N/A." \
-	ip netns exec "$hostns" "$work/cniconform" --plugins /usr/lib/cni --conflist "$work/bridge.json" || true
+	ip netns exec "$hostns" "$work/cniconform" --plugins /usr/lib/cni --conflist "$work/bridge.json" \
+	>"$work/part3" &
+p3=$!
+rc=0
+wait "$p1" || rc=1
+wait "$p2" || rc=1
+wait "$p3" || true
+[ "$rc" = 0 ] || echo "conformance.sh: a MUST check of passt-portmap failed" >&2
+cat "$work/part1" "$work/part2" "$work/part3" >>"$out"
 
 # Observations name random ports, namespaces and addresses: compare the
 # summary rows and the result column only.
