@@ -8,11 +8,9 @@ import (
 
 // Line formats a result as one line:
 //
-//	PASS|FAIL|N/A  <spec section>  <requirement>: <what was observed>
-//
-// with the CNI version and the level in the requirement.
+//	PASS|FAIL|N/A  <spec section>  <requirement> (<version>, MUST|SHOULD): <what was observed>
 func Line(r Result) string {
-	return fmt.Sprintf("%-4s  %s  [%s %s] %s: %s", r.Status, r.Section, r.Version, level(r), r.Requirement, oneLine(r.Observed))
+	return fmt.Sprintf("%-4s  %s  %s (%s, %s): %s", r.Status, r.Section, r.Requirement, r.Version, level(r), oneLine(r.Observed))
 }
 
 func level(r Result) string {

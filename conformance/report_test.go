@@ -12,10 +12,10 @@ func TestLineAndMarkdown(t *testing.T) {
 		{Version: "1.1.0", ID: "del-twice", Section: "§2 DEL", Requirement: "DEL succeeds twice", Required: true, Status: Fail, Observed: "second DEL: a|b"},
 		{Version: "1.1.0", ID: "unknown-fields", Section: "§1", Requirement: "unknown fields", Status: NA, Observed: "why"},
 	}
-	line := regexp.MustCompile(`^(PASS|FAIL|N/A) +§\S+( \S+)*  \[\d+\.\d+\.\d+ (MUST|SHOULD)\] [^:]+: \S`)
+	line := regexp.MustCompile(`^(PASS|FAIL|N/A) +§\S+( \S+)*  [^:]+ \(\d+\.\d+\.\d+, (MUST|SHOULD)\): \S`)
 	for _, r := range res {
 		if l := Line(r); !line.MatchString(l) || strings.Contains(l, "\n") {
-			t.Errorf("line %q does not have the form STATUS  SECTION  [VERSION LEVEL] REQUIREMENT: OBSERVED", l)
+			t.Errorf("line %q does not have the form STATUS  SECTION  REQUIREMENT (VERSION, LEVEL): OBSERVED", l)
 		}
 	}
 	if !Failed(res) {

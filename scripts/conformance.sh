@@ -5,6 +5,7 @@
 #   scripts/conformance.sh --plugins DIR --conflist FILE [--markdown] [CNICONFORM FLAGS...]
 #       build cniconform and run it on the plugins of FILE found in DIR;
 #       one line per check (PASS|FAIL|N/A  section  requirement: observed),
+#       CNICONFORM FLAGS: --versions, --hook, --unready-conflist, -v (cniconform -h);
 #       exit 1 when a MUST check failed.
 #   scripts/conformance.sh --report [--check]
 #       run the suite on passt-portmap (attached to a real pasta, and
@@ -21,6 +22,7 @@
 # plugin's resources behind its back; managed kills the container's managed
 # pasta (found by the PID files under DIR) to remove them.
 set -euo pipefail
+orig=$(pwd) # the caller's paths are relative to it
 cd "$(dirname "$0")/.."
 export PATH=/usr/local/go/bin:$PATH
 
@@ -91,7 +93,7 @@ go build -o "$work/cniconform" ./conformance/cmd/cniconform
 
 if [ "${1:-}" != --report ]; then
 	exec_status=0
-	"$work/cniconform" "$@" || exec_status=$?
+	(cd "$orig" && "$work/cniconform" "$@") || exec_status=$?
 	exit "$exec_status"
 fi
 

@@ -6,7 +6,7 @@
 //
 // It prints one line per check and CNI version,
 //
-//	PASS|FAIL|N/A  <spec section>  [<version> <MUST|SHOULD>] <requirement>: <observed>
+//	PASS|FAIL|N/A  <spec section>  <requirement> (<version>, MUST|SHOULD): <observed>
 //
 // or, with --markdown, a table. It exits 1 when a MUST check failed, 2
 // when the suite could not run. Run it as root: it makes network
