@@ -602,11 +602,11 @@ func (sc *scope) removeBehind(a *att) (string, error) {
 	if !sc.r.ports {
 		return "the hook removed the resources (not observable without portMappings)", nil
 	}
-	if ok, what := a.answers(sc.ctx); ok {
+	ok, what := a.answers(sc.ctx)
+	if ok {
 		return "", fmt.Errorf("%w: the hook's removal left the mapping answering: %s", errNA, what)
-	} else {
-		return "the hook removed the resources: " + what, nil
 	}
+	return "the hook removed the resources: " + what, nil
 }
 
 func (sc *scope) checkRemoved() (Status, string) {
@@ -622,14 +622,14 @@ func (sc *scope) checkRemoved() (Status, string) {
 	how, err := sc.removeBehind(a)
 	if errors.Is(err, errNA) {
 		return na("%v", err)
-	} else if err != nil {
+	}
+	if err != nil {
 		return fail("%v", err)
 	}
-	if err := a.check(sc.ctx); err == nil {
-		return fail("%s; CHECK still succeeds", how)
-	} else {
+	if err := a.check(sc.ctx); err != nil {
 		return pass("%s; CHECK fails: %v", how, err)
 	}
+	return fail("%s; CHECK still succeeds", how)
 }
 
 func (sc *scope) checkInterface() (Status, string) {
@@ -661,11 +661,10 @@ func (sc *scope) checkInterface() (Status, string) {
 	if err != nil {
 		return fail("removing %s in %s: %v", name, a.sb.Path, err)
 	}
-	if err := a.check(sc.ctx); err == nil {
-		return fail("removed interface %s in the namespace; CHECK still succeeds", name)
-	} else {
+	if err := a.check(sc.ctx); err != nil {
 		return pass("removed interface %s in the namespace; CHECK fails: %v", name, err)
 	}
+	return fail("removed interface %s in the namespace; CHECK still succeeds", name)
 }
 
 func (sc *scope) disableCheck() (Status, string) {
@@ -781,11 +780,11 @@ func (sc *scope) gcRemoves() (Status, string) {
 		return fail("%v", err)
 	}
 	_ = keep
-	if ok, what := drop.answers(sc.ctx); ok {
+	ok, what := drop.answers(sc.ctx)
+	if ok {
 		return fail("the attachment absent from the list still answers: %s", what)
-	} else {
-		return pass("the attachment absent from the list is gone: %s", what)
 	}
+	return pass("the attachment absent from the list is gone: %s", what)
 }
 
 func (sc *scope) gcKeeps() (Status, string) {
