@@ -363,6 +363,12 @@ func (c *Config) parseForwarder(nc forwarderConf, env Env) error {
 		}
 		c.Socket, c.SocketFromArgs, c.Managed = s, true, false
 	}
+	return c.parseManaged(nc)
+}
+
+// parseManaged checks the keys of a managed forwarder: its arguments
+// against pasta's allow-list, and the host access it opens.
+func (c *Config) parseManaged(nc forwarderConf) error {
 	c.Pasta, c.PastaArgs, c.AllowChained, c.LoopbackToHost = nc.Pasta, nc.PastaArgs, nc.AllowChained, nc.LoopbackToHost
 	if err := forwarder.CheckArgs(c.PastaArgs); err != nil {
 		var ae *forwarder.ArgError
@@ -371,17 +377,18 @@ func (c *Config) parseForwarder(nc forwarderConf, env Env) error {
 		}
 		return &attach.ConfigError{Key: "pastaArgs", Err: err}
 	}
-	if nc.MapHostLoopback != "" {
-		for _, f := range strings.Split(nc.MapHostLoopback, ",") {
-			a, err := netip.ParseAddr(strings.TrimSpace(f))
-			if err != nil {
-				return cfgErr("mapHostLoopback", "%v (want one IP address, or an IPv4 and an IPv6 address separated by a comma)", err)
-			}
-			c.MapHostLoopback = append(c.MapHostLoopback, a)
+	if nc.MapHostLoopback == "" {
+		return nil
+	}
+	for _, f := range strings.Split(nc.MapHostLoopback, ",") {
+		a, err := netip.ParseAddr(strings.TrimSpace(f))
+		if err != nil {
+			return cfgErr("mapHostLoopback", "%v (want one IP address, or an IPv4 and an IPv6 address separated by a comma)", err)
 		}
-		if err := forwarder.CheckMapHostLoopback(c.MapHostLoopback); err != nil {
-			return cfgErr("mapHostLoopback", "%w", err)
-		}
+		c.MapHostLoopback = append(c.MapHostLoopback, a)
+	}
+	if err := forwarder.CheckMapHostLoopback(c.MapHostLoopback); err != nil {
+		return cfgErr("mapHostLoopback", "%w", err)
 	}
 	return nil
 }
