@@ -76,9 +76,16 @@ func newManagedCNI(t *testing.T, n *pastatest.NetNS, pasta string, hostPort uint
 // several attachments of one network.
 func newManagedCNIIn(t *testing.T, dataDir string, n *pastatest.NetNS, pasta string, hostPort uint16) *managedCNI {
 	t.Helper()
+	return newManagedCNIWith(t, dataDir, n, pasta, hostPort, "")
+}
+
+// newManagedCNIWith is newManagedCNIIn with extra plugin keys ("" or
+// `"key": value,`).
+func newManagedCNIWith(t *testing.T, dataDir string, n *pastatest.NetNS, pasta string, hostPort uint16, extra string) *managedCNI {
+	t.Helper()
 	conf := fmt.Sprintf(`{"cniVersion": "1.1.0", "name": "h5-managed",
-	  "plugins": [{"type": "passt-portmap", "pasta": %q, "dataDir": %q, "timeout": "15s",
-	               "capabilities": {"portMappings": true}}]}`, pasta, dataDir)
+	  "plugins": [{"type": "passt-portmap", "pasta": %q, "dataDir": %q, "timeout": "15s", %s
+	               "capabilities": {"portMappings": true}}]}`, pasta, dataDir, extra)
 	list, err := libcni.ConfListFromBytes([]byte(conf))
 	if err != nil {
 		t.Fatal(err)
@@ -185,14 +192,19 @@ func askFromNetns(n *pastatest.NetNS, dst string) (string, error) {
 // TestManagedCNI: through libcni, with nothing started by hand, a managed
 // ADD on a bare namespace gives the container a network (described in the
 // result), outbound connectivity to the host's loopback through the
-// gateway, and inbound forwarding of its mapped port; CHECK passes; a
+// address mapHostLoopback names, and inbound forwarding of its mapped port; CHECK passes; a
 // crashed pasta is reported by CHECK (104) and replaced by the next ADD;
 // DEL leaves no pasta, socket or PID file.
 func TestManagedCNI(t *testing.T) {
 	pasta, _ := pastatest.Bins(t)
 	n := pastatest.NewNetNS(t)
 	hostPort := pastatest.FreePort(t, "tcp")
-	m := newManagedCNI(t, n, pasta, hostPort)
+	dataDir, err := os.MkdirTemp("/tmp", "h5-data-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(dataDir) })
+	m := newManagedCNIWith(t, dataDir, n, pasta, hostPort, `"mapHostLoopback": "169.254.1.2",`)
 
 	res := m.add(t)
 	t.Logf("ADD result: %v", res)
@@ -218,9 +230,10 @@ func TestManagedCNI(t *testing.T) {
 		t.Fatalf("managed forwarder after ADD: running=%v err=%v", ok, err)
 	}
 
-	// Outbound: the gateway is the host's loopback.
+	// Outbound: mapHostLoopback's address is the host's loopback (closed
+	// without it: TestIsolation*).
 	port := hostLoopbackServer(t, "host loopback")
-	dst := net.JoinHostPort(gw4.String(), strconv.Itoa(port))
+	dst := net.JoinHostPort("169.254.1.2", strconv.Itoa(port))
 	if got, err := askFromNetns(n, dst); err != nil || got != "host loopback" {
 		t.Fatalf("from the container to %s: %q, %v", dst, got, err)
 	}

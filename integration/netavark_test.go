@@ -177,32 +177,6 @@ func assertNothingLeft(t *testing.T, dataDir string) {
 	}
 }
 
-// processesUnder returns the live processes with an argument under dir
-// (a managed pasta names its socket, PID file and log there).
-func processesUnder(t *testing.T, dir string) []int {
-	t.Helper()
-	ents, err := os.ReadDir("/proc")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var pids []int
-	for _, e := range ents {
-		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err != nil || len(b) == 0 {
-			continue
-		}
-		for _, a := range strings.Split(string(b), "\x00") {
-			if strings.HasPrefix(a, dir+"/") {
-				var pid int
-				fmt.Sscan(e.Name(), &pid)
-				pids = append(pids, pid)
-				break
-			}
-		}
-	}
-	return pids
-}
-
 // freeRangeBoth returns the first of n consecutive ports free for both
 // TCP and UDP.
 func freeRangeBoth(t *testing.T, n int) uint16 {

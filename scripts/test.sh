@@ -6,8 +6,9 @@
 #   2. go vet ./...;
 #   3. go test ./... (unit tests, and the integration tests that drive the
 #      plugin through libcni against the real pasta in network namespaces);
-#   4. every fuzz target for a short time, one target per go test run.
-# Steps 2-4 all run even when one fails, so one run shows every failure;
+#   4. the CNI conformance report, compared with docs/conformance.md;
+#   5. every fuzz target for a short time, one target per go test run.
+# Steps 2-5 all run even when one fails, so one run shows every failure;
 # it exits non-zero when any step failed, and at once when the forwarder
 # cannot be had: nothing is skipped.
 #
@@ -59,6 +60,11 @@ go vet ./... || failed+=("go vet")
 step "go test ./..."
 # shellcheck disable=SC2086 # GOTESTFLAGS is a list of flags
 go test -count=1 -timeout 15m ${GOTESTFLAGS:-} ./... || failed+=("go test")
+
+step "CNI conformance (scripts/conformance.sh --report --check)"
+# The suite on passt-portmap and Debian's reference plugins; fails when a
+# result differs from the committed docs/conformance.md.
+scripts/conformance.sh --report --check || failed+=("conformance")
 
 # fuzz PKG DIR TARGET: run one fuzz target for $fuzztime. Go 1.26's fuzz
 # coordinator can end a duration-bounded run with a bare "context deadline

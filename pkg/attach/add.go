@@ -5,6 +5,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -39,12 +42,15 @@ func (c *Core) Add(ctx context.Context, k Key, o Options, ms []Mapping) (*Result
 		}
 		intent = nil
 	}
+	if err := checkPaths(&o, k); err != nil {
+		return nil, err
+	}
 	st := recordStore(&o)
-	lock, prev, err := c.lockRecord(ctx, &o, st, k.storeKey(), "replacing it")
+	lock, prev, err := c.lockRecord(ctx, &o, st, k.storeKey())
 	if err != nil {
 		return nil, err
 	}
-	defer lock.Unlock()
+	defer lock.Drop() // a refused ADD that recorded nothing leaves no lock file
 
 	fw, prev, err := c.forwarderFor(ctx, &o, k, lock, prev)
 	if err != nil {
@@ -70,10 +76,46 @@ func (c *Core) Add(ctx context.Context, k Key, o Options, ms []Mapping) (*Result
 	return res, nil
 }
 
+// checkPaths refuses, before anything is recorded, paths that cannot
+// work: a managed forwarder's pasta that is not there, or a socket under
+// a data directory too long for a UNIX socket address; then it makes the
+// data directory (see store.EnsureDir).
+func checkPaths(o *Options, k Key) error {
+	if o.Managed {
+		if err := findPasta(o.Pasta); err != nil {
+			return err
+		}
+		if s := forwarder.Paths(forwarderDir(o.DataDir, k.storeKey())).Socket; len(s) > forwarder.MaxSocketPath {
+			return &ConfigError{Key: "dataDir", Err: fmt.Errorf("%q is too long: the managed forwarder's socket %s would be %d bytes, a UNIX socket address holds at most %d", o.DataDir, s, len(s), forwarder.MaxSocketPath)}
+		}
+	}
+	return store.EnsureDir(o.DataDir)
+}
+
+// findPasta refuses a managed configuration whose pasta binary is not
+// there: the configuration names a program this host lacks, so it is a
+// bad configuration naming the key, found before anything is recorded or
+// started. Status says the same as not ready.
+func findPasta(pasta string) error {
+	name := pasta
+	if name == "" {
+		name = forwarder.DefaultPasta
+	}
+	_, err := exec.LookPath(name)
+	if err == nil {
+		return nil
+	}
+	if pasta == "" {
+		return &ConfigError{Key: "pasta", Err: fmt.Errorf("not set, and no %q in PATH (%s): %v; set \"pasta\" to the path of a pasta with a control socket (--conf-path)", name, os.Getenv("PATH"), err)}
+	}
+	return &ConfigError{Key: "pasta", Err: fmt.Errorf("%q cannot be run: %v; set it to the path of a pasta with a control socket (--conf-path)", name, err)}
+}
+
 // lockRecord takes the attachment's lock and reads its record. A record
-// that cannot be read counts as none (the caller says what it does
-// instead): its rules that are still wanted are adopted again.
-func (c *Core) lockRecord(ctx context.Context, o *Options, st *store.Store, key store.Key, instead string) (*store.Locked, *store.Record, error) {
+// that cannot be read (nor its backup copy) is an error: replacing it
+// would disown the rules it names, which would stay in the forwarder with
+// no owner. A managed record must name its own directory.
+func (c *Core) lockRecord(ctx context.Context, o *Options, st *store.Store, key store.Key) (*store.Locked, *store.Record, error) {
 	lctx, cancel := o.step(ctx)
 	lock, err := st.Lock(lctx, key)
 	cancel()
@@ -81,9 +123,15 @@ func (c *Core) lockRecord(ctx context.Context, o *Options, st *store.Store, key 
 		return nil, nil, err
 	}
 	rec, err := lock.Read()
+	if err == nil {
+		c.warnDamaged(lock.Damaged())
+		if rec != nil && rec.Managed {
+			err = checkManagedDir(o, rec)
+		}
+	}
 	if err != nil {
-		c.warnf("%v; %s", err, instead)
-		rec = nil
+		lock.Unlock()
+		return nil, nil, err
 	}
 	return lock, rec, nil
 }
@@ -115,11 +163,15 @@ func (c *Core) forwarderFor(ctx context.Context, o *Options, k Key, lock *store.
 		return &fwd{socket: o.Socket, pidFile: o.PIDFile}, rec, nil
 	}
 	dir := forwarderDir(o.DataDir, k.storeKey())
-	if rec != nil && rec.Managed && rec.Dir != "" {
-		dir = rec.Dir
+	if err := store.EnsureDir(filepath.Dir(dir)); err != nil {
+		return nil, nil, err
 	}
-	f := &fwd{managed: true, cfg: forwarder.Config{Pasta: o.Pasta, Args: o.PastaArgs, NetNS: k.Netns, IfName: k.IfName, Dir: dir, Timeout: o.timeout()}}
-	if err := checkChained(ctx, o, f.cfg); err != nil {
+	f := &fwd{managed: true, cfg: forwarder.Config{Pasta: o.Pasta, Args: o.PastaArgs, NetNS: k.Netns, IfName: k.IfName, Dir: dir, Timeout: o.timeout(),
+		MapHostLoopback: o.MapHostLoopback, LoopbackToHost: o.LoopbackToHost}}
+	// An interface this attachment's own forwarder made in this namespace
+	// (one that just died leaves it for a moment) is not another network.
+	ours := rec != nil && rec.Managed && rec.Dir == dir && rec.Netns == k.Netns
+	if err := checkChained(o, f.cfg, ours); err != nil {
 		return nil, nil, err
 	}
 	if rec == nil || !rec.Managed || rec.Dir != dir {
@@ -159,7 +211,7 @@ func (c *Core) leaveOld(ctx context.Context, o *Options, st *store.Store, rec *s
 		}
 		owned, claimed = nil, nil
 	}
-	if rec.Managed && !f.managed && rec.Dir != "" {
+	if rec.Managed && !f.managed {
 		// Told to use another forwarder: the one started before for this
 		// attachment has no use left.
 		if err := stopManaged(ctx, o, rec.Dir); err != nil {
@@ -179,9 +231,9 @@ func (c *Core) apply(ctx context.Context, o *Options, lock *store.Locked, comp *
 	before := *next
 	before.Pending = wire.Minus(claimed, next.Rules)
 	wroteIntent := false
-	if fresh := wire.Minus(intent, claimed); len(fresh) > 0 {
+	if extra := wire.Minus(intent, claimed); len(extra) > 0 {
 		ahead := before
-		ahead.Pending = append(append([]wire.PifRule(nil), before.Pending...), fresh...)
+		ahead.Pending = append(append([]wire.PifRule(nil), before.Pending...), extra...)
 		if err := lock.WriteIntent(&ahead); err != nil {
 			return nil, err
 		}
@@ -302,7 +354,7 @@ func finish(lock *store.Locked, prev, next *store.Record) error {
 	switch {
 	case len(next.Rules) == 0 && !next.Managed:
 		return lock.Remove()
-	case sameRecord(prev, next):
+	case sameRecord(prev, next) && lock.Damaged() == nil:
 		return nil // a repeated ADD: nothing to write (and no fsync to wait for)
 	}
 	return lock.Write(next)

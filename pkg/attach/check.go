@@ -15,7 +15,8 @@ import (
 // forwarder runs; the mappings ms are all owned. A failure is a
 // *CheckError.
 func (c *Core) Check(ctx context.Context, k Key, o Options, ms []Mapping) error {
-	rec, err := recordStore(&o).Get(k.storeKey())
+	rec, damaged, err := recordStore(&o).Load(k.storeKey())
+	c.warnDamaged(damaged)
 	if errors.Is(err, fs.ErrNotExist) {
 		rec, err = nil, nil
 	}
@@ -29,6 +30,9 @@ func (c *Core) Check(ctx context.Context, k Key, o Options, ms []Mapping) error 
 		return &CheckError{Socket: o.Socket, Reasons: []string{fmt.Sprintf("no ownership record for %s: ADD did not complete", k)}}
 	}
 	if rec.Managed {
+		if err := checkManagedDir(&o, rec); err != nil {
+			return err
+		}
 		_, running, err := forwarder.Running(rec.Dir)
 		if err != nil {
 			return &CheckError{Socket: rec.Socket, Reasons: []string{fmt.Sprintf("managed forwarder in %s: %v", rec.Dir, err)}}

@@ -24,16 +24,29 @@ import (
 const ListenWait = 300 * time.Millisecond
 
 func (c *Core) warnf(format string, a ...any) {
-	if c != nil && c.Warn != nil {
+	if c.Warn != nil {
 		c.Warn(fmt.Sprintf(format, a...))
 	}
 }
 
 func (c *Core) client(socket, pidFile string) *ctlclient.Client {
-	if c != nil && c.Client != nil {
+	if c.Client != nil {
 		return c.Client(socket, pidFile)
 	}
 	return &ctlclient.Client{Path: socket, PIDFile: pidFile, ListenWait: ListenWait}
+}
+
+// warnDamaged reports a record file that was read from its backup copy.
+func (c *Core) warnDamaged(damaged error) {
+	if damaged == nil {
+		return
+	}
+	var ce *store.CorruptError
+	if errors.As(damaged, &ce) && ce.Backup != "" {
+		c.warnf("%v; using its backup copy %s, the next write repairs it", damaged, ce.Backup)
+		return
+	}
+	c.warnf("%v", damaged)
 }
 
 func (o *Options) timeout() time.Duration {

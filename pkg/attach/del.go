@@ -2,7 +2,6 @@ package attach
 
 import (
 	"context"
-	"fmt"
 
 	"github.com/passt-portmap/passt-portmap/pkg/store"
 	"github.com/passt-portmap/passt-portmap/pkg/wire"
@@ -10,14 +9,18 @@ import (
 
 // Del removes exactly what the attachment owns, then its record.
 // Whatever is already gone (forwarder, socket, record, rules) counts as
-// removed. Without a record (ADD never completed) it stops the managed
-// forwarder, or removes the rules ms translate to where present byte for
-// byte and owned by no other record; an external forwarder with an empty
-// Options.Socket then removes nothing.
+// removed. Without a record the attachment has sent nothing (ADD writes
+// its intent before it sends anything): Del then stops the managed
+// forwarder of its key, if any, and removes no rule (a rule that matches
+// ms is another client's). A record that cannot be read is an error that
+// says what to do.
 func (c *Core) Del(ctx context.Context, k Key, o Options, ms []Mapping) error {
+	if err := store.EnsureDir(o.DataDir); err != nil {
+		return err
+	}
 	st := recordStore(&o)
 	key := k.storeKey()
-	lock, rec, err := c.lockRecord(ctx, &o, st, key, "removing what the configuration names instead")
+	lock, rec, err := c.lockRecord(ctx, &o, st, key)
 	if err != nil {
 		return err
 	}
@@ -28,22 +31,14 @@ func (c *Core) Del(ctx context.Context, k Key, o Options, ms []Mapping) error {
 		}
 		return lock.Remove()
 	}
-	switch {
-	case o.Managed:
+	if o.Managed {
+		// The forwarder directory of this key under our own dataDir can
+		// only have been made by an ADD of this attachment.
 		if err := stopManaged(ctx, &o, forwarderDir(o.DataDir, key)); err != nil {
 			return err
 		}
-	case len(ms) == 0:
-	case o.Socket == "":
-		c.warnf("no record and no socket in this call: nothing to remove")
-	default:
-		comp, err := newCompiler(ms, &o)
-		if err != nil {
-			return err
-		}
-		if err := c.removeMapped(ctx, &o, st, key, comp); err != nil {
-			return err
-		}
+	} else if len(ms) > 0 {
+		c.warnf("no ownership record for %s: it added nothing, so no rule was removed (the %d configured mapping(s) were not looked up in the forwarder: a rule matching them is another client's)", key, len(ms))
 	}
 	return lock.Remove()
 }
@@ -52,7 +47,7 @@ func (c *Core) Del(ctx context.Context, k Key, o Options, ms []Mapping) error {
 // forwarder, which serves this attachment alone and takes its rules with
 // it.
 func (c *Core) release(ctx context.Context, o *Options, st *store.Store, rec *store.Record) error {
-	if rec.Managed && rec.Dir != "" {
+	if rec.Managed {
 		return stopManaged(ctx, o, rec.Dir)
 	}
 	if claimed := rec.Claimed(); len(claimed) > 0 && rec.Socket != "" {
@@ -83,49 +78,4 @@ func (c *Core) removeRules(ctx context.Context, o *Options, st *store.Store, sel
 		return nil
 	}
 	return atSocket(socket, err)
-}
-
-// removeMapped removes the rules the mappings translate to, where present
-// byte for byte and owned by no other record.
-func (c *Core) removeMapped(ctx context.Context, o *Options, st *store.Store, key store.Key, comp *compiler) error {
-	socket := o.Socket
-	if ForwarderGone(ctx, socket) {
-		return nil
-	}
-	shared := sharedRules(st, key, socket)
-	plan := func(live wire.Tables) ([]wire.Edit, error) {
-		host := live.Lookup(wire.PifHost)
-		if host == nil {
-			return nil, nil
-		}
-		// The rules ADD made from these mappings: all of them compacted
-		// together, or, when ADD saw other mappings, each on its own.
-		// Mappings the forwarder could not take were never added.
-		cands, _ := comp.rules(host.Caps)
-		for _, one := range comp.each() {
-			if rs, err := one.rules(host.Caps); err == nil {
-				cands = append(cands, rs...)
-			}
-		}
-		var rm []wire.Rule
-		seen := map[[wire.RuleSize]byte]bool{}
-		for _, r := range cands {
-			if k := r.Key(); host.Contains(r) && !sharedHost(shared, r) && !seen[k] {
-				seen[k] = true
-				rm = append(rm, r)
-			}
-		}
-		if len(rm) == 0 {
-			return nil, nil
-		}
-		return []wire.Edit{{Pif: wire.PifHost, Remove: rm}}, nil
-	}
-	err := c.update(ctx, o, socket, o.PIDFile, plan)
-	if gone(err) {
-		return nil
-	}
-	if err != nil {
-		return atSocket(socket, fmt.Errorf("remove the configured mappings: %w", err))
-	}
-	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 
 	"github.com/passt-portmap/passt-portmap/pkg/store"
 )
@@ -16,6 +17,11 @@ func (c *Core) GC(ctx context.Context, network string, o Options, valid []Key) e
 	keep := map[[2]string]bool{}
 	for _, k := range valid {
 		keep[[2]string{k.ContainerID, k.IfName}] = true
+	}
+	if err := store.CheckDir(o.DataDir); errors.Is(err, fs.ErrNotExist) {
+		return nil // nothing was ever recorded
+	} else if err != nil {
+		return err
 	}
 	st := recordStore(&o)
 	entries, err := st.List(network)
@@ -30,6 +36,12 @@ func (c *Core) GC(ctx context.Context, network string, o Options, valid []Key) e
 		if err := c.collect(ctx, &o, st, e.Key); err != nil {
 			failed = append(failed, fmt.Errorf("%s: %w", e.Key, err))
 		}
+	}
+	// What killed calls left: lock files of attachments without a record,
+	// temporary files of unfinished writes. Sweep takes each attachment's
+	// lock without waiting and leaves what a call holds.
+	if _, err := st.Sweep(network); err != nil {
+		failed = append(failed, err)
 	}
 	if len(failed) == 0 {
 		return nil
@@ -47,29 +59,15 @@ func (e *GCError) Error() string {
 // Unwrap returns the failures.
 func (e *GCError) Unwrap() []error { return e.Failed }
 
-// collect releases one stale attachment under its lock.
+// collect releases one stale attachment under its lock. One whose record
+// cannot be read (nor its backup copy) stays, reported: what it owns is
+// unknown, and removing it would orphan its rules.
 func (c *Core) collect(ctx context.Context, o *Options, st *store.Store, key store.Key) error {
-	lctx, cancel := o.step(ctx)
-	lock, err := st.Lock(lctx, key)
-	cancel()
+	lock, rec, err := c.lockRecord(ctx, o, st, key)
 	if err != nil {
 		return err
 	}
 	defer lock.Unlock()
-	rec, err := lock.Read()
-	var ce *store.CorruptError
-	if errors.As(err, &ce) {
-		c.warnf("%v; removing it (its rules, if any, cannot be known)", err)
-		if o.Managed {
-			if err := stopManaged(ctx, o, forwarderDir(o.DataDir, key)); err != nil {
-				return err
-			}
-		}
-		return lock.Remove()
-	}
-	if err != nil {
-		return err
-	}
 	if rec != nil {
 		if err := c.release(ctx, o, st, rec); err != nil {
 			return err

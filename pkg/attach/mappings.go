@@ -94,17 +94,3 @@ func (c *compiler) attribute(err error) error {
 	}
 	return err
 }
-
-// each returns a compiler for each mapping on its own.
-func (c *compiler) each() []*compiler {
-	var out []*compiler
-	for i := 0; i < len(c.entries); {
-		j := i
-		for j < len(c.entries) && c.origin[j] == c.origin[i] {
-			j++
-		}
-		out = append(out, &compiler{entries: c.entries[i:j], origin: make([]int, j-i), opts: c.opts})
-		i = j
-	}
-	return out
-}

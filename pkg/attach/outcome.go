@@ -24,7 +24,7 @@ const (
 	KindUnknown      Kind = iota // cannot be named
 	KindBadConfig                // bad configuration or mappings
 	KindUnreachable              // forwarder unreachable or busy past the timeout; record lock busy
-	KindNotAvailable             // not ready (STATUS), or the managed forwarder cannot run
+	KindNotAvailable             // not ready (Status only)
 	KindSafeFail                 // rejected, nothing changed
 	KindSocketFail               // ports could not listen, rolled back
 	KindRollbackFail             // rollback failed, or only partly in effect: state unknown
@@ -121,28 +121,34 @@ func describe(err error, socket string) *Error {
 		e.Details += "; " + an.Note
 		return e
 	}
-	var (
-		ae  *Error
-		gce *GCError
-		ce  *ConfigError
-		me  *translate.MappingError
-		tbe *translate.TableError
-		mm  *wire.MismatchError
-		de  *wire.DecodeError
-		se  *ctlclient.StatusError
-		mxe *ctlclient.MixedError
-		ue  *ctlclient.UnreachableError
-		ke  *CheckError
-		ste *StatusError
-		be  *store.BusyError
-		fe  *forwarderError
-		cre *store.CorruptError
-	)
 	at := ""
 	if socket != "" {
 		at = "forwarder at " + socket + ": "
 	}
-	mk := func(k Kind, msg, details string) *Error { return &Error{Kind: k, Msg: msg, Details: details, Err: err} }
+	// In this order: what the call got wrong, what the forwarder said,
+	// what the files said.
+	for _, d := range []func(error, string) *Error{describeCall, describeForwarder, describeFiles} {
+		if e := d(err, at); e != nil {
+			return e
+		}
+	}
+	return outcome(err, KindUnknown, "passt-portmap failed", at+err.Error())
+}
+
+func outcome(err error, k Kind, msg, details string) *Error {
+	return &Error{Kind: k, Msg: msg, Details: details, Err: err}
+}
+
+// describeCall describes the errors of the call itself: its configuration,
+// mappings and the calls it makes up.
+func describeCall(err error, _ string) *Error {
+	var (
+		ae  *Error
+		gce *GCError
+		ste *StatusError
+		ce  *ConfigError
+		me  *translate.MappingError
+	)
 	switch {
 	case errors.As(err, &ae):
 		return ae
@@ -152,50 +158,90 @@ func describe(err error, socket string) *Error {
 		for _, f := range gce.Failed {
 			msgs = append(msgs, Describe(f).Error())
 		}
-		return mk(first.Kind, fmt.Sprintf("GC could not release %d stale attachment(s)", len(gce.Failed)), strings.Join(msgs, " | "))
+		return outcome(err, first.Kind, fmt.Sprintf("GC could not release %d stale attachment(s)", len(gce.Failed)), strings.Join(msgs, " | "))
 	case errors.As(err, &ste):
-		return mk(KindNotAvailable, "passt-portmap is not ready", ste.Error())
+		return outcome(err, KindNotAvailable, "passt-portmap is not ready", ste.Error())
 	case errors.As(err, &ce):
-		return mk(KindBadConfig, "bad passt-portmap configuration", err.Error())
+		return outcome(err, KindBadConfig, "bad passt-portmap configuration", err.Error())
 	case errors.As(err, &me):
-		return mk(KindBadConfig, "bad port mapping", me.Error())
+		return outcome(err, KindBadConfig, "bad port mapping", me.Error())
+	}
+	return nil
+}
+
+// describeForwarder describes what the forwarder answered, or did not.
+func describeForwarder(err error, at string) *Error {
+	var (
+		mm  *wire.MismatchError
+		se  *ctlclient.StatusError
+		ue  *ctlclient.UnreachableError
+		de  *wire.DecodeError
+		mxe *ctlclient.MixedError
+		tbe *translate.TableError
+		ke  *CheckError
+	)
+	switch {
 	case errors.As(err, &mm):
-		return mk(KindMismatch, "forwarder speaks an unsupported control protocol", at+mm.Error())
+		return outcome(err, KindMismatch, "forwarder speaks an unsupported control protocol", at+mm.Error())
 	case errors.As(err, &se):
 		return describeStatus(se, err)
 	case errors.As(err, &ue):
-		return mk(KindUnreachable, "forwarder unreachable or busy", fmt.Sprintf("socket %s: %v", ue.Path, ue.Err))
+		return outcome(err, KindUnreachable, "forwarder unreachable or busy", fmt.Sprintf("socket %s: %v", ue.Path, ue.Err))
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, os.ErrDeadlineExceeded):
-		return mk(KindUnreachable, "forwarder busy past the timeout", at+err.Error())
+		return outcome(err, KindUnreachable, "forwarder busy past the timeout", at+err.Error())
 	case errors.As(err, &de):
-		return mk(KindMismatch, "forwarder sent what this client cannot decode", fmt.Sprintf("%s%v; this client speaks control protocol versions %v", at, err, wire.SupportedVersions))
+		return outcome(err, KindMismatch, "forwarder sent what this client cannot decode", fmt.Sprintf("%s%v; this client speaks control protocol versions %v", at, err, wire.SupportedVersions))
 	case errors.As(err, &mxe):
 		active := "unknown"
 		if mxe.Result != nil {
 			active = describeTables(mxe.Result.Tables)
 		}
-		return mk(KindRollbackFail, "update only partly in effect, another client changed the same rules",
+		return outcome(err, KindRollbackFail, "update only partly in effect, another client changed the same rules",
 			fmt.Sprintf("%s; active now: %s", mxe.Error(), active))
 	case errors.As(err, &tbe):
 		// The planner refused before anything was sent: a safe fail.
-		return mk(KindSafeFail, "forwarder would reject the rules, nothing changed", at+tbe.Error())
+		return outcome(err, KindSafeFail, "forwarder would reject the rules, nothing changed", at+tbe.Error())
 	case errors.As(err, &ke):
-		return mk(KindCheckFailed, "forwarded ports missing or not listening", ke.Error())
+		return outcome(err, KindCheckFailed, "forwarded ports missing or not listening", ke.Error())
+	}
+	return nil
+}
+
+// describeFiles describes the errors of records, locks, directories and
+// the managed forwarder's process.
+func describeFiles(err error, at string) *Error {
+	var (
+		be  *store.BusyError
+		fe  *forwarderError
+		use *store.UnsafeError
+		rde *recordDirError
+		cre *store.CorruptError
+		pe  *fs.PathError
+	)
+	switch {
 	case errors.As(err, &be):
-		return mk(KindUnreachable, "another passt-portmap call holds this attachment", be.Error())
+		return outcome(err, KindUnreachable, "another passt-portmap call holds this attachment", be.Error())
 	case errors.As(err, &fe):
 		if errors.Is(err, exec.ErrNotFound) || errors.Is(err, fs.ErrNotExist) && fe.Op == "start" {
-			return mk(KindNotAvailable, "the managed forwarder cannot run", fe.Error())
+			// The configured (or default) pasta is missing: Add checks
+			// this first (findPasta), this is the same case found late.
+			return outcome(err, KindBadConfig, "bad passt-portmap configuration: the pasta binary cannot be run", "configuration key pasta: "+fe.Error())
 		}
-		return mk(KindUnreachable, "managed forwarder failed", fe.Error())
-	case errors.As(err, &cre):
-		return mk(KindIO, "ownership record unreadable", cre.Error()+"; remove it after checking the forwarder's tables")
+		return outcome(err, KindUnreachable, "managed forwarder failed", fe.Error())
+	case errors.As(err, &use):
+		return outcome(err, KindIO, "passt-portmap refuses an unsafe path", err.Error())
+	case errors.As(err, &rde):
+		return outcome(err, KindIO, "ownership record names a directory that is not its own", rde.Error())
+	case errors.As(err, &cre) && cre.Version != 0:
+		return outcome(err, KindIO, "ownership record of a newer passt-portmap", cre.Error()+
+			"; nothing was changed: run the passt-portmap that wrote it, or remove this attachment's rules from the forwarder (passt-portmap show SOCKET lists them) and then the record and its .bak copy")
+	case cre != nil:
+		return outcome(err, KindIO, "ownership record unreadable", cre.Error()+
+			"; nothing was changed: the rules it owned may still be in the forwarder; remove them there (passt-portmap show SOCKET lists them), then remove the record and its .bak copy")
+	case errors.As(err, &pe):
+		return outcome(err, KindIO, "passt-portmap could not use its files", at+err.Error())
 	}
-	var pe *fs.PathError
-	if errors.As(err, &pe) {
-		return mk(KindIO, "passt-portmap could not use its files", at+err.Error())
-	}
-	return mk(KindUnknown, "passt-portmap failed", at+err.Error())
+	return nil
 }
 
 func describeStatus(se *ctlclient.StatusError, err error) *Error {

@@ -88,9 +88,3 @@ func sharedRules(st *store.Store, self store.Key, socket string) map[wire.PifRul
 	}
 	return out
 }
-
-// sharedHost reports, for a removal by the configured mappings, whether
-// another attachment records a host rule.
-func sharedHost(shared map[wire.PifRuleKey]bool, r wire.Rule) bool {
-	return shared[wire.PifRule{Pif: wire.PifHost, Rule: r}.Key()]
-}

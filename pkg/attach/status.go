@@ -3,9 +3,9 @@ package attach
 import (
 	"context"
 	"fmt"
-	"os"
 
 	"github.com/passt-portmap/passt-portmap/pkg/forwarder"
+	"github.com/passt-portmap/passt-portmap/pkg/store"
 )
 
 // Status reports whether an ADD could be served now: the data directory
@@ -14,8 +14,8 @@ import (
 // cannot be checked before there is one) answers with a protocol version
 // the client speaks. A failure is a *StatusError, or the client's error.
 func (c *Core) Status(ctx context.Context, o Options) error {
-	if err := dirWritable(o.DataDir); err != nil {
-		return &StatusError{Err: fmt.Errorf("data directory (dataDir) %s is not writable: %w", o.DataDir, err)}
+	if err := canRecord(&o); err != nil {
+		return &StatusError{Err: fmt.Errorf("data directory (dataDir) %s cannot take a record: %w", o.DataDir, err)}
 	}
 	sctx, cancel := o.step(ctx)
 	defer cancel()
@@ -34,19 +34,17 @@ func (c *Core) Status(ctx context.Context, o Options) error {
 	return nil
 }
 
-// dirWritable creates dir if needed and a file in it, then removes it.
-func dirWritable(dir string) error {
-	if err := os.MkdirAll(dir, 0o750); err != nil {
+// probeSize is what Status writes to the data directory to see that a
+// record fits: about the size of the record of an attachment with a full
+// table (255 rules, owned and pending, at some 200 bytes each).
+const probeSize = 128 << 10
+
+// canRecord checks that the data directory is safe (see store.CheckDir)
+// and that a record can be written into it now: a full file system, or
+// one mounted read-only, cannot take one.
+func canRecord(o *Options) error {
+	if err := store.EnsureDir(o.DataDir); err != nil {
 		return err
 	}
-	f, err := os.CreateTemp(dir, ".status-*")
-	if err != nil {
-		return err
-	}
-	name := f.Name()
-	err = f.Close()
-	if rerr := os.Remove(name); err == nil {
-		err = rerr
-	}
-	return err
+	return recordStore(o).Probe(probeSize)
 }

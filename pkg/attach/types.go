@@ -60,6 +60,12 @@ type Options struct {
 	// PastaArgs extra arguments (see forwarder.Config).
 	Pasta     string
 	PastaArgs []string
+	// MapHostLoopback are the container's addresses that reach the
+	// host's loopback, and LoopbackToHost forwards the container's
+	// loopback ports to the host's; both closed by default (see
+	// forwarder.Config).
+	MapHostLoopback []netip.Addr
+	LoopbackToHost  bool
 	// AllowChained lets a managed forwarder make a second network in a
 	// namespace that already has one. PriorInterface names an interface
 	// that the runtime says another plugin made in this call ("" none).

@@ -144,8 +144,8 @@ type Result struct {
 
 // Update runs one transaction: read all tables, call plan, apply its edits
 // (wire.Table.Apply), send every table back in one write, close. It then
-// establishes the outcome as docs/wire-protocol.md describes, rolling back a socket
-// fail in a new transaction. It returns a *StatusError for a safe fail,
+// establishes the outcome as docs/wire-protocol.md describes, rolling back
+// a socket fail in a new transaction. It returns a *StatusError for a safe fail,
 // socket fail or rollback fail, a *wire.MismatchError (wrapped) for a
 // protocol mismatch, an *UnreachableError for a forwarder that cannot be
 // reached in time, and the planner's error wrapped.

@@ -2,64 +2,323 @@ package forwarder
 
 import (
 	"fmt"
+	"net/netip"
 	"strings"
 )
 
-// reservedOptions are pasta options this package sets itself (or that
-// would break how it finds and talks to pasta). cfg.Args may not hold
-// them, in their long, short or "--opt=value" forms.
-var reservedOptions = map[string]string{
-	"-c": "--conf-path", "--conf-path": "--conf-path",
-	"-P": "--pid", "--pid": "--pid",
-	"-l": "--log-file", "--log-file": "--log-file",
-	"-f": "--foreground", "--foreground": "--foreground",
-	"--netns": "--netns", "--runas": "--runas",
-	"--config-net": "--config-net",
-	"--userns":     "--userns",
-	"-F":           "--fd", "--fd": "--fd",
+// pastaOption is one option of pasta's getopt_long table: its long
+// name, its short letter (0 when it has none), whether it takes a value,
+// and why a user may not pass it in Config.Args ("" when they may).
+type pastaOption struct {
+	long   string
+	short  byte
+	hasArg bool
+	deny   string
 }
 
-// checkArgs refuses extra arguments that clash with the ones this package
-// sets, naming the offending entry.
-func checkArgs(args []string) error {
-	for i, a := range args {
-		name := a
-		if strings.HasPrefix(a, "--") {
-			name, _, _ = strings.Cut(a, "=")
-		} else if len(a) > 2 && a[0] == '-' && a[1] != '-' {
-			name = a[:2] // "-cPATH"
+// Reasons for refusing an option in Config.Args.
+const (
+	denyOwn      = "is set by the managed forwarder itself"
+	denyInbound  = "would forward ports outside the plugin's records: inbound ports come from portMappings, through the control socket"
+	denyOutbound = "opens the host's loopback: use the configuration key loopbackToHost"
+	denyMap      = "maps an address to the host's loopback: use the configuration key mapHostLoopback"
+	denyNS       = "changes which namespaces pasta joins or when it quits"
+	denyExit     = "makes pasta print something and exit instead of forwarding"
+	denyFile     = "writes a file the plugin does not manage"
+	denyMode     = "is for passt or vhost-user mode, not pasta"
+)
+
+// pastaOptions are all options of the pasta this package was written
+// against (passt 0.0~git20261002.cba3570, optstring
+// "+dqfel:hs:c:F:I:p:P:m:a:n:M:g:i:o:D:S:H:461t:u:T:U:"), checked
+// against the real binary by integration/isolation_test.go. The whole
+// table is needed, not only the allowed options: pasta accepts any
+// unambiguous prefix of a long option, and a prefix is unambiguous only
+// with respect to all of them.
+var pastaOptions = []pastaOption{
+	// Allowed: logging to the attachment's log file, and the shape of
+	// the container's network.
+	{"debug", 'd', false, ""},
+	{"trace", 0, false, ""},
+	{"quiet", 'q', false, ""},
+	{"log-size", 0, true, ""},
+	{"ns-ifname", 'I', true, ""},
+	{"mtu", 'm', true, ""},
+	{"address", 'a', true, ""},
+	{"netmask", 'n', true, ""},
+	{"mac-addr", 'M', true, ""},
+	{"ns-mac-addr", 0, true, ""},
+	{"gateway", 'g', true, ""},
+	{"interface", 'i', true, ""},
+	{"outbound", 'o', true, ""},
+	{"outbound-if4", 0, true, ""},
+	{"outbound-if6", 0, true, ""},
+	{"dns", 'D', true, ""},
+	{"search", 'S', true, ""},
+	{"hostname", 'H', true, ""},
+	{"fqdn", 0, true, ""},
+	{"dhcp-dns", 0, false, ""},
+	{"dhcp-search", 0, false, ""},
+	{"dns-forward", 0, true, ""},
+	{"dns-host", 0, true, ""},
+	{"map-guest-addr", 0, true, ""},
+	{"ipv4-only", '4', false, ""},
+	{"ipv6-only", '6', false, ""},
+	{"no-tcp", 0, false, ""},
+	{"no-udp", 0, false, ""},
+	{"no-icmp", 0, false, ""},
+	{"no-dhcp", 0, false, ""},
+	{"no-dhcpv6", 0, false, ""},
+	{"no-ndp", 0, false, ""},
+	{"no-ra", 0, false, ""},
+	{"no-splice", 0, false, ""},
+	{"host-lo-to-ns-lo", 0, false, ""},
+	{"freebind", 0, false, ""},
+	{"no-copy-routes", 0, false, ""},
+	{"no-copy-addrs", 0, false, ""},
+
+	// Refused.
+	{"conf-path", 'c', true, denyOwn},
+	{"pid", 'P', true, denyOwn},
+	{"log-file", 'l', true, denyOwn},
+	{"foreground", 'f', false, denyOwn},
+	{"runas", 0, true, denyOwn},
+	{"netns", 0, true, denyOwn},
+	{"userns", 0, true, denyOwn},
+	{"config-net", 0, false, denyOwn},
+	{"fd", 'F', true, denyOwn},
+	{"stderr", 'e', false, denyOwn},
+	{"tcp-ports", 't', true, denyInbound},
+	{"udp-ports", 'u', true, denyInbound},
+	{"tcp-ns", 'T', true, denyOutbound},
+	{"udp-ns", 'U', true, denyOutbound},
+	{"no-map-gw", 0, false, denyMap},
+	{"map-host-loopback", 0, true, denyMap},
+	{"netns-only", 0, false, denyNS},
+	{"no-netns-quit", 0, false, denyNS},
+	{"no-pidns", 0, false, denyNS},
+	{"splice-only", 0, false, "would leave the container without its interface"},
+	{"chroot-fallback", 0, false, "weakens pasta's sandbox"},
+	{"pcap", 'p', true, denyFile},
+	{"help", 'h', false, denyExit},
+	{"version", 0, false, denyExit},
+	{"print-capabilities", 0, false, denyExit},
+	{"stats", 0, true, "needs pasta in the foreground"},
+	{"socket-path", 's', true, denyMode},
+	{"vhost-user", 0, false, denyMode},
+	{"one-off", '1', false, denyMode},
+	{"repair-path", 0, true, denyMode},
+	{"migrate-exit", 0, false, denyMode},
+	{"migrate-no-linger", 0, false, denyMode},
+	{"no-dhcp-dns", 0, false, denyMode},
+	{"no-dhcp-search", 0, false, denyMode},
+}
+
+// Option describes one of pasta's options as this package knows it.
+type Option struct {
+	Long     string // without "--"
+	Short    byte   // 0 when it has none
+	HasValue bool
+	Allowed  bool // a user may pass it in Config.Args
+}
+
+// Options returns pasta's options as this package parses them, for
+// checking the table against a pasta binary.
+func Options() []Option {
+	out := make([]Option, len(pastaOptions))
+	for i, o := range pastaOptions {
+		out[i] = Option{Long: o.long, Short: o.short, HasValue: o.hasArg, Allowed: o.deny == ""}
+	}
+	return out
+}
+
+// ArgError is an entry of Config.Args that pasta would parse into an
+// option the managed forwarder does not allow, or that is not an option.
+type ArgError struct {
+	Index  int    // index in Config.Args (the plugin's pastaArgs)
+	Arg    string // that entry
+	Option string // the option as pasta reads it, e.g. "-c (--conf-path)"; "" when none
+	Reason string
+}
+
+func (e *ArgError) Error() string { return fmt.Sprintf("pastaArgs[%d] %s", e.Index, e.Detail()) }
+
+// Detail is the message without the index.
+func (e *ArgError) Detail() string {
+	if e.Option == "" {
+		return fmt.Sprintf("%q: %s", e.Arg, e.Reason)
+	}
+	return fmt.Sprintf("%q: option %s %s", e.Arg, e.Option, e.Reason)
+}
+
+// parsedArg is one option as pasta's getopt_long reads it.
+type parsedArg struct {
+	index int // of the entry that names the option
+	opt   *pastaOption
+	value string
+}
+
+func (o *pastaOption) String() string {
+	if o.short != 0 {
+		return fmt.Sprintf("-%c (--%s)", o.short, o.long)
+	}
+	return "--" + o.long
+}
+
+// lookupLong finds a long option the way glibc's getopt_long does: an
+// exact name, else the only option the name is a prefix of. A prefix of
+// several options is refused even where glibc would accept it (options
+// that share flag and value): the safe side.
+func lookupLong(name string) (*pastaOption, string) {
+	var match []*pastaOption
+	for i := range pastaOptions {
+		o := &pastaOptions[i]
+		if o.long == name {
+			return o, ""
 		}
-		if long, ok := reservedOptions[name]; ok {
-			return fmt.Errorf("pastaArgs[%d] %q: option %s is set by the managed forwarder itself", i, a, long)
+		if name != "" && strings.HasPrefix(o.long, name) {
+			match = append(match, o)
+		}
+	}
+	switch len(match) {
+	case 0:
+		return nil, "is not an option of pasta"
+	case 1:
+		return match[0], ""
+	}
+	names := make([]string, len(match))
+	for i, o := range match {
+		names[i] = "--" + o.long
+	}
+	return nil, "is ambiguous (" + strings.Join(names, ", ") + ")"
+}
+
+func lookupShort(c byte) *pastaOption {
+	for i := range pastaOptions {
+		if pastaOptions[i].short == c {
+			return &pastaOptions[i]
 		}
 	}
 	return nil
 }
 
-// hasOption reports whether args hold one of the given options, alone or
-// as "--opt=value" / "-oVALUE".
-func hasOption(args []string, names ...string) bool {
-	for _, a := range args {
-		for _, n := range names {
-			if a == n || (strings.HasPrefix(n, "--") && strings.HasPrefix(a, n+"=")) ||
-				(len(n) == 2 && n[0] == '-' && len(a) > 2 && strings.HasPrefix(a, n)) {
-				return true
+// parseArgs reads args as pasta's getopt_long does (optstring with a
+// leading '+': options end at the first entry that is not one): short
+// options combined ("-4q") with a value attached ("-cPATH") or in the
+// next entry ("-c PATH", "-4c PATH"), long options with "=VALUE" or the
+// value in the next entry, and unambiguous prefixes of long options. It
+// refuses what is not an option: pasta would run it, and everything after
+// it (--netns included), as a command.
+func parseArgs(args []string) ([]parsedArg, error) {
+	var out []parsedArg
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		switch {
+		case a == "--":
+			return nil, &ArgError{Index: i, Arg: a, Reason: "ends pasta's options: what follows would run as a command"}
+		case strings.HasPrefix(a, "--"):
+			at := i
+			name, val, hasVal := strings.Cut(a[2:], "=")
+			o, why := lookupLong(name)
+			if o == nil {
+				return nil, &ArgError{Index: i, Arg: a, Option: "--" + name, Reason: why}
 			}
+			switch {
+			case !o.hasArg && hasVal:
+				return nil, &ArgError{Index: i, Arg: a, Option: o.String(), Reason: "takes no value"}
+			case o.hasArg && !hasVal:
+				if i+1 >= len(args) {
+					return nil, &ArgError{Index: i, Arg: a, Option: o.String(), Reason: "needs a value"}
+				}
+				i++
+				val = args[i]
+			}
+			out = append(out, parsedArg{index: at, opt: o, value: val})
+		case len(a) > 1 && a[0] == '-':
+			at := i
+			for j := 1; j < len(a); j++ {
+				o := lookupShort(a[j])
+				if o == nil {
+					return nil, &ArgError{Index: at, Arg: a, Option: "-" + string(a[j]), Reason: "is not an option of pasta"}
+				}
+				if !o.hasArg {
+					out = append(out, parsedArg{index: at, opt: o})
+					continue
+				}
+				val := a[j+1:]
+				if val == "" {
+					if i+1 >= len(args) {
+						return nil, &ArgError{Index: at, Arg: a, Option: o.String(), Reason: "needs a value"}
+					}
+					i++
+					val = args[i]
+				}
+				out = append(out, parsedArg{index: at, opt: o, value: val})
+				break
+			}
+		default:
+			return nil, &ArgError{Index: i, Arg: a, Reason: "is not an option: pasta would run it, and the options after it, as a command"}
 		}
 	}
-	return false
+	return out, nil
 }
 
+// CheckArgs refuses extra pasta arguments that are not options, that
+// pasta would not accept as written, or that are not on the list of
+// options a user may pass (pastaOptions): only options that shape the
+// container's network and pasta's logging into the attachment's log
+// file. The error is an *ArgError naming the entry, the option as pasta
+// reads it, and why.
+func CheckArgs(args []string) error {
+	parsed, err := parseArgs(args)
+	if err != nil {
+		return err
+	}
+	for _, p := range parsed {
+		if p.opt.deny != "" {
+			return &ArgError{Index: p.index, Arg: args[p.index], Option: p.opt.String(), Reason: p.opt.deny}
+		}
+	}
+	return nil
+}
+
+// argValue returns the value of the last option long in args, parsed as
+// pasta parses them (false when absent or args do not parse).
+func argValue(args []string, long string) (string, bool) {
+	parsed, err := parseArgs(args)
+	if err != nil {
+		return "", false
+	}
+	val, found := "", false
+	for _, p := range parsed {
+		if p.opt.long == long {
+			val, found = p.value, true
+		}
+	}
+	return val, found
+}
+
+// DNSForwardAddr is the address in the container that pasta answers DNS
+// on, forwarding the queries to the host's resolver (pasta
+// --dns-forward): with the host's loopback closed, this is how a
+// container reaches a resolver on the host's loopback (systemd-resolved's
+// 127.0.0.53). Podman uses the same address.
+const DNSForwardAddr = "169.254.1.1"
+
 // buildArgs returns pasta's arguments (without the binary) for a managed
-// forwarder: network configuration copied into the namespace (pasta's
-// default, with --config-net so that pasta configures the interface
-// itself), a control socket, a PID file and a log file, no inbound port
-// forwarding (the plugin adds the container's mappings through the
-// socket), outbound forwarding from the namespace's loopback (-T, -U)
-// left at pasta's default. euid is the caller's effective uid: as root,
-// pasta would drop to "nobody" and could not join the namespace, so it
-// runs as root (--runas 0). Rootless, pasta keeps the caller's uid and
-// needs no --runas.
+// forwarder: network configuration copied into the namespace (with
+// --config-net, so that pasta configures the interface itself), a
+// control socket, a PID file and a log file, no inbound port forwarding
+// (the plugin adds the container's mappings through the socket), and the
+// host's loopback closed unless cfg opens it: no outbound forwarding from
+// the namespace's loopback (-T none -U none unless LoopbackToHost) and no
+// address mapped to the host's loopback (--no-map-gw, then
+// --map-host-loopback for each of cfg.MapHostLoopback). DNS queries to
+// DNSForwardAddr go to the host's resolver, unless Args set
+// --dns-forward. euid is the caller's effective uid: as root, pasta would
+// drop to "nobody" and could not join the namespace, so it runs as root
+// (--runas 0). Rootless, pasta keeps the caller's uid and needs no
+// --runas.
 func buildArgs(cfg Config, inst Instance, euid int) []string {
 	args := []string{"--config-net",
 		"-c", inst.Socket,
@@ -69,13 +328,20 @@ func buildArgs(cfg Config, inst Instance, euid int) []string {
 	if euid == 0 {
 		args = append(args, "--runas", "0")
 	}
-	if !hasOption(cfg.Args, "-t", "--tcp-ports") {
-		args = append(args, "-t", "none")
+	args = append(args, "-t", "none", "-u", "none")
+	if cfg.LoopbackToHost {
+		args = append(args, "-T", "auto", "-U", "auto")
+	} else {
+		args = append(args, "-T", "none", "-U", "none")
 	}
-	if !hasOption(cfg.Args, "-u", "--udp-ports") {
-		args = append(args, "-u", "none")
+	args = append(args, "--no-map-gw")
+	for _, a := range cfg.MapHostLoopback {
+		args = append(args, "--map-host-loopback", a.String())
 	}
-	if cfg.IfName != "" && !hasOption(cfg.Args, "-I", "--ns-ifname") {
+	if _, ok := argValue(cfg.Args, "dns-forward"); !ok {
+		args = append(args, "--dns-forward", DNSForwardAddr)
+	}
+	if _, ok := argValue(cfg.Args, "ns-ifname"); !ok && cfg.IfName != "" {
 		args = append(args, "-I", cfg.IfName)
 	}
 	args = append(args, cfg.Args...)
@@ -83,29 +349,40 @@ func buildArgs(cfg Config, inst Instance, euid int) []string {
 	return append(args, "--netns", cfg.NetNS)
 }
 
-// optionValue returns the value of the last of the given options in args
-// ("-I NAME", "-INAME", "--ns-ifname NAME", "--ns-ifname=NAME").
-func optionValue(args []string, short, long string) (string, bool) {
-	val, found := "", false
-	for i := 0; i < len(args); i++ {
-		a := args[i]
+// CheckMapHostLoopback checks addresses for Config.MapHostLoopback: at
+// most one per IP version, each a unicast address that leaves the
+// container (not loopback, unspecified, multicast or with a zone).
+func CheckMapHostLoopback(addrs []netip.Addr) error {
+	var seen4, seen6 bool
+	for _, a := range addrs {
 		switch {
-		case (a == short || a == long) && i+1 < len(args):
-			val, found = args[i+1], true
-			i++
-		case strings.HasPrefix(a, long+"="):
-			val, found = a[len(long)+1:], true
-		case len(a) > len(short) && strings.HasPrefix(a, short) && !strings.HasPrefix(a, "--"):
-			val, found = a[len(short):], true
+		case !a.IsValid():
+			return fmt.Errorf("no address")
+		case a.Zone() != "":
+			return fmt.Errorf("%s: a zone is not allowed", a)
+		case a.IsLoopback() || a.IsUnspecified() || a.IsMulticast() || a == netip.AddrFrom4([4]byte{255, 255, 255, 255}):
+			return fmt.Errorf("%s: want a unicast address outside the container's loopback", a)
+		case a.Is4In6():
+			return fmt.Errorf("%s: write an IPv4 address as such", a)
+		case a.Is4():
+			if seen4 {
+				return fmt.Errorf("%s: at most one IPv4 address", a)
+			}
+			seen4 = true
+		default:
+			if seen6 {
+				return fmt.Errorf("%s: at most one IPv6 address", a)
+			}
+			seen6 = true
 		}
 	}
-	return val, found
+	return nil
 }
 
 // nsIfName is the name of the interface pasta makes in the namespace:
 // -I in cfg.Args, else cfg.IfName ("" when pasta picks it).
 func nsIfName(cfg Config) string {
-	if v, ok := optionValue(cfg.Args, "-I", "--ns-ifname"); ok {
+	if v, ok := argValue(cfg.Args, "ns-ifname"); ok {
 		return v
 	}
 	return cfg.IfName

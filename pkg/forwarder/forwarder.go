@@ -10,6 +10,13 @@
 // named by the PID file counts as ours only when its command line holds
 // "-c" (or "--conf-path") followed by this attachment's socket path.
 //
+// A start leaves nothing behind: pasta (or a wrapper standing for it) runs
+// in a new process group, and every process it starts inherits OwnerEnv,
+// set to the attachment's socket path. A failed start kills the group;
+// Stop also stops every process that names the socket or carries
+// OwnerEnv (pasta's daemon leaves the group with setsid), and the group
+// recorded in DIR/pasta.pgid when one of those is still in it.
+//
 // Calls for one attachment directory are serialized with a file lock
 // (Dir/lock), so two plugin invocations for the same attachment never
 // start two forwarders.
@@ -17,33 +24,38 @@
 // The command line is
 //
 //	pasta --config-net -c DIR/pasta.sock -P DIR/pasta.pid -l DIR/pasta.log \
-//	      [--runas 0] -t none -u none [-I IFNAME] [ARGS...] --netns NETNS
+//	      [--runas 0] -t none -u none -T none -U none --no-map-gw \
+//	      [--map-host-loopback ADDR]... --dns-forward 169.254.1.1 \
+//	      [-I IFNAME] [ARGS...] --netns NETNS
 //
-// that is, pasta's defaults except for inbound ports: addresses and routes
-// as pasta copies them from the host's template interface, the gateway
-// address mapped to the host's loopback (--map-host-loopback), and
-// outbound forwarding from the namespace's loopback (-T, -U) in pasta's
-// "auto" mode. No inbound port is forwarded until the plugin writes the
-// container's mappings to the control socket. Podman, by contrast, passes
-// -T none -U none --no-map-gw; pass those in ARGS for the same isolation.
-// As root, --runas 0 keeps pasta from dropping to "nobody", who could not
-// join a namespace root made; rootless, pasta keeps the caller's uid.
+// Addresses and routes are copied from the host's template interface as
+// pasta does by default, but the host's loopback is closed: no address of
+// the container is mapped to it (pasta would map the gateway address) and
+// no port of the container's loopback is forwarded to it (pasta's -T/-U
+// default is "auto"), as Podman runs pasta. Config.MapHostLoopback and
+// Config.LoopbackToHost open them. DNS queries to 169.254.1.1 are
+// forwarded to the host's resolver, which then may listen on the host's
+// loopback. No inbound port is forwarded until the plugin writes the
+// container's mappings to the control socket. As root, --runas 0 keeps
+// pasta from dropping to "nobody", who could not join a namespace root
+// made; rootless, pasta keeps the caller's uid.
 package forwarder
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/passt-portmap/passt-portmap/pkg/ctlclient/procnet"
 )
 
 // File names inside an attachment directory.
@@ -52,7 +64,9 @@ const (
 	PIDFileName = "pasta.pid"
 	LogFileName = "pasta.log"
 	OutFileName = "pasta.out"
-	lockName    = "lock"
+	// PGIDFileName holds the process group a start made (see Stop).
+	PGIDFileName = "pasta.pgid"
+	lockName     = "lock"
 )
 
 // DefaultPasta is the binary looked up in PATH when Config.Pasta is empty.
@@ -76,10 +90,19 @@ type Config struct {
 	Pasta string
 	// Args are extra arguments appended to pasta's command line (the
 	// plugin's "pastaArgs"), e.g. "--map-guest-addr", "169.254.1.2".
-	// Options that this package sets itself (-c, -P, -l, --netns, -f,
-	// --runas, --config-net, --userns, -F) are refused in Args; -t, -u and
-	// -I given here replace this package's defaults.
+	// Only options on the allowed list are accepted (see CheckArgs): those
+	// that shape the container's network and pasta's logging. -I and
+	// --dns-forward given here replace this package's defaults.
 	Args []string
+	// MapHostLoopback are addresses (at most one IPv4, one IPv6) that
+	// reach the host's loopback from inside the container (pasta
+	// --map-host-loopback), for "host.containers.internal"-style access.
+	// Empty: no address of the container reaches the host's loopback.
+	MapHostLoopback []netip.Addr
+	// LoopbackToHost makes a connection to a port of the container's own
+	// loopback reach the same port of the host's loopback, for ports bound
+	// there (pasta -T auto -U auto). False: -T none -U none.
+	LoopbackToHost bool
 	// NetNS is the path of the network namespace to attach to (CNI_NETNS).
 	NetNS string
 	// IfName is the name of the interface pasta creates in the namespace
@@ -103,7 +126,9 @@ type Instance struct {
 	// daemonized: its start-up summary (addresses, DNS, rules) and any
 	// error that made it exit before its log was open.
 	OutFile string
-	PID     int // process id of the running pasta
+	// PGIDFile holds the id of the process group the last start made.
+	PGIDFile string
+	PID      int // process id of the running pasta
 	// Started is true when Ensure started this pasta, false when it reused
 	// a running one.
 	Started bool
@@ -113,10 +138,11 @@ type Instance struct {
 // Started are zero.
 func Paths(dir string) Instance {
 	return Instance{
-		Socket:  filepath.Join(dir, SocketName),
-		PIDFile: filepath.Join(dir, PIDFileName),
-		LogFile: filepath.Join(dir, LogFileName),
-		OutFile: filepath.Join(dir, OutFileName),
+		Socket:   filepath.Join(dir, SocketName),
+		PIDFile:  filepath.Join(dir, PIDFileName),
+		LogFile:  filepath.Join(dir, LogFileName),
+		OutFile:  filepath.Join(dir, OutFileName),
+		PGIDFile: filepath.Join(dir, PGIDFileName),
 	}
 }
 
@@ -156,8 +182,11 @@ func Ensure(ctx context.Context, cfg Config) (*Instance, error) {
 	if cfg.NetNS == "" {
 		return nil, errors.New("forwarder: no network namespace path")
 	}
-	if err := checkArgs(cfg.Args); err != nil {
+	if err := CheckArgs(cfg.Args); err != nil {
 		return nil, fmt.Errorf("forwarder: %w", err)
+	}
+	if err := CheckMapHostLoopback(cfg.MapHostLoopback); err != nil {
+		return nil, fmt.Errorf("forwarder: host loopback address: %w", err)
 	}
 	inst, err := instanceFor(cfg.Dir)
 	if err != nil {
@@ -180,9 +209,6 @@ func Ensure(ctx context.Context, cfg Config) (*Instance, error) {
 	}
 	defer unlock()
 
-	if err := WaitExited(ctx, dir); err != nil {
-		return nil, err
-	}
 	pid, ok, err := running(inst)
 	if err != nil && !errors.Is(err, errMalformedPID) {
 		return nil, fmt.Errorf("forwarder: %w", err)
@@ -233,6 +259,37 @@ func start(ctx context.Context, cfg Config, inst *Instance) error {
 	if err != nil {
 		return fmt.Errorf("forwarder: pasta binary: %w", err)
 	}
+	backoff := 5 * time.Millisecond
+	for {
+		err := startOnce(ctx, cfg, inst, path)
+		if err == nil || !errors.Is(err, errTapBusy) {
+			return err
+		}
+		// The tap device of a pasta that just died is still being torn
+		// down: try again while the deadline allows.
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 100*time.Millisecond)
+	}
+}
+
+// errTapBusy marks a start that failed because the namespace's tap
+// device was still busy (pasta: "TUNSETIFF ioctl ... Device or resource
+// busy"), as it is for a moment after the previous forwarder was killed.
+var errTapBusy = errors.New("tap device busy")
+
+// tapBusy reports whether pasta's start-up output says its tap device was
+// busy.
+func tapBusy(inst Instance) bool {
+	b, err := os.ReadFile(inst.OutFile)
+	return err == nil && bytes.Contains(b, []byte("TUNSETIFF")) && bytes.Contains(b, []byte("Device or resource busy"))
+}
+
+// startOnce runs pasta once and waits until its control socket answers.
+func startOnce(ctx context.Context, cfg Config, inst *Instance, path string) error {
 	out, err := os.OpenFile(inst.OutFile, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
 	if err != nil {
 		return fmt.Errorf("forwarder: open pasta output file: %w", err)
@@ -240,18 +297,48 @@ func start(ctx context.Context, cfg Config, inst *Instance) error {
 	defer out.Close()
 
 	args := buildArgs(cfg, *inst, os.Geteuid())
-	cmd := exec.CommandContext(ctx, path, args...)
+	cmd := exec.Command(path, args...)
 	// An *os.File is handed to the child as is: no pipe back to the
 	// caller, so nothing pasta keeps open can hold the plugin's output.
 	cmd.Stdin = nil // /dev/null
 	cmd.Stdout = out
 	cmd.Stderr = out
 	cmd.Dir = "/"
+	// Everything this start leaves can be found and stopped: the process
+	// and what it forks share a new process group (pasta's daemon leaves
+	// it with setsid), and all of them inherit OwnerEnv, which names this
+	// attachment's socket.
+	cmd.Env = append(os.Environ(), OwnerEnv+"="+inst.Socket)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("forwarder: start %s for %s: %w", path, cfg.NetNS, err)
+	}
+	pgid := cmd.Process.Pid
+	if err := os.WriteFile(inst.PGIDFile, []byte(fmt.Sprintf("%d\n", pgid)), 0o600); err != nil {
+		killGroup(pgid)
+		_ = cmd.Wait()
+		return fmt.Errorf("forwarder: record the process group of pasta: %w", err)
+	}
+	// Reaped only when start returns: until then the exited process keeps
+	// its PID, so the group id cannot name another group.
+	defer func() { _ = cmd.Wait() }()
+	fail := func(format string, a ...any) error {
+		killGroup(pgid)
+		stopQuietly(inst)
+		return fmt.Errorf(format, a...)
+	}
+
 	// The foreground pasta exits once it has daemonized; its exit status
 	// says whether set-up worked. The PID file is written before it exits.
-	if err := cmd.Run(); err != nil {
-		stopQuietly(inst)
-		return fmt.Errorf("forwarder: start %s for %s: %w%s", path, cfg.NetNS, err, logTail(*inst))
+	exit, err := waitExited(ctx, pgid)
+	if err != nil {
+		return fail("forwarder: start %s for %s: %w%s", path, cfg.NetNS, err, logTail(*inst))
+	}
+	if exit != "" {
+		if tapBusy(*inst) {
+			return fail("forwarder: start %s for %s: %s: %w%s", path, cfg.NetNS, exit, errTapBusy, logTail(*inst))
+		}
+		return fail("forwarder: start %s for %s: %s%s", path, cfg.NetNS, exit, logTail(*inst))
 	}
 	inst.Started = true
 
@@ -259,16 +346,14 @@ func start(ctx context.Context, cfg Config, inst *Instance) error {
 	for {
 		pid, ok, err := running(*inst)
 		if err != nil {
-			stopQuietly(inst)
-			return fmt.Errorf("forwarder: %w", err)
+			return fail("forwarder: %w", err)
 		}
 		if !ok {
 			what := "exited after starting"
 			if p, _ := readPIDFile(inst.PIDFile); p == 0 {
 				what = "wrote no PID to " + inst.PIDFile
 			}
-			stopQuietly(inst)
-			return fmt.Errorf("forwarder: pasta for %s %s%s", cfg.NetNS, what, logTail(*inst))
+			return fail("forwarder: pasta for %s %s%s", cfg.NetNS, what, logTail(*inst))
 		}
 		inst.PID = pid
 		perr := probeHello(ctx, inst.Socket)
@@ -277,8 +362,7 @@ func start(ctx context.Context, cfg Config, inst *Instance) error {
 		}
 		select {
 		case <-ctx.Done():
-			stopQuietly(inst)
-			return fmt.Errorf("forwarder: pasta (pid %d) control socket did not answer: %w (last error: %v)%s",
+			return fail("forwarder: pasta (pid %d) control socket did not answer: %w (last error: %v)%s",
 				pid, ctx.Err(), perr, logTail(*inst))
 		case <-time.After(backoff):
 		}
@@ -295,16 +379,18 @@ func stopQuietly(inst *Instance) {
 	inst.PID = 0
 }
 
-// Stop stops the forwarder of the attachment in dir: it sends SIGTERM to
-// the process in the PID file if that process is ours (see the package
-// comment), or else to any process whose command line names this
-// attachment's socket (a forwarder whose PID file was lost), waits for it to exit within ctx (and DefaultTimeout), sending
-// SIGKILL when it takes longer than a second or half the time left, then
-// removes the socket and the PID file. It returns nil when the process,
-// the socket, the PID file or dir is already gone; a PID file that does
-// not hold a PID counts as lost. It never signals a
-// process that is not ours. The logs are left for diagnosis; the caller
-// removes dir when it wants it gone.
+// Stop stops the forwarder of the attachment in dir and everything its
+// start left: it sends SIGTERM to the process in the PID file if that
+// process is ours (see the package comment), to any process whose command
+// line names this attachment's socket (a forwarder whose PID file was
+// lost), and to any process that inherited OwnerEnv naming it (what a
+// wrapper or a daemonizing pasta forked), waits for them to exit within
+// ctx (and DefaultTimeout), sending SIGKILL when that takes longer than a
+// second or half the time left, then removes the socket and the PID file.
+// It returns nil when the processes, the socket, the PID file or dir are
+// already gone; a PID file that does not hold a PID counts as lost. It
+// never signals a process that is not ours. The logs are left for
+// diagnosis; the caller removes dir when it wants it gone.
 func Stop(ctx context.Context, dir string) error {
 	inst, err := instanceFor(dir)
 	if err != nil {
@@ -332,12 +418,23 @@ func stopInstance(ctx context.Context, inst Instance) error {
 	if err != nil && !errors.Is(err, errMalformedPID) {
 		return err
 	}
-	pids := []int{pid}
-	if !ok {
-		// No PID file, or it names no forwarder of ours: look for one
-		// by its command line, in case the PID file was lost.
-		if pids, err = findBySocket(inst.Socket); err != nil {
-			return err
+	// Besides the process in the PID file: a forwarder whose PID file
+	// was lost, and whatever a start of this attachment forked (a
+	// wrapper's children, a daemon that outlived a failed start).
+	pgid, err := readPIDFile(inst.PGIDFile)
+	if err != nil {
+		pgid = 0 // a damaged record of the group: the other ways still find ours
+	}
+	pids, err := findOwned(inst.Socket, pgid)
+	if err != nil {
+		return err
+	}
+	if ok && !slices.Contains(pids, pid) {
+		pids = append(pids, pid)
+	}
+	for _, pid := range pids {
+		if err := syscall.Kill(pid, syscall.SIGTERM); err != nil && !errors.Is(err, syscall.ESRCH) {
+			return fmt.Errorf("signal pasta (pid %d): %w", pid, err)
 		}
 	}
 	for _, pid := range pids {
@@ -345,7 +442,7 @@ func stopInstance(ctx context.Context, inst Instance) error {
 			return err
 		}
 	}
-	for _, p := range []string{inst.Socket, inst.PIDFile} {
+	for _, p := range []string{inst.Socket, inst.PIDFile, inst.PGIDFile} {
 		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("remove %s: %w", p, err)
 		}
@@ -353,14 +450,12 @@ func stopInstance(ctx context.Context, inst Instance) error {
 	return nil
 }
 
-// waitGone terminates pid (known to be ours) and waits until it is no
-// longer ours: exited, a zombie, or its PID taken by another process. A
-// process still in exit() is waited for, so that its tap device is gone
-// from the namespace when Stop returns.
+// waitGone waits until pid, ours and sent SIGTERM, is no longer ours:
+// exited, a zombie, or its PID taken by another process. It sends SIGKILL
+// when that takes longer than a second or half the time left. A process
+// still in exit() is waited for (without signals), so that its tap device
+// is gone from the namespace when Stop returns.
 func waitGone(ctx context.Context, pid int, socket string) error {
-	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil && !errors.Is(err, syscall.ESRCH) {
-		return fmt.Errorf("signal pasta (pid %d): %w", pid, err)
-	}
 	grace := time.Second
 	if dl, ok := ctx.Deadline(); ok {
 		grace = min(grace, time.Until(dl)/2)
@@ -369,14 +464,11 @@ func waitGone(ctx context.Context, pid int, socket string) error {
 	killed := false
 	backoff := time.Millisecond
 	for {
-		ours, err := processIsOurs(pid, socket)
-		if err != nil {
-			return err
-		}
-		if !ours && !procnet.Exiting(pid) {
+		owned := processOwned(pid, socket)
+		if !owned && !exiting(pid) {
 			return nil
 		}
-		if ours && !killed && time.Now().After(killAt) {
+		if owned && !killed && time.Now().After(killAt) {
 			if err := syscall.Kill(pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
 				return fmt.Errorf("kill pasta (pid %d): %w", pid, err)
 			}

@@ -70,3 +70,73 @@ func FuzzParseStartupDNS(f *testing.F) {
 		}
 	})
 }
+
+// FuzzCheckArgs: never panics; arguments it accepts cannot change what
+// the managed forwarder relies on: pasta, parsing the whole command line
+// built with them, sees exactly one control socket (ours), our
+// namespace, and no other refused option.
+func FuzzCheckArgs(f *testing.F) {
+	for _, s := range []string{"-4c\x00/x", "-4c/x", "--conf=/x", "--mtu\x00-c", "-q\x00sh", "--ns-if=net1\x00--tra", "--\x00x", "-4Inet1\x00--dns-f=10.0.0.53"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, joined string) {
+		var args []string
+		if joined != "" {
+			args = strings.Split(joined, "\x00")
+		}
+		if CheckArgs(args) != nil {
+			return
+		}
+		inst := Paths("/d")
+		built := buildArgs(Config{NetNS: "/n", Args: args}, inst, 0)
+		parsed, err := parseArgs(built)
+		if err != nil {
+			t.Fatalf("accepted %q, but the command line built does not parse: %v", args, err)
+		}
+		own := map[string]int{}
+		for _, p := range parsed {
+			if p.opt.deny == "" {
+				continue
+			}
+			own[p.opt.long]++
+			switch p.opt.long {
+			case "conf-path":
+				if p.value != inst.Socket {
+					t.Fatalf("accepted %q: control socket %q", args, p.value)
+				}
+			case "netns":
+				if p.value != "/n" {
+					t.Fatalf("accepted %q: namespace %q", args, p.value)
+				}
+			}
+		}
+		for _, name := range []string{"conf-path", "netns", "pid", "log-file", "runas"} {
+			if own[name] != 1 {
+				t.Fatalf("accepted %q: --%s %d times in %q", args, name, own[name], built)
+			}
+		}
+	})
+}
+
+// FuzzStatPGID: never panics; a group id it returns is positive and
+// written in the input after the command name. statExiting, the other
+// reader of the same fields, never panics either, and never calls a
+// zombie exiting.
+func FuzzStatPGID(f *testing.F) {
+	for _, s := range []string{"12 (pasta) S 1 12 12 0 -1", "13 (a) b) (c) S 1 77 77 0", "14 (sh) S 1", ")", "1 () S 0 0"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if f := statFields(b); statExiting(b) && (len(f) < 7 || f[0] == "Z") {
+			t.Fatalf("statExiting(%q) with fields %q", b, f)
+		}
+		g, ok := statPGID(b)
+		if !ok {
+			return
+		}
+		i := strings.LastIndexByte(string(b), ')')
+		if g <= 0 || !strings.Contains(string(b[i:]), strconv.Itoa(g)) {
+			t.Fatalf("statPGID(%q) = %d", b, g)
+		}
+	})
+}

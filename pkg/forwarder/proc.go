@@ -2,15 +2,15 @@ package forwarder
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"syscall"
-	"time"
 
 	"github.com/passt-portmap/passt-portmap/pkg/ctlclient/procnet"
 )
@@ -71,33 +71,6 @@ func processIsOurs(pid int, socket string) (bool, error) {
 		return false, fmt.Errorf("read command line of process %d: %w", pid, err)
 	}
 	return cmdlineHasSocket(splitCmdline(b), socket), nil
-}
-
-// WaitExited waits while the process that the PID file in dir names is
-// still in exit(): its command line already reads empty, so Running no
-// longer counts it, but its tap device is still in the namespace, and a
-// new pasta there would fail (TUNSETIFF: device busy) or the namespace
-// would look configured by someone else. A forwarder that was just
-// killed takes milliseconds; ctx bounds the wait.
-func WaitExited(ctx context.Context, dir string) error {
-	inst, err := instanceFor(dir)
-	if err != nil {
-		return err
-	}
-	pid, err := readPIDFile(inst.PIDFile)
-	if err != nil || pid == 0 {
-		return nil // no PID to wait for: Ensure and Stop deal with the file
-	}
-	backoff := time.Millisecond
-	for procnet.Exiting(pid) {
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("forwarder: pasta (pid %d) is still exiting: %w", pid, ctx.Err())
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, 20*time.Millisecond)
-	}
-	return nil
 }
 
 // Running reports whether the forwarder of the attachment in dir runs:
@@ -197,23 +170,134 @@ func tailLines(path string, n int, limit int64) string {
 	return strings.Join(lines, " | ")
 }
 
-// findBySocket returns the live processes whose command line names socket
-// as their control socket: a forwarder of this attachment whose PID file
-// was lost. Processes that vanish during the scan are skipped.
-func findBySocket(socket string) ([]int, error) {
+// OwnerEnv is the environment variable every process of a managed start
+// inherits, set to the attachment's socket path: a process that carries
+// it is ours even when its command line does not say so (a wrapper's
+// child) or it left the process group (a daemon).
+const OwnerEnv = "PASST_PORTMAP_FORWARDER"
+
+// environHasOwner reports whether the environment block b (as in
+// /proc/PID/environ) sets OwnerEnv to socket.
+func environHasOwner(b []byte, socket string) bool {
+	want := OwnerEnv + "=" + socket
+	for _, kv := range bytes.Split(b, []byte{0}) {
+		if string(kv) == want {
+			return true
+		}
+	}
+	return false
+}
+
+// processOwned reports whether pid is a live process of the attachment
+// whose control socket is socket: its command line names the socket, or
+// it inherited OwnerEnv naming it. A process whose environment cannot be
+// read (another user's, rootless) counts by its command line alone.
+func processOwned(pid int, socket string) bool {
+	if ours, err := processIsOurs(pid, socket); err == nil && ours {
+		return true
+	}
+	b, err := os.ReadFile(fmt.Sprintf("%s/%d/environ", procnet.Root, pid))
+	return err == nil && environHasOwner(b, socket)
+}
+
+// findOwned returns the live processes of the attachment whose control
+// socket is socket (see processOwned), other than the caller, and, when
+// pgid is not 0, every member of process group pgid as long as one of
+// them is owned: a group id is not reused while the group has a member,
+// so a group with one of ours in it is the group a start of this
+// attachment made (a wrapper's children that dropped OwnerEnv are found
+// so). Processes that vanish during the scan are skipped.
+func findOwned(socket string, pgid int) ([]int, error) {
 	all, err := procnet.Processes()
 	if err != nil {
 		return nil, err
 	}
 	self := os.Getpid()
-	var pids []int
+	if pgid != 0 && syscall.Kill(-pgid, 0) != nil {
+		pgid = 0 // the group has no member left: no /proc/PID/stat to read
+	}
+	var pids, group []int
+	groupOurs := false
 	for _, pid := range all {
 		if pid == self {
 			continue
 		}
-		if ours, err := processIsOurs(pid, socket); err == nil && ours {
+		cmdline, err := os.ReadFile(fmt.Sprintf("%s/%d/cmdline", procnet.Root, pid))
+		if err != nil || len(cmdline) == 0 {
+			continue // gone, a zombie or a kernel thread
+		}
+		owned := cmdlineHasSocket(splitCmdline(cmdline), socket)
+		if !owned {
+			env, err := os.ReadFile(fmt.Sprintf("%s/%d/environ", procnet.Root, pid))
+			owned = err == nil && environHasOwner(env, socket)
+		}
+		if owned {
 			pids = append(pids, pid)
+		}
+		if pgid == 0 {
+			continue
+		}
+		if b, err := os.ReadFile(fmt.Sprintf("%s/%d/stat", procnet.Root, pid)); err == nil {
+			if g, ok := statPGID(b); ok && g == pgid {
+				group = append(group, pid)
+				groupOurs = groupOurs || owned
+			}
+		}
+	}
+	if groupOurs {
+		for _, pid := range group {
+			if !slices.Contains(pids, pid) {
+				pids = append(pids, pid)
+			}
 		}
 	}
 	return pids, nil
+}
+
+// statFields returns the fields of /proc/PID/stat after the command name
+// ("PID (COMM) STATE PPID PGRP ..."; COMM may hold spaces and
+// parentheses, so they are counted after the last ')'): STATE first.
+func statFields(b []byte) []string {
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return nil
+	}
+	return strings.Fields(string(b[i+1:]))
+}
+
+// statPGID returns the process group id in the content of /proc/PID/stat.
+func statPGID(b []byte) (int, bool) {
+	f := statFields(b)
+	if len(f) < 3 {
+		return 0, false
+	}
+	g, err := strconv.Atoi(f[2])
+	if err != nil || g <= 0 {
+		return 0, false
+	}
+	return g, true
+}
+
+// pfExiting is the kernel's PF_EXITING: the process is in exit().
+const pfExiting = 0x4
+
+// exiting reports whether process pid is in exit() and not yet a zombie.
+// Such a process has given up its memory (its command line and
+// environment read empty, so processOwned no longer knows it) but may
+// still hold its files: pasta's tap device stays in the namespace until
+// they are closed.
+func exiting(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("%s/%d/stat", procnet.Root, pid))
+	return err == nil && statExiting(b)
+}
+
+// statExiting reads the content of /proc/PID/stat: the state is not Z or
+// X, and the flags (the ninth field) hold PF_EXITING.
+func statExiting(b []byte) bool {
+	f := statFields(b)
+	if len(f) < 7 || f[0] == "Z" || f[0] == "X" {
+		return false
+	}
+	flags, err := strconv.ParseUint(f[6], 10, 64)
+	return err == nil && flags&pfExiting != 0
 }

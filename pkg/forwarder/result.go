@@ -88,8 +88,9 @@ func Attached(netnsPath string) (bool, error) {
 //     other route with a next hop), with their metric as Priority.
 //   - DNS: the nameservers and search list pasta itself announced when it
 //     started (its "DNS:" and "DNS search list:" lines, kept in OutFile):
-//     the host's resolv.conf, a loopback resolver replaced by the address
-//     mapped to the host, or what --dns/--search in cfg.Args said. pasta
+//     the host's resolv.conf, a loopback resolver replaced by
+//     DNSForwardAddr (where pasta answers and forwards to it), or what
+//     --dns/--search in cfg.Args said. pasta
 //     does not write resolv.conf into the namespace; the runtime does,
 //     from this. Empty when that record is missing (pasta started by
 //     someone else, or run with --quiet).

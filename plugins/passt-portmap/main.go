@@ -25,6 +25,7 @@
 //	dataDir        default /var/lib/cni/passt-portmap: records/ and forwarders/
 //	verify         bool, default true: check listeners after each update
 //	pasta, pastaArgs, allowChained   managed forwarder (pkg/forwarder)
+//	mapHostLoopback, loopbackToHost  managed: open the host's loopback (closed by default)
 //	runtimeConfig.portMappings       hostPort, containerPort, protocol, hostIP
 //
 // CNI errors (CNI error JSON, code, msg, details):

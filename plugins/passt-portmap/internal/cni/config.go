@@ -15,6 +15,7 @@ import (
 	"github.com/containernetworking/cni/pkg/version"
 
 	"github.com/passt-portmap/passt-portmap/pkg/attach"
+	"github.com/passt-portmap/passt-portmap/pkg/forwarder"
 	"github.com/passt-portmap/passt-portmap/pkg/translate"
 )
 
@@ -56,12 +57,14 @@ type netConf[M any] struct {
 	ValidAttachments json.RawMessage `json:"cni.dev/valid-attachments"`
 	Attachments      json.RawMessage `json:"cni.dev/attachments"`
 
-	Forwarder    string   `json:"forwarder"`
-	Socket       *string  `json:"socket"`
-	PIDFile      string   `json:"pidFile"`
-	Pasta        string   `json:"pasta"`
-	PastaArgs    []string `json:"pastaArgs"`
-	AllowChained bool     `json:"allowChained"`
+	Forwarder       string   `json:"forwarder"`
+	Socket          *string  `json:"socket"`
+	PIDFile         string   `json:"pidFile"`
+	Pasta           string   `json:"pasta"`
+	PastaArgs       []string `json:"pastaArgs"`
+	AllowChained    bool     `json:"allowChained"`
+	MapHostLoopback string   `json:"mapHostLoopback"`
+	LoopbackToHost  bool     `json:"loopbackToHost"`
 
 	Weak          bool    `json:"weak"`
 	TargetAddress string  `json:"targetAddress"`
@@ -115,6 +118,12 @@ type Config struct {
 	Pasta        string
 	PastaArgs    []string
 	AllowChained bool
+	// MapHostLoopback are the container's addresses that reach the host's
+	// loopback ("mapHostLoopback"); none by default.
+	MapHostLoopback []netip.Addr
+	// LoopbackToHost forwards the container's loopback ports to the
+	// host's loopback ("loopbackToHost"); off by default.
+	LoopbackToHost bool
 
 	Options  translate.Options // weak, targetAddress, bindInterface
 	Timeout  time.Duration
@@ -220,7 +229,8 @@ func parseKeys[M any](nc *netConf[M], env Env) (*Config, error) {
 	if err := c.parseAttachments(nc.ValidAttachments, nc.Attachments); err != nil {
 		return nil, err
 	}
-	fwd := forwarderConf{Mode: nc.Forwarder, Socket: nc.Socket, PIDFile: nc.PIDFile, Pasta: nc.Pasta, PastaArgs: nc.PastaArgs, AllowChained: nc.AllowChained}
+	fwd := forwarderConf{Mode: nc.Forwarder, Socket: nc.Socket, PIDFile: nc.PIDFile, Pasta: nc.Pasta, PastaArgs: nc.PastaArgs, AllowChained: nc.AllowChained,
+		MapHostLoopback: nc.MapHostLoopback, LoopbackToHost: nc.LoopbackToHost}
 	if err := c.parseForwarder(fwd, env); err != nil {
 		return nil, err
 	}
@@ -314,6 +324,8 @@ type forwarderConf struct {
 	Socket               *string
 	PastaArgs            []string
 	AllowChained         bool
+	MapHostLoopback      string
+	LoopbackToHost       bool
 }
 
 func (c *Config) parseForwarder(nc forwarderConf, env Env) error {
@@ -351,7 +363,33 @@ func (c *Config) parseForwarder(nc forwarderConf, env Env) error {
 		}
 		c.Socket, c.SocketFromArgs, c.Managed = s, true, false
 	}
-	c.Pasta, c.PastaArgs, c.AllowChained = nc.Pasta, nc.PastaArgs, nc.AllowChained
+	return c.parseManaged(nc)
+}
+
+// parseManaged checks the keys of a managed forwarder: its arguments
+// against pasta's allow-list, and the host access it opens.
+func (c *Config) parseManaged(nc forwarderConf) error {
+	c.Pasta, c.PastaArgs, c.AllowChained, c.LoopbackToHost = nc.Pasta, nc.PastaArgs, nc.AllowChained, nc.LoopbackToHost
+	if err := forwarder.CheckArgs(c.PastaArgs); err != nil {
+		var ae *forwarder.ArgError
+		if errors.As(err, &ae) {
+			return &attach.ConfigError{Key: fmt.Sprintf("pastaArgs[%d]", ae.Index), Err: errors.New(ae.Detail())}
+		}
+		return &attach.ConfigError{Key: "pastaArgs", Err: err}
+	}
+	if nc.MapHostLoopback == "" {
+		return nil
+	}
+	for _, f := range strings.Split(nc.MapHostLoopback, ",") {
+		a, err := netip.ParseAddr(strings.TrimSpace(f))
+		if err != nil {
+			return cfgErr("mapHostLoopback", "%v (want one IP address, or an IPv4 and an IPv6 address separated by a comma)", err)
+		}
+		c.MapHostLoopback = append(c.MapHostLoopback, a)
+	}
+	if err := forwarder.CheckMapHostLoopback(c.MapHostLoopback); err != nil {
+		return cfgErr("mapHostLoopback", "%w", err)
+	}
 	return nil
 }
 
@@ -506,7 +544,7 @@ func resolveSocket(cfg *Config, env Env) (socket, pidFile string, err error) {
 	if cfg.SocketFromArgs {
 		key = "CNI_ARGS " + argSocket
 	}
-	if socket, err = expand(key, cfg.Socket, env); err != nil {
+	if socket, err = expandSocket(key, cfg.Socket, env); err != nil {
 		return "", "", err
 	}
 	if cfg.PIDFile != "" {
@@ -515,4 +553,22 @@ func resolveSocket(cfg *Config, env Env) (socket, pidFile string, err error) {
 		}
 	}
 	return socket, pidFile, nil
+}
+
+// maxSocketPath is the longest path a UNIX socket address holds: sun_path
+// is 108 bytes, its terminating NUL included.
+const maxSocketPath = forwarder.MaxSocketPath
+
+// expandSocket is expand for a control socket path: a path longer than a
+// UNIX socket address holds could never be connected to (the kernel
+// refuses it), so it is a configuration error naming the expanded path.
+func expandSocket(key, tmpl string, env Env) (string, error) {
+	path, err := expand(key, tmpl, env)
+	if err != nil {
+		return "", err
+	}
+	if len(path) > maxSocketPath {
+		return "", cfgErr(key, "expands to %q, %d bytes long: a UNIX socket address holds at most %d", path, len(path), maxSocketPath)
+	}
+	return path, nil
 }

@@ -5,7 +5,6 @@ package cni
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"runtime/debug"
@@ -63,8 +62,6 @@ func (p *Plugin) core() *attach.Core {
 	}}
 }
 
-func (p *Plugin) warnf(format string, a ...any) { p.core().Warn(fmt.Sprintf(format, a...)) }
-
 func envOf(args *skel.CmdArgs) Env {
 	return Env{ContainerID: args.ContainerID, IfName: args.IfName, Netns: args.Netns, Args: args.Args}
 }
@@ -88,6 +85,7 @@ func parse(args *skel.CmdArgs, resolve bool) (*call, error) {
 	c := &call{cfg: cfg, key: attach.Key{Network: cfg.Network, ContainerID: args.ContainerID, IfName: args.IfName, Netns: args.Netns}}
 	c.opts = attach.Options{DataDir: cfg.DataDir, Timeout: cfg.Timeout, Managed: cfg.Managed,
 		Pasta: cfg.Pasta, PastaArgs: cfg.PastaArgs, AllowChained: cfg.AllowChained,
+		MapHostLoopback: cfg.MapHostLoopback, LoopbackToHost: cfg.LoopbackToHost,
 		Weak: cfg.Options.Weak, TargetAddress: cfg.Options.Target, BindInterface: cfg.Options.Interface, Verify: cfg.Verify,
 		NoNetwork: cfg.PrevResult != nil}
 	if r := cfg.PrevResult; r != nil {
@@ -111,14 +109,16 @@ func parse(args *skel.CmdArgs, resolve bool) (*call, error) {
 // the previous result unchanged when chained, what a managed forwarder
 // configured when it made the network, and otherwise empty, each in the
 // requested version.
-func (p *Plugin) Add(args *skel.CmdArgs) error {
+func (p *Plugin) Add(args *skel.CmdArgs) error { return cniErr(p.add(args)) }
+
+func (p *Plugin) add(args *skel.CmdArgs) error {
 	c, err := parse(args, true)
 	if err != nil {
-		return cniErr(err)
+		return err
 	}
 	res, err := p.core().Add(context.Background(), c.key, c.opts, c.maps)
 	if err != nil {
-		return cniErr(err)
+		return err
 	}
 	var out types.Result
 	switch {
@@ -139,24 +139,16 @@ func (p *Plugin) Add(args *skel.CmdArgs) error {
 // Del is CNI DEL: remove exactly what this attachment owns, then its
 // record. Whatever is already gone (forwarder, socket, record, rules)
 // counts as removed.
-func (p *Plugin) Del(args *skel.CmdArgs) error {
+func (p *Plugin) Del(args *skel.CmdArgs) error { return cniErr(p.del(args)) }
+
+// del goes by the record alone: the socket is not resolved (DEL may come
+// without CNI_NETNS).
+func (p *Plugin) del(args *skel.CmdArgs) error {
 	c, err := parse(args, false)
 	if err != nil {
-		return cniErr(err)
+		return err
 	}
-	if !c.cfg.Managed {
-		// The socket matters only without a record; one that this call
-		// cannot say (DEL may come without CNI_NETNS) removes nothing.
-		c.opts.Socket, c.opts.PIDFile, err = resolveSocket(c.cfg, envOf(args))
-		if errors.Is(err, errNoValue) {
-			if len(c.maps) > 0 {
-				p.warnf("without a record, %v", err)
-			}
-		} else if err != nil {
-			return cniErr(err)
-		}
-	}
-	return cniErr(p.core().Del(context.Background(), c.key, c.opts, c.maps))
+	return p.core().Del(context.Background(), c.key, c.opts, c.maps)
 }
 
 // Check is CNI CHECK: every owned rule is in the forwarder's live tables

@@ -17,11 +17,6 @@ type CoreBackend struct {
 	Core *attach.Core
 }
 
-// errLoopbackOptions refuses the options that open the host's loopback:
-// the core in this build starts every managed pasta with pasta's defaults
-// and has no field for them, so they could not be honoured.
-var errLoopbackOptions = errors.New("this build cannot open the host's loopback to the container: leave mapHostLoopback and loopbackToHost out")
-
 func (b CoreBackend) call(a Attachment) (attach.Key, attach.Options, []attach.Mapping) {
 	k := attach.Key{Network: a.Network, ContainerID: a.ContainerID, IfName: a.IfName, Netns: a.Netns}
 	o := attach.Options{
@@ -31,7 +26,8 @@ func (b CoreBackend) call(a Attachment) (attach.Key, attach.Options, []attach.Ma
 		// that another network already configured.
 		Managed: true, Pasta: a.Options.Pasta, PastaArgs: a.Options.PastaArgs,
 		Weak: a.Options.Weak, TargetAddress: a.Options.Target, BindInterface: a.Options.BindInterface,
-		Verify: a.Options.Verify,
+		Verify:          a.Options.Verify,
+		MapHostLoopback: a.Options.MapHostLoopback, LoopbackToHost: a.Options.LoopbackToHost,
 	}
 	ms := make([]attach.Mapping, 0, len(a.Mappings))
 	for _, m := range a.Mappings {
@@ -48,9 +44,6 @@ func (b CoreBackend) call(a Attachment) (attach.Key, attach.Options, []attach.Ma
 // left (a started pasta, a record): netavark tears down only the networks
 // whose setup succeeded.
 func (b CoreBackend) Setup(ctx context.Context, a Attachment) (Configured, error) {
-	if len(a.Options.MapHostLoopback) > 0 || a.Options.LoopbackToHost {
-		return Configured{}, &FieldError{Field: "network.options", Err: errLoopbackOptions}
-	}
 	k, o, ms := b.call(a)
 	res, err := b.Core.Add(ctx, k, o, ms)
 	if err != nil {

@@ -1,12 +1,9 @@
 package netavark
 
 import (
-	"context"
 	"errors"
 	"net"
 	"net/netip"
-	"os"
-	"strings"
 	"testing"
 
 	"github.com/passt-portmap/passt-portmap/pkg/attach"
@@ -60,24 +57,5 @@ func TestConfiguredOf(t *testing.T) {
 		c.Gateway4 != netip.MustParseAddr("10.0.2.2") || c.Gateway6 != netip.MustParseAddr("fd00::1") ||
 		len(c.DNS) != 1 || c.DNS[0] != netip.MustParseAddr("10.0.2.3") || c.Search[0] != "example.test" {
 		t.Errorf("configuredOf = %+v", c)
-	}
-}
-
-// TestLoopbackOptionsRefused: options this build's core cannot honour
-// are refused before anything starts, as bad input.
-func TestLoopbackOptionsRefused(t *testing.T) {
-	dir := t.TempDir()
-	for _, o := range []Options{
-		{DataDir: dir, MapHostLoopback: []netip.Addr{netip.MustParseAddr("169.254.1.2")}},
-		{DataDir: dir, LoopbackToHost: true},
-	} {
-		_, err := CoreBackend{Core: &attach.Core{}}.Setup(context.Background(), Attachment{Network: "n", ContainerID: "c", IfName: "eth0", Netns: "/nonexistent", Options: o})
-		var fe *FieldError
-		if !errors.As(err, &fe) || !strings.Contains(err.Error(), "mapHostLoopback") {
-			t.Errorf("Setup with %+v = %v, want a FieldError", o, err)
-		}
-	}
-	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
-		t.Errorf("the refused setups wrote %v", ents)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/passt-portmap/passt-portmap/pkg/forwarder"
 	"github.com/passt-portmap/passt-portmap/pkg/translate"
 )
 
@@ -127,8 +128,7 @@ func targetAddress(v string) (netip.Addr, error) {
 }
 
 // hostLoopback reads mapHostLoopback: one address, or one of each family
-// separated by a comma, each a unicast address that is not the
-// namespace's own loopback.
+// separated by a comma, checked as the forwarder checks them.
 func hostLoopback(v string) ([]netip.Addr, error) {
 	var out []netip.Addr
 	for _, f := range strings.Split(v, ",") {
@@ -136,15 +136,10 @@ func hostLoopback(v string) ([]netip.Addr, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%q: want one IP address, or an IPv4 and an IPv6 address separated by a comma", v)
 		}
-		if a.Zone() != "" || a.IsUnspecified() || a.IsLoopback() || a.IsMulticast() {
-			return nil, fmt.Errorf("%q: %s cannot stand for the host's loopback (want a unicast address other than loopback, without a zone)", v, a)
-		}
-		for _, b := range out {
-			if b.Is4() == a.Is4() {
-				return nil, fmt.Errorf("%q: at most one address of each family", v)
-			}
-		}
 		out = append(out, a)
+	}
+	if err := forwarder.CheckMapHostLoopback(out); err != nil {
+		return nil, fmt.Errorf("%q: %w", v, err)
 	}
 	return out, nil
 }

@@ -45,8 +45,8 @@ func TestParseOptions(t *testing.T) {
 				o.MapHostLoopback = []netip.Addr{netip.MustParseAddr("169.254.1.2"), netip.MustParseAddr("fd99::2")}
 				o.LoopbackToHost = true
 			}), ""},
-		{"mapHostLoopback two of a family", map[string]string{"mapHostLoopback": "169.254.1.2,169.254.1.3"}, def, "at most one address of each family"},
-		{"mapHostLoopback loopback", map[string]string{"mapHostLoopback": "127.0.0.1"}, def, "cannot stand for the host's loopback"},
+		{"mapHostLoopback two of a family", map[string]string{"mapHostLoopback": "169.254.1.2,169.254.1.3"}, def, "at most one IPv4 address"},
+		{"mapHostLoopback loopback", map[string]string{"mapHostLoopback": "127.0.0.1"}, def, "outside the container's loopback"},
 		{"mapHostLoopback name", map[string]string{"mapHostLoopback": "host"}, def, "network.options.mapHostLoopback: "},
 		{"unknown key", map[string]string{"socket": "/run/x.sock"}, def, "network.options.socket: not an option of the passt-portmap driver (known: bindInterface"},
 		{"first bad key by name", map[string]string{"zzz": "1", "timeout": "x"}, def, "network.options.timeout"},
