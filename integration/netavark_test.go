@@ -474,3 +474,24 @@ func TestNetavarkDispatch(t *testing.T) {
 		t.Errorf("CNI VERSION with the argument info: %v, %q", err, out)
 	}
 }
+
+// TestNetavarkMapHostLoopback: the network option mapHostLoopback (closed
+// by default, as for CNI) reaches the managed pasta through netavark: from
+// inside the container, the mapped address is the host's loopback.
+func TestNetavarkMapHostLoopback(t *testing.T) {
+	n := pastatest.NewNetNS(t)
+	dataDir := nvDataDir(t)
+	opts := nvOptions(t, dataDir)
+	opts["mapHostLoopback"] = "169.254.1.2"
+	c := newNVCall(t, []nvNetwork{{Name: "nvnet-" + n.Name, Driver: "passt-portmap", Options: opts}}, nil)
+	t.Cleanup(func() { c.run(t, "teardown", n.Path) })
+	port := hostLoopbackServer(t, "host loopback")
+
+	c.mustRun(t, "setup", n.Path)
+	dst := net.JoinHostPort("169.254.1.2", fmt.Sprint(port))
+	if got, err := askFromNetns(n, dst); err != nil || got != "host loopback" {
+		t.Fatalf("from the container to %s: %q, %v; want the host's 127.0.0.1:%d", dst, got, err, port)
+	}
+	c.mustRun(t, "teardown", n.Path)
+	assertNothingLeft(t, dataDir)
+}
