@@ -71,7 +71,15 @@ func ParseOptions(opts map[string]string) (Options, error) {
 			}
 			o.Pasta = v
 		case "pastaArgs":
-			o.PastaArgs, err = words(v)
+			if o.PastaArgs, err = words(v); err == nil {
+				// pasta's allow-list, checked when the network is made.
+				if err = forwarder.CheckArgs(o.PastaArgs); err != nil {
+					var ae *forwarder.ArgError
+					if errors.As(err, &ae) {
+						err = fmt.Errorf("word %d: %s", ae.Index, ae.Detail())
+					}
+				}
+			}
 		case "dataDir":
 			if !filepath.IsAbs(v) {
 				err = fmt.Errorf("%q is not an absolute path", v)

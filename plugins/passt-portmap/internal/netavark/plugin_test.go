@@ -165,7 +165,7 @@ func TestInfo(t *testing.T) {
 
 func TestCreate(t *testing.T) {
 	in := `{"name":"pp","id":"2f25","driver":"passt-portmap","network_interface":"","created":"2026-11-30T10:00:00.5Z",
-	"subnets":[],"ipv6_enabled":false,"internal":false,"dns_enabled":false,"options":{"weak":"true","pastaArgs":"-T none"},"labels":{"x":"y"}}`
+	"subnets":[],"ipv6_enabled":false,"internal":false,"dns_enabled":false,"options":{"weak":"true","pastaArgs":"--mtu 1500"},"labels":{"x":"y"}}`
 	code, out, _ := run(t, nil, in, "create")
 	if code != 0 {
 		t.Fatalf("create: exit %d: %s", code, out)
