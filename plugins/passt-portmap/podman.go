@@ -112,7 +112,10 @@ func explainHolders(err error) error {
 	}
 	note := strings.Join(notes, "; ")
 	if podmanHolds {
-		note += "; Podman reserves the published ports of its containers (enable_port_reservation, on by default): " + reservationFix(os.Getenv("CONTAINERS_CONF"))
+		// The holder may be another Podman than the one running this
+		// ADD, if any: name both places the setting may live.
+		note += "; Podman reserves the published ports of its containers (enable_port_reservation, on by default): " + reservationFix("") +
+			" (or in the file CONTAINERS_CONF names, where that is set)"
 	}
 	return &annotated{Err: err, Note: note}
 }
