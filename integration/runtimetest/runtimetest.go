@@ -82,6 +82,16 @@ func build() (string, error) {
 	return buildDir, buildErr
 }
 
+// Main runs the tests of a package (from its TestMain) and removes what
+// the package's tests built, returning the exit code for os.Exit.
+func Main(m *testing.M) int {
+	code := m.Run()
+	if buildDir != "" {
+		_ = os.RemoveAll(buildDir)
+	}
+	return code
+}
+
 // ShortDir makes a directory under /tmp, removed when the test ends
 // (socket paths inside must stay under 108 bytes).
 func ShortDir(t testing.TB, prefix string) string {

@@ -1,0 +1,10 @@
+package cri_test
+
+import (
+	"os"
+	"testing"
+
+	"github.com/passt-portmap/passt-portmap/integration/runtimetest"
+)
+
+func TestMain(m *testing.M) { os.Exit(runtimetest.Main(m)) }
