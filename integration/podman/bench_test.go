@@ -37,3 +37,18 @@ func reportPlugin(b *testing.B, pluginDir string) {
 		b.Logf("%s: %d runs, median %v", cmd, len(ds), runtimetest.Median(ds))
 	}
 }
+
+// BenchmarkPodmanRootlessRun is BenchmarkPodmanRun for a rootless Podman
+// (a user the benchmark creates, as TestPodmanRootless does).
+func BenchmarkPodmanRootlessRun(b *testing.B) {
+	r := newRootless(b)
+	port := pastatest.FreePort(b, "tcp")
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		name := fmt.Sprintf("bench-%d", i)
+		r.must(runArgs(name, "pp", "-p", fmt.Sprintf("%d:80", port))...)
+		r.must("rm", "--force", "--time", "0", name)
+	}
+	b.StopTimer()
+	reportPlugin(b, r.pluginDir)
+}

@@ -32,7 +32,7 @@ type rootless struct {
 	dataDir          string
 }
 
-func newRootless(t *testing.T) *rootless {
+func newRootless(t testing.TB) *rootless {
 	t.Helper()
 	runtimetest.Require(t, "podman", "useradd", "userdel", "runuser", "setfacl", "newuidmap", "slirp4netns")
 	var b [3]byte
