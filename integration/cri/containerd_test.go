@@ -299,18 +299,22 @@ func (c *containerd) stop() {
 			<-done
 		}
 	}
-	// Whatever containerd left mounted under its directories (snapshots,
-	// namespaces, shm), deepest first.
+	unmountUnder(c.dir, t.Logf)
+}
+
+// unmountUnder undoes every mount under dir (snapshots, namespaces, shm),
+// deepest first.
+func unmountUnder(dir string, logf func(string, ...any)) {
 	b, _ := os.ReadFile("/proc/self/mounts")
 	var mounts []string
 	for _, line := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(line); len(f) > 1 && strings.HasPrefix(f[1], c.dir+"/") {
+		if f := strings.Fields(line); len(f) > 1 && strings.HasPrefix(f[1], dir+"/") {
 			mounts = append(mounts, f[1])
 		}
 	}
 	for i := len(mounts) - 1; i >= 0; i-- {
 		if err := syscall.Unmount(mounts[i], syscall.MNT_DETACH); err != nil && !errors.Is(err, syscall.EINVAL) {
-			t.Logf("cleanup: unmount %s: %v", mounts[i], err)
+			logf("cleanup: unmount %s: %v", mounts[i], err)
 		}
 	}
 }

@@ -42,7 +42,10 @@ func newRootless(t testing.TB) *rootless {
 	if out, err := exec.Command("useradd", "--no-create-home", "--home-dir", r.dir, "--shell", "/bin/sh", r.name).CombinedOutput(); err != nil {
 		t.Fatalf("useradd: %v: %s", err, out)
 	}
-	t.Cleanup(r.remove)
+	t.Cleanup(func() { r.remove(t.Errorf) })
+	if err := os.WriteFile(filepath.Join(r.dir, userFile), []byte(r.name), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	u, err := user.Lookup(r.name)
 	if err != nil {
 		t.Fatal(err)
@@ -170,17 +173,19 @@ func (r *rootless) must(args ...string) string {
 	return out
 }
 
+// userFile, in the test directory, names the test user, for sweepRootless.
+const userFile = ".user"
+
 // remove undoes everything: containers and storage, the user's remaining
 // processes (Podman's pause process, slirp4netns), /dev/net/tun access
-// and the user.
-func (r *rootless) remove() {
-	t := r.t
+// and the user. Failures go to errorf.
+func (r *rootless) remove(errorf func(string, ...any)) {
 	if r.uid != 0 {
 		if out, err := r.run("rm", "--all", "--force", "--time", "0"); err != nil {
-			t.Errorf("cleanup: podman rm: %v: %s", err, out)
+			errorf("cleanup: podman rm: %v: %s", err, out)
 		}
 		if out, err := r.run("system", "reset", "--force"); err != nil {
-			t.Errorf("cleanup: podman system reset: %v: %s", err, out)
+			errorf("cleanup: podman system reset: %v: %s", err, out)
 		}
 		for _, pid := range r.processes() {
 			_ = syscall.Kill(pid, syscall.SIGKILL)
@@ -189,7 +194,7 @@ func (r *rootless) remove() {
 			time.Sleep(20 * time.Millisecond)
 		}
 		if out, err := exec.Command("setfacl", "-x", fmt.Sprintf("u:%d", r.uid), "/dev/net/tun").CombinedOutput(); err != nil {
-			t.Errorf("cleanup: setfacl -x: %v: %s", err, out)
+			errorf("cleanup: setfacl -x: %v: %s", err, out)
 		}
 		// Drop the mask entry setfacl added when no named entry is left.
 		if out, err := exec.Command("getfacl", "-c", "/dev/net/tun").Output(); err == nil && !namedACL(string(out)) {
@@ -197,7 +202,7 @@ func (r *rootless) remove() {
 		}
 	}
 	if out, err := exec.Command("userdel", r.name).CombinedOutput(); err != nil {
-		t.Errorf("cleanup: userdel %s: %v: %s", r.name, err, out)
+		errorf("cleanup: userdel %s: %v: %s", r.name, err, out)
 	}
 }
 
@@ -258,4 +263,25 @@ func TestPodmanRootless(t *testing.T) {
 	r.must("rm", "--force", "--time", "0", "web")
 	runtimetest.NothingLeft(t, r.dataDir)
 	runtimetest.MustNotGet(t, runtimetest.Addr("127.0.0.1", tcp), runtimetest.Page(80))
+}
+
+// sweepRootless undoes what a killed run left of a rootless set-up in dir.
+func sweepRootless(dir string) error {
+	name, err := os.ReadFile(filepath.Join(dir, userFile))
+	if err != nil {
+		return nil // killed before the user was made
+	}
+	r := &rootless{name: string(name), dir: dir, conf: filepath.Join(dir, "containers.conf")}
+	u, err := user.Lookup(r.name)
+	if err != nil {
+		return nil // the user, and with it what it ran, is gone
+	}
+	r.uid, _ = strconv.Atoi(u.Uid)
+	r.gid, _ = strconv.Atoi(u.Gid)
+	var errs []string
+	r.remove(func(f string, a ...any) { errs = append(errs, fmt.Sprintf(f, a...)) })
+	if len(errs) > 0 {
+		return fmt.Errorf("%s", strings.Join(errs, "; "))
+	}
+	return nil
 }

@@ -60,6 +60,9 @@ func moduleRoot() string {
 func build() (string, error) {
 	buildOnce.Do(func() {
 		dir, err := os.MkdirTemp("/tmp", "rt-build-")
+		if err == nil {
+			err = writeOwner(dir)
+		}
 		if err != nil {
 			buildErr = err
 			return
@@ -83,8 +86,15 @@ func build() (string, error) {
 }
 
 // Main runs the tests of a package (from its TestMain) and removes what
-// the package's tests built, returning the exit code for os.Exit.
-func Main(m *testing.M) int {
+// the package's tests built, returning the exit code for os.Exit. First,
+// each sweeper cleans the directories of its prefix (ShortDir's) that a
+// killed run of the tests left behind.
+func Main(m *testing.M, sweepers map[string]Sweeper) int {
+	all := map[string]Sweeper{"rt-build-": nothing, "rt-bin-": nothing}
+	for p, fn := range sweepers {
+		all[p] = fn
+	}
+	sweep(all)
 	code := m.Run()
 	if buildDir != "" {
 		_ = os.RemoveAll(buildDir)
@@ -101,6 +111,9 @@ func ShortDir(t testing.TB, prefix string) string {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	if err := writeOwner(dir); err != nil {
+		t.Fatal(err)
+	}
 	return dir
 }
 
