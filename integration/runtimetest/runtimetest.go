@@ -72,7 +72,9 @@ func build() (string, error) {
 			"cnitime":  "./integration/cmd/cnitime",
 			"udpecho":  "./integration/cmd/udpecho",
 		} {
-			cmd := exec.Command("go", "build", "-o", filepath.Join(dir, name), pkg)
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, "go", "build", "-o", filepath.Join(dir, name), pkg)
 			cmd.Dir = moduleRoot()
 			cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 			if out, err := cmd.CombinedOutput(); err != nil {
