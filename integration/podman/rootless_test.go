@@ -153,7 +153,9 @@ func (r *rootless) run(args ...string) (string, error) {
 	defer cancel()
 	full := append([]string{"-u", r.name, "--", "env", "HOME=" + r.dir, "XDG_RUNTIME_DIR=" + filepath.Join(r.dir, "run"),
 		"CONTAINERS_CONF=" + r.conf, "PATH=" + os.Getenv("PATH"),
-		"podman", "--root", filepath.Join(r.dir, "root"), "--runroot", filepath.Join(r.dir, "runroot"),
+		// vfs: the same storage whether or not fuse-overlayfs (a Podman
+		// recommendation CI does not install) is there; the image is small.
+		"podman", "--storage-driver", "vfs", "--root", filepath.Join(r.dir, "root"), "--runroot", filepath.Join(r.dir, "runroot"),
 		"--tmpdir", filepath.Join(r.dir, "tmp")}, args...)
 	cmd := exec.CommandContext(ctx, "runuser", full...)
 	cmd.Dir = r.dir
