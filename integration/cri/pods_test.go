@@ -15,22 +15,36 @@ import (
 )
 
 // pod is a pod sandbox with a web container, its host ports mapped to
-// container ports 80/tcp and 5353/udp.
+// container ports 80/tcp and 5353/udp on every address, and, when lo and
+// v6 are set, 8000/tcp on 127.0.0.1:lo and 8001/tcp on [::1]:v6.
 type pod struct {
 	id       string
 	name     string
 	tcp, udp uint16
+	lo, v6   uint16
 }
 
 // runPod runs a pod sandbox with the port mappings and starts the web
 // container in it.
 func (c *containerd) runPod(name string, tcp, udp uint16) (*pod, error) {
+	return c.runPodHostIP(&pod{name: name, tcp: tcp, udp: udp})
+}
+
+// runPodHostIP is runPod with p's host-address mappings as well.
+func (c *containerd) runPodHostIP(p *pod) (*pod, error) {
+	name := p.name
+	mappings := []*runtimeapi.PortMapping{
+		{Protocol: runtimeapi.Protocol_TCP, ContainerPort: 80, HostPort: int32(p.tcp)},
+		{Protocol: runtimeapi.Protocol_UDP, ContainerPort: 5353, HostPort: int32(p.udp)},
+	}
+	if p.lo != 0 && p.v6 != 0 {
+		mappings = append(mappings,
+			&runtimeapi.PortMapping{Protocol: runtimeapi.Protocol_TCP, ContainerPort: 8000, HostPort: int32(p.lo), HostIp: "127.0.0.1"},
+			&runtimeapi.PortMapping{Protocol: runtimeapi.Protocol_TCP, ContainerPort: 8001, HostPort: int32(p.v6), HostIp: "::1"})
+	}
 	cfg := &runtimeapi.PodSandboxConfig{
-		Metadata: &runtimeapi.PodSandboxMetadata{Name: name, Uid: name + "-uid", Namespace: "passt-portmap-test"},
-		PortMappings: []*runtimeapi.PortMapping{
-			{Protocol: runtimeapi.Protocol_TCP, ContainerPort: 80, HostPort: int32(tcp)},
-			{Protocol: runtimeapi.Protocol_UDP, ContainerPort: 5353, HostPort: int32(udp)},
-		},
+		Metadata:     &runtimeapi.PodSandboxMetadata{Name: name, Uid: name + "-uid", Namespace: "passt-portmap-test"},
+		PortMappings: mappings,
 		LogDirectory: filepath.Join(c.dir, "logs", name),
 		Linux:        &runtimeapi.LinuxPodSandboxConfig{},
 	}
@@ -40,7 +54,7 @@ func (c *containerd) runPod(name string, tcp, udp uint16) (*pod, error) {
 	if err != nil {
 		return nil, fmt.Errorf("run pod %s: %w", name, err)
 	}
-	p := &pod{id: r.PodSandboxId, name: name, tcp: tcp, udp: udp}
+	p.id = r.PodSandboxId
 	cr, err := c.rt.CreateContainer(cx, &runtimeapi.CreateContainerRequest{
 		PodSandboxId: p.id,
 		Config: &runtimeapi.ContainerConfig{
@@ -84,6 +98,13 @@ func (p *pod) mustServe(t *testing.T) {
 	for _, ip := range []string{"127.0.0.1", "::1"} {
 		runtimetest.MustGet(t, runtimetest.Addr(ip, p.tcp), runtimetest.Page(80))
 		runtimetest.MustEcho(t, runtimetest.Addr(ip, p.udp), 5353)
+	}
+	if p.lo != 0 && p.v6 != 0 {
+		runtimetest.MustGet(t, runtimetest.Addr("127.0.0.1", p.lo), runtimetest.Page(8000))
+		runtimetest.MustGet(t, runtimetest.Addr("::1", p.v6), runtimetest.Page(8001))
+		// A host address binds that address only.
+		runtimetest.MustNotGet(t, runtimetest.Addr("::1", p.lo), runtimetest.Page(8000))
+		runtimetest.MustNotGet(t, runtimetest.Addr("127.0.0.1", p.v6), runtimetest.Page(8001))
 	}
 }
 
@@ -129,20 +150,22 @@ func (c *containerd) calls(t *testing.T, p *pod, command string) (n, failed int)
 }
 
 // TestCRIPods: pod sandboxes started concurrently, each with its own host
-// ports, are served on 127.0.0.1 and [::1] over TCP and UDP through their
-// own managed forwarders; StopPodSandbox closes a pod's ports and stops
+// ports, are served on 127.0.0.1 and [::1] over TCP and UDP (and on the
+// one address a mapping's hostIP names) through their own managed
+// forwarders; StopPodSandbox closes a pod's ports and stops
 // its pasta while the others keep serving; RemovePodSandbox (a second DEL,
 // with no namespace and no previous result) succeeds and leaves no record.
 func TestCRIPods(t *testing.T) {
 	c := startContainerd(t)
 	const n = 3
-	tcp := pastatest.FreePorts(t, "tcp", n)
+	tcp := pastatest.FreePorts(t, "tcp", 3*n)
 	udp := pastatest.FreePorts(t, "udp", n)
 	pods := make([]*pod, n)
 	errs := make([]error, n)
 	var wg sync.WaitGroup
 	for i := range n {
-		wg.Go(func() { pods[i], errs[i] = c.runPod(fmt.Sprintf("web-%d", i), tcp[i], udp[i]) })
+		p := &pod{name: fmt.Sprintf("web-%d", i), tcp: tcp[i], udp: udp[i], lo: tcp[n+i], v6: tcp[2*n+i]}
+		wg.Go(func() { pods[i], errs[i] = c.runPodHostIP(p) })
 	}
 	wg.Wait()
 	for _, err := range errs {
