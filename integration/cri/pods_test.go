@@ -206,4 +206,5 @@ func TestCRIPods(t *testing.T) {
 		p.mustNotServe(t)
 	}
 	runtimetest.NothingLeft(t, c.dataDir)
+	runtimetest.NoListener(t, tcp, udp)
 }

@@ -106,6 +106,8 @@ func TestPodmanPublish(t *testing.T) {
 	p.must("rm", "--force", "--time", "0", "web")
 	runtimetest.NothingLeft(t, p.dataDir)
 	pp.mustNotServe(t)
+	runtimetest.NoListener(t, []uint16{pp.anyTCP, pp.loTCP, pp.v6TCP, pp.tcpRange, pp.tcpRange + 1, pp.tcpRange + 2},
+		[]uint16{pp.anyUDP, pp.loUDP, pp.v6UDP, pp.udpRange, pp.udpRange + 1, pp.udpRange + 2})
 }
 
 // TestPodmanTwoContainers: two containers on one network, each with its

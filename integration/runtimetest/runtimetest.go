@@ -34,6 +34,7 @@ import (
 	"time"
 
 	"github.com/passt-portmap/passt-portmap/integration/pastatest"
+	"github.com/passt-portmap/passt-portmap/pkg/ctlclient/procnet"
 )
 
 // PluginName is the plugin's binary name, which the CNI configurations use.
@@ -476,5 +477,25 @@ func NothingLeft(t testing.TB, dataDir string) {
 	recs, _ := filepath.Glob(filepath.Join(dataDir, "records", "*", "*.json"))
 	if len(recs) != 0 {
 		t.Errorf("records left: %v", recs)
+	}
+}
+
+// NoListener fails the test when anything listens on one of the TCP
+// ports or has one of the UDP ports bound, in the host's namespace.
+func NoListener(t testing.TB, tcp, udp []uint16) {
+	t.Helper()
+	for _, c := range []struct {
+		udp   bool
+		ports []uint16
+	}{{false, tcp}, {true, udp}} {
+		for _, port := range c.ports {
+			hs, err := procnet.PortHolders(c.udp, port)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(hs) > 0 {
+				t.Errorf("port %d (udp %v) still held: %v", port, c.udp, hs)
+			}
+		}
 	}
 }
