@@ -27,12 +27,15 @@ const allCaps = wire.CapIPv4 | wire.CapIPv6 | wire.CapTCP | wire.CapUDP | wire.C
 
 // Add is CNI ADD: make the forwarder hold exactly this attachment's
 // mappings, in one transaction, and record them as owned.
-func (p *Plugin) Add(args *skel.CmdArgs) error { return cniErr(p.add(args)) }
+func (p *Plugin) Add(args *skel.CmdArgs) error { return cniErr(explainHolders(p.add(args))) }
 
 func (p *Plugin) add(args *skel.CmdArgs) error {
 	env := envOf(args)
 	cfg, err := ParseConfig(args.StdinData, env)
 	if err != nil {
+		return err
+	}
+	if err := p.beforeAdd(cfg, args); err != nil {
 		return err
 	}
 	// The rules as a forwarder with every capability would take them:
