@@ -307,8 +307,8 @@ func TestNetavarkTakenPort(t *testing.T) {
 	msg := out + errOut
 	for _, want := range []string{
 		"exit code 101",
-		fmt.Sprintf("already in use on the host by another program: *:%d/TCP", taken),
-		fmt.Sprintf("free, not bound because pasta stops at the first port it cannot bind: *:%d/TCP", free),
+		fmt.Sprintf("host port %d/TCP is held by %s (pid %d)", taken, selfComm(t), os.Getpid()),
+		fmt.Sprintf("no holder found for host port %d/TCP: pasta stops binding at the first port that fails", free),
 	} {
 		if !strings.Contains(msg, want) {
 			t.Errorf("setup's error does not say %q: %s", want, msg)
@@ -320,6 +320,15 @@ func TestNetavarkTakenPort(t *testing.T) {
 		t.Errorf("the namespace still has pasta's interface: %s", out)
 	}
 	c.mustRun(t, "teardown", n.Path) // a teardown after all still succeeds
+}
+
+// selfComm is this process's name, as the kernel shows it.
+func selfComm(t *testing.T) string {
+	b, err := os.ReadFile("/proc/self/comm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(b))
 }
 
 // TestNetavarkMissingNetns: netavark refuses setup and teardown for a

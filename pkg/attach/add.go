@@ -27,6 +27,12 @@ const allCaps = wire.CapIPv4 | wire.CapIPv6 | wire.CapTCP | wire.CapUDP | wire.C
 // (or reused) first. It is idempotent: a repeated Add asks for what is
 // there and changes nothing.
 func (c *Core) Add(ctx context.Context, k Key, o Options, ms []Mapping) (*Result, error) {
+	res, err := c.add(ctx, k, o, ms)
+	return res, explainHolders(err)
+}
+
+func (c *Core) add(ctx context.Context, k Key, o Options, ms []Mapping) (*Result, error) {
+	c.reapOrphans(ctx, &o, k.storeKey())
 	comp, err := newCompiler(ms, &o)
 	if err != nil {
 		return nil, err

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 )
@@ -64,4 +65,27 @@ func Processes() ([]int, error) {
 		}
 	}
 	return pids, nil
+}
+
+// EachHolder scans the processes' fd tables (only those the caller may
+// read) for sockets whose inode match accepts, and calls fn with each
+// process holding any, and their inodes, in the order of Processes,
+// until fn returns false.
+func EachHolder(match func(inode uint64) bool, fn func(pid int, inodes []uint64) bool) error {
+	pids, err := Processes()
+	if err != nil {
+		return err
+	}
+	for _, pid := range pids {
+		var found []uint64
+		_ = walkLinks(filepath.Join(Root, strconv.Itoa(pid), "fd"), nil, func(_ int, _ string, link []byte) {
+			if ino, ok := parseSocketLink(link); ok && match(ino) {
+				found = append(found, ino)
+			}
+		})
+		if len(found) > 0 && !fn(pid, found) {
+			return nil
+		}
+	}
+	return nil
 }

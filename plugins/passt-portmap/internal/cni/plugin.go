@@ -116,6 +116,9 @@ func (p *Plugin) add(args *skel.CmdArgs) error {
 	if err != nil {
 		return err
 	}
+	if err := p.refusePodmanReservation(c.cfg); err != nil {
+		return err
+	}
 	res, err := p.core().Add(context.Background(), c.key, c.opts, c.maps)
 	if err != nil {
 		return err

@@ -86,19 +86,11 @@ var exitCodes = map[attach.Kind]int{
 	attach.KindIO:           5,
 }
 
-// outcomeError is a core failure in the core's words, with the reasons
-// for ports that did not listen, and its exit status.
-type outcomeError struct {
-	d       *attach.Error
-	reasons string
-}
+// outcomeError is a core failure in the core's words, with its exit
+// status.
+type outcomeError struct{ d *attach.Error }
 
-func (e *outcomeError) Error() string {
-	if e.reasons == "" {
-		return e.d.Error()
-	}
-	return e.d.Error() + "; " + e.reasons
-}
+func (e *outcomeError) Error() string { return e.d.Error() }
 func (e *outcomeError) Unwrap() error { return e.d }
 
 func (e *outcomeError) ExitCode() int {
@@ -116,8 +108,7 @@ func outcome(err error) error {
 	if errors.As(err, &fe) {
 		return err
 	}
-	d := attach.Describe(err)
-	return &outcomeError{d: d, reasons: attach.WhyNotListening(d.Failed)}
+	return &outcomeError{d: attach.Describe(err)}
 }
 
 // configuredOf is the core's account of the managed network, for the

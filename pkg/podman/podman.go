@@ -1,0 +1,181 @@
+// Package podman tells the plugin what it can learn about a Podman that
+// runs it: whether a podman process is among its ancestors, and whether
+// that Podman reserves the published host ports itself.
+//
+// Rootful Podman (4.x with its CNI backend, and 5.x) binds every published
+// host port in its own process and hands the sockets to conmon for the
+// container's life ("port reservation"), unless containers.conf says
+// enable_port_reservation = false. A forwarder that binds the same ports
+// for the same container cannot coexist with that: whichever binds second
+// fails. Rootless Podman, and --network slirp4netns, reserve nothing.
+package podman
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// Process is a podman process found among the caller's ancestors.
+type Process struct {
+	PID  int
+	Comm string
+}
+
+// Ancestor returns the nearest ancestor of process pid whose name is
+// "podman", looking at most depth levels up (libcni runs a plugin as a
+// direct child; a wrapper script adds a level). proc is where proc is
+// mounted. ok is false when there is none or the chain cannot be read.
+func Ancestor(proc string, pid, depth int) (p Process, ok bool) {
+	for range depth {
+		ppid, err := parentOf(proc, pid)
+		if err != nil || ppid <= 1 {
+			return Process{}, false
+		}
+		comm, err := os.ReadFile(filepath.Join(proc, strconv.Itoa(ppid), "comm"))
+		if err != nil {
+			return Process{}, false
+		}
+		if c := strings.TrimSpace(string(comm)); c == "podman" {
+			return Process{PID: ppid, Comm: c}, true
+		}
+		pid = ppid
+	}
+	return Process{}, false
+}
+
+// parentOf reads the parent PID from /proc/PID/stat. The command name in
+// parentheses may itself hold spaces and parentheses: the fields after
+// the last ")" are fixed.
+func parentOf(proc string, pid int) (int, error) {
+	b, err := os.ReadFile(filepath.Join(proc, strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return 0, err
+	}
+	return ParseStatPPID(b)
+}
+
+// ParseStatPPID returns the parent PID field of a /proc/PID/stat line.
+func ParseStatPPID(b []byte) (int, error) {
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0, errors.New("stat: no command name")
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 2 {
+		return 0, fmt.Errorf("stat: %d fields after the command name, want at least 2", len(f))
+	}
+	ppid, err := strconv.Atoi(f[1])
+	if err != nil || ppid < 0 {
+		return 0, fmt.Errorf("stat: parent PID %q", f[1])
+	}
+	return ppid, nil
+}
+
+// InUserNamespace reports whether the caller runs in a user namespace
+// other than the initial one (the rootless case): the initial one maps
+// every uid, "0 0 4294967295".
+func InUserNamespace(proc string) (bool, error) {
+	b, err := os.ReadFile(filepath.Join(proc, "self", "uid_map"))
+	if err != nil {
+		return false, err
+	}
+	return strings.Join(strings.Fields(string(b)), " ") != "0 0 4294967295", nil
+}
+
+// The setting and where Podman reads it.
+const (
+	Table   = "engine"
+	Setting = "enable_port_reservation"
+)
+
+// Reservation is the effective enable_port_reservation of a Podman.
+type Reservation struct {
+	Enabled bool
+	// Source is the last file that set it; "" means Podman's default
+	// (true).
+	Source string
+	// Only is CONTAINERS_CONF when set: then Podman reads that file
+	// alone, and drop-ins elsewhere do not count.
+	Only string
+}
+
+// ConfigFiles returns the containers.conf files Podman reads, in its
+// order: CONTAINERS_CONF alone when set; otherwise
+// /usr/share/containers/containers.conf, its containers.conf.d drop-ins
+// (Podman 4.8 and later), /etc/containers/containers.conf and its
+// containers.conf.d drop-ins (*.conf, in lexical order); then
+// CONTAINERS_CONF_OVERRIDE (4.8 and later). Files that do not exist are
+// left out. root prefixes every fixed path (tests); getenv reads the
+// environment Podman passed on.
+func ConfigFiles(root string, getenv func(string) string) ([]string, error) {
+	var files []string
+	if only := getenv("CONTAINERS_CONF"); only != "" {
+		files = append(files, only)
+	} else {
+		for _, base := range []string{"/usr/share/containers/containers.conf", "/etc/containers/containers.conf"} {
+			p := filepath.Join(root, base)
+			if _, err := os.Stat(p); err == nil {
+				files = append(files, p)
+			}
+			ds, err := dropIns(p + ".d")
+			if err != nil {
+				return nil, err
+			}
+			files = append(files, ds...)
+		}
+	}
+	if o := getenv("CONTAINERS_CONF_OVERRIDE"); o != "" {
+		files = append(files, o)
+	}
+	return files, nil
+}
+
+func dropIns(dir string) ([]string, error) {
+	ents, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list %s: %w", dir, err)
+	}
+	var out []string
+	for _, e := range ents {
+		if strings.HasSuffix(e.Name(), ".conf") && !e.IsDir() {
+			out = append(out, filepath.Join(dir, e.Name()))
+		}
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// PortReservation reads Podman's effective enable_port_reservation from
+// the files ConfigFiles names. A file that cannot be read or parsed is an
+// error naming it.
+func PortReservation(root string, getenv func(string) string) (Reservation, error) {
+	files, err := ConfigFiles(root, getenv)
+	if err != nil {
+		return Reservation{}, err
+	}
+	r := Reservation{Enabled: true, Only: getenv("CONTAINERS_CONF")}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return Reservation{}, fmt.Errorf("read Podman configuration: %w", err)
+		}
+		v, ok, err := TableBool(b, Table, Setting)
+		if err != nil {
+			return Reservation{}, fmt.Errorf("Podman configuration %s: %w", f, err)
+		}
+		if ok {
+			r.Enabled, r.Source = v, f
+		}
+	}
+	return r, nil
+}
