@@ -88,19 +88,53 @@ func (c *Client) update(ctx context.Context, plan Planner, opts UpdateOptions) (
 		return res, nil
 	}
 
+	blocked := blockedBy(lc)
 	if len(res.Added) == 0 && len(res.Removed) == 0 {
 		// Nothing was changed, so there is nothing to undo.
 		res.Status = StatusSocketFail
-		res.Cause = ErrNothingToUndo
+		res.Cause = joinCauses(ErrNothingToUndo, blocked)
 		return res, &StatusError{Path: c.Path, Result: res}
 	}
 	// Socket fail: undo this update's own edits, then look again.
 	res.Status = StatusRollbackFail
-	res.Cause = c.rollback(ctx, res)
-	if res.Cause == nil {
+	rerr := c.rollback(ctx, res)
+	if rerr == nil {
 		res.Status = StatusSocketFail
 	}
+	res.Cause = joinCauses(rerr, blocked)
 	return res, &StatusError{Path: c.Path, Result: res}
+}
+
+// blockedBy names the earlier rule that kept rules of the update from
+// listening, if the first rule that does not listen comes before some of
+// them; nil otherwise.
+func blockedBy(lc listenCheck) error {
+	if lc.blocker == nil {
+		return nil
+	}
+	be := &BlockedError{Blocker: *lc.blocker}
+	for _, f := range lc.failed {
+		if f.BlockedBy != nil {
+			be.Blocked = append(be.Blocked, f.PifRule)
+		} else if keyOf(f.PifRule) == keyOf(lc.blocker.PifRule) {
+			be.Mine = true
+		}
+	}
+	if len(be.Blocked) == 0 {
+		return nil
+	}
+	return be
+}
+
+// joinCauses joins two causes, either of which may be nil, on one line.
+func joinCauses(a, b error) error {
+	switch {
+	case a == nil:
+		return b
+	case b == nil:
+		return a
+	}
+	return fmt.Errorf("%w; %w", a, b)
 }
 
 // rollback undoes res's edits in a new transaction and checks that the
