@@ -53,6 +53,13 @@ type Client struct {
 	// IPv6 socket for both families), else the rule's listen address.
 	ListenAddrs func(pif string, r wire.Rule) []netip.Addr
 
+	// Step is a test hook, nil in production: when set, it is called
+	// right after an update's tables were sent ("update: sent") and after
+	// its rollback was sent ("rollback: sent"), before either is verified;
+	// an error it returns ends the call there, unverified, as if the
+	// process had been killed at that point.
+	Step func(name string) error
+
 	mu      sync.Mutex
 	lastPID int // the forwarder found last time, tried first (it is checked again)
 }

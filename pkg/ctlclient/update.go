@@ -47,6 +47,10 @@ func (c *Client) update(ctx context.Context, plan Planner, opts UpdateOptions) (
 		return res, nil
 	}
 	sendErr := err // the tables may or may not have arrived: look
+	if err := c.step("update: sent"); err != nil {
+		res.Status, res.Cause = StatusUnverified, err
+		return res, err
+	}
 
 	// Judge by this update's own edits, and check the listeners of its
 	// rules on the same connection (see lookOnce).
@@ -98,11 +102,31 @@ func (c *Client) update(ctx context.Context, plan Planner, opts UpdateOptions) (
 	// Socket fail: undo this update's own edits, then look again.
 	res.Status = StatusRollbackFail
 	rerr := c.rollback(ctx, res)
+	var stop *stopped
+	if errors.As(rerr, &stop) {
+		res.Status, res.Cause = StatusUnverified, stop.err
+		return res, stop.err
+	}
 	if rerr == nil {
 		res.Status = StatusSocketFail
 	}
 	res.Cause = joinCauses(rerr, blocked)
 	return res, &StatusError{Path: c.Path, Result: res}
+}
+
+// stopped carries the Step hook's error out of a rollback: the call ends
+// there, with nothing more judged or reported.
+type stopped struct{ err error }
+
+func (s *stopped) Error() string { return s.err.Error() }
+func (s *stopped) Unwrap() error { return s.err }
+
+// step calls the Step hook, if any.
+func (c *Client) step(name string) error {
+	if c.Step == nil {
+		return nil
+	}
+	return c.Step(name)
 }
 
 // blockedBy names the earlier rule that kept rules of the update from
@@ -152,6 +176,9 @@ func (c *Client) rollback(ctx context.Context, res *Result) error {
 	if err != nil {
 		// The undo may still have arrived: look before judging.
 		err = fmt.Errorf("rollback transaction: %w", err)
+	}
+	if serr := c.step("rollback: sent"); serr != nil {
+		return &stopped{serr}
 	}
 	// What must listen after it: the caller's rules that stay, and the
 	// restored ones.

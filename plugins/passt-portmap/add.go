@@ -59,6 +59,9 @@ func (p *Plugin) add(args *skel.CmdArgs) error {
 		p.warnf("%v; replacing it", err)
 		rec = nil
 	}
+	if err := p.step("add: locked"); err != nil {
+		return err
+	}
 
 	var (
 		socket, pidFile string
@@ -142,6 +145,9 @@ func (p *Plugin) add(args *skel.CmdArgs) error {
 				return err
 			}
 			wroteIntent = true
+			if err := p.step("add: intent written"); err != nil {
+				return err
+			}
 		}
 		desired, err := p.apply(cfg, socket, pidFile, claimed, func(rs []store.OwnedRule) {
 			// A rollback that failed leaves this update's rules in
@@ -166,6 +172,9 @@ func (p *Plugin) add(args *skel.CmdArgs) error {
 			return err
 		}
 		next.Rules = desired
+		if err := p.step("add: applied"); err != nil {
+			return err
+		}
 	}
 	switch {
 	case len(next.Rules) == 0 && !next.Managed:

@@ -38,8 +38,14 @@ func (p *Plugin) del(args *skel.CmdArgs) error {
 		p.warnf("%v; removing what the configuration names instead", err)
 		rec = nil
 	}
+	if err := p.step("del: locked"); err != nil {
+		return err
+	}
 	if rec != nil {
 		if err := p.release(cfg, st, rec); err != nil {
+			return err
+		}
+		if err := p.step("del: released"); err != nil {
 			return err
 		}
 		return lock.Remove()
