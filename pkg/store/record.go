@@ -6,12 +6,16 @@
 //
 // Layout under the data directory:
 //
-//	DIR/NETWORK/CONTAINERID@IFNAME.json   the record (JSON, one per attachment)
-//	DIR/NETWORK/CONTAINERID@IFNAME.lock   its lock file (flock)
+//	DIR/NETWORK/CONTAINERID@IFNAME.json       the record (JSON, one per attachment)
+//	DIR/NETWORK/CONTAINERID@IFNAME.json.bak   its backup copy
+//	DIR/NETWORK/CONTAINERID@IFNAME.lock       its lock file (flock)
 //
 // Name components are escaped (see escape) so that any input maps to one
 // file inside DIR. A record is written atomically: temporary file in the
-// same directory, fsync, rename, fsync of the directory. Writers of one
+// same directory, fsync, rename, fsync of the directory; the backup copy
+// is written the same way just before it, so that a record file damaged
+// later (truncated, overwritten) can be read from its copy and what the
+// attachment owns is never lost. Writers of one
 // record are serialized by an exclusive flock on its lock file, taken with
 // a deadline; readers need no lock because a record file is only ever
 // replaced whole.
@@ -206,6 +210,9 @@ func Decode(b []byte) (*Record, error) {
 	var r Record
 	if err := json.Unmarshal(b, &r); err != nil {
 		return nil, err
+	}
+	if r.Version > FormatVersion {
+		return nil, &VersionError{Version: r.Version}
 	}
 	if r.Version != FormatVersion {
 		return nil, fmt.Errorf("record format version %d, this plugin reads %d", r.Version, FormatVersion)

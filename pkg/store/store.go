@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -19,9 +20,13 @@ const DefaultLockTimeout = 30 * time.Second
 
 const (
 	recordSuffix = ".json"
+	backupSuffix = ".bak" // after recordSuffix: NAME.json.bak
 	lockSuffix   = ".lock"
-	dirMode      = 0o750
-	fileMode     = 0o640
+	// maxRecordSize bounds what a record read takes in: 255 rules in each
+	// of a few tables are well under a megabyte.
+	maxRecordSize = 4 << 20
+	dirMode       = 0o750
+	fileMode      = 0o640
 )
 
 // ErrNotFound is returned (wrapped) for a missing record.
@@ -86,38 +91,125 @@ func (s *Store) base(k Key) string {
 // RecordPath is the file of k's record.
 func (s *Store) RecordPath(k Key) string { return s.base(k) + recordSuffix }
 
+// BackupPath is the file of the backup copy of k's record.
+func (s *Store) BackupPath(k Key) string { return s.RecordPath(k) + backupSuffix }
+
 // LockPath is the lock file of k's record.
 func (s *Store) LockPath(k Key) string { return s.base(k) + lockSuffix }
 
 // Get reads k's record without locking. A missing record is an error
-// wrapping ErrNotFound.
+// wrapping ErrNotFound. A damaged record file is replaced by its backup
+// copy, as Load does, silently.
 func (s *Store) Get(k Key) (*Record, error) {
-	if err := k.Validate(); err != nil {
-		return nil, err
-	}
-	return readRecord(s.RecordPath(k))
+	r, _, err := s.Load(k)
+	return r, err
 }
 
-func readRecord(path string) (*Record, error) {
-	b, err := os.ReadFile(path)
+// Load reads k's record without locking. When the record file exists but
+// cannot be decoded and its backup copy can, Load returns the backup's
+// record and, as damaged, the *CorruptError of the record file, for the
+// caller to report. A missing record is an error wrapping ErrNotFound
+// (a backup copy without a record file is never used: see load).
+func (s *Store) Load(k Key) (rec *Record, damaged error, err error) {
+	if err := k.Validate(); err != nil {
+		return nil, nil, err
+	}
+	return s.load(k)
+}
+
+// load reads the record of k, falling back to its backup copy when the
+// record file is damaged. Every write puts the new record into the backup
+// copy first and then into the record file, so the backup holds the
+// record's generation or the next one, which claims at least every rule
+// the attachment may have in a table; the fallback never loses a rule.
+// It is not used when the record file is missing (a record removed, or
+// never written), nor when it is of a format version this package does
+// not know: a newer plugin wrote it, and its backup may say less.
+func (s *Store) load(k Key) (*Record, error, error) {
+	path := s.RecordPath(k)
+	r, err := readRecord(path, k)
+	var ce *CorruptError
+	if err == nil || !errors.As(err, &ce) || ce.Version != 0 {
+		return r, nil, err
+	}
+	bpath := s.BackupPath(k)
+	b, berr := readRecord(bpath, k)
+	if berr != nil {
+		ce.Backup, ce.BackupErr = bpath, berr
+		return nil, nil, ce
+	}
+	ce.Backup = bpath
+	return b, ce, nil
+}
+
+// readRecord reads and decodes the record file at path, which must hold
+// the record of k.
+func readRecord(path string, k Key) (*Record, error) {
+	b, err := readRegular(path, maxRecordSize)
 	if err != nil {
-		return nil, fmt.Errorf("record: %w", err)
+		return nil, err
 	}
 	r, err := Decode(b)
 	if err != nil {
-		return nil, &CorruptError{Path: path, Err: err}
+		ce := &CorruptError{Path: path, Err: err}
+		var ve *VersionError
+		if errors.As(err, &ve) {
+			ce.Version = ve.Version
+		}
+		return nil, ce
+	}
+	if r.Key() != k {
+		return nil, &CorruptError{Path: path, Err: fmt.Errorf("file name says %s, contents say %s", k, r.Key())}
 	}
 	return r, nil
 }
 
-// CorruptError is a record file that cannot be decoded.
+// readRegular reads the regular file at path, at most limit bytes.
+func readRegular(path string, limit int64) ([]byte, error) {
+	f, err := openRegular(path, unix.O_RDONLY, 0)
+	if err != nil {
+		return nil, fmt.Errorf("record: %w", err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, fmt.Errorf("record: read %s: %w", path, err)
+	}
+	if int64(len(b)) > limit {
+		return nil, &CorruptError{Path: path, Err: fmt.Errorf("longer than %d bytes", limit)}
+	}
+	return b, nil
+}
+
+// CorruptError is a record file that cannot be decoded. Backup names its
+// backup copy when one was looked at, and BackupErr why that could not
+// be used either.
 type CorruptError struct {
 	Path string
 	Err  error
+	// Version is the format version of a record this package does not
+	// read (written by a newer plugin), or 0.
+	Version   int
+	Backup    string
+	BackupErr error
 }
 
-func (e *CorruptError) Error() string { return "record " + e.Path + " is unreadable: " + e.Err.Error() }
+func (e *CorruptError) Error() string {
+	msg := "record " + e.Path + " is unreadable: " + e.Err.Error()
+	if e.BackupErr != nil {
+		msg += "; its backup copy " + e.Backup + " cannot be used either: " + e.BackupErr.Error()
+	}
+	return msg
+}
 func (e *CorruptError) Unwrap() error { return e.Err }
+
+// VersionError is a record of a format version this package does not
+// read.
+type VersionError struct{ Version int }
+
+func (e *VersionError) Error() string {
+	return fmt.Sprintf("record format version %d, this plugin reads %d (a newer passt-portmap wrote it)", e.Version, FormatVersion)
+}
 
 // BusyError is a lock not obtained before the deadline.
 type BusyError struct {
@@ -131,29 +223,38 @@ func (e *BusyError) Error() string {
 func (e *BusyError) Unwrap() error { return e.Err }
 
 // Entry is one record found by List. Err is set (and Record nil) when the
-// file could not be read or decoded; Key is then derived from its name.
+// file could not be read or decoded, nor its backup copy; Key is derived
+// from its name. Damaged is set when Record comes from the backup copy
+// (see Load).
 type Entry struct {
-	Key    Key
-	Path   string
-	Record *Record
-	Err    error
+	Key     Key
+	Path    string
+	Record  *Record
+	Damaged error
+	Err     error
 }
 
 // List returns the records of one network, sorted by container ID and
 // interface. A missing network directory is an empty list.
 func (s *Store) List(network string) ([]Entry, error) {
 	dir := s.NetworkDir(network)
-	des, err := os.ReadDir(dir)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
+	for _, d := range []string{s.Dir, dir} {
+		if err := CheckDir(d); errors.Is(err, fs.ErrNotExist) {
+			return nil, nil
+		} else if err != nil {
+			return nil, fmt.Errorf("list records: %w", err)
+		}
 	}
+	des, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, fmt.Errorf("list records: %w", err)
 	}
 	var out []Entry
 	for _, de := range des {
 		name := de.Name()
-		if !strings.HasSuffix(name, recordSuffix) || strings.HasPrefix(name, ".") || !de.Type().IsRegular() {
+		// A record path that is not a regular file is listed with the
+		// error that reading it gives (see openRegular).
+		if !strings.HasSuffix(name, recordSuffix) || strings.HasPrefix(name, ".") {
 			continue
 		}
 		e := Entry{Path: filepath.Join(dir, name)}
@@ -168,11 +269,7 @@ func (s *Store) List(network string) ([]Entry, error) {
 			continue
 		}
 		e.Key.Network = network
-		e.Record, e.Err = readRecord(e.Path)
-		if e.Err == nil && e.Record.Key() != e.Key {
-			e.Err = &CorruptError{Path: e.Path, Err: fmt.Errorf("file name says %s, contents say %s", e.Key, e.Record.Key())}
-			e.Record = nil
-		}
+		e.Record, e.Damaged, e.Err = s.load(e.Key)
 		out = append(out, e)
 	}
 	sort.Slice(out, func(i, j int) bool {
@@ -183,6 +280,17 @@ func (s *Store) List(network string) ([]Entry, error) {
 		return a.IfName < b.IfName
 	})
 	return out, nil
+}
+
+// ensureDirs creates and checks (see EnsureDir) the store's directory and
+// that of network.
+func (s *Store) ensureDirs(network string) error {
+	for _, d := range []string{s.Dir, s.NetworkDir(network)} {
+		if err := EnsureDir(d); err != nil {
+			return fmt.Errorf("store: %w", err)
+		}
+	}
+	return nil
 }
 
 // Lock takes the exclusive lock of k's record, creating the directories
@@ -198,13 +306,13 @@ func (s *Store) Lock(ctx context.Context, k Key) (*Locked, error) {
 		ctx, cancel = context.WithTimeout(ctx, DefaultLockTimeout)
 		defer cancel()
 	}
-	if err := os.MkdirAll(s.NetworkDir(k.Network), dirMode); err != nil {
-		return nil, fmt.Errorf("store: %w", err)
+	if err := s.ensureDirs(k.Network); err != nil {
+		return nil, err
 	}
 	path := s.LockPath(k)
 	wait := time.Millisecond
 	for {
-		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, fileMode)
+		f, err := openRegular(path, unix.O_RDWR|unix.O_CREAT, fileMode)
 		if err != nil {
 			return nil, fmt.Errorf("store: open lock: %w", err)
 		}
@@ -250,7 +358,7 @@ func samePath(f *os.File, path string) (bool, error) {
 	if err := unix.Fstat(int(f.Fd()), &a); err != nil {
 		return false, err
 	}
-	if err := unix.Stat(path, &b); err != nil {
+	if err := unix.Lstat(path, &b); err != nil {
 		if errors.Is(err, unix.ENOENT) {
 			return false, nil
 		}
@@ -261,22 +369,30 @@ func samePath(f *os.File, path string) (bool, error) {
 
 // Locked is a held record lock. It is used by one goroutine.
 type Locked struct {
-	store *Store
-	key   Key
-	f     *os.File
+	store   *Store
+	key     Key
+	f       *os.File
+	damaged error
 }
 
 // Key is the locked record's key.
 func (l *Locked) Key() Key { return l.key }
 
-// Read returns the record, or nil and no error when there is none.
+// Read returns the record, or nil and no error when there is none. A
+// damaged record file is replaced by its backup copy, as Load does;
+// Damaged then says so, and the next Write repairs the record file.
 func (l *Locked) Read() (*Record, error) {
-	r, err := readRecord(l.store.RecordPath(l.key))
+	r, damaged, err := l.store.load(l.key)
+	l.damaged = damaged
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
 	return r, err
 }
+
+// Damaged returns the *CorruptError of the record file when the last Read
+// used the backup copy instead, else nil.
+func (l *Locked) Damaged() error { return l.damaged }
 
 // Write replaces the record atomically and durably (fsync of the file
 // and of its directory). The record's key must be the locked one; Version
@@ -306,7 +422,21 @@ func (l *Locked) write(r *Record, durable bool) error {
 	if err != nil {
 		return fmt.Errorf("store: encode record: %w", err)
 	}
-	return writeAtomic(l.store.RecordPath(l.key), b, durable)
+	for _, p := range []string{l.store.BackupPath(l.key), l.store.RecordPath(l.key)} {
+		if err := regularOrMissing(p); err != nil {
+			return fmt.Errorf("store: %w", err)
+		}
+	}
+	// The backup copy first: it is then never older than the record file
+	// (see load).
+	if err := writeAtomic(l.store.BackupPath(l.key), b, durable, false); err != nil {
+		return err
+	}
+	if err := writeAtomic(l.store.RecordPath(l.key), b, durable, durable); err != nil {
+		return err
+	}
+	l.damaged = nil
+	return nil
 }
 
 // Remove removes the record and its lock file; a missing record is fine.
@@ -316,11 +446,11 @@ func (l *Locked) Remove() error {
 		return errors.New("store: remove after unlock")
 	}
 	path := l.store.RecordPath(l.key)
-	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("store: %w", err)
-	}
-	if err := os.Remove(l.store.LockPath(l.key)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("store: %w", err)
+	// The record file first: a backup copy without it is never read.
+	for _, p := range []string{path, l.store.BackupPath(l.key), l.store.LockPath(l.key)} {
+		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("store: %w", err)
+		}
 	}
 	return syncDir(filepath.Dir(path))
 }
@@ -336,8 +466,8 @@ func (l *Locked) Unlock() error {
 }
 
 // writeAtomic replaces path with b by a rename; durable also fsyncs the
-// file before and the directory after it.
-func writeAtomic(path string, b []byte, durable bool) (err error) {
+// file before it, and syncDir the directory after it.
+func writeAtomic(path string, b []byte, durable, syncDirAfter bool) (err error) {
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
@@ -367,7 +497,7 @@ func writeAtomic(path string, b []byte, durable bool) (err error) {
 	if err = os.Rename(tmp, path); err != nil {
 		return fmt.Errorf("store: %w", err)
 	}
-	if !durable {
+	if !syncDirAfter {
 		return nil
 	}
 	return syncDir(dir)

@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -43,8 +46,23 @@ func (p *Plugin) add(args *skel.CmdArgs) error {
 		}
 		intent = nil
 	}
-	st := recordStore(cfg)
 	key := keyOf(cfg, args)
+	// Paths that cannot work are configuration errors, found before
+	// anything is recorded.
+	if cfg.Managed {
+		if err := findPasta(cfg); err != nil {
+			return err
+		}
+		if s := forwarder.Paths(forwarderDir(cfg.DataDir, key)).Socket; len(s) > MaxSocketPath {
+			return cfgErr("dataDir", "%q is too long: the managed forwarder's socket %s would be %d bytes, a UNIX socket address holds at most %d", cfg.DataDir, s, len(s), MaxSocketPath)
+		}
+	} else if _, _, err := resolveSocket(cfg, env); err != nil {
+		return err
+	}
+	if err := ensureDataDir(cfg); err != nil {
+		return err
+	}
+	st := recordStore(cfg)
 	lctx, lcancel := cfg.context()
 	lock, err := st.Lock(lctx, key)
 	lcancel()
@@ -54,10 +72,15 @@ func (p *Plugin) add(args *skel.CmdArgs) error {
 	defer lock.Unlock()
 	rec, err := lock.Read()
 	if err != nil {
-		// A record that cannot be read is replaced; rules it named and
-		// that are still wanted are adopted again by Plan.
-		p.warnf("%v; replacing it", err)
-		rec = nil
+		// Replacing a record that cannot be read would disown the rules
+		// it names: they would stay in the forwarder with no owner.
+		return err
+	}
+	p.warnDamaged(lock.Damaged())
+	if rec != nil && rec.Managed {
+		if err := checkManagedDir(cfg, rec); err != nil {
+			return err
+		}
 	}
 	if err := p.step("add: locked"); err != nil {
 		return err
@@ -69,8 +92,8 @@ func (p *Plugin) add(args *skel.CmdArgs) error {
 	)
 	if cfg.Managed {
 		dir := forwarderDir(cfg.DataDir, key)
-		if rec != nil && rec.Managed && rec.Dir != "" {
-			dir = rec.Dir
+		if err := store.EnsureDir(filepath.Dir(dir)); err != nil {
+			return err
 		}
 		fcfg = forwarder.Config{Pasta: cfg.Pasta, Args: cfg.PastaArgs, NetNS: args.Netns, IfName: args.IfName, Dir: dir, Timeout: cfg.Timeout}
 		if err := p.checkChained(cfg, fcfg); err != nil {
@@ -117,7 +140,7 @@ func (p *Plugin) add(args *skel.CmdArgs) error {
 			}
 			owned, claimed = nil, nil
 		}
-		if rec.Managed && !cfg.Managed && rec.Dir != "" {
+		if rec.Managed && !cfg.Managed {
 			// Told to use another forwarder: the one started before
 			// for this attachment has no use left.
 			if err := stopManaged(cfg, rec.Dir); err != nil {
@@ -181,7 +204,7 @@ func (p *Plugin) add(args *skel.CmdArgs) error {
 		if err := lock.Remove(); err != nil {
 			return err
 		}
-	case sameRecord(rec, next):
+	case sameRecord(rec, next) && lock.Damaged() == nil:
 		// A repeated ADD: nothing to write (and no fsync to wait for).
 	default:
 		if err := lock.Write(next); err != nil {
@@ -415,4 +438,23 @@ func entryNames(idx []int) string {
 		i = j + 1
 	}
 	return "entries " + strings.Join(parts, ", ")
+}
+
+// findPasta refuses a managed configuration whose pasta binary is not
+// there: the configuration names a program this host lacks, so it is 7
+// (invalid network configuration) naming the key, found before anything
+// is recorded or started. STATUS says the same as not ready (50).
+func findPasta(cfg *Config) error {
+	name := cfg.Pasta
+	if name == "" {
+		name = forwarder.DefaultPasta
+	}
+	_, err := exec.LookPath(name)
+	if err == nil {
+		return nil
+	}
+	if cfg.Pasta == "" {
+		return cfgErr("pasta", "not set, and no %q in PATH (%s): %v; set \"pasta\" to the path of a pasta with a control socket (--conf-path)", name, os.Getenv("PATH"), err)
+	}
+	return cfgErr("pasta", "%q cannot be run: %v; set it to the path of a pasta with a control socket (--conf-path)", name, err)
 }

@@ -26,7 +26,8 @@ func (p *Plugin) check(args *skel.CmdArgs) error {
 		return err
 	}
 	key := keyOf(cfg, args)
-	rec, err := recordStore(cfg).Get(key)
+	rec, damaged, err := recordStore(cfg).Load(key)
+	p.warnDamaged(damaged)
 	if errors.Is(err, fs.ErrNotExist) {
 		rec, err = nil, nil
 	}
@@ -44,6 +45,9 @@ func (p *Plugin) check(args *skel.CmdArgs) error {
 		return &checkError{Socket: socket, Reasons: []string{fmt.Sprintf("no ownership record for %s: ADD did not complete", key)}}
 	}
 	if rec.Managed {
+		if err := checkManagedDir(cfg, rec); err != nil {
+			return err
+		}
 		_, running, err := forwarder.Running(rec.Dir)
 		if err != nil {
 			return &checkError{Socket: rec.Socket, Reasons: []string{fmt.Sprintf("managed forwarder in %s: %v", rec.Dir, err)}}

@@ -529,3 +529,21 @@ func Expand(key, tmpl string, env Env) (string, error) {
 	}
 	return filepath.Clean(out), nil
 }
+
+// MaxSocketPath is the longest path a UNIX socket address holds: sun_path
+// is 108 bytes, its terminating NUL included.
+const MaxSocketPath = 107
+
+// ExpandSocket is Expand for a control socket path: a path longer than a
+// UNIX socket address holds could never be connected to (the kernel
+// refuses it), so it is a configuration error naming the expanded path.
+func ExpandSocket(key, tmpl string, env Env) (string, error) {
+	path, err := Expand(key, tmpl, env)
+	if err != nil {
+		return "", err
+	}
+	if len(path) > MaxSocketPath {
+		return "", cfgErr(key, "expands to %q, %d bytes long: a UNIX socket address holds at most %d", path, len(path), MaxSocketPath)
+	}
+	return path, nil
+}

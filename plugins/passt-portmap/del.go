@@ -3,14 +3,14 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
+	"path/filepath"
 
 	"github.com/containernetworking/cni/pkg/skel"
 
-	"github.com/passt-portmap/passt-portmap/pkg/ctlclient/wire"
 	"github.com/passt-portmap/passt-portmap/pkg/forwarder"
 	"github.com/passt-portmap/passt-portmap/pkg/store"
-	"github.com/passt-portmap/passt-portmap/pkg/translate"
 )
 
 // Del is CNI DEL: remove exactly what this attachment owns, then its
@@ -24,6 +24,9 @@ func (p *Plugin) del(args *skel.CmdArgs) error {
 	if err != nil {
 		return err
 	}
+	if err := ensureDataDir(cfg); err != nil {
+		return err
+	}
 	st := recordStore(cfg)
 	key := keyOf(cfg, args)
 	ctx, cancel := cfg.context()
@@ -35,9 +38,12 @@ func (p *Plugin) del(args *skel.CmdArgs) error {
 	defer lock.Unlock()
 	rec, err := lock.Read()
 	if err != nil {
-		p.warnf("%v; removing what the configuration names instead", err)
-		rec = nil
+		// What the attachment owned is unknown: removing nothing would
+		// orphan its rules, removing what the mappings name could take
+		// another client's. The error says what to do.
+		return err
 	}
+	p.warnDamaged(lock.Damaged())
 	if err := p.step("del: locked"); err != nil {
 		return err
 	}
@@ -51,21 +57,19 @@ func (p *Plugin) del(args *skel.CmdArgs) error {
 		return lock.Remove()
 	}
 
-	// No record: ADD never completed, or ran before the store existed.
+	// No record: this attachment has sent nothing. ADD writes its intent
+	// (the pending rules) before it sends anything, so an attachment
+	// without a record never added a rule; a rule in the table that
+	// matches its mappings is another client's (pesto's, another
+	// network's attachment's) and stays.
 	if cfg.Managed {
+		// The forwarder directory of this key under our own dataDir can
+		// only have been made by an ADD of this attachment.
 		if err := stopManaged(cfg, forwarderDir(cfg.DataDir, key)); err != nil {
 			return err
 		}
 	} else if len(cfg.Mappings) > 0 {
-		socket, pidFile, err := resolveSocket(cfg, env)
-		var mee *MissingEnvError
-		if errors.As(err, &mee) {
-			p.warnf("no record and %v: nothing to remove", err)
-		} else if err != nil {
-			return err
-		} else if err := p.removeMapped(cfg, st, key, socket, pidFile); err != nil {
-			return err
-		}
+		p.warnf("no ownership record for %s: it added nothing, so no rule was removed (the %d configured mapping(s) were not looked up in the forwarder: a rule matching them is another client's)", key, len(cfg.Mappings))
 	}
 	return lock.Remove()
 }
@@ -74,7 +78,10 @@ func (p *Plugin) del(args *skel.CmdArgs) error {
 // forwarder, which serves this attachment alone and takes its rules with
 // it.
 func (p *Plugin) release(cfg *Config, st *store.Store, rec *store.Record) error {
-	if rec.Managed && rec.Dir != "" {
+	if rec.Managed {
+		if err := checkManagedDir(cfg, rec); err != nil {
+			return err
+		}
 		return stopManaged(cfg, rec.Dir)
 	}
 	if claimed := rec.Claimed(); len(claimed) > 0 && rec.Socket != "" {
@@ -85,7 +92,23 @@ func (p *Plugin) release(cfg *Config, st *store.Store, rec *store.Record) error 
 	return nil
 }
 
+// stopManaged stops the managed forwarder in dir, an attachment's
+// directory under dataDir/forwarders, and removes the directory. A
+// directory that is not a real one of ours (a symbolic link, or in a
+// forwarders directory others could write to) is left alone.
 func stopManaged(cfg *Config, dir string) error {
+	if err := store.CheckDir(filepath.Dir(dir)); errors.Is(err, fs.ErrNotExist) {
+		return nil
+	} else if err != nil {
+		return err
+	}
+	if fi, err := os.Lstat(dir); errors.Is(err, fs.ErrNotExist) {
+		return nil
+	} else if err != nil {
+		return &forwarderError{Op: "inspect the directory of", Dir: dir, Err: err}
+	} else if !fi.IsDir() {
+		return &store.UnsafeError{Path: dir, What: "is not a directory (a managed forwarder's directory is one)"}
+	}
 	ctx, cancel := cfg.context()
 	defer cancel()
 	if err := forwarder.Stop(ctx, dir); err != nil {
@@ -97,46 +120,41 @@ func stopManaged(cfg *Config, dir string) error {
 	return nil
 }
 
-// removeMapped removes the rules the configured mappings translate to,
-// where present byte for byte and owned by no other record.
-func (p *Plugin) removeMapped(cfg *Config, st *store.Store, key store.Key, socket, pidFile string) error {
-	if forwarderGone(socket) {
-		return nil
+// warnDamaged reports a record file that was read from its backup copy.
+func (p *Plugin) warnDamaged(damaged error) {
+	if damaged != nil {
+		var ce *store.CorruptError
+		if errors.As(damaged, &ce) && ce.Backup != "" {
+			p.warnf("%v; using its backup copy %s, the next write repairs it", damaged, ce.Backup)
+			return
+		}
+		p.warnf("%v", damaged)
 	}
-	shared := sharedRules(st, key, socket)
-	plan := func(live wire.Tables) ([]wire.Edit, error) {
-		host := live.Lookup(wire.PifHost)
-		if host == nil {
-			return nil, nil
-		}
-		// The rules ADD made from these mappings: all of them compacted
-		// together, or, when ADD saw other mappings, each on its own.
-		// Mappings the forwarder could not take were never added.
-		cands, _ := translate.Rules(cfg.Mappings, cfg.Options, host.Caps)
-		for _, m := range cfg.Mappings {
-			if rs, err := translate.Rules([]translate.PortMapping{m}, cfg.Options, host.Caps); err == nil {
-				cands = append(cands, rs...)
-			}
-		}
-		var rm []wire.Rule
-		seen := map[[wire.RuleSize]byte]bool{}
-		for _, r := range cands {
-			if k := r.Key(); host.Contains(r) && !shared[k] && !seen[k] {
-				seen[k] = true
-				rm = append(rm, r)
-			}
-		}
-		if len(rm) == 0 {
-			return nil, nil
-		}
-		return []wire.Edit{{Pif: wire.PifHost, Remove: rm}}, nil
-	}
-	err := p.update(cfg, socket, pidFile, plan)
-	if gone(err) {
-		return nil
-	}
-	if err != nil {
-		return atSocket(socket, fmt.Errorf("remove the configured mappings: %w", err))
+}
+
+// checkManagedDir refuses a record of a managed forwarder whose directory
+// is not the one this plugin makes for its key under dataDir: the
+// directory is stopped and removed by DEL and GC, so a record must never
+// be able to name another.
+func checkManagedDir(cfg *Config, rec *store.Record) error {
+	if want := forwarderDir(cfg.DataDir, rec.Key()); rec.Dir != want {
+		return &recordDirError{Dir: rec.Dir, Want: want, Key: rec.Key()}
 	}
 	return nil
 }
+
+// recordDirError is a record naming a managed forwarder directory that is
+// not its attachment's.
+type recordDirError struct {
+	Dir, Want string
+	Key       store.Key
+}
+
+func (e *recordDirError) Error() string {
+	return fmt.Sprintf("the record of %s names the managed forwarder directory %q, not this attachment's %s; nothing was stopped or removed: stop that forwarder by hand if it is one, then remove the record", e.Key, e.Dir, e.Want)
+}
+
+// ensureDataDir creates dataDir when missing and checks it (see
+// store.CheckDir): a real directory of root or this user that others
+// cannot write to.
+func ensureDataDir(cfg *Config) error { return store.EnsureDir(cfg.DataDir) }

@@ -23,7 +23,7 @@ import (
 const (
 	CodeBadConfig     uint = types.ErrInvalidNetworkConfig // 7: bad configuration or mappings
 	CodeUnreachable   uint = types.ErrTryAgainLater        // 11: forwarder unreachable or busy past the timeout
-	CodeNotAvailable  uint = types.ErrPluginNotAvailable   // 50: STATUS failed
+	CodeNotAvailable  uint = types.ErrPluginNotAvailable   // 50: STATUS only: not ready
 	CodeSafeFail      uint = 100                           // rejected, nothing changed
 	CodeSocketFail    uint = 101                           // ports could not listen, rolled back
 	CodeRollbackFail  uint = 102                           // rollback failed, state unknown
@@ -83,6 +83,8 @@ func toCNI(err error, socket string) *types.Error {
 		mee *MissingEnvError
 		fe  *forwarderError
 		cre *store.CorruptError
+		use *store.UnsafeError
+		rde *recordDirError
 	)
 	at := ""
 	if socket != "" {
@@ -123,11 +125,22 @@ func toCNI(err error, socket string) *types.Error {
 		return types.NewError(CodeUnreachable, "another passt-portmap call holds this attachment", be.Error())
 	case errors.As(err, &fe):
 		if errors.Is(err, exec.ErrNotFound) || errors.Is(err, fs.ErrNotExist) && fe.Op == "start" {
-			return types.NewError(CodeNotAvailable, "the managed forwarder cannot run", fe.Error())
+			// The configured (or default) pasta is missing: ADD checks
+			// this first (findPasta), this is the same case found late.
+			return types.NewError(CodeBadConfig, "bad passt-portmap configuration: the pasta binary cannot be run", "configuration key pasta: "+fe.Error())
 		}
 		return types.NewError(CodeUnreachable, "managed forwarder failed", fe.Error())
+	case errors.As(err, &use):
+		return types.NewError(types.ErrIOFailure, "passt-portmap refuses an unsafe path", err.Error())
+	case errors.As(err, &rde):
+		return types.NewError(types.ErrIOFailure, "ownership record names a directory that is not its own", rde.Error())
 	case errors.As(err, &cre):
-		return types.NewError(types.ErrIOFailure, "ownership record unreadable", cre.Error()+"; remove it after checking the forwarder's tables")
+		if cre.Version != 0 {
+			return types.NewError(types.ErrIOFailure, "ownership record of a newer passt-portmap", cre.Error()+
+				"; nothing was changed: run the passt-portmap that wrote it, or remove this attachment's rules from the forwarder (passt-portmap show SOCKET lists them) and then the record and its .bak copy")
+		}
+		return types.NewError(types.ErrIOFailure, "ownership record unreadable", cre.Error()+
+			"; nothing was changed: the rules it owned may still be in the forwarder; remove them there (passt-portmap show SOCKET lists them), then remove the record and its .bak copy")
 	}
 	var pe *fs.PathError
 	if errors.As(err, &pe) {

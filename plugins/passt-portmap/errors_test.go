@@ -61,7 +61,7 @@ func TestErrorTable(t *testing.T) {
 		{"bad config", &ConfigError{Key: "timeout", Err: errors.New("bad")}, 7, []string{"timeout"}},
 		{"bad mapping", &translate.MappingError{Index: 3, Mapping: translate.PortMapping{HostPort: 0}, Err: translate.ErrPort}, 7, []string{"entry 3", "port out of range"}},
 		{"status", &statusError{Err: errors.New("forwarder at /s: refused")}, 50, []string{"/s", "refused"}},
-		{"pasta missing", &forwarderError{Op: "start", Dir: "/d", Err: exec.ErrNotFound}, 50, []string{"/d"}},
+		{"pasta missing", &forwarderError{Op: "start", Dir: "/d", Err: exec.ErrNotFound}, 7, []string{"/d", "pasta"}},
 		{"pasta did not come up", &forwarderError{Op: "start", Dir: "/d", Err: errors.New("no hello within 5s")}, 11, []string{"/d", "no hello"}},
 		{"corrupt record", &store.CorruptError{Path: "/d/r.json", Err: errors.New("bad")}, types.ErrIOFailure, []string{"/d/r.json"}},
 		{"data directory unusable", fmt.Errorf("store: %w", &fs.PathError{Op: "mkdir", Path: "/var/lib/x", Err: syscall.EACCES}), types.ErrIOFailure, []string{"/var/lib/x", "permission denied"}},

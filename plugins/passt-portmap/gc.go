@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"strings"
 
 	"github.com/containernetworking/cni/pkg/skel"
@@ -29,6 +30,11 @@ func (p *Plugin) gc(args *skel.CmdArgs) error {
 	for _, a := range cfg.ValidAttachments {
 		valid[[2]string{a.ContainerID, a.IfName}] = true
 	}
+	if err := store.CheckDir(cfg.DataDir); errors.Is(err, fs.ErrNotExist) {
+		return nil // nothing was ever recorded
+	} else if err != nil {
+		return err
+	}
 	st := recordStore(cfg)
 	entries, err := st.List(cfg.Network)
 	if err != nil {
@@ -42,6 +48,12 @@ func (p *Plugin) gc(args *skel.CmdArgs) error {
 		if err := p.collect(cfg, st, e.Key); err != nil {
 			failed = append(failed, fmt.Errorf("%s: %w", e.Key, err))
 		}
+	}
+	// What refused and killed calls left: lock files and backup copies of
+	// attachments without a record, temporary files. Sweep takes each
+	// attachment's lock without waiting and leaves what a call holds.
+	if _, err := st.Sweep(cfg.Network); err != nil {
+		failed = append(failed, err)
 	}
 	if len(failed) == 0 {
 		return nil
@@ -65,19 +77,12 @@ func (p *Plugin) collect(cfg *Config, st *store.Store, key store.Key) error {
 	}
 	defer lock.Unlock()
 	rec, err := lock.Read()
-	var ce *store.CorruptError
-	if errors.As(err, &ce) {
-		p.warnf("%v; removing it (its rules, if any, cannot be known)", err)
-		if cfg.Managed {
-			if err := stopManaged(cfg, forwarderDir(cfg.DataDir, key)); err != nil {
-				return err
-			}
-		}
-		return lock.Remove()
-	}
 	if err != nil {
+		// Unreadable, and so is its backup copy: what it owns is unknown.
+		// It stays, reported, rather than orphan its rules.
 		return err
 	}
+	p.warnDamaged(lock.Damaged())
 	if rec != nil {
 		if err := p.release(cfg, st, rec); err != nil {
 			return err

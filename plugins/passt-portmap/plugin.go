@@ -105,7 +105,7 @@ func resolveSocket(cfg *Config, env Env) (socket, pidFile string, err error) {
 	if cfg.SocketFromArgs {
 		key = "CNI_ARGS " + ArgSocket
 	}
-	if socket, err = Expand(key, cfg.Socket, env); err != nil {
+	if socket, err = ExpandSocket(key, cfg.Socket, env); err != nil {
 		return "", "", err
 	}
 	if cfg.PIDFile != "" {

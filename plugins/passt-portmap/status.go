@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"os"
 
 	"github.com/containernetworking/cni/pkg/skel"
 
@@ -21,8 +20,8 @@ func (p *Plugin) status(args *skel.CmdArgs) error {
 	if err != nil {
 		return err
 	}
-	if err := dirWritable(cfg.DataDir); err != nil {
-		return &statusError{Err: fmt.Errorf("data directory (dataDir) %s is not writable: %w", cfg.DataDir, err)}
+	if err := canRecord(cfg); err != nil {
+		return &statusError{Err: fmt.Errorf("data directory (dataDir) %s cannot take a record: %w", cfg.DataDir, err)}
 	}
 	if cfg.Managed {
 		ctx, cancel := cfg.context()
@@ -47,19 +46,16 @@ func (p *Plugin) status(args *skel.CmdArgs) error {
 	return nil
 }
 
-// dirWritable creates dir if needed and a file in it, then removes it.
-func dirWritable(dir string) error {
-	if err := os.MkdirAll(dir, 0o750); err != nil {
+// probeSize is what STATUS writes to the data directory to see that a
+// record fits: larger than the record of an attachment with a full table.
+const probeSize = 64 << 10
+
+// canRecord checks that the data directory is safe (see store.CheckDir)
+// and that a record can be written into it now: a full file system, or
+// one mounted read-only, cannot take one.
+func canRecord(cfg *Config) error {
+	if err := ensureDataDir(cfg); err != nil {
 		return err
 	}
-	f, err := os.CreateTemp(dir, ".status-*")
-	if err != nil {
-		return err
-	}
-	name := f.Name()
-	err = f.Close()
-	if rerr := os.Remove(name); err == nil {
-		err = rerr
-	}
-	return err
+	return recordStore(cfg).Probe(probeSize)
 }

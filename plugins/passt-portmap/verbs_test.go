@@ -315,23 +315,33 @@ func TestDelAfterForwarderDied(t *testing.T) {
 	}
 }
 
-// TestDelWithoutRecord: with no record (ADD from before the store, or a
-// lost data directory), DEL removes the configured mappings' rules where
-// present byte for byte, and not a rule another attachment records.
+// TestDelWithoutRecord: an attachment with no record has sent nothing
+// (ADD writes its intent before sending), so its DEL removes nothing: not
+// another client's rule identical to its mapping, not a rule of another
+// network's attachment on the same forwarder; it succeeds and says so.
 func TestDelWithoutRecord(t *testing.T) {
 	b := newBench(t)
 	p := freePorts(t, 3)
-	b.must("ADD", "c1", b.conf("", tcp(p, 80), tcp(p+2, 82)))
-	b.must("ADD", "c2", b.conf("", tcp(p+1, 81)))
-	if err := os.Remove(store.New(filepath.Join(b.dataDir, "records")).RecordPath(store.Key{Network: b.network, ContainerID: "c1", IfName: "eth0"})); err != nil {
-		t.Fatal(err)
+	b.addToHost(hostRule(p, 80)) // pesto's, byte for byte the mapping's rule
+	other := *b
+	other.network = "h3-other"
+	other.must("ADD", "c1", other.conf("", tcp(p+1, 81)))
+	before := b.srv.Tables().AppendServer(nil)
+	b.must("DEL", "c1", b.conf("", tcp(p, 80), tcp(p+1, 81), tcp(p+2, 82)))
+	if got := b.srv.Tables().AppendServer(nil); !bytes.Equal(got, before) {
+		t.Fatalf("DEL without a record changed the tables:\n got %q\nwant %q", b.host(), []string{rule("TCP", p, 80), rule("TCP", p+1, 81)})
 	}
-	// c1's configuration now names c2's port too, and one that is absent.
-	b.must("DEL", "c1", b.conf("", tcp(p, 80), tcp(p+1, 81), tcp(9, 9)))
-	b.wantHost(rule("TCP", p+1, 81), rule("TCP", p+2, 82))
-	// Without mappings and without a record there is nothing to remove.
+	if !strings.Contains(b.stderr.String(), "no ownership record") || !strings.Contains(b.stderr.String(), "no rule was removed") {
+		t.Errorf("stderr does not say what DEL left alone: %q", b.stderr.String())
+	}
+	if r := other.record("c1"); r == nil || len(r.Rules) != 1 {
+		t.Fatalf("the other network's record: %+v", r)
+	}
+	// Without mappings there is nothing to say, and DEL twice succeeds.
 	b.must("DEL", "c1", b.conf(""))
-	b.wantHost(rule("TCP", p+1, 81), rule("TCP", p+2, 82))
+	if got := b.srv.Tables().AppendServer(nil); !bytes.Equal(got, before) {
+		t.Fatal("a second DEL changed the tables")
+	}
 }
 
 // TestGC removes exactly the attachments not listed, in this network only.
@@ -344,13 +354,21 @@ func TestGC(t *testing.T) {
 	other := *b
 	other.network = "h3-other"
 	other.must("ADD", "c1", other.conf("", tcp(p+3, 80)))
-	// A corrupt stale record goes too.
+	// A stale record that cannot be read, nor its backup copy, owns what
+	// nobody can know: GC leaves it and reports it (5), and releases the
+	// others all the same.
 	st := store.New(filepath.Join(b.dataDir, "records"))
-	if err := os.WriteFile(st.RecordPath(store.Key{Network: b.network, ContainerID: "c9", IfName: "eth0"}), []byte("{"), 0o600); err != nil {
+	c9 := st.RecordPath(store.Key{Network: b.network, ContainerID: "c9", IfName: "eth0"})
+	if err := os.WriteFile(c9, []byte("{"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	b.must("GC", "", b.conf(`"cni.dev/valid-attachments":[{"containerID":"c2","ifname":"eth0"},{"containerID":"c1","ifname":"eth1"}]`))
+	valid := b.conf(`"cni.dev/valid-attachments":[{"containerID":"c2","ifname":"eth0"},{"containerID":"c1","ifname":"eth1"}]`)
+	b.mustFail("GC", "", valid, 5, c9, "remove them there")
 	b.wantHost(rule("TCP", p+1, 80), rule("TCP", p+3, 80))
+	if err := os.Remove(c9); err != nil {
+		t.Fatal(err)
+	}
+	b.must("GC", "", valid)
 	es, err := st.List(b.network)
 	if err != nil || len(es) != 1 || es[0].Key.ContainerID != "c2" {
 		t.Fatalf("records left: %+v %v", es, err)

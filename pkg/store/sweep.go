@@ -1,0 +1,196 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+const (
+	tmpInfix    = ".tmp-"   // temporary files of writes: .NAME.json.tmp-*, .NAME.json.bak.tmp-*
+	probePrefix = ".probe-" // Probe's files in the store's directory
+)
+
+// Sweep removes what calls that were refused or killed left in the
+// directory of network: temporary files of writes that never finished,
+// and the lock file and backup copy of attachments that have no record.
+// It touches an attachment's files only while it holds that attachment's
+// lock, taken without waiting: an attachment that a call holds is left
+// for a later sweep. It also removes Probe files that no Probe holds. It
+// returns the paths it removed.
+func (s *Store) Sweep(network string) ([]string, error) {
+	var removed []string
+	dir := s.NetworkDir(network)
+	for _, d := range []string{s.Dir, dir} {
+		if err := CheckDir(d); errors.Is(err, fs.ErrNotExist) {
+			return nil, nil
+		} else if err != nil {
+			return nil, fmt.Errorf("sweep records: %w", err)
+		}
+	}
+	des, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("sweep records: %w", err)
+	}
+	// Group the files by attachment: NAME is CONTAINERID@IFNAME, escaped.
+	type files struct{ record, tmp, other bool }
+	byName := map[string]*files{}
+	var names []string
+	get := func(name string) *files {
+		f := byName[name]
+		if f == nil {
+			f = &files{}
+			byName[name] = f
+			names = append(names, name)
+		}
+		return f
+	}
+	for _, de := range des {
+		n := de.Name()
+		switch {
+		case strings.HasPrefix(n, ".") && strings.Contains(n, tmpInfix):
+			if name, _, ok := strings.Cut(n[1:], recordSuffix); ok {
+				get(name).tmp = true
+			}
+		case strings.HasSuffix(n, recordSuffix):
+			get(strings.TrimSuffix(n, recordSuffix)).record = true
+		case strings.HasSuffix(n, recordSuffix+backupSuffix):
+			get(strings.TrimSuffix(n, recordSuffix+backupSuffix)).other = true
+		case strings.HasSuffix(n, lockSuffix):
+			get(strings.TrimSuffix(n, lockSuffix)).other = true
+		}
+	}
+	for _, name := range names {
+		f := byName[name]
+		if !strings.Contains(name, "@") || strings.HasPrefix(name, ".") || f.record && !f.tmp {
+			continue
+		}
+		rm, err := sweepOne(dir, name)
+		removed = append(removed, rm...)
+		if err != nil {
+			return removed, err
+		}
+	}
+	rm, err := s.sweepProbes()
+	return append(removed, rm...), err
+}
+
+// sweepOne removes the leftovers of one attachment under its lock, taken
+// without waiting.
+func sweepOne(dir, name string) ([]string, error) {
+	lockPath := filepath.Join(dir, name+lockSuffix)
+	f, err := openRegular(lockPath, unix.O_RDWR|unix.O_CREAT, fileMode)
+	if err != nil {
+		return nil, fmt.Errorf("sweep records: %w", err)
+	}
+	defer f.Close()
+	if err := flock(f, unix.LOCK_EX|unix.LOCK_NB); errors.Is(err, unix.EWOULDBLOCK) {
+		return nil, nil // a call holds it
+	} else if err != nil {
+		return nil, fmt.Errorf("sweep records: lock %s: %w", lockPath, err)
+	}
+	if same, err := samePath(f, lockPath); err != nil || !same {
+		return nil, err // removed meanwhile by its holder
+	}
+	des, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("sweep records: %w", err)
+	}
+	var removed []string
+	rm := func(p string) error {
+		err := os.Remove(p)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("sweep records: %w", err)
+		}
+		removed = append(removed, p)
+		return nil
+	}
+	for _, de := range des {
+		n := de.Name()
+		if strings.HasPrefix(n, "."+name+recordSuffix) && strings.Contains(n, tmpInfix) && de.Type().IsRegular() {
+			if err := rm(filepath.Join(dir, n)); err != nil {
+				return removed, err
+			}
+		}
+	}
+	switch _, err := os.Lstat(filepath.Join(dir, name+recordSuffix)); {
+	case errors.Is(err, fs.ErrNotExist):
+		// No record: its backup copy is never read and its lock guards
+		// nothing. The lock file goes last, while held (see Lock).
+		for _, p := range []string{filepath.Join(dir, name+recordSuffix+backupSuffix), lockPath} {
+			if err := regularOrMissing(p); err != nil {
+				return removed, fmt.Errorf("sweep records: %w", err)
+			}
+			if err := rm(p); err != nil {
+				return removed, err
+			}
+		}
+	case err != nil:
+		return removed, fmt.Errorf("sweep records: %w", err)
+	}
+	return removed, nil
+}
+
+// sweepProbes removes Probe files that no Probe holds.
+func (s *Store) sweepProbes() ([]string, error) {
+	des, err := os.ReadDir(s.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("sweep probes: %w", err)
+	}
+	var removed []string
+	for _, de := range des {
+		if !strings.HasPrefix(de.Name(), probePrefix) || !de.Type().IsRegular() {
+			continue
+		}
+		p := filepath.Join(s.Dir, de.Name())
+		f, err := openRegular(p, unix.O_RDWR, 0)
+		if err != nil {
+			continue // gone meanwhile, or not ours to judge
+		}
+		if flock(f, unix.LOCK_EX|unix.LOCK_NB) == nil {
+			if err := os.Remove(p); err == nil {
+				removed = append(removed, p)
+			}
+		}
+		f.Close()
+	}
+	return removed, nil
+}
+
+// Probe checks that the store can take a record now: its directories are
+// safe (see CheckDir) and a file of size bytes can be written and synced
+// in it (a full file system cannot). The file is held locked while it
+// exists, so that Sweep removes it only when a killed Probe left it.
+func (s *Store) Probe(size int) (err error) {
+	if err := EnsureDir(s.Dir); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(s.Dir, probePrefix+"*")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		f.Close()
+		if rerr := os.Remove(f.Name()); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) && err == nil {
+			err = rerr
+		}
+	}()
+	if err := flock(f, unix.LOCK_EX); err != nil {
+		return fmt.Errorf("lock %s: %w", f.Name(), err)
+	}
+	if _, err := f.Write(make([]byte, size)); err != nil {
+		return fmt.Errorf("write %d bytes to %s: %w", size, f.Name(), err)
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("fsync %s: %w", f.Name(), err)
+	}
+	return nil
+}
