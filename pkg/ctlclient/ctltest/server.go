@@ -273,6 +273,39 @@ func (s *Server) Update(ts wire.Tables) error {
 	return nil
 }
 
+// Restart ends the server as a forwarder that exits ends (its listening
+// sockets closed, queued faults kept) and starts a new one at the same
+// path with tables, as a restarted pasta: a new control socket, with
+// another inode, and none of the rules of before.
+func (s *Server) Restart(tables wire.Tables) error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return errors.New("ctltest: restart of a closed server")
+	}
+	s.mu.Unlock()
+	s.ln.SetUnlinkOnClose(false)
+	s.ln.Close()
+	s.wg.Wait()
+	if err := os.Remove(s.Path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("ctltest: restart: %w", err)
+	}
+	ln, err := listenBacklog0(s.Path)
+	if err != nil {
+		return fmt.Errorf("ctltest: restart: %w", err)
+	}
+	s.mu.Lock()
+	s.closeSocksLocked()
+	s.ln, s.tables, s.crashed = ln, nil, false
+	s.mu.Unlock()
+	if err := s.Update(tables); err != nil {
+		return fmt.Errorf("ctltest: restart: initial tables: %w", err)
+	}
+	s.wg.Add(1)
+	go s.serve()
+	return nil
+}
+
 // Close stops the server, closes its listening sockets and removes the
 // socket file. It is called when the test ends.
 func (s *Server) Close() {

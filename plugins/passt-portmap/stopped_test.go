@@ -1,0 +1,64 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"testing"
+
+	"github.com/containernetworking/cni/pkg/skel"
+)
+
+// stopAt runs verb for cid as callArgs does, but stops it at the named
+// step, as if its process had been killed there. It reports whether the
+// verb reached that step, and the verb's error otherwise.
+func (b *bench) stopAt(step, verb, cid string, conf []byte) (bool, error) {
+	b.t.Helper()
+	reached := false
+	stop := errors.New("stopped")
+	p := &Plugin{Stdout: &bytes.Buffer{}, Stderr: &b.stderr, Client: b.client, StopAt: func(s string) error {
+		if s == step {
+			reached = true
+			return stop
+		}
+		return nil
+	}}
+	args := &skel.CmdArgs{ContainerID: cid, Netns: "/var/run/netns/" + cid, IfName: "eth0", Path: "/opt/cni/bin", StdinData: conf}
+	fn := map[string]func(*skel.CmdArgs) error{"ADD": p.add, "DEL": p.del}[verb]
+	err := fn(args)
+	if reached {
+		return true, nil
+	}
+	return false, err
+}
+
+// An ADD killed after it wrote its intent, before sending, leaves pending
+// only rules that were absent from the table: a rule another client holds
+// byte for byte is refused before any intent is written, so the DEL after
+// the killed ADD does not take that rule for this attachment's.
+func TestKilledAddClaimsNoOthersRule(t *testing.T) {
+	b := newBench(t)
+	p := freePorts(t, 2)
+	b.addToHost(hostRule(p, 80))
+	conf := b.conf("", tcp(p, 80), tcp(p+1, 80))
+	if stopped, err := b.stopAt("add: intent written", "ADD", "c1", conf); stopped || err == nil {
+		t.Fatalf("ADD of another client's rule reached its intent (stopped %v) or succeeded (%v)", stopped, err)
+	}
+	if r := b.record("c1"); r != nil && len(r.Pending) != 0 {
+		t.Fatalf("a refused ADD left pending rules: %+v", r.Pending)
+	}
+	b.must("DEL", "c1", conf)
+	b.wantHost(rule("TCP", p, 80))
+
+	// Killed after the intent of a rule that was free: it alone is
+	// pending, and the DEL after removes nothing else.
+	conf = b.conf("", tcp(p+1, 80))
+	if stopped, err := b.stopAt("add: intent written", "ADD", "c2", conf); !stopped {
+		t.Fatalf("ADD did not reach its intent: %v", err)
+	}
+	r := b.record("c2")
+	if r == nil || len(r.Pending) != 1 || !r.Pending[0].Rule.Equal(hostRule(p+1, 80)) {
+		t.Fatalf("record after a killed ADD: %+v", r)
+	}
+	b.must("DEL", "c2", conf)
+	b.wantHost(rule("TCP", p, 80))
+}
