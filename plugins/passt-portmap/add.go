@@ -127,8 +127,13 @@ func (p *Plugin) add(args *skel.CmdArgs) error {
 	// owned: the rules recorded as this attachment's; claimed: those and
 	// the ones a run that died may have left (the record's pending).
 	var owned, claimed []store.OwnedRule
+	fid := forwarderID(socket)
 	if rec != nil {
 		owned, claimed = rec.Rules, rec.Claimed()
+		if now := forwarderID(rec.Socket); len(claimed) > 0 && restarted(rec, now) {
+			p.warnf("the forwarder at %s was restarted since this attachment's rules were added (control socket inode %d, now %d): they went with it, and a byte-equal rule there now is another client's", rec.Socket, rec.ForwarderID, now)
+			owned, claimed = nil, nil
+		}
 		if rec.Socket != socket && len(claimed) > 0 {
 			// The attachment moved to another forwarder: its rules at the
 			// old one are no longer wanted.
@@ -147,7 +152,7 @@ func (p *Plugin) add(args *skel.CmdArgs) error {
 	}
 
 	next := &store.Record{Network: key.Network, ContainerID: key.ContainerID, IfName: key.IfName, Netns: args.Netns,
-		Socket: socket, PIDFile: pidFile, Managed: cfg.Managed, Rules: owned}
+		Socket: socket, PIDFile: pidFile, ForwarderID: fid, Managed: cfg.Managed, Rules: owned}
 	if cfg.Managed {
 		next.Dir = fcfg.Dir
 	}
@@ -199,6 +204,11 @@ func (p *Plugin) add(args *skel.CmdArgs) error {
 			return err
 		}
 		next.Rules = desired
+		if forwarderID(socket) != fid {
+			// Restarted during this ADD: which one holds the rules is
+			// not known.
+			next.ForwarderID = 0
+		}
 		if err := p.step("add: applied"); err != nil {
 			return err
 		}

@@ -3,9 +3,12 @@ package main
 import (
 	"bytes"
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/containernetworking/cni/pkg/skel"
+
+	"github.com/passt-portmap/passt-portmap/pkg/ctlclient/ctltest"
 )
 
 // stopAt runs verb for cid as callArgs does, but stops it at the named
@@ -60,5 +63,29 @@ func TestKilledAddClaimsNoOthersRule(t *testing.T) {
 		t.Fatalf("record after a killed ADD: %+v", r)
 	}
 	b.must("DEL", "c2", conf)
+	b.wantHost(rule("TCP", p, 80))
+}
+
+// A forwarder restarted since ADD lost the attachment's rules; a rule
+// byte for byte the same that another client added to the new one is
+// that client's: DEL leaves it, and ADD does not adopt it (100).
+func TestRestartedForwarderRulesNotOurs(t *testing.T) {
+	b := newBench(t)
+	p := freePorts(t, 2)
+	conf := b.conf("", tcp(p, 80))
+	b.must("ADD", "c1", conf)
+	if err := b.srv.Restart(ctltest.DefaultTables()); err != nil {
+		t.Fatal(err)
+	}
+	b.addToHost(hostRule(p, 80))
+	b.mustFail("ADD", "c1", conf, 100, "does not own it")
+	b.must("DEL", "c1", conf)
+	b.wantHost(rule("TCP", p, 80))
+	if !strings.Contains(b.stderr.String(), "was restarted since") {
+		t.Errorf("stderr does not say why the rule stayed: %s", b.stderr.String())
+	}
+	// Without a restart, the record's rules are the attachment's.
+	b.must("ADD", "c2", b.conf("", tcp(p+1, 80)))
+	b.must("DEL", "c2", b.conf("", tcp(p+1, 80)))
 	b.wantHost(rule("TCP", p, 80))
 }
