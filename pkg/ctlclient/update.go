@@ -213,8 +213,21 @@ func (c *Client) rollback(ctx context.Context, res *Result) error {
 		return errors.Join(err, lerr)
 	}
 	res.Warnings = l.lc.warnings
-	if len(l.lc.failed) > 0 {
-		return errors.Join(err, fmt.Errorf("after rollback, not listening: %s", failures(l.lc.failed)))
+	// A rule of the caller blocked by another owner's rule that this
+	// update did not touch was blocked before it too: the rollback did
+	// restore that state.
+	touched := map[pifKey]bool{}
+	for _, pr := range append(append(append([]PifRule(nil), res.Added...), res.Removed...), keep...) {
+		touched[keyOf(pr)] = true
+	}
+	var failed []RuleFailure
+	for _, f := range l.lc.failed {
+		if f.BlockedBy == nil || touched[keyOf(*f.BlockedBy)] {
+			failed = append(failed, f)
+		}
+	}
+	if len(failed) > 0 {
+		return errors.Join(err, fmt.Errorf("after rollback, not listening: %s", failures(failed)))
 	}
 	return nil
 }

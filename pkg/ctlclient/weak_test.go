@@ -150,3 +150,28 @@ func TestSocketFailWithoutBlocker(t *testing.T) {
 		t.Fatalf("%v names a blocker", err)
 	}
 }
+
+// A rule of the caller that another owner's failing rule blocked before
+// the update is blocked after its rollback too: that is the state before
+// the update, restored, so a socket fail, not a rollback fail.
+func TestRollbackKeepsBlockedRule(t *testing.T) {
+	pBlock, pKeep, pNew := freePort(t), freePort(t), freePort(t)
+	ts := ctltest.DefaultTables()
+	ts[0].Rules = []wire.Rule{tcp(pBlock), tcp(pKeep)}
+	s := ctltest.NewServer(t, ctltest.DefaultTables())
+	s.FailBind(pBlock)
+	if err := s.Update(ts); err != nil {
+		t.Fatal(err)
+	}
+	res, err := newClient(s).Update(context.Background(), add(tcp(pKeep), tcp(pNew)), ctlclient.UpdateOptions{})
+	if st := statusOf(t, err); st != ctlclient.StatusSocketFail {
+		t.Fatalf("status %v: %v", st, err)
+	}
+	var be *ctlclient.BlockedError
+	if !errors.As(err, &be) || !be.Blocker.Rule.Equal(tcp(pBlock)) {
+		t.Fatalf("%v does not name the blocking rule", err)
+	}
+	if host := s.Tables().Lookup(wire.PifHost); len(host.Rules) != 2 || host.Contains(tcp(pNew)) {
+		t.Fatalf("not rolled back: %v (%+v)", host.Rules, res)
+	}
+}

@@ -246,6 +246,15 @@ func (s *Server) FailBind(ports ...uint16) {
 	}
 }
 
+// AllowBind undoes FailBind for these ports, from the next switch on.
+func (s *Server) AllowBind(ports ...uint16) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, p := range ports {
+		delete(s.failPorts, p)
+	}
+}
+
 // Update validates ts as if another client had sent it (every table of
 // the server must be named by id; tables left out become empty) and, when
 // valid, switches to it and binds. It returns the first invalid rule's
