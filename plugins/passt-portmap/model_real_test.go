@@ -114,8 +114,8 @@ func (p *pastaForwarder) free(uint16) {}
 // own binding, its restart, pesto's encoding) in the same sequences.
 func TestModelRealPasta(t *testing.T) {
 	base := pastatest.FreePortRange(t, "tcp", modelPorts)
-	steps := modelSteps(t, 80)
-	seeds := modelSeeds(t, []uint64{101, 102, 103})
+	steps := modelSteps(t, 150)
+	seeds := modelSeeds(t, []uint64{101, 102, 103, 104})
 	mk := func(t testing.TB) *modelRun {
 		dir := t.TempDir()
 		f := pastatest.Start(t)
