@@ -225,6 +225,9 @@ func (p *Plugin) add(args *skel.CmdArgs) error {
 			return err
 		}
 	}
+	if err := p.step("add: recorded"); err != nil {
+		return err
+	}
 	return p.printResult(cfg, fcfg)
 }
 

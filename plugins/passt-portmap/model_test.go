@@ -178,7 +178,7 @@ func genOps(seed uint64, n int) []op {
 	ops := make([]op, n)
 	stop := func() int {
 		if rng.IntN(100) < 30 {
-			return 1 + rng.IntN(5)
+			return 1 + rng.IntN(6)
 		}
 		return 0
 	}
@@ -709,7 +709,7 @@ func runModel(t *testing.T, mk newRun, seed uint64, steps int, shrinkBudget time
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "seed %d: after step %d of %d: %v\n", seed, at, len(ops), err)
-	fmt.Fprintf(&b, "shortest sequence found (%d ops, %d shrink runs; rerun with PPMODEL_SEED=%d): %v\n", len(small), runs, seed, serr)
+	fmt.Fprintf(&b, "shortest sequence found (%d ops, %d shrink runs; rerun with PPMODEL_SEED=%d PPMODEL_STEPS=%d -run %s): %v\n", len(small), runs, seed, steps, t.Name(), serr)
 	for i, o := range small {
 		fmt.Fprintf(&b, "  %d. %s\n", i, o)
 	}
