@@ -140,8 +140,14 @@ func waitGone(t *testing.T, pid int) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-		if errors.Is(err, os.ErrNotExist) || (err == nil && len(b) == 0) {
+		// Gone, or a zombie: an exiting process's command line is empty
+		// before its files (pasta's tap device) are closed, a zombie's
+		// files are closed.
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if errors.Is(err, os.ErrNotExist) {
+			return
+		}
+		if i := bytes.LastIndexByte(b, ')'); err == nil && i >= 0 && len(b) > i+2 && b[i+2] == 'Z' {
 			return
 		}
 		time.Sleep(5 * time.Millisecond)

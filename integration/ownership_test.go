@@ -5,6 +5,7 @@ package integration
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 	"github.com/containernetworking/cni/libcni"
 
 	"github.com/passt-portmap/passt-portmap/integration/pastatest"
+	"github.com/passt-portmap/passt-portmap/pkg/forwarder"
 	"github.com/passt-portmap/passt-portmap/pkg/store"
 )
 
@@ -86,8 +88,9 @@ func (n *network) recordPath(id string) string {
 // TestTruncatedRecord: a record file truncated between ADD and the next
 // ADD or DEL never leaves the attachment's rule without an owner: the next
 // ADD keeps owning the live rule (its backup copy says so) and the port
-// keeps answering; a DEL after another truncation removes the rule and the
-// tables are as before the first ADD. With the backup copy damaged too,
+// keeps answering; a DEL after another truncation, or after the record file
+// was removed, removes the rule and the tables are as before the first
+// ADD. With the backup copy damaged too,
 // ADD and DEL fail with 5 and the rule stays, forwarding.
 func TestTruncatedRecord(t *testing.T) {
 	f := pastatest.Start(t)
@@ -114,6 +117,15 @@ func TestTruncatedRecord(t *testing.T) {
 	pastatest.MustNotAnswer(t, "tcp", addr, "web")
 	sameTables(t, "after DEL with a truncated record", f, pesto, raw)
 
+	// The record file removed, its backup copy left: still owned.
+	n.mustAdd(t, "ctr", m)
+	if err := os.Remove(n.recordPath("ctr")); err != nil {
+		t.Fatal(err)
+	}
+	n.mustDel(t, "ctr")
+	pastatest.MustNotAnswer(t, "tcp", addr, "web")
+	sameTables(t, "after DEL with the record file removed", f, pesto, raw)
+
 	n.mustAdd(t, "ctr", m)
 	live := f.ReadTables(t)
 	for _, p := range []string{n.recordPath("ctr"), n.recordPath("ctr") + ".bak"} {
@@ -130,4 +142,43 @@ func TestTruncatedRecord(t *testing.T) {
 		t.Fatalf("a refused call changed the tables:\n%s\n%s", strings.Join(a, "\n"), strings.Join(b, "\n"))
 	}
 	pastatest.MustAnswer(t, "tcp", addr, "web")
+}
+
+// TestManagedDelWithoutRecord: the managed pasta of an attachment whose
+// record and backup copy were both removed (by hand, following the advice
+// of a code 5) is still this attachment's: its directory under dataDir is
+// named by the attachment's key, and DEL stops it and removes the
+// directory, leaving no process.
+func TestManagedDelWithoutRecord(t *testing.T) {
+	pasta, _ := pastatest.Bins(t)
+	n := pastatest.NewNetNS(t)
+	port := pastatest.FreePort(t, "tcp")
+	m := newManagedCNI(t, n, pasta, port)
+	m.add(t)
+	pastatest.ServeTCP(t, n, ":80", "web")
+	pastatest.MustAnswer(t, "tcp", pastatest.HostPort("127.0.0.1", port), "web")
+	dir := m.forwarderDir(t)
+	pid, running, err := forwarder.Running(dir)
+	if err != nil || !running {
+		t.Fatalf("managed forwarder in %s: running %v, %v", dir, running, err)
+	}
+	recs, err := filepath.Glob(filepath.Join(m.dataDir, "records", "*", "*.json*"))
+	if err != nil || len(recs) != 2 {
+		t.Fatalf("record files: %v %v, want the record and its backup copy", recs, err)
+	}
+	for _, r := range recs {
+		if err := os.Remove(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := m.ctx()
+	defer cancel()
+	if err := m.cni.DelNetworkList(ctx, m.list, m.rt); err != nil {
+		t.Fatalf("DEL without a record: %v", err)
+	}
+	waitGone(t, pid)
+	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("forwarder directory after DEL: %v", err)
+	}
+	pastatest.MustNotAnswer(t, "tcp", pastatest.HostPort("127.0.0.1", port), "web")
 }

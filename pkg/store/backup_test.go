@@ -78,20 +78,35 @@ func TestBackupCopy(t *testing.T) {
 			t.Fatalf("Read: %+v %v", r, err)
 		}
 	})
-	t.Run("backup without record", func(t *testing.T) {
+	t.Run("record file lost", func(t *testing.T) {
 		s := New(t.TempDir())
 		l := write(t, s, rec())
 		if err := os.Remove(s.RecordPath(k)); err != nil {
 			t.Fatal(err)
 		}
-		if r, err := l.Read(); r != nil || err != nil {
-			t.Fatalf("Read with only a backup copy: %+v %v, want no record", r, err)
+		r, err := l.Read()
+		if err != nil || r == nil || len(r.Rules) != 2 || l.Damaged() == nil || !strings.Contains(l.Damaged().Error(), "missing") {
+			t.Fatalf("Read with only the backup copy: %+v %v, damaged %v", r, err, l.Damaged())
+		}
+		if es, err := s.List("net"); err != nil || len(es) != 1 || es[0].Record == nil || es[0].Path != s.RecordPath(k) {
+			t.Fatalf("List: %+v %v", es, err)
+		}
+		if err := l.Write(r); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := os.Stat(s.RecordPath(k)); err != nil {
+			t.Fatalf("Write did not restore the record file: %v", err)
 		}
 		if err := l.Remove(); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := os.Stat(s.BackupPath(k)); !errors.Is(err, os.ErrNotExist) {
-			t.Errorf("Remove left the backup copy: %v", err)
+		for _, p := range []string{s.RecordPath(k), s.BackupPath(k)} {
+			if _, err := os.Stat(p); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("Remove left %s: %v", p, err)
+			}
+		}
+		if r, err := l.Read(); r != nil || err != nil {
+			t.Fatalf("Read after Remove: %+v %v", r, err)
 		}
 	})
 	t.Run("newer format", func(t *testing.T) {

@@ -13,9 +13,9 @@
 // Name components are escaped (see escape) so that any input maps to one
 // file inside DIR. A record is written atomically: temporary file in the
 // same directory, fsync, rename, fsync of the directory; the backup copy
-// is written the same way just before it, so that a record file damaged
-// later (truncated, overwritten) can be read from its copy and what the
-// attachment owns is never lost. Writers of one
+// is written the same way beside it, so that a record file damaged or lost
+// later (truncated, overwritten, removed) is read from its copy and what
+// the attachment owns is never lost. Writers of one
 // record are serialized by an exclusive flock on its lock file, taken with
 // a deadline; readers need no lock because a record file is only ever
 // replaced whole.

@@ -150,6 +150,9 @@ func TestDirsChecked(t *testing.T) {
 			if _, err := s.List("net"); !errors.As(err, &ue) {
 				t.Errorf("List: %v", err)
 			}
+			if _, err := s.Get(k); !errors.As(err, &ue) {
+				t.Errorf("Get: %v", err)
+			}
 			if _, err := s.Sweep("net"); !errors.As(err, &ue) {
 				t.Errorf("Sweep: %v", err)
 			}
@@ -163,9 +166,10 @@ func TestDirsChecked(t *testing.T) {
 	}
 }
 
-// Sweep removes the leftovers of refused and killed calls (lock files and
-// backup copies without a record, temporary files, probe files) and
-// leaves records, their files, and whatever a call holds.
+// Sweep removes the leftovers of refused and killed calls (lock files
+// without a record, temporary files, probe files) and leaves records,
+// their files (a backup copy alone stands for its record), and whatever a
+// call holds.
 func TestSweep(t *testing.T) {
 	s := New(t.TempDir())
 	write := func(k Key) {
@@ -178,22 +182,33 @@ func TestSweep(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	kept, refused, killed, held := Key{"net", "kept", "eth0"}, Key{"net", "refused", "eth0"}, Key{"net", "killed", "eth0"}, Key{"net", "held", "eth0"}
+	kept, lost, refused, killed, held := Key{"net", "kept", "eth0"}, Key{"net", "lost", "eth0"}, Key{"net", "refused", "eth0"}, Key{"net", "killed", "eth0"}, Key{"net", "held", "eth0"}
 	write(kept)
-	write(killed)
+	write(lost)
 	dir := s.NetworkDir("net")
 	// A refused call: its lock file alone.
-	l, err := s.Lock(ctx(t, time.Second), refused)
-	if err != nil {
-		t.Fatal(err)
+	for _, k := range []Key{refused, killed} {
+		l, err := s.Lock(ctx(t, time.Second), k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		l.Unlock()
 	}
-	l.Unlock()
-	// A killed call: its record removed, backup and lock left, temporary
-	// files of an unfinished write, beside a record that stays.
-	os.Remove(s.RecordPath(killed))
+	// Killed calls: temporary files of unfinished writes, of an
+	// attachment without a record and of one with a record.
 	os.WriteFile(filepath.Join(dir, ".killed@eth0.json.tmp-123"), []byte("{"), 0o600)
 	os.WriteFile(filepath.Join(dir, ".kept@eth0.json.bak.tmp-456"), []byte("{"), 0o600)
 	os.WriteFile(filepath.Join(s.Dir, ".probe-789"), nil, 0o600)
+	// A container ID with ".json" in it, its record and a temporary file.
+	odd := Key{"net", "a.json", "eth0"}
+	write(odd)
+	os.WriteFile(filepath.Join(dir, ".a.json@eth0.json.tmp-9"), []byte("{"), 0o600)
+	// Names that are none of the store's are left alone.
+	for _, n := range []string{".tmp-1", "..tmp-", ".x.tmp-2", "README"} {
+		os.WriteFile(filepath.Join(dir, n), nil, 0o600)
+	}
+	// A record whose file was lost: its backup copy stands for it.
+	os.Remove(s.RecordPath(lost))
 	// A call in progress holds its lock, with a temporary file.
 	lh, err := s.Lock(ctx(t, time.Second), held)
 	if err != nil {
@@ -210,7 +225,7 @@ func TestSweep(t *testing.T) {
 		removed[i], _ = filepath.Rel(s.Dir, p)
 	}
 	sort.Strings(removed)
-	want := []string{".probe-789", "net/.kept@eth0.json.bak.tmp-456", "net/.killed@eth0.json.tmp-123", "net/killed@eth0.json.bak", "net/killed@eth0.lock", "net/refused@eth0.lock"}
+	want := []string{".probe-789", "net/.a.json@eth0.json.tmp-9", "net/.kept@eth0.json.bak.tmp-456", "net/.killed@eth0.json.tmp-123", "net/killed@eth0.lock", "net/refused@eth0.lock"}
 	if !slices.Equal(removed, want) {
 		t.Errorf("Sweep removed\n %q\nwant\n %q", removed, want)
 	}
@@ -219,7 +234,7 @@ func TestSweep(t *testing.T) {
 	for _, de := range des {
 		left = append(left, de.Name())
 	}
-	wantLeft := []string{".held@eth0.json.tmp-1", "held@eth0.lock", "kept@eth0.json", "kept@eth0.json.bak", "kept@eth0.lock"}
+	wantLeft := []string{"..tmp-", ".held@eth0.json.tmp-1", ".tmp-1", ".x.tmp-2", "README", "a.json@eth0.json", "a.json@eth0.json.bak", "a.json@eth0.lock", "held@eth0.lock", "kept@eth0.json", "kept@eth0.json.bak", "kept@eth0.lock", "lost@eth0.json.bak", "lost@eth0.lock"}
 	if !slices.Equal(left, wantLeft) {
 		t.Errorf("left\n %q\nwant\n %q", left, wantLeft)
 	}

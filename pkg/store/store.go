@@ -105,36 +105,56 @@ func (s *Store) Get(k Key) (*Record, error) {
 	return r, err
 }
 
-// Load reads k's record without locking. When the record file exists but
-// cannot be decoded and its backup copy can, Load returns the backup's
-// record and, as damaged, the *CorruptError of the record file, for the
-// caller to report. A missing record is an error wrapping ErrNotFound
-// (a backup copy without a record file is never used: see load).
+// Load reads k's record without locking. When the record file is missing
+// or cannot be decoded and its backup copy can, Load returns the backup's
+// record and, as damaged, a *CorruptError naming the record file, for the
+// caller to report. A missing record (neither file there) is an error
+// wrapping ErrNotFound.
 func (s *Store) Load(k Key) (rec *Record, damaged error, err error) {
 	if err := k.Validate(); err != nil {
 		return nil, nil, err
 	}
+	// Lock checks the directories on the way; without a lock, Load does.
+	for _, d := range []string{s.Dir, s.NetworkDir(k.Network)} {
+		if err := CheckDir(d); err != nil {
+			return nil, nil, fmt.Errorf("record: %w", err)
+		}
+	}
 	return s.load(k)
 }
 
+// errMissing is a record file that is gone while its backup copy is not.
+// It does not wrap fs.ErrNotExist: the record is not missing.
+var errMissing = errors.New("the file is missing")
+
 // load reads the record of k, falling back to its backup copy when the
-// record file is damaged. Every write puts the new record into the backup
-// copy first and then into the record file, so the backup holds the
-// record's generation or the next one, which claims at least every rule
-// the attachment may have in a table; the fallback never loses a rule.
-// It is not used when the record file is missing (a record removed, or
-// never written), nor when it is of a format version this package does
-// not know: a newer plugin wrote it, and its backup may say less.
+// record file is damaged or missing. Writes keep the backup copy at the
+// record's generation or the next one (see Locked.write), which claims at
+// least every rule the attachment may have in a table, so the fallback
+// never loses a rule; and they never leave a backup copy without a record
+// file (the first write makes the record file first, Remove removes the
+// backup first), so a backup copy alone means that the record file was
+// lost, and it is the record. The fallback is not used for a record of a
+// format version this package does not know: a newer plugin wrote it, and
+// its backup may say less.
 func (s *Store) load(k Key) (*Record, error, error) {
 	path := s.RecordPath(k)
 	r, err := readRecord(path, k)
 	var ce *CorruptError
-	if err == nil || !errors.As(err, &ce) || ce.Version != 0 {
-		return r, nil, err
+	switch {
+	case err == nil:
+		return r, nil, nil
+	case errors.Is(err, fs.ErrNotExist):
+		ce = &CorruptError{Path: path, Err: errMissing}
+	case !errors.As(err, &ce) || ce.Version != 0:
+		return nil, nil, err
 	}
 	bpath := s.BackupPath(k)
 	b, berr := readRecord(bpath, k)
 	if berr != nil {
+		if ce.Err == errMissing && errors.Is(berr, fs.ErrNotExist) {
+			return nil, nil, err // neither file: no record
+		}
 		ce.Backup, ce.BackupErr = bpath, berr
 		return nil, nil, ce
 	}
@@ -225,7 +245,7 @@ func (e *BusyError) Unwrap() error { return e.Err }
 // Entry is one record found by List. Err is set (and Record nil) when the
 // file could not be read or decoded, nor its backup copy; Key is derived
 // from its name. Damaged is set when Record comes from the backup copy
-// (see Load).
+// (see Load); Path is the record file's, even when it is missing.
 type Entry struct {
 	Key     Key
 	Path    string
@@ -254,7 +274,17 @@ func (s *Store) List(network string) ([]Entry, error) {
 		name := de.Name()
 		// A record path that is not a regular file is listed with the
 		// error that reading it gives (see openRegular).
-		if !strings.HasSuffix(name, recordSuffix) || strings.HasPrefix(name, ".") {
+		if strings.HasPrefix(name, ".") {
+			continue
+		}
+		if b, ok := strings.CutSuffix(name, backupSuffix); ok && strings.HasSuffix(b, recordSuffix) {
+			// A backup copy alone is a record whose file was lost.
+			if _, err := os.Lstat(filepath.Join(dir, b)); !errors.Is(err, fs.ErrNotExist) {
+				continue
+			}
+			name = b
+		}
+		if !strings.HasSuffix(name, recordSuffix) {
 			continue
 		}
 		e := Entry{Path: filepath.Join(dir, name)}
@@ -427,13 +457,21 @@ func (l *Locked) write(r *Record, durable bool) error {
 			return fmt.Errorf("store: %w", err)
 		}
 	}
-	// The backup copy first: it is then never older than the record file
-	// (see load).
-	if err := writeAtomic(l.store.BackupPath(l.key), b, durable, false); err != nil {
-		return err
+	// The backup copy first, so that it is never older than the record
+	// file; but the record file first when there is none, so that a
+	// backup copy is never alone but for a lost record file (see load).
+	paths := []string{l.store.BackupPath(l.key), l.store.RecordPath(l.key)}
+	if _, err := os.Lstat(paths[1]); errors.Is(err, fs.ErrNotExist) {
+		paths[0], paths[1] = paths[1], paths[0]
 	}
-	if err := writeAtomic(l.store.RecordPath(l.key), b, durable, durable); err != nil {
-		return err
+	// One fsync of the record file (the record) and one of the directory
+	// (both renames) make the write durable; the copy is not synced on
+	// its own: it only matters once the record file is damaged later, by
+	// when the kernel has written it back.
+	for i, p := range paths {
+		if err := writeAtomic(p, b, durable && p == l.store.RecordPath(l.key), durable && i == 1); err != nil {
+			return err
+		}
 	}
 	l.damaged = nil
 	return nil
@@ -446,13 +484,38 @@ func (l *Locked) Remove() error {
 		return errors.New("store: remove after unlock")
 	}
 	path := l.store.RecordPath(l.key)
-	// The record file first: a backup copy without it is never read.
-	for _, p := range []string{path, l.store.BackupPath(l.key), l.store.LockPath(l.key)} {
+	// The backup copy first: alone, it would be read as the record.
+	for _, p := range []string{l.store.BackupPath(l.key), path, l.store.LockPath(l.key)} {
 		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("store: %w", err)
 		}
 	}
 	return syncDir(filepath.Dir(path))
+}
+
+// Drop releases the lock like Unlock, and first removes the lock file
+// when there is no record (neither the record file nor its backup copy):
+// a call that recorded nothing leaves nothing behind.
+func (l *Locked) Drop() error {
+	if l.f == nil {
+		return nil
+	}
+	empty := true
+	for _, p := range []string{l.store.RecordPath(l.key), l.store.BackupPath(l.key)} {
+		if _, err := os.Lstat(p); !errors.Is(err, fs.ErrNotExist) {
+			empty = false
+		}
+	}
+	var err error
+	if empty {
+		if rerr := os.Remove(l.store.LockPath(l.key)); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
+			err = fmt.Errorf("store: %w", rerr)
+		}
+	}
+	if uerr := l.Unlock(); err == nil {
+		err = uerr
+	}
+	return err
 }
 
 // Unlock releases the lock. It is safe to call twice.

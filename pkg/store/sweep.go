@@ -18,7 +18,7 @@ const (
 
 // Sweep removes what calls that were refused or killed left in the
 // directory of network: temporary files of writes that never finished,
-// and the lock file and backup copy of attachments that have no record.
+// and the lock files of attachments that have no record.
 // It touches an attachment's files only while it holds that attachment's
 // lock, taken without waiting: an attachment that a call holds is left
 // for a later sweep. It also removes Probe files that no Probe holds. It
@@ -38,7 +38,7 @@ func (s *Store) Sweep(network string) ([]string, error) {
 		return nil, fmt.Errorf("sweep records: %w", err)
 	}
 	// Group the files by attachment: NAME is CONTAINERID@IFNAME, escaped.
-	type files struct{ record, tmp, other bool }
+	type files struct{ record, tmp, lock bool }
 	byName := map[string]*files{}
 	var names []string
 	get := func(name string) *files {
@@ -51,18 +51,14 @@ func (s *Store) Sweep(network string) ([]string, error) {
 		return f
 	}
 	for _, de := range des {
-		n := de.Name()
-		switch {
-		case strings.HasPrefix(n, ".") && strings.Contains(n, tmpInfix):
-			if name, _, ok := strings.Cut(n[1:], recordSuffix); ok {
-				get(name).tmp = true
-			}
-		case strings.HasSuffix(n, recordSuffix):
-			get(strings.TrimSuffix(n, recordSuffix)).record = true
-		case strings.HasSuffix(n, recordSuffix+backupSuffix):
-			get(strings.TrimSuffix(n, recordSuffix+backupSuffix)).other = true
-		case strings.HasSuffix(n, lockSuffix):
-			get(strings.TrimSuffix(n, lockSuffix)).other = true
+		name, kind := classify(de.Name())
+		switch kind {
+		case fileTemp:
+			get(name).tmp = true
+		case fileRecord, fileBackup: // a backup copy stands for a lost record file
+			get(name).record = true
+		case fileLock:
+			get(name).lock = true
 		}
 	}
 	for _, name := range names {
@@ -78,6 +74,41 @@ func (s *Store) Sweep(network string) ([]string, error) {
 	}
 	rm, err := s.sweepProbes()
 	return append(removed, rm...), err
+}
+
+// Kinds of files in a network's directory.
+const (
+	fileOther  = iota
+	fileRecord // NAME.json
+	fileBackup // NAME.json.bak
+	fileLock   // NAME.lock
+	fileTemp   // .NAME.json.tmp-* or .NAME.json.bak.tmp-*
+)
+
+// classify returns the kind of the file named n in a network's directory
+// and the attachment NAME it belongs to (CONTAINERID@IFNAME, escaped). A
+// NAME may hold ".json" itself: container IDs keep their dots.
+func classify(n string) (name string, kind int) {
+	if strings.HasPrefix(n, ".") {
+		i := strings.LastIndex(n, tmpInfix)
+		if i <= 0 {
+			return "", fileOther
+		}
+		f := strings.TrimSuffix(n[1:i], backupSuffix)
+		if name, ok := strings.CutSuffix(f, recordSuffix); ok && name != "" {
+			return name, fileTemp
+		}
+		return "", fileOther
+	}
+	for _, c := range []struct {
+		suffix string
+		kind   int
+	}{{recordSuffix, fileRecord}, {recordSuffix + backupSuffix, fileBackup}, {lockSuffix, fileLock}} {
+		if name, ok := strings.CutSuffix(n, c.suffix); ok && name != "" {
+			return name, c.kind
+		}
+	}
+	return "", fileOther
 }
 
 // sweepOne removes the leftovers of one attachment under its lock, taken
@@ -115,26 +146,22 @@ func sweepOne(dir, name string) ([]string, error) {
 	}
 	for _, de := range des {
 		n := de.Name()
-		if strings.HasPrefix(n, "."+name+recordSuffix) && strings.Contains(n, tmpInfix) && de.Type().IsRegular() {
+		if (strings.HasPrefix(n, "."+name+recordSuffix+tmpInfix) || strings.HasPrefix(n, "."+name+recordSuffix+backupSuffix+tmpInfix)) && de.Type().IsRegular() {
 			if err := rm(filepath.Join(dir, n)); err != nil {
 				return removed, err
 			}
 		}
 	}
-	switch _, err := os.Lstat(filepath.Join(dir, name+recordSuffix)); {
-	case errors.Is(err, fs.ErrNotExist):
-		// No record: its backup copy is never read and its lock guards
-		// nothing. The lock file goes last, while held (see Lock).
-		for _, p := range []string{filepath.Join(dir, name+recordSuffix+backupSuffix), lockPath} {
-			if err := regularOrMissing(p); err != nil {
-				return removed, fmt.Errorf("sweep records: %w", err)
-			}
-			if err := rm(p); err != nil {
-				return removed, err
-			}
+	// Without a record (neither its file nor its backup copy, which
+	// stands for it: see load) the lock guards nothing. It is removed
+	// while held (see Lock).
+	for _, p := range []string{name + recordSuffix, name + recordSuffix + backupSuffix} {
+		if _, err := os.Lstat(filepath.Join(dir, p)); !errors.Is(err, fs.ErrNotExist) {
+			return removed, nil
 		}
-	case err != nil:
-		return removed, fmt.Errorf("sweep records: %w", err)
+	}
+	if err := rm(lockPath); err != nil {
+		return removed, err
 	}
 	return removed, nil
 }

@@ -66,7 +66,7 @@ func (p *Plugin) add(args *skel.CmdArgs) error {
 	if err != nil {
 		return err
 	}
-	defer lock.Unlock()
+	defer lock.Drop() // a refused ADD that recorded nothing leaves no lock file
 	rec, err := lock.Read()
 	if err != nil {
 		// Replacing a record that cannot be read would disown the rules

@@ -44,6 +44,17 @@ func TestDamagedRecord(t *testing.T) {
 	if r := b.record("c1"); r != nil {
 		t.Fatalf("record after DEL: %+v", r)
 	}
+	// A record file removed (its backup copy left) is not a missing
+	// record: DEL still removes the rule.
+	b.must("ADD", "c1", conf)
+	if err := os.Remove(b.recordPath("c1")); err != nil {
+		t.Fatal(err)
+	}
+	b.must("DEL", "c1", conf)
+	b.wantHost()
+	if _, err := os.Stat(b.recordPath("c1") + ".bak"); !os.IsNotExist(err) {
+		t.Fatalf("backup copy after DEL: %v", err)
+	}
 
 	for _, tc := range []struct{ name, record, backup, says string }{
 		{"both damaged", "{", "", "backup copy"},

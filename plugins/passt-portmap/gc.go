@@ -49,9 +49,9 @@ func (p *Plugin) gc(args *skel.CmdArgs) error {
 			failed = append(failed, fmt.Errorf("%s: %w", e.Key, err))
 		}
 	}
-	// What refused and killed calls left: lock files and backup copies of
-	// attachments without a record, temporary files. Sweep takes each
-	// attachment's lock without waiting and leaves what a call holds.
+	// What killed calls left: lock files of attachments without a record,
+	// temporary files of unfinished writes. Sweep takes each attachment's
+	// lock without waiting and leaves what a call holds.
 	if _, err := st.Sweep(cfg.Network); err != nil {
 		failed = append(failed, err)
 	}

@@ -199,3 +199,18 @@ func TestGCSweeps(t *testing.T) {
 	}
 	b.wantHost(rule("TCP", p, 80))
 }
+
+// An ADD refused after it took the attachment's lock, having recorded
+// nothing, leaves no lock file behind (without waiting for a GC).
+func TestRefusedAddLeavesNoLock(t *testing.T) {
+	b := newBench(t)
+	prev := `{"cniVersion":"1.1.0","interfaces":[{"name":"eth0","sandbox":"/var/run/netns/c1"}],"ips":[{"address":"10.88.0.2/16","interface":0}]}`
+	b.mustFail("ADD", "c1", b.conf(`"socket":null,"pasta":"/bin/true","prevResult":`+prev, tcp(freePorts(t, 1), 80)), 7, "second network")
+	des, err := os.ReadDir(b.store().NetworkDir(b.network))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(des) != 0 {
+		t.Errorf("a refused ADD left %v", des)
+	}
+}

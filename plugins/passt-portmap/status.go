@@ -47,8 +47,9 @@ func (p *Plugin) status(args *skel.CmdArgs) error {
 }
 
 // probeSize is what STATUS writes to the data directory to see that a
-// record fits: larger than the record of an attachment with a full table.
-const probeSize = 64 << 10
+// record fits: about the size of the record of an attachment with a full
+// table (255 rules, owned and pending, at some 200 bytes each).
+const probeSize = 128 << 10
 
 // canRecord checks that the data directory is safe (see store.CheckDir)
 // and that a record can be written into it now: a full file system, or
