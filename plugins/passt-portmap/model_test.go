@@ -110,9 +110,9 @@ func (o op) String() string {
 		}
 		return fmt.Sprintf("GC network %d valid [%s]%s", o.network, strings.Join(valid, " "), stop)
 	case opTruncate:
-		return fmt.Sprintf("truncate record of a%d to %d%%", o.att, o.keep)
+		return fmt.Sprintf("truncate record%s of a%d to %d%%", both(o), o.att, o.keep)
 	case opRemoveRecord:
-		return fmt.Sprintf("remove record of a%d", o.att)
+		return fmt.Sprintf("remove record%s of a%d", both(o), o.att)
 	case opForeignAdd:
 		return fmt.Sprintf("foreign add #%d", o.foreign)
 	case opForeignRemove:
@@ -194,9 +194,9 @@ func genOps(seed uint64, n int) []op {
 		case x < 68:
 			o.kind, o.network, o.valid, o.stopAt = opGC, rng.IntN(2), uint16(rng.IntN(1<<modelAtts)), stop()
 		case x < 74:
-			o.kind, o.keep = opTruncate, rng.IntN(95)
+			o.kind, o.keep, o.variant = opTruncate, rng.IntN(95), rng.IntN(3)
 		case x < 77:
-			o.kind = opRemoveRecord
+			o.kind, o.variant = opRemoveRecord, rng.IntN(3)
 		case x < 88:
 			o.kind, o.foreign = opForeignAdd, rng.IntN(foreignCandidates)
 		case x < 95:
@@ -256,7 +256,6 @@ type modelRun struct {
 
 // damage is a record the test truncated: what it claimed before.
 type damage struct {
-	bytes  []byte
 	claims []store.OwnedRule
 }
 
@@ -444,31 +443,33 @@ func (m *modelRun) apply(o op) error {
 			}
 		}
 	case opTruncate:
-		path := m.st.RecordPath(modelKey(o.att))
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return nil // no record: nothing to damage
-		}
 		claims, err := m.claims(o.att)
 		if err != nil {
 			return err
 		}
-		cut := b[:len(b)*o.keep/100]
-		if err := os.WriteFile(path, cut, 0o640); err != nil {
-			return fmt.Errorf("truncate %s: %w", path, err)
+		k := modelKey(o.att)
+		for _, path := range m.recordFiles(k, o) {
+			b, err := os.ReadFile(path)
+			if err != nil {
+				continue // no such file: nothing to damage
+			}
+			if err := os.WriteFile(path, b[:len(b)*o.keep/100], 0o640); err != nil {
+				return fmt.Errorf("truncate %s: %w", path, err)
+			}
 		}
-		m.damaged[o.att] = damage{bytes: cut, claims: claims}
+		m.damaged1(o.att, claims)
 	case opRemoveRecord:
 		claims, err := m.claims(o.att)
 		if err != nil {
 			return err
 		}
-		if err := os.Remove(m.st.RecordPath(modelKey(o.att))); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("remove record: %w", err)
+		k := modelKey(o.att)
+		for _, path := range m.recordFiles(k, o) {
+			if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return fmt.Errorf("remove %s: %w", path, err)
+			}
 		}
-		for _, c := range claims {
-			m.orphaned[c.Rule.Key()] = true
-		}
+		m.damaged1(o.att, claims)
 	case opForeignAdd:
 		r := m.foreignRule(o.foreign)
 		if att, copied := m.copyOf(o.foreign); copied && m.doubt[att] {
@@ -518,29 +519,56 @@ func (m *modelRun) settle(att int, stopped bool, err error) {
 }
 
 // claims returns the rules attachment att's record claims (its rules and
-// pending ones): for a record the test truncated and nobody rewrote since,
-// what it claimed before.
+// pending ones) as the store reads it (from its backup copy when the
+// record file is damaged or lost); when neither can be read, what it
+// claimed before the test damaged it.
 func (m *modelRun) claims(att int) ([]store.OwnedRule, error) {
-	path := m.st.RecordPath(modelKey(att))
-	b, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
+	rec, err := m.st.Get(modelKey(att))
+	switch {
+	case err == nil:
+		delete(m.damaged, att)
+		return rec.Claimed(), nil
+	case errors.Is(err, fs.ErrNotExist):
 		delete(m.damaged, att)
 		return nil, nil
 	}
-	if err != nil {
-		return nil, fmt.Errorf("read record of a%d: %w", att, err)
-	}
 	if d, ok := m.damaged[att]; ok {
-		if bytes.Equal(b, d.bytes) {
-			return d.claims, nil
+		return d.claims, nil
+	}
+	return nil, fmt.Errorf("record of a%d is unreadable, and the test did not damage it: %w", att, err)
+}
+
+// damaged1 notes what att's record claimed (claims) before the test
+// damaged its files: when the store can no longer read it, those are the
+// record's; when neither file is left, they have no owner now, by the
+// test's doing.
+func (m *modelRun) damaged1(att int, claims []store.OwnedRule) {
+	_, err := m.st.Get(modelKey(att))
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		for _, c := range claims {
+			m.orphaned[c.Rule.Key()] = true
 		}
-		delete(m.damaged, att)
+	case err != nil:
+		m.damaged[att] = damage{claims: claims}
 	}
-	rec, err := store.Decode(b)
-	if err != nil {
-		return nil, fmt.Errorf("record of a%d is unreadable, and the test did not damage it: %w", att, err)
+}
+
+// recordFiles are the files o damages: the record file, its backup copy,
+// or both (o.variant 0, 1, 2).
+func (m *modelRun) recordFiles(k store.Key, o op) []string {
+	switch o.variant {
+	case 0:
+		return []string{m.st.RecordPath(k)}
+	case 1:
+		return []string{m.st.BackupPath(k)}
 	}
-	return rec.Claimed(), nil
+	return []string{m.st.RecordPath(k), m.st.BackupPath(k)}
+}
+
+// both names the files of a record op.
+func both(o op) string {
+	return [...]string{" file", " backup copy", " file and backup copy"}[o.variant%3]
 }
 
 // released checks what a DEL or GC that succeeded promises for att.
@@ -562,8 +590,10 @@ func (m *modelRun) released(att int, verb string) error {
 			}
 		}
 	}
-	if _, err := os.Stat(m.st.RecordPath(modelKey(att))); err == nil {
-		return fmt.Errorf("%s of a%d succeeded and left its record", verb, att)
+	for _, path := range []string{m.st.RecordPath(modelKey(att)), m.st.BackupPath(modelKey(att))} {
+		if _, err := os.Stat(path); err == nil {
+			return fmt.Errorf("%s of a%d succeeded and left %s", verb, att, path)
+		}
 	}
 	return nil
 }
