@@ -28,6 +28,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -39,6 +40,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -75,6 +77,7 @@ const (
 	opRestart       // the forwarder restarts with empty tables
 	opHold          // another process takes a mapping's port
 	opFree          // and lets it go
+	opPar           // ADD and DEL of distinct attachments and another client's update, at the same time
 )
 
 // op is one step. Fields that its kind does not use are zero.
@@ -87,6 +90,7 @@ type op struct {
 	foreign int    // opForeignAdd, opForeignRemove: which candidate rule
 	network int    // opGC
 	valid   uint16 // opGC: bit i set when attachment i stays valid
+	par     []op   // opPar: what runs at the same time
 }
 
 func (o op) String() string {
@@ -123,6 +127,12 @@ func (o op) String() string {
 		return fmt.Sprintf("another process takes the port of a%d mappings %d", o.att, o.variant)
 	case opFree:
 		return fmt.Sprintf("another process frees the port of a%d mappings %d", o.att, o.variant)
+	case opPar:
+		parts := make([]string, len(o.par))
+		for i, x := range o.par {
+			parts[i] = x.String()
+		}
+		return "together: " + strings.Join(parts, " | ")
 	}
 	return fmt.Sprintf("op %d", int(o.kind))
 }
@@ -136,7 +146,7 @@ const foreignCandidates = modelPool + modelAtts*modelVariants*2
 var kindNames = map[string]opKind{
 	"add": opAdd, "del": opDel, "check": opCheck, "gc": opGC, "truncate": opTruncate,
 	"remove": opRemoveRecord, "foreign-add": opForeignAdd, "foreign-remove": opForeignRemove, "restart": opRestart,
-	"hold": opHold, "free": opFree,
+	"hold": opHold, "free": opFree, "par": opPar,
 }
 
 // excluded drops the kinds PPMODEL_EXCLUDE names (comma-separated, see
@@ -185,6 +195,19 @@ func genOps(seed uint64, n int) []op {
 	for i := range ops {
 		o := op{att: rng.IntN(modelAtts)}
 		switch x := rng.IntN(100); {
+		case x < 5:
+			o.kind = opPar
+			for _, a := range rng.Perm(modelAtts)[:2+rng.IntN(3)] {
+				x := op{kind: opAdd, att: a, variant: rng.IntN(modelVariants)}
+				if rng.IntN(3) == 0 {
+					x = op{kind: opDel, att: a}
+				}
+				o.par = append(o.par, x)
+			}
+			if rng.IntN(2) == 0 { // a rule on a pool port: no attachment's
+				kind := []opKind{opForeignAdd, opForeignRemove}[rng.IntN(2)]
+				o.par = append(o.par, op{kind: kind, foreign: rng.IntN(modelPool)})
+			}
 		case x < 30:
 			o.kind, o.variant, o.stopAt = opAdd, rng.IntN(modelVariants), stop()
 		case x < 48:
@@ -250,6 +273,7 @@ type modelRun struct {
 	damaged  map[int]damage                    // records the test truncated
 	doubt    [modelAtts]bool                   // a verb of the attachment was stopped (see foreignAdd)
 	variant  [modelAtts]int                    // mappings of the last ADD, for CHECK and DEL
+	mu       sync.Mutex                        // guards trace and stats while verbs run together (opPar)
 	trace    []string
 	stats    map[string]int // outcomes by verb, for the log
 }
@@ -340,6 +364,7 @@ var errStopped = errors.New("stopped by the model test's hook")
 // stopped.
 func (m *modelRun) verb(name string, att int, conf []byte, stopAt int) (stopped bool, err error) {
 	var stderr bytes.Buffer
+	var trace []string
 	steps := 0
 	p := &Plugin{Stdout: &bytes.Buffer{}, Stderr: &stderr, Client: m.fwd.client()}
 	if stopAt > 0 {
@@ -347,7 +372,7 @@ func (m *modelRun) verb(name string, att int, conf []byte, stopAt int) (stopped 
 			steps++
 			if steps == stopAt {
 				stopped = true
-				m.trace = append(m.trace, "    stopped at "+step)
+				trace = append(trace, "    stopped at "+step)
 				return errStopped
 			}
 			return nil
@@ -357,31 +382,31 @@ func (m *modelRun) verb(name string, att int, conf []byte, stopAt int) (stopped 
 	args := &skel.CmdArgs{ContainerID: k.ContainerID, IfName: k.IfName, Netns: "/var/run/netns/" + k.ContainerID, Path: "/opt/cni/bin", StdinData: conf}
 	fn := map[string]func(*skel.CmdArgs) error{"ADD": p.Add, "DEL": p.Del, "CHECK": p.Check, "GC": p.GC}[name]
 	err = fn(args)
-	switch outcome := ""; {
+	outcome := "ok"
+	var te *types.Error
+	switch {
 	case stopped:
 		outcome = "stopped"
-		fallthrough
-	default:
-		if outcome == "" {
-			outcome = "ok"
-			var te *types.Error
-			if errors.As(err, &te) {
-				outcome = fmt.Sprintf("code %d", te.Code)
-			}
-		}
-		if m.stats == nil {
-			m.stats = map[string]int{}
-		}
-		m.stats[name+" "+outcome]++
+	case errors.As(err, &te):
+		outcome = fmt.Sprintf("code %d", te.Code)
+	case err != nil:
+		outcome = "error"
 	}
 	if s := strings.TrimSpace(stderr.String()); s != "" {
-		m.trace = append(m.trace, "    stderr: "+strings.ReplaceAll(s, "\n", "\n    stderr: "))
+		trace = append(trace, "    stderr: "+strings.ReplaceAll(s, "\n", "\n    stderr: "))
 	}
 	if err != nil {
-		m.trace = append(m.trace, "    -> "+err.Error())
+		trace = append(trace, fmt.Sprintf("    %s a%d -> %v", name, att, err))
 	} else {
-		m.trace = append(m.trace, "    -> ok")
+		trace = append(trace, fmt.Sprintf("    %s a%d -> ok", name, att))
 	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.stats == nil {
+		m.stats = map[string]int{}
+	}
+	m.stats[name+" "+outcome]++
+	m.trace = append(m.trace, trace...)
 	return stopped, err
 }
 
@@ -490,6 +515,8 @@ func (m *modelRun) apply(o op) error {
 			m.fwd.foreignRemove(r)
 			delete(m.foreign, r.Key())
 		}
+	case opPar:
+		return m.together(o.par)
 	case opHold:
 		if m.fwd.hold(m.port(o.att, o.variant)) {
 			m.trace = append(m.trace, "    held")
@@ -503,6 +530,62 @@ func (m *modelRun) apply(o op) error {
 		clear(m.foreign)
 		clear(m.orphaned)
 		m.doubt = [modelAtts]bool{} // the rules in doubt went with the forwarder
+	}
+	return nil
+}
+
+// together runs ops (ADD and DEL of distinct attachments, and another
+// client's update of a rule on a pool port) at the same time, then checks
+// what the DELs that succeeded promise.
+func (m *modelRun) together(ops []op) error {
+	type result struct {
+		stopped, took bool
+		err           error
+	}
+	res := make([]result, len(ops))
+	for _, x := range ops {
+		if x.kind == opAdd {
+			m.variant[x.att] = x.variant
+		}
+	}
+	var wg sync.WaitGroup
+	for i, x := range ops {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			switch x.kind {
+			case opAdd:
+				res[i].stopped, res[i].err = m.verb("ADD", x.att, m.conf(x.att, nil), 0)
+			case opDel:
+				res[i].stopped, res[i].err = m.verb("DEL", x.att, m.conf(x.att, nil), 0)
+			case opForeignAdd:
+				res[i].took = m.fwd.foreignAdd(m.foreignRule(x.foreign))
+			case opForeignRemove:
+				if _, ok := m.foreign[m.foreignRule(x.foreign).Key()]; ok {
+					m.fwd.foreignRemove(m.foreignRule(x.foreign))
+					res[i].took = true
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	for i, x := range ops {
+		r := m.foreignRule(x.foreign)
+		switch {
+		case x.kind == opForeignAdd && res[i].took:
+			m.foreign[r.Key()] = r
+		case x.kind == opForeignRemove && res[i].took:
+			delete(m.foreign, r.Key())
+		case x.kind == opAdd || x.kind == opDel:
+			m.settle(x.att, res[i].stopped, res[i].err)
+		}
+	}
+	for i, x := range ops {
+		if x.kind == opDel && res[i].err == nil {
+			if err := m.released(x.att, "DEL"); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
 }
@@ -835,17 +918,30 @@ func (f *ctltestForwarder) client() func(string, string) *ctlclient.Client {
 	}
 }
 func (f *ctltestForwarder) tables() (wire.Tables, error) { return f.s.Tables(), nil }
-func (f *ctltestForwarder) foreignAdd(r wire.Rule) bool {
-	ts := f.s.Tables()
-	h := ts.Lookup(wire.PifHost)
-	h.Rules = append(h.Rules, r)
-	return f.s.Update(ts) == nil
-}
-func (f *ctltestForwarder) foreignRemove(r wire.Rule) {
-	ts := f.s.Tables()
-	h := ts.Lookup(wire.PifHost)
-	*h = h.Apply(wire.Edit{Pif: wire.PifHost, Remove: []wire.Rule{r}})
-	_ = f.s.Update(ts)
+
+// foreignAdd and foreignRemove are one transaction each, as pesto's:
+// another client's read-modify-write while the plugin runs.
+func (f *ctltestForwarder) foreignAdd(r wire.Rule) bool { return pestoLike(f.s.Path, r, true) }
+func (f *ctltestForwarder) foreignRemove(r wire.Rule)   { pestoLike(f.s.Path, r, false) }
+
+// pestoLike adds (or removes) r in one transaction, unverified, as pesto
+// does, and reports whether it sent it and it is in effect afterwards.
+func pestoLike(socket string, r wire.Rule, add bool) bool {
+	c := &ctlclient.Client{Path: socket, Timeout: 5 * time.Second}
+	e := wire.Edit{Pif: wire.PifHost, Remove: []wire.Rule{r}}
+	if add {
+		e = wire.Edit{Pif: wire.PifHost, Add: []wire.Rule{r}}
+	}
+	sent := false
+	_, err := c.Update(context.Background(), func(live wire.Tables) ([]wire.Edit, error) {
+		sent = live.Lookup(wire.PifHost).Contains(r) != add
+		return []wire.Edit{e}, nil
+	}, ctlclient.UpdateOptions{NoVerify: true})
+	if err != nil || !sent {
+		return false
+	}
+	snap, err := c.Read(context.Background())
+	return err == nil && snap.Tables.Lookup(wire.PifHost).Contains(r) == add
 }
 func (f *ctltestForwarder) restart() error { return f.s.Restart(ctltest.DefaultTables()) }
 func (f *ctltestForwarder) listening(r wire.Rule) error {
