@@ -33,7 +33,7 @@ func TestPluginWeakRuleCannotBlock(t *testing.T) {
 	r.must("ADD", "h3-w1", r.conf("", [2]uint16{p, 80}))
 	before := r.host()
 	r.mustFail("ADD", "h3-w2", r.conf(`"weak":true`, [2]uint16{p + 1, 80}), 101,
-		fmt.Sprintf("host ports %d not listening", p+1), "rolled back")
+		fmt.Sprintf("host ports %d not listening", p+1), "rolled back", "binds none of its ports")
 	if got := r.host(); got != before {
 		t.Fatalf("after the refused weak rule:\n got %s\nwant %s", got, before)
 	}

@@ -92,7 +92,7 @@ func (c *Client) update(ctx context.Context, plan Planner, opts UpdateOptions) (
 		return res, nil
 	}
 
-	blocked := blockedBy(lc)
+	blocked := joinCauses(weakFailed(lc), blockedBy(lc))
 	if len(res.Added) == 0 && len(res.Removed) == 0 {
 		// Nothing was changed, so there is nothing to undo.
 		res.Status = StatusSocketFail
@@ -148,6 +148,21 @@ func blockedBy(lc listenCheck) error {
 		return nil
 	}
 	return be
+}
+
+// weakFailed says why weak rules of the update that bind no port at all
+// fail it, when there are such rules (nil otherwise).
+func weakFailed(lc listenCheck) error {
+	var weak []PifRule
+	for _, f := range lc.failed {
+		if f.Rule.Flags.Has(wire.FlagWeak) && f.BlockedBy == nil {
+			weak = append(weak, f.PifRule)
+		}
+	}
+	if len(weak) == 0 {
+		return nil
+	}
+	return fmt.Errorf("weak rule %s binds none of its ports, and the forwarder binds no rule after the first that binds nothing, weak or not: it would silence every later rule of the forwarder", joinRules(weak))
 }
 
 // joinCauses joins two causes, either of which may be nil, on one line.

@@ -9,6 +9,7 @@ import (
 	"github.com/containernetworking/cni/pkg/skel"
 
 	"github.com/passt-portmap/passt-portmap/pkg/ctlclient/ctltest"
+	"github.com/passt-portmap/passt-portmap/pkg/ctlclient/wire"
 )
 
 // stopAt runs verb for cid as callArgs does, but stops it at the named
@@ -88,4 +89,36 @@ func TestRestartedForwarderRulesNotOurs(t *testing.T) {
 	b.must("ADD", "c2", b.conf("", tcp(p+1, 80)))
 	b.must("DEL", "c2", b.conf("", tcp(p+1, 80)))
 	b.wantHost(rule("TCP", p, 80))
+}
+
+// CHECK of an attachment whose rule does not listen because an earlier
+// rule of the table does not names that rule; the 101 of an ADD behind it
+// does too, and a weak mapping whose only port cannot bind is a 101.
+func TestBlockingRuleNamed(t *testing.T) {
+	b := newBench(t)
+	p := freePorts(t, 3)
+	conf := b.conf("", tcp(p, 80))
+	b.must("ADD", "c1", conf)
+	// Another client's rule, first in the table, on a port that cannot bind.
+	b.srv.FailBind(p + 1)
+	ts := b.srv.Tables()
+	h := ts.Lookup(wire.PifHost)
+	h.Rules = append([]wire.Rule{hostRule(p+1, 90)}, h.Rules...)
+	if err := b.srv.Update(ts); err != nil {
+		t.Fatal(err)
+	}
+	blocker := "blocked by the earlier rule HOST " + rule("TCP", p+1, 90)
+	b.mustFail("CHECK", "c1", conf, 104, "not listening: HOST "+rule("TCP", p, 80), blocker)
+	b.mustFail("ADD", "c2", b.conf("", tcp(p+2, 80)), 101, "blocked by an earlier rule of the table, another owner's HOST "+rule("TCP", p+1, 90))
+
+	// A weak mapping whose only port cannot bind: 101, rolled back, and
+	// the attachments after it still listen.
+	b = newBench(t)
+	b.srv.FailBind(p + 1)
+	conf = b.conf("", tcp(p, 80))
+	b.must("ADD", "c1", conf)
+	b.mustFail("ADD", "c2", b.conf(`"weak": true`, tcp(p+1, 81)), 101, "rolled back", "weak rule HOST "+rule("TCP", p+1, 81), "binds none of its ports")
+	b.must("ADD", "c3", b.conf("", tcp(p+2, 80)))
+	b.must("CHECK", "c1", conf)
+	b.must("CHECK", "c3", b.conf("", tcp(p+2, 80)))
 }
