@@ -359,10 +359,10 @@ func (m *modelRun) conf(att int, extra map[string]any) []byte {
 // errStopped is what the StopAt hook returns: the verb ends there.
 var errStopped = errors.New("stopped by the model test's hook")
 
-// verb runs a verb in-process as skel would, stopping at the stopAt-th
-// step when stopAt > 0. It returns the verb's error and whether it was
-// stopped.
-func (m *modelRun) verb(name string, att int, conf []byte, stopAt int) (stopped bool, err error) {
+// verb runs a verb in-process as skel would, stopping it at its stopAt-th
+// step when stopAt > 0. It returns the step it stopped at ("" when it ran
+// to the end) and the verb's error.
+func (m *modelRun) verb(name string, att int, conf []byte, stopAt int) (stopped string, err error) {
 	var stderr bytes.Buffer
 	var trace []string
 	steps := 0
@@ -371,7 +371,7 @@ func (m *modelRun) verb(name string, att int, conf []byte, stopAt int) (stopped 
 		p.StopAt = func(step string) error {
 			steps++
 			if steps == stopAt {
-				stopped = true
+				stopped = step
 				trace = append(trace, "    stopped at "+step)
 				return errStopped
 			}
@@ -385,7 +385,7 @@ func (m *modelRun) verb(name string, att int, conf []byte, stopAt int) (stopped 
 	outcome := "ok"
 	var te *types.Error
 	switch {
-	case stopped:
+	case stopped != "":
 		outcome = "stopped"
 	case errors.As(err, &te):
 		outcome = fmt.Sprintf("code %d", te.Code)
@@ -435,7 +435,7 @@ func (m *modelRun) apply(o op) error {
 	case opDel:
 		stopped, err := m.verb("DEL", o.att, m.conf(o.att, nil), o.stopAt)
 		m.settle(o.att, stopped, err)
-		if err == nil && !stopped {
+		if err == nil && stopped == "" {
 			return m.released(o.att, "DEL")
 		}
 	case opCheck:
@@ -458,7 +458,7 @@ func (m *modelRun) apply(o op) error {
 				m.settle(i, stopped, err)
 			}
 		}
-		if err == nil && !stopped {
+		if err == nil && stopped == "" {
 			for i := o.network; i < modelAtts; i += 2 {
 				if o.valid&(1<<i) == 0 {
 					if err := m.released(i, "GC"); err != nil {
@@ -539,8 +539,9 @@ func (m *modelRun) apply(o op) error {
 // what the DELs that succeeded promise.
 func (m *modelRun) together(ops []op) error {
 	type result struct {
-		stopped, took bool
-		err           error
+		stopped string
+		took    bool
+		err     error
 	}
 	res := make([]result, len(ops))
 	for _, x := range ops {
@@ -591,13 +592,18 @@ func (m *modelRun) together(ops []op) error {
 }
 
 // settle updates whether att's rules are in doubt after one of its verbs:
-// a stopped verb leaves them so, one that completed settles them.
-func (m *modelRun) settle(att int, stopped bool, err error) {
-	switch {
-	case stopped:
+// one stopped after it may have sent something and before it recorded it
+// leaves them so, one that completed settles them.
+func (m *modelRun) settle(att int, stopped string, err error) {
+	switch stopped {
+	case "add: locked", "del: locked", "add: recorded":
+		// Nothing sent yet, or all of it recorded.
+	case "":
+		if err == nil {
+			m.doubt[att] = false
+		}
+	default:
 		m.doubt[att] = true
-	case err == nil:
-		m.doubt[att] = false
 	}
 }
 
