@@ -815,7 +815,8 @@ func runModel(t *testing.T, mk newRun, seed uint64, steps int, shrinkBudget time
 		return err != nil
 	}
 	small := ddmin(failing, fails)
-	// An op that fails as well without its stop is simpler.
+	// An op that fails as well without its stop, or with fewer calls at
+	// the same time, is simpler.
 	for i := range small {
 		if small[i].stopAt > 0 {
 			try := append([]op(nil), small...)
@@ -823,6 +824,20 @@ func runModel(t *testing.T, mk newRun, seed uint64, steps int, shrinkBudget time
 			if fails(try) {
 				small = try
 			}
+		}
+		for j := 0; small[i].kind == opPar && j < len(small[i].par); {
+			try := append([]op(nil), small...)
+			try[i].par = append(append([]op(nil), small[i].par[:j]...), small[i].par[j+1:]...)
+			if len(try[i].par) == 1 {
+				try[i] = try[i].par[0]
+			}
+			if len(try[i].par) > 0 || try[i].kind != opPar {
+				if fails(try) {
+					small = try
+					continue
+				}
+			}
+			j++
 		}
 	}
 	// Replay the shortest once more for its trace.
