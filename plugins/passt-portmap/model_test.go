@@ -15,6 +15,7 @@ package main
 //     another client's (or was left by a record the test itself removed);
 //   - CHECK of an attachment succeeds exactly when its record owns the
 //     rules of its mappings and they are present and listening;
+//   - an ADD that succeeded leaves them so;
 //   - a DEL (or GC) that succeeded leaves no rule of that attachment.
 //
 // A failure prints the seed and the shortest sequence of operations found
@@ -439,6 +440,12 @@ func (m *modelRun) apply(o op) error {
 		m.variant[o.att] = o.variant
 		stopped, err := m.verb("ADD", o.att, m.conf(o.att, nil), o.stopAt)
 		m.settle(o.att, stopped, err)
+		if err == nil && stopped == "" {
+			// Success means every rule of the attachment listens.
+			if ok, why := m.checkExpected(o.att); !ok {
+				return fmt.Errorf("ADD of a%d succeeded, but %s", o.att, why)
+			}
+		}
 	case opDel:
 		stopped, err := m.verb("DEL", o.att, m.conf(o.att, nil), o.stopAt)
 		m.settle(o.att, stopped, err)
