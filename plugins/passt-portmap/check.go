@@ -15,8 +15,8 @@ import (
 )
 
 // Check is CNI CHECK: every owned rule is in the forwarder's live tables
-// and listening (a weak rule on at least one port); a managed forwarder runs; the configured
-// mappings are all owned. It changes nothing.
+// and listening (a weak rule on one port at least); a managed forwarder
+// runs; the configured mappings are all owned. It changes nothing.
 func (p *Plugin) Check(args *skel.CmdArgs) error { return cniErr(p.check(args)) }
 
 func (p *Plugin) check(args *skel.CmdArgs) error {
