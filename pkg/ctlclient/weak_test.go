@@ -175,3 +175,41 @@ func TestRollbackKeepsBlockedRule(t *testing.T) {
 		t.Fatalf("not rolled back: %v (%+v)", host.Rules, res)
 	}
 }
+
+// The Step hook ends an update where it is called, as a killed process
+// would end: after the tables were sent, nothing is verified; after a
+// rollback was sent, nothing more is looked at or reported.
+func TestStepHookStops(t *testing.T) {
+	stop := errors.New("stop")
+	for _, tc := range []struct {
+		at    string
+		taken bool // the added rule's port cannot bind: a rollback follows
+		want  int  // connections the server saw
+	}{
+		{"update: sent", false, 1},
+		{"rollback: sent", true, 3},
+	} {
+		p := freePort(t)
+		s := ctltest.NewServer(t, ctltest.DefaultTables())
+		if tc.taken {
+			s.FailBind(p)
+		}
+		c := newClient(s)
+		var seen []string
+		c.Step = func(name string) error {
+			seen = append(seen, name)
+			if name == tc.at {
+				return stop
+			}
+			return nil
+		}
+		res, err := c.Update(context.Background(), add(tcp(p)), ctlclient.UpdateOptions{})
+		if !errors.Is(err, stop) || res == nil || res.Status != ctlclient.StatusUnverified {
+			t.Fatalf("%s: %v %+v", tc.at, err, res)
+		}
+		if seen[len(seen)-1] != tc.at {
+			t.Fatalf("%s: steps %v", tc.at, seen)
+		}
+		waitFor(t, func() bool { return s.Stats().Conns == tc.want })
+	}
+}
