@@ -90,3 +90,26 @@ func TestCtlclientWeakRuleBlocksLater(t *testing.T) {
 		t.Fatalf("not listening: %v", v.NotListening)
 	}
 }
+
+// TestCtlclientWeakRulePartlyBound: a weak rule with one port of two bound
+// does not block the rules after it, on the real pasta; the update that
+// adds it succeeds.
+func TestCtlclientWeakRulePartlyBound(t *testing.T) {
+	f := pastatest.Start(t)
+	pastatest.ServeTCP(t, f.NS, ":80", "b80")
+	pastatest.ServeTCP(t, f.NS, ":81", "b81")
+	p := pastatest.FreePortRange(t, "tcp", 3)
+	held, err := net.Listen("tcp4", pastatest.HostPort("127.0.0.1", p))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	weak := wire.NewRule(wire.ProtoTCP, netip.Addr{}, p, p+1, 80, wire.FlagDualStack|wire.FlagWeak)
+	later := wire.NewRule(wire.ProtoTCP, netip.Addr{}, p+2, p+2, 80, wire.FlagDualStack)
+	res, err := ctlClient(f).Update(context.Background(), ctlAdd(wire.PifHost, weak, later), ctlclient.UpdateOptions{})
+	if err != nil || res.Status != ctlclient.StatusSuccess {
+		t.Fatalf("%v %+v", err, res)
+	}
+	pastatest.MustAnswer(t, "tcp", pastatest.HostPort("127.0.0.1", p+1), "b81") // p+1 goes to 81
+	pastatest.MustAnswer(t, "tcp", pastatest.HostPort("127.0.0.1", p+2), "b80")
+}
