@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"testing"
 	"time"
@@ -17,7 +18,7 @@ import (
 type pastaForwarder struct {
 	t    testing.TB
 	f    *pastatest.Forwarder
-	held []net.Listener
+	held []io.Closer
 }
 
 func (p *pastaForwarder) socket() (string, string) { return p.f.Socket, p.f.PIDFile }
@@ -33,31 +34,37 @@ func (p *pastaForwarder) tables() (wire.Tables, error) {
 	return snap.Tables, nil
 }
 
-// pestoSpec is r in pesto's -t notation: "PORT:TO" for a dual-stack rule
-// on any address, "ADDR/PORT:TO" for one address.
-func pestoSpec(r wire.Rule) string {
-	if r.Flags.Has(wire.FlagDualStack) {
-		return fmt.Sprintf("%d:%d", r.First, r.To)
+// pestoSpec is r in pesto's notation: the option (-t or -u) and "PORT:TO"
+// for a dual-stack rule on any address, "ADDR/PORT:TO" for one address.
+func pestoSpec(r wire.Rule) (string, string) {
+	opt := "-t"
+	if r.Proto == wire.ProtoUDP {
+		opt = "-u"
 	}
-	return fmt.Sprintf("%s/%d:%d", r.ListenAddr().Unmap(), r.First, r.To)
+	if r.Flags.Has(wire.FlagDualStack) {
+		return opt, fmt.Sprintf("%d:%d", r.First, r.To)
+	}
+	return opt, fmt.Sprintf("%s/%d:%d", r.ListenAddr().Unmap(), r.First, r.To)
 }
 
 func (p *pastaForwarder) foreignAdd(r wire.Rule) bool {
 	if r.Flags.Has(wire.FlagWeak) {
 		return false // pesto's -t has no notation for a weak rule
 	}
-	if _, err := p.f.TryPesto("-A", "-t", pestoSpec(r)); err != nil {
+	opt, spec := pestoSpec(r)
+	if _, err := p.f.TryPesto("-A", opt, spec); err != nil {
 		return false
 	}
 	ts, err := p.tables()
 	if err != nil || !ts.Lookup(wire.PifHost).Contains(r) {
-		p.t.Fatalf("pesto -A -t %s did not add %s byte for byte (%v)", pestoSpec(r), r, err)
+		p.t.Fatalf("pesto -A %s %s did not add %s byte for byte (%v)", opt, spec, r, err)
 	}
 	return true
 }
 
 func (p *pastaForwarder) foreignRemove(r wire.Rule) {
-	if _, err := p.f.TryPesto("-D", "-t", pestoSpec(r)); err != nil {
+	opt, spec := pestoSpec(r)
+	if _, err := p.f.TryPesto("-D", opt, spec); err != nil {
 		p.t.Fatalf("pesto -D: %v", err)
 	}
 }
@@ -73,7 +80,11 @@ func (p *pastaForwarder) listening(r wire.Rule) error {
 	for port := int(r.First); port <= int(r.Last); port++ {
 		addr := pastatest.HostPort("127.0.0.1", uint16(port))
 		want := modelReply(r.To + uint16(port-int(r.First)))
-		got, err := pastatest.AskTCP(context.Background(), addr)
+		ask := pastatest.AskTCP
+		if r.Proto == wire.ProtoUDP {
+			ask = pastatest.AskUDP
+		}
+		got, err := ask(context.Background(), addr)
 		if err != nil {
 			return err
 		}
@@ -93,14 +104,23 @@ func (p *pastaForwarder) close() {
 	}
 }
 
-// hold listens on 127.0.0.1:port, unless pasta holds it; pasta's binds of
-// it ("::" or 127.0.0.1) then fail.
-func (p *pastaForwarder) hold(port uint16) bool {
-	l, err := net.Listen("tcp4", pastatest.HostPort("127.0.0.1", port))
+// hold binds 127.0.0.1 at r's port and protocol, unless pasta holds it;
+// pasta's binds of it ("::" or 127.0.0.1) then fail.
+func (p *pastaForwarder) hold(r wire.Rule) bool {
+	addr := pastatest.HostPort("127.0.0.1", r.First)
+	var (
+		c   io.Closer
+		err error
+	)
+	if r.Proto == wire.ProtoUDP {
+		c, err = net.ListenPacket("udp4", addr)
+	} else {
+		c, err = net.Listen("tcp4", addr)
+	}
 	if err != nil {
 		return false
 	}
-	p.held = append(p.held, l)
+	p.held = append(p.held, c)
 	return true
 }
 
@@ -121,6 +141,7 @@ func TestModelRealPasta(t *testing.T) {
 		f := pastatest.Start(t)
 		for _, port := range []uint16{80, 81, 90} {
 			pastatest.ServeTCP(t, f.NS, fmt.Sprintf(":%d", port), modelReply(port))
+			pastatest.ServeUDP(t, f.NS, fmt.Sprintf(":%d", port), modelReply(port))
 		}
 		return &modelRun{
 			t: t, fwd: &pastaForwarder{t: t, f: f},

@@ -2,8 +2,9 @@ package main
 
 // A randomized, model-based fault test, in the spirit of simulation
 // testing: a seed makes a sequence of operations (ADD, DEL, CHECK and GC
-// over a dozen attachments on two networks that share one forwarder, some
-// of them at the same time), interleaved with faults: the plugin stopped
+// over a dozen attachments, with TCP and UDP, strict and weak mappings, on
+// two networks that share one forwarder, some of them at the same time),
+// interleaved with faults: the plugin stopped
 // at one of its steps (StopAt), as if killed there; a record file, its
 // backup copy or both truncated or removed; rules of another client added
 // and removed as pesto does; a port taken by another process; the
@@ -259,7 +260,7 @@ type modelForwarder interface {
 	// switch on, as another process listening there would, unless the
 	// forwarder holds it now; it reports whether it did. free undoes it
 	// (where that is deterministic: pasta retries binds by itself).
-	hold(port uint16) bool
+	hold(r wire.Rule) bool
 	free(port uint16)
 	// listening says whether every port of r has a listener where the
 	// forwarder binds it, found by connecting to it: nil when it does.
@@ -299,8 +300,15 @@ func (m *modelRun) port(att, variant int) uint16 {
 	return m.base + uint16(att*modelVariants+variant)
 }
 
+// udpAtt says whether attachment att's mappings are UDP: every third are.
+func udpAtt(att int) bool { return att%3 == 2 }
+
 func (m *modelRun) mapping(att, variant int) translate.PortMapping {
-	return translate.PortMapping{HostPort: int(m.port(att, variant)), ContainerPort: 80 + variant, Protocol: "tcp"}
+	proto := "tcp"
+	if udpAtt(att) {
+		proto = "udp"
+	}
+	return translate.PortMapping{HostPort: int(m.port(att, variant)), ContainerPort: 80 + variant, Protocol: proto}
 }
 
 // weak says whether the mappings of variant are weak: the second are.
@@ -327,7 +335,11 @@ func (m *modelRun) foreignRule(n int) wire.Rule {
 		return r
 	}
 	p := m.port(att, variant)
-	return wire.NewRule(wire.ProtoTCP, netip.AddrFrom4([4]byte{127, 0, 0, 1}), p, p, 90, 0)
+	proto := wire.ProtoTCP
+	if udpAtt(att) {
+		proto = wire.ProtoUDP
+	}
+	return wire.NewRule(proto, netip.AddrFrom4([4]byte{127, 0, 0, 1}), p, p, 90, 0)
 }
 
 // copyOf says whether foreign candidate n is a byte-equal copy of an
@@ -532,7 +544,11 @@ func (m *modelRun) apply(o op) error {
 	case opPar:
 		return m.together(o.par)
 	case opHold:
-		if m.fwd.hold(m.port(o.att, o.variant)) {
+		r, err := m.rule(o.att, o.variant)
+		if err != nil {
+			return err
+		}
+		if m.fwd.hold(r) {
 			m.trace = append(m.trace, "    held")
 		}
 	case opFree:
@@ -982,27 +998,43 @@ func (f *ctltestForwarder) restart() error { return f.s.Restart(ctltest.DefaultT
 func (f *ctltestForwarder) listening(r wire.Rule) error {
 	for p := int(r.First); p <= int(r.Last); p++ {
 		for _, a := range ctltest.ListenAddrs(r) {
-			c, err := net.DialTimeout("tcp", netip.AddrPortFrom(a, uint16(p)).String(), 2*time.Second)
-			if err != nil {
+			if err := bound(r.Proto, netip.AddrPortFrom(a, uint16(p))); err != nil {
 				return err
 			}
-			c.Close()
 		}
 	}
+	return nil
+}
+
+// bound says whether something listens at ap: a TCP connection is
+// accepted; a UDP socket is bound there (this process cannot bind it too).
+func bound(proto wire.Proto, ap netip.AddrPort) error {
+	if proto == wire.ProtoUDP {
+		c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(ap))
+		if err != nil {
+			return nil
+		}
+		c.Close()
+		return fmt.Errorf("nothing bound at udp %s", ap)
+	}
+	c, err := net.DialTimeout("tcp", ap.String(), 2*time.Second)
+	if err != nil {
+		return err
+	}
+	c.Close()
 	return nil
 }
 func (f *ctltestForwarder) close() { f.s.Close() }
 
 // hold makes binds of port fail (the test process cannot take the port
 // itself: the server's sockets are the test process's too).
-func (f *ctltestForwarder) hold(port uint16) bool {
-	for _, a := range []netip.Addr{netip.AddrFrom4([4]byte{127, 0, 0, 1}), netip.IPv6Loopback()} {
-		if c, err := net.DialTimeout("tcp", netip.AddrPortFrom(a, port).String(), 2*time.Second); err == nil {
-			c.Close()
+func (f *ctltestForwarder) hold(r wire.Rule) bool {
+	for _, a := range ctltest.ListenAddrs(r) {
+		if bound(r.Proto, netip.AddrPortFrom(a, r.First)) == nil {
 			return false
 		}
 	}
-	f.s.FailBind(port)
+	f.s.FailBind(r.First)
 	return true
 }
 func (f *ctltestForwarder) free(port uint16) { f.s.AllowBind(port) }
