@@ -4,12 +4,11 @@ package main
 // testing: a seed makes a sequence of operations (ADD, DEL, CHECK and GC
 // over a dozen attachments, with TCP and UDP, strict and weak mappings, on
 // two networks that share one forwarder, some of them at the same time),
-// interleaved with faults: the plugin stopped
-// at one of its steps (StopAt), as if killed there; a record file, its
-// backup copy or both truncated or removed; rules of another client added
-// and removed as pesto does; a port taken by another process; the
-// forwarder restarted empty. After every operation the test checks what
-// the plugin promises:
+// interleaved with faults: the plugin stopped at one of its steps
+// (StopAt), as if killed there; a record file, its backup copy or both
+// truncated or removed; rules of another client added and removed as pesto
+// does; a port taken by another process; the forwarder restarted empty.
+// After every operation the test checks what the plugin promises:
 //
 //   - no rule of another client is ever removed or changed;
 //   - every rule in the forwarder is owned by exactly one record, or is
