@@ -38,16 +38,13 @@ func (p *Plugin) add(args *skel.CmdArgs) error {
 	if err := p.beforeAdd(cfg, args); err != nil {
 		return err
 	}
-	// The rules as a forwarder with every capability would take them:
-	// bad mappings fail here, before any lock or socket, and the rest is
-	// this ADD's intent (see store.Record.Pending).
-	intent, err := translate.Rules(cfg.Mappings, cfg.Options, allCaps)
-	if err != nil {
+	// Bad mappings fail here, before any lock or socket: what fails with
+	// every capability is the mapping's fault, not the forwarder's.
+	if _, err := translate.Rules(cfg.Mappings, cfg.Options, allCaps); err != nil {
 		var me *translate.MappingError
 		if errors.As(err, &me) {
 			return err
 		}
-		intent = nil
 	}
 	key := keyOf(cfg, args)
 	// Paths that cannot work are configuration errors, found before
@@ -84,6 +81,9 @@ func (p *Plugin) add(args *skel.CmdArgs) error {
 		if err := checkManagedDir(cfg, rec); err != nil {
 			return err
 		}
+	}
+	if err := p.step("add: locked"); err != nil {
+		return err
 	}
 
 	var (
@@ -135,8 +135,13 @@ func (p *Plugin) add(args *skel.CmdArgs) error {
 	// owned: the rules recorded as this attachment's; claimed: those and
 	// the ones a run that died may have left (the record's pending).
 	var owned, claimed []store.OwnedRule
+	fid := forwarderID(socket)
 	if rec != nil {
 		owned, claimed = rec.Rules, rec.Claimed()
+		if now := forwarderID(rec.Socket); len(claimed) > 0 && restarted(rec, now) {
+			p.warnf("the forwarder at %s was restarted since this attachment's rules were added (control socket inode %d, now %d): they went with it, and a byte-equal rule there now is another client's", rec.Socket, rec.ForwarderID, now)
+			owned, claimed = nil, nil
+		}
 		if rec.Socket != socket && len(claimed) > 0 {
 			// The attachment moved to another forwarder: its rules at the
 			// old one are no longer wanted.
@@ -155,7 +160,7 @@ func (p *Plugin) add(args *skel.CmdArgs) error {
 	}
 
 	next := &store.Record{Network: key.Network, ContainerID: key.ContainerID, IfName: key.IfName, Netns: args.Netns,
-		Socket: socket, PIDFile: pidFile, Managed: cfg.Managed, Rules: owned}
+		Socket: socket, PIDFile: pidFile, ForwarderID: fid, Managed: cfg.Managed, Rules: owned}
 	if cfg.Managed {
 		next.Dir = fcfg.Dir
 	}
@@ -166,15 +171,25 @@ func (p *Plugin) add(args *skel.CmdArgs) error {
 		before := *next
 		before.Pending = missingRules(owned, claimed)
 		wroteIntent := false
-		if fresh := missingRules(claimed, ownedRules(wire.PifHost, intent)); len(fresh) > 0 {
+		writeIntent := func(adding []store.OwnedRule) error {
+			// Called inside the transaction, with the rules it is about
+			// to add, all absent from the live table: while the
+			// connection is held no other client can add them, so a
+			// pending rule found later was this ADD's, unless another
+			// client added it after this run died.
+			fresh := missingRules(claimed, adding)
+			if len(fresh) == 0 {
+				return nil
+			}
 			ahead := before
 			ahead.Pending = append(append([]store.OwnedRule(nil), before.Pending...), fresh...)
 			if err := lock.WriteIntent(&ahead); err != nil {
 				return err
 			}
 			wroteIntent = true
+			return p.step("add: intent written")
 		}
-		desired, err := p.apply(cfg, socket, pidFile, claimed, func(rs []store.OwnedRule) {
+		desired, err := p.apply(cfg, socket, pidFile, claimed, writeIntent, func(rs []store.OwnedRule) {
 			// A rollback that failed leaves this update's rules in
 			// unknown places: keep owning them so DEL removes them.
 			next.Rules = rs
@@ -183,7 +198,7 @@ func (p *Plugin) add(args *skel.CmdArgs) error {
 			}
 		})
 		if err != nil {
-			if wroteIntent && nothingChanged(err) {
+			if (wroteIntent || rec == nil) && nothingChanged(err) {
 				// The intent did not happen: record what was before it,
 				// even when that is nothing. The DEL that a runtime sends
 				// after a failed ADD then goes by a record that owns
@@ -197,6 +212,14 @@ func (p *Plugin) add(args *skel.CmdArgs) error {
 			return err
 		}
 		next.Rules = desired
+		if forwarderID(socket) != fid {
+			// Restarted during this ADD: which one holds the rules is
+			// not known.
+			next.ForwarderID = 0
+		}
+		if err := p.step("add: applied"); err != nil {
+			return err
+		}
 	}
 	switch {
 	case len(next.Rules) == 0 && !next.Managed:
@@ -210,11 +233,16 @@ func (p *Plugin) add(args *skel.CmdArgs) error {
 			return err
 		}
 	}
+	if err := p.step("add: recorded"); err != nil {
+		return err
+	}
 	return p.printResult(cfg, fcfg)
 }
 
 // apply runs the one transaction of an ADD and returns the rules owned
-// afterwards. onRollbackFail is called with the rules to own when the
+// afterwards. intent is called inside the transaction, before anything is
+// sent, with the rules it adds (none of them in the live table); an error
+// aborts it. onRollbackFail is called with the rules to own when the
 // forwarder's state became unknown.
 //
 // owned are the rules this attachment claims (recorded, or pending from a
@@ -222,7 +250,7 @@ func (p *Plugin) add(args *skel.CmdArgs) error {
 // it is one of them: a rule that another client put there byte for byte
 // stays that client's, and the update is refused as the forwarder would
 // refuse a duplicate.
-func (p *Plugin) apply(cfg *Config, socket, pidFile string, owned []store.OwnedRule, onRollbackFail func([]store.OwnedRule)) ([]store.OwnedRule, error) {
+func (p *Plugin) apply(cfg *Config, socket, pidFile string, owned []store.OwnedRule, intent func([]store.OwnedRule) error, onRollbackFail func([]store.OwnedRule)) ([]store.OwnedRule, error) {
 	var (
 		desired []store.OwnedRule
 		comp    translate.Compiled
@@ -270,6 +298,15 @@ func (p *Plugin) apply(cfg *Config, socket, pidFile string, owned []store.OwnedR
 			}
 		}
 		desired = ownedRules(wire.PifHost, comp.Rules)
+		var adding []store.OwnedRule
+		for _, r := range edit.Add {
+			if !host.Contains(r) {
+				adding = append(adding, store.OwnedRule{Pif: wire.PifHost, Rule: r})
+			}
+		}
+		if err := intent(adding); err != nil {
+			return nil, err
+		}
 		return edits, nil
 	}
 	err := p.update(cfg, socket, pidFile, plan)

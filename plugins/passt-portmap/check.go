@@ -15,8 +15,8 @@ import (
 )
 
 // Check is CNI CHECK: every owned rule is in the forwarder's live tables
-// and, unless weak, listening; a managed forwarder runs; the configured
-// mappings are all owned. It changes nothing.
+// and listening (a weak rule on one port at least); a managed forwarder
+// runs; the configured mappings are all owned. It changes nothing.
 func (p *Plugin) Check(args *skel.CmdArgs) error { return cniErr(p.check(args)) }
 
 func (p *Plugin) check(args *skel.CmdArgs) error {
@@ -72,7 +72,12 @@ func (p *Plugin) check(args *skel.CmdArgs) error {
 		reasons = append(reasons, "missing: "+ruleText(m.Pif, m.Rule))
 	}
 	for _, f := range v.NotListening {
-		reasons = append(reasons, fmt.Sprintf("not listening: %s (host ports %s)", ruleText(f.Pif, f.Rule), portList(f.Ports)))
+		reason := fmt.Sprintf("not listening: %s (host ports %s)", ruleText(f.Pif, f.Rule), portList(f.Ports))
+		if f.BlockedBy != nil {
+			// The forwarder binds no rule after the first that fails.
+			reason += fmt.Sprintf(", blocked by the earlier rule %s, which does not listen", f.BlockedBy)
+		}
+		reasons = append(reasons, reason)
 	}
 	reasons = append(reasons, unowned(cfg, rec.Rules, v.Tables)...)
 	if len(reasons) > 0 {

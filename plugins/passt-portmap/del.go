@@ -44,8 +44,14 @@ func (p *Plugin) del(args *skel.CmdArgs) error {
 		return err
 	}
 	p.warnDamaged(lock.Damaged())
+	if err := p.step("del: locked"); err != nil {
+		return err
+	}
 	if rec != nil {
 		if err := p.release(cfg, st, rec); err != nil {
+			return err
+		}
+		if err := p.step("del: released"); err != nil {
 			return err
 		}
 		return lock.Remove()
@@ -79,6 +85,10 @@ func (p *Plugin) release(cfg *Config, st *store.Store, rec *store.Record) error 
 		return stopManaged(cfg, rec.Dir)
 	}
 	if claimed := rec.Claimed(); len(claimed) > 0 && rec.Socket != "" {
+		if now := forwarderID(rec.Socket); restarted(rec, now) {
+			p.warnf("the forwarder at %s was restarted since this attachment's rules were added (control socket inode %d, now %d): they went with it; byte-equal rules there now are another client's and stay", rec.Socket, rec.ForwarderID, now)
+			return nil
+		}
 		if err := p.removeRules(cfg, st, rec.Key(), rec.Socket, rec.PIDFile, claimed); err != nil {
 			return err
 		}

@@ -28,6 +28,20 @@ type Plugin struct {
 	// PID file (tests hand ctltest's listen addresses to it); nil makes
 	// a default ctlclient.Client.
 	Client func(socket, pidFile string) *ctlclient.Client
+	// StopAt is a test hook, nil in production. When set, it is called at
+	// each named step of ADD and DEL (and of the updates they send, see
+	// ctlclient.Client.Step); an error it returns ends the verb there, as
+	// if the process had been killed at that point (the record lock is
+	// released either way).
+	StopAt func(step string) error
+}
+
+// step calls the StopAt hook, if any, at a named step of a verb.
+func (p *Plugin) step(name string) error {
+	if p.StopAt == nil {
+		return nil
+	}
+	return p.StopAt(name)
 }
 
 // Funcs returns the verbs for skel.
@@ -64,10 +78,12 @@ func forwarderDir(dataDir string, k store.Key) string {
 }
 
 func (p *Plugin) client(socket, pidFile string) *ctlclient.Client {
+	c := &ctlclient.Client{Path: socket, PIDFile: pidFile, ListenWait: listenWait}
 	if p.Client != nil {
-		return p.Client(socket, pidFile)
+		c = p.Client(socket, pidFile)
 	}
-	return &ctlclient.Client{Path: socket, PIDFile: pidFile, ListenWait: listenWait}
+	c.Step = p.StopAt
+	return c
 }
 
 // listenWait is how long a listener check polls before it declares a

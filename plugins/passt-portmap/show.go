@@ -33,11 +33,13 @@ func show(ctx context.Context, w io.Writer, c *ctlclient.Client) error {
 	}
 	state := map[string]string{}
 	k := func(pif string, r wire.Rule) string { return pif + "\x00" + string(r.Append(nil)) }
-	for _, f := range v.NotListening {
-		state[k(f.Pif, f.Rule)] = "NOT LISTENING on " + portList(f.Ports)
-	}
-	for _, f := range v.Warnings {
-		state[k(f.Pif, f.Rule)] = "NOT LISTENING on " + portList(f.Ports)
+	for _, f := range append(append([]ctlclient.RuleFailure(nil), v.NotListening...), v.Warnings...) {
+		s := "NOT LISTENING on " + portList(f.Ports)
+		if f.BlockedBy != nil {
+			// The forwarder binds no rule after the first that fails.
+			s += ", blocked by the failing rule " + strings.TrimSpace(f.BlockedBy.Rule.String())
+		}
+		state[k(f.Pif, f.Rule)] = s
 	}
 	for _, u := range v.Unchecked {
 		state[k(u.Pif, u.Rule)] = "not checked (listens inside the namespace)"
@@ -63,10 +65,12 @@ func show(ctx context.Context, w io.Writer, c *ctlclient.Client) error {
 			s, ok := state[k(t.Name(), r)]
 			switch {
 			case ok:
-			case r.Flags.Has(wire.FlagWeak):
-				s = "best effort, not checked"
+			case r.Flags.Has(wire.FlagScan):
+				s = "auto-scan, not checked"
 			case v.Method == ctlclient.VerifyNone:
 				s = "not checked"
+			case r.Flags.Has(wire.FlagWeak):
+				s = "listening (best effort: on some ports at least)"
 			default:
 				s = "listening"
 			}
