@@ -37,16 +37,13 @@ func (c *Core) add(ctx context.Context, k Key, o Options, ms []Mapping) (*Result
 	if err != nil {
 		return nil, err
 	}
-	// The rules as a forwarder with every capability would take them:
-	// bad mappings fail here, before any lock or socket, and the rest is
-	// this ADD's intent (see store.Record.Pending).
-	intent, err := comp.rules(allCaps)
-	if err != nil {
+	// Bad mappings fail here, before any lock or socket: what fails with
+	// every capability is the mapping's fault, not the forwarder's.
+	if _, err := comp.rules(allCaps); err != nil {
 		var me *translate.MappingError
 		if errors.As(err, &me) {
 			return nil, err
 		}
-		intent = nil
 	}
 	if err := checkPaths(&o, k); err != nil {
 		return nil, err
@@ -57,6 +54,9 @@ func (c *Core) add(ctx context.Context, k Key, o Options, ms []Mapping) (*Result
 		return nil, err
 	}
 	defer lock.Drop() // a refused ADD that recorded nothing leaves no lock file
+	if err := c.step("add: locked"); err != nil {
+		return nil, err
+	}
 
 	fw, prev, err := c.forwarderFor(ctx, &o, k, lock, prev)
 	if err != nil {
@@ -66,11 +66,22 @@ func (c *Core) add(ctx context.Context, k Key, o Options, ms []Mapping) (*Result
 
 	next := fw.record(k, owned)
 	if len(ms) > 0 || len(claimed) > 0 {
-		if next.Rules, err = c.apply(ctx, &o, lock, comp, next, claimed, wire.RulesIn(wire.PifHost, intent)); err != nil {
+		if next.Rules, err = c.apply(ctx, &o, lock, comp, next, prev == nil, claimed); err != nil {
+			return nil, err
+		}
+		if forwarderID(fw.socket) != next.ForwarderID {
+			// Restarted during this ADD: which one holds the rules is
+			// not known.
+			next.ForwarderID = 0
+		}
+		if err := c.step("add: applied"); err != nil {
 			return nil, err
 		}
 	}
 	if err := finish(lock, prev, next); err != nil {
+		return nil, err
+	}
+	if err := c.step("add: recorded"); err != nil {
 		return nil, err
 	}
 	res := &Result{Socket: fw.socket, PIDFile: fw.pidFile, Rules: next.Rules}
@@ -145,6 +156,7 @@ func (c *Core) lockRecord(ctx context.Context, o *Options, st *store.Store, key 
 // fwd is the forwarder an attachment uses in this call.
 type fwd struct {
 	socket, pidFile string
+	id              uint64 // forwarderID of the socket when found
 	managed         bool
 	cfg             forwarder.Config // managed only
 }
@@ -152,7 +164,7 @@ type fwd struct {
 // record is a record of the attachment at f owning rules.
 func (f *fwd) record(k Key, rules []wire.PifRule) *store.Record {
 	r := &store.Record{Network: k.Network, ContainerID: k.ContainerID, IfName: k.IfName, Netns: k.Netns,
-		Socket: f.socket, PIDFile: f.pidFile, Managed: f.managed, Rules: rules}
+		Socket: f.socket, PIDFile: f.pidFile, ForwarderID: f.id, Managed: f.managed, Rules: rules}
 	if f.managed {
 		r.Dir = f.cfg.Dir
 	}
@@ -166,7 +178,7 @@ func (f *fwd) record(k Key, rules []wire.PifRule) *store.Record {
 // forwarder are removed first) is returned in rec's place.
 func (c *Core) forwarderFor(ctx context.Context, o *Options, k Key, lock *store.Locked, rec *store.Record) (*fwd, *store.Record, error) {
 	if !o.Managed {
-		return &fwd{socket: o.Socket, pidFile: o.PIDFile}, rec, nil
+		return &fwd{socket: o.Socket, pidFile: o.PIDFile, id: forwarderID(o.Socket)}, rec, nil
 	}
 	dir := forwarderDir(o.DataDir, k.storeKey())
 	if err := store.EnsureDir(filepath.Dir(dir)); err != nil {
@@ -199,7 +211,7 @@ func (c *Core) forwarderFor(ctx context.Context, o *Options, k Key, lock *store.
 	if err != nil {
 		return nil, nil, &forwarderError{Op: "start", Dir: dir, Err: err}
 	}
-	f.socket, f.pidFile = inst.Socket, inst.PIDFile
+	f.socket, f.pidFile, f.id = inst.Socket, inst.PIDFile, forwarderID(inst.Socket)
 	return f, rec, nil
 }
 
@@ -211,6 +223,10 @@ func (c *Core) leaveOld(ctx context.Context, o *Options, st *store.Store, rec *s
 		return nil, nil
 	}
 	owned, claimed = rec.Rules, rec.Claimed()
+	if now := forwarderID(rec.Socket); len(claimed) > 0 && restarted(rec, now) {
+		c.warnf("the forwarder at %s was restarted since this attachment's rules were added (control socket inode %d, now %d): they went with it, and a byte-equal rule there now is another client's", rec.Socket, rec.ForwarderID, now)
+		owned, claimed = nil, nil
+	}
 	if rec.Socket != f.socket && len(claimed) > 0 {
 		if err := c.removeRules(ctx, o, st, rec.Key(), rec.Socket, rec.PIDFile, claimed); err != nil {
 			c.warnf("could not remove the rules this attachment owned at %s: %v", rec.Socket, err)
@@ -227,25 +243,35 @@ func (c *Core) leaveOld(ctx context.Context, o *Options, st *store.Store, rec *s
 	return owned, claimed
 }
 
-// apply writes ahead the rules this ADD may add, runs its transaction and
-// returns the rules owned afterwards. next is the record to write should
-// the forwarder's state become unknown.
-func (c *Core) apply(ctx context.Context, o *Options, lock *store.Locked, comp *compiler, next *store.Record, claimed, intent []wire.PifRule) ([]wire.PifRule, error) {
-	// Write-ahead: record the rules this ADD may add before sending them,
-	// so that if it dies after the forwarder took them, the next ADD (or
-	// DEL) knows them for this attachment's.
+// apply runs the transaction of an ADD, writing ahead the rules it adds,
+// and returns the rules owned afterwards. next is the record to write
+// should the forwarder's state become unknown; fresh says there was no
+// record before.
+func (c *Core) apply(ctx context.Context, o *Options, lock *store.Locked, comp *compiler, next *store.Record, fresh bool, claimed []wire.PifRule) ([]wire.PifRule, error) {
 	before := *next
 	before.Pending = wire.Minus(claimed, next.Rules)
 	wroteIntent := false
-	if extra := wire.Minus(intent, claimed); len(extra) > 0 {
+	// Write-ahead: record the rules this ADD adds before sending them, so
+	// that if it dies after the forwarder took them, the next ADD (or
+	// DEL) knows them for this attachment's. Called inside the
+	// transaction, with rules all absent from the live table: while the
+	// connection is held no other client can add them, so a pending rule
+	// found later was this ADD's, unless another client added it after
+	// this run died.
+	intent := func(adding []wire.PifRule) error {
+		extra := wire.Minus(adding, claimed)
+		if len(extra) == 0 {
+			return nil
+		}
 		ahead := before
 		ahead.Pending = append(append([]wire.PifRule(nil), before.Pending...), extra...)
 		if err := lock.WriteIntent(&ahead); err != nil {
-			return nil, err
+			return err
 		}
 		wroteIntent = true
+		return c.step("add: intent written")
 	}
-	desired, err := c.transact(ctx, o, next.Socket, next.PIDFile, comp, claimed)
+	desired, err := c.transact(ctx, o, next.Socket, next.PIDFile, comp, claimed, intent)
 	if err == nil {
 		return desired, nil
 	}
@@ -257,7 +283,7 @@ func (c *Core) apply(ctx context.Context, o *Options, lock *store.Locked, comp *
 		if werr := lock.Write(next); werr != nil {
 			c.warnf("%v", werr)
 		}
-	case wroteIntent && nothingChanged(err):
+	case (wroteIntent || fresh) && nothingChanged(err):
 		// The intent did not happen: record what was before it, even
 		// when that is nothing. The DEL that a runtime sends after a
 		// failed ADD then goes by a record that owns nothing, rather than
@@ -271,14 +297,16 @@ func (c *Core) apply(ctx context.Context, o *Options, lock *store.Locked, comp *
 }
 
 // transact runs the one transaction of an ADD: the mappings compiled for
-// the live host table, the edits decided by the ownership policy.
-func (c *Core) transact(ctx context.Context, o *Options, socket, pidFile string, comp *compiler, claimed []wire.PifRule) ([]wire.PifRule, error) {
+// the live host table, the edits decided by the ownership policy, the
+// rules it adds written ahead by intent before anything is sent.
+func (c *Core) transact(ctx context.Context, o *Options, socket, pidFile string, comp *compiler, claimed []wire.PifRule, intent func([]wire.PifRule) error) ([]wire.PifRule, error) {
 	var (
 		desired []wire.PifRule
 		rules   translate.Compiled
 	)
 	plan := func(live wire.Tables) ([]wire.Edit, error) {
-		if host := live.Lookup(wire.PifHost); host != nil {
+		host := live.Lookup(wire.PifHost)
+		if host != nil {
 			var err error
 			if rules, err = comp.compile(host.Caps); err != nil {
 				return nil, err
@@ -287,6 +315,15 @@ func (c *Core) transact(ctx context.Context, o *Options, socket, pidFile string,
 		edits, err := planEdits(live, claimed, rules.Rules)
 		if err != nil {
 			return nil, comp.attribute(rules.Attribute(err))
+		}
+		var adding []wire.PifRule
+		for _, r := range edits[0].Add {
+			if !host.Contains(r) {
+				adding = append(adding, wire.PifRule{Pif: wire.PifHost, Rule: r})
+			}
+		}
+		if err := intent(adding); err != nil {
+			return nil, err
 		}
 		desired = wire.RulesIn(wire.PifHost, rules.Rules)
 		return edits, nil

@@ -11,7 +11,8 @@ import (
 )
 
 // Check verifies, changing nothing: every owned rule is in the
-// forwarder's live tables and, unless weak, listening; a managed
+// forwarder's live tables and listening (a weak rule on at least one
+// port); a managed
 // forwarder runs; the mappings ms are all owned. A failure is a
 // *CheckError.
 func (c *Core) Check(ctx context.Context, k Key, o Options, ms []Mapping) error {
@@ -53,7 +54,12 @@ func (c *Core) Check(ctx context.Context, k Key, o Options, ms []Mapping) error 
 		reasons = append(reasons, "missing: "+m.String())
 	}
 	for _, f := range v.NotListening {
-		reasons = append(reasons, fmt.Sprintf("not listening: %s (host ports %s)", f.PifRule, wire.PortList(f.Ports)))
+		reason := fmt.Sprintf("not listening: %s (host ports %s)", f.PifRule, wire.PortList(f.Ports))
+		if f.BlockedBy != nil {
+			// The forwarder binds no rule after the first that fails.
+			reason += fmt.Sprintf(", blocked by the earlier rule %s, which does not listen", f.BlockedBy)
+		}
+		reasons = append(reasons, reason)
 	}
 	comp, err := newCompiler(ms, &o)
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/passt-portmap/passt-portmap/pkg/ctlclient"
+	"github.com/passt-portmap/passt-portmap/pkg/ctlclient/procnet"
 	"github.com/passt-portmap/passt-portmap/pkg/forwarder"
 	"github.com/passt-portmap/passt-portmap/pkg/store"
 	"github.com/passt-portmap/passt-portmap/pkg/wire"
@@ -30,10 +31,20 @@ func (c *Core) warnf(format string, a ...any) {
 }
 
 func (c *Core) client(socket, pidFile string) *ctlclient.Client {
+	cl := &ctlclient.Client{Path: socket, PIDFile: pidFile, ListenWait: ListenWait}
 	if c.Client != nil {
-		return c.Client(socket, pidFile)
+		cl = c.Client(socket, pidFile)
 	}
-	return &ctlclient.Client{Path: socket, PIDFile: pidFile, ListenWait: ListenWait}
+	cl.Step = c.Step
+	return cl
+}
+
+// step calls the Step hook, if any, at a named step.
+func (c *Core) step(name string) error {
+	if c.Step == nil {
+		return nil
+	}
+	return c.Step(name)
 }
 
 // warnDamaged reports a record file that was read from its backup copy.
@@ -130,4 +141,23 @@ func (c *Core) reportWarnings(socket string, ws []ctlclient.RuleFailure) {
 	for _, w := range ws {
 		c.warnf("forwarder at %s: rule of another owner does not listen: %s: host ports %s", socket, w.PifRule, wire.PortList(w.Ports))
 	}
+}
+
+// forwarderID identifies the forwarder listening at socket now: the inode
+// of its listening control socket in /proc/net/unix, 0 when none listens
+// there or it cannot be told. A forwarder that exits takes its rules with
+// it; one started again at the same path has another inode.
+func forwarderID(socket string) uint64 {
+	inodes, err := procnet.UnixListeners(socket)
+	if err != nil || len(inodes) != 1 {
+		return 0
+	}
+	return inodes[0]
+}
+
+// restarted reports whether rec's rules were written to a forwarder other
+// than the one listening at its socket now (id now): they went with that
+// one, and a byte-equal rule in the running one is another client's.
+func restarted(rec *store.Record, now uint64) bool {
+	return rec.ForwarderID != 0 && now != 0 && now != rec.ForwarderID
 }

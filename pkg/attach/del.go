@@ -25,8 +25,14 @@ func (c *Core) Del(ctx context.Context, k Key, o Options, ms []Mapping) error {
 		return err
 	}
 	defer lock.Unlock()
+	if err := c.step("del: locked"); err != nil {
+		return err
+	}
 	if rec != nil {
 		if err := c.release(ctx, &o, st, rec); err != nil {
+			return err
+		}
+		if err := c.step("del: released"); err != nil {
 			return err
 		}
 		return lock.Remove()
@@ -51,6 +57,10 @@ func (c *Core) release(ctx context.Context, o *Options, st *store.Store, rec *st
 		return stopManaged(ctx, o, rec.Dir)
 	}
 	if claimed := rec.Claimed(); len(claimed) > 0 && rec.Socket != "" {
+		if now := forwarderID(rec.Socket); restarted(rec, now) {
+			c.warnf("the forwarder at %s was restarted since this attachment's rules were added (control socket inode %d, now %d): they went with it; byte-equal rules there now are another client's and stay", rec.Socket, rec.ForwarderID, now)
+			return nil
+		}
 		return c.removeRules(ctx, o, st, rec.Key(), rec.Socket, rec.PIDFile, claimed)
 	}
 	return nil

@@ -110,4 +110,10 @@ type Core struct {
 	// (tests hand ctltest's listen addresses to it); nil makes a default
 	// ctlclient.Client.
 	Client func(socket, pidFile string) *ctlclient.Client
+	// Step is a test hook, nil in production. When set, it is called at
+	// each named step of Add and Del (and of the updates they send, see
+	// ctlclient.Client.Step); an error it returns ends the call there, as
+	// if the process had been killed at that point (the record lock is
+	// released either way).
+	Step func(name string) error
 }

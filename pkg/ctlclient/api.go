@@ -53,6 +53,13 @@ type Client struct {
 	// IPv6 socket for both families), else the rule's listen address.
 	ListenAddrs func(pif string, r wire.Rule) []netip.Addr
 
+	// Step is a test hook, nil in production: when set, it is called
+	// right after an update's tables were sent ("update: sent") and after
+	// its rollback was sent ("rollback: sent"), before either is verified;
+	// an error it returns ends the call there, unverified, as if the
+	// process had been killed at that point.
+	Step func(name string) error
+
 	mu      sync.Mutex
 	lastPID int // the forwarder found last time, tried first (it is checked again)
 }
@@ -94,10 +101,10 @@ type Status int
 
 // The outcomes. Version 2 sends none of them: the client establishes them.
 const (
-	StatusSuccess      Status = iota // new tables active, every non-weak rule of this update listens
+	StatusSuccess      Status = iota // new tables active, every rule of this update listens (a weak one on some port)
 	StatusUnverified                 // tables sent; verification was not asked for
 	StatusSafeFail                   // rejected before any socket operation; nothing changed
-	StatusSocketFail                 // switched, some non-weak rule did not listen; rolled back
+	StatusSocketFail                 // switched, some rule did not listen; rolled back
 	StatusRollbackFail               // as socket fail, but the rollback did not restore the previous state
 )
 
@@ -105,10 +112,39 @@ const (
 // records and the core's set operations use too).
 type PifRule = wire.PifRule
 
-// RuleFailure is a non-weak rule with ports that do not listen.
+// RuleFailure is a rule that does not listen: a non-weak rule with ports
+// that have no socket, or a weak rule none of whose ports has one (the
+// forwarder stops binding at either, so both silence the rules after it).
 type RuleFailure struct {
 	PifRule
 	Ports []uint16 // ports of the rule's range with no listening socket
+	// BlockedBy, when set, is the first rule of the tables that does not
+	// listen, earlier than this one: the forwarder binds no rule after it,
+	// so this rule's failure may be its doing.
+	BlockedBy *PifRule
+}
+
+// BlockedError is the cause of a socket fail in which rules of the update
+// did not listen after an earlier rule of the tables that does not listen
+// (maybe another client's): the forwarder stops binding at the first rule
+// that fails, so that rule blocks them.
+type BlockedError struct {
+	Blocker RuleFailure // the first rule that does not listen
+	Mine    bool        // whether Blocker is one of the update's own rules
+	Blocked []PifRule   // the update's rules after it that did not listen
+}
+
+func (e *BlockedError) Error() string {
+	whose := "another owner's"
+	if e.Mine {
+		whose = "this update's"
+	}
+	why := fmt.Sprintf("port%s %s not listening", plural(len(e.Blocker.Ports)), wire.PortList(e.Blocker.Ports))
+	if e.Blocker.Rule.Flags.Has(wire.FlagWeak) {
+		why = "weak, but none of its ports listens"
+	}
+	return fmt.Sprintf("blocked by an earlier rule of the table, %s %s (%s): the forwarder binds no rule after the first that fails, so %s could not listen; free its port or remove that rule",
+		whose, e.Blocker.PifRule, why, joinRules(e.Blocked))
 }
 
 // VerifyMethod says how listening sockets were attributed to the forwarder.
@@ -130,9 +166,9 @@ type Result struct {
 	// Failed lists this update's rules (added or kept for the caller) that
 	// did not listen.
 	Failed []RuleFailure
-	// Warnings lists other clients' non-weak rules that did not listen.
+	// Warnings lists other clients' rules that did not listen.
 	Warnings []RuleFailure
-	// Unchecked lists this update's non-weak rules whose listeners live
+	// Unchecked lists this update's rules whose listeners live
 	// where the client cannot look (SPLICE without root: the guest's namespace).
 	Unchecked []PifRule
 	Method    VerifyMethod
@@ -161,17 +197,18 @@ func (c *Client) Update(ctx context.Context, plan Planner, opts UpdateOptions) (
 // Verification is the state of a set of wanted rules.
 type Verification struct {
 	Missing      []PifRule     // not in the live tables
-	NotListening []RuleFailure // present, non-weak, with ports that do not listen
-	Warnings     []RuleFailure // other non-weak rules that do not listen
+	NotListening []RuleFailure // present, and not listening (see RuleFailure)
+	Warnings     []RuleFailure // other rules that do not listen
 	Method       VerifyMethod
 	Tables       wire.Tables
-	// Unchecked lists present, non-weak rules whose listeners live where
+	// Unchecked lists present rules whose listeners live where
 	// the client cannot look (SPLICE without root: the guest's namespace).
 	Unchecked []PifRule
 }
 
-// Verify reads the tables and checks that every wanted rule is present and,
-// unless weak, listening. It changes nothing (CHECK uses it).
+// Verify reads the tables and checks that every wanted rule is present and
+// listening (a weak rule on at least one port). It changes nothing (CHECK
+// uses it).
 func (c *Client) Verify(ctx context.Context, want []PifRule) (*Verification, error) {
 	ctx, cancel := c.withTimeout(ctx)
 	defer cancel()
@@ -230,6 +267,9 @@ func (e *StatusError) Error() string {
 		}
 		if r.Status == StatusSocketFail {
 			b.WriteString("; the update was rolled back and the previous rules listen again (is another process using the port?)")
+			if r.Cause != nil {
+				fmt.Fprintf(&b, "; %v", r.Cause)
+			}
 			writeWarnings(&b, r.Warnings)
 			break
 		}
@@ -286,9 +326,17 @@ func (s Status) String() string {
 	return fmt.Sprintf("status %d", int(s))
 }
 
-// String gives the rule and the ports that do not listen.
+// String gives the rule and the ports that do not listen, and the earlier
+// rule that blocks it, if any.
 func (f RuleFailure) String() string {
-	return fmt.Sprintf("%s: port%s %s not listening", f.PifRule, plural(len(f.Ports)), wire.PortList(f.Ports))
+	s := fmt.Sprintf("%s: port%s %s not listening", f.PifRule, plural(len(f.Ports)), wire.PortList(f.Ports))
+	if f.Rule.Flags.Has(wire.FlagWeak) && f.BlockedBy == nil {
+		s += " (weak, but with no port listening the forwarder binds no rule after it)"
+	}
+	if f.BlockedBy != nil {
+		s += " (after " + f.BlockedBy.String() + ", which does not listen)"
+	}
+	return s
 }
 
 // MixedError reports an update of which only some edits are in effect

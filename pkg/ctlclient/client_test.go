@@ -327,8 +327,11 @@ func TestVerify(t *testing.T) {
 	if err := s.Update(ts); err != nil {
 		t.Fatal(err)
 	}
+	// The forwarder stops binding at p1's rule: the weak rule after it has
+	// no port either, and names p1's rule as what blocks it.
 	v, err = newClient(s).Verify(context.Background(), want)
-	if err != nil || len(v.NotListening) != 1 || v.NotListening[0].Ports[0] != p1 {
+	if err != nil || len(v.NotListening) != 2 || v.NotListening[0].Ports[0] != p1 || v.NotListening[0].BlockedBy != nil ||
+		v.NotListening[1].BlockedBy == nil || !v.NotListening[1].BlockedBy.Rule.Equal(tcp(p1)) {
 		t.Fatalf("%+v %v", v, err)
 	}
 	if st := s.Stats(); st.Updates != 2 {

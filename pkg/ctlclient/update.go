@@ -47,6 +47,10 @@ func (c *Client) update(ctx context.Context, plan Planner, opts UpdateOptions) (
 		return res, nil
 	}
 	sendErr := err // the tables may or may not have arrived: look
+	if err := c.step("update: sent"); err != nil {
+		res.Status, res.Cause = StatusUnverified, err
+		return res, err
+	}
 
 	// Judge by this update's own edits, and check the listeners of its
 	// rules on the same connection (see lookOnce).
@@ -88,19 +92,88 @@ func (c *Client) update(ctx context.Context, plan Planner, opts UpdateOptions) (
 		return res, nil
 	}
 
+	blocked := joinCauses(weakFailed(lc), blockedBy(lc))
 	if len(res.Added) == 0 && len(res.Removed) == 0 {
 		// Nothing was changed, so there is nothing to undo.
 		res.Status = StatusSocketFail
-		res.Cause = ErrNothingToUndo
+		res.Cause = joinCauses(ErrNothingToUndo, blocked)
 		return res, &StatusError{Path: c.Path, Result: res}
 	}
 	// Socket fail: undo this update's own edits, then look again.
 	res.Status = StatusRollbackFail
-	res.Cause = c.rollback(ctx, res)
-	if res.Cause == nil {
+	rerr := c.rollback(ctx, res)
+	var stop *stopped
+	if errors.As(rerr, &stop) {
+		res.Status, res.Cause = StatusUnverified, stop.err
+		return res, stop.err
+	}
+	if rerr == nil {
 		res.Status = StatusSocketFail
 	}
+	res.Cause = joinCauses(rerr, blocked)
 	return res, &StatusError{Path: c.Path, Result: res}
+}
+
+// stopped carries the Step hook's error out of a rollback: the call ends
+// there, with nothing more judged or reported.
+type stopped struct{ err error }
+
+func (s *stopped) Error() string { return s.err.Error() }
+func (s *stopped) Unwrap() error { return s.err }
+
+// step calls the Step hook, if any.
+func (c *Client) step(name string) error {
+	if c.Step == nil {
+		return nil
+	}
+	return c.Step(name)
+}
+
+// blockedBy names the earlier rule that kept rules of the update from
+// listening, if the first rule that does not listen comes before some of
+// them; nil otherwise.
+func blockedBy(lc listenCheck) error {
+	if lc.blocker == nil {
+		return nil
+	}
+	be := &BlockedError{Blocker: *lc.blocker}
+	for _, f := range lc.failed {
+		if f.BlockedBy != nil {
+			be.Blocked = append(be.Blocked, f.PifRule)
+		} else if f.Key() == lc.blocker.Key() {
+			be.Mine = true
+		}
+	}
+	if len(be.Blocked) == 0 {
+		return nil
+	}
+	return be
+}
+
+// weakFailed says why weak rules of the update that bind no port at all
+// fail it, when there are such rules (nil otherwise).
+func weakFailed(lc listenCheck) error {
+	var weak []PifRule
+	for _, f := range lc.failed {
+		if f.Rule.Flags.Has(wire.FlagWeak) && f.BlockedBy == nil {
+			weak = append(weak, f.PifRule)
+		}
+	}
+	if len(weak) == 0 {
+		return nil
+	}
+	return fmt.Errorf("weak rule %s binds none of its ports, and the forwarder binds no rule after the first that binds nothing, weak or not: it would silence every later rule of the forwarder", joinRules(weak))
+}
+
+// joinCauses joins two causes, either of which may be nil, on one line.
+func joinCauses(a, b error) error {
+	switch {
+	case a == nil:
+		return b
+	case b == nil:
+		return a
+	}
+	return fmt.Errorf("%w; %w", a, b)
 }
 
 // rollback undoes res's edits in a new transaction and checks that the
@@ -118,6 +191,9 @@ func (c *Client) rollback(ctx context.Context, res *Result) error {
 	if err != nil {
 		// The undo may still have arrived: look before judging.
 		err = fmt.Errorf("rollback transaction: %w", err)
+	}
+	if serr := c.step("rollback: sent"); serr != nil {
+		return &stopped{serr}
 	}
 	// What must listen after it: the caller's rules that stay, and the
 	// restored ones.
@@ -152,8 +228,21 @@ func (c *Client) rollback(ctx context.Context, res *Result) error {
 		return errors.Join(err, lerr)
 	}
 	res.Warnings = l.lc.warnings
-	if len(l.lc.failed) > 0 {
-		return errors.Join(err, fmt.Errorf("after rollback, not listening: %s", failures(l.lc.failed)))
+	// A rule of the caller blocked by another owner's rule that this
+	// update did not touch was blocked before it too: the rollback did
+	// restore that state.
+	touched := map[wire.PifRuleKey]bool{}
+	for _, pr := range append(append(append([]PifRule(nil), res.Added...), res.Removed...), keep...) {
+		touched[pr.Key()] = true
+	}
+	var failed []RuleFailure
+	for _, f := range l.lc.failed {
+		if f.BlockedBy == nil || touched[f.BlockedBy.Key()] {
+			failed = append(failed, f)
+		}
+	}
+	if len(failed) > 0 {
+		return errors.Join(err, fmt.Errorf("after rollback, not listening: %s", failures(failed)))
 	}
 	return nil
 }

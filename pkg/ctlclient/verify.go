@@ -253,10 +253,26 @@ func (f forwarder) sameNetNS() bool {
 	return err1 == nil && err2 == nil && theirs == ours
 }
 
-// needsListener: rules that must have a socket for every port. Weak rules
-// may fail on some ports; scan rules listen only where the guest does.
+// needsListener: rules whose sockets are checked. A non-weak rule needs a
+// socket for every port; a weak rule for at least one (see failedPorts).
+// Scan rules listen only where the guest does, so they are not checked.
 func needsListener(r wire.Rule) bool {
-	return !r.Flags.Has(wire.FlagWeak) && !r.Flags.Has(wire.FlagScan)
+	return !r.Flags.Has(wire.FlagScan)
+}
+
+// failedPorts says whether r, missing the ports missing, fails to listen
+// as the forwarder counts failures: a non-weak rule fails on any port; a
+// weak rule only when none of its ports listens. The forwarder stops
+// binding at a failing rule either way, so a weak rule with no port
+// silences every rule after it and counts as a failure here too.
+func failedPorts(r wire.Rule, missing []uint16) bool {
+	if len(missing) == 0 {
+		return false
+	}
+	if r.Flags.Has(wire.FlagWeak) {
+		return len(missing) == int(r.Last)-int(r.First)+1
+	}
+	return true
 }
 
 // listenAddrs is where the forwarder listens for r: "::" (one IPv6 socket
@@ -305,9 +321,13 @@ func (c *Client) missingPorts(ls listeners, pr PifRule) (ports []uint16, unknown
 
 // listenCheck is the result of checking listeners.
 type listenCheck struct {
-	failed    []RuleFailure // of the rules asked for
-	warnings  []RuleFailure // of every other rule in the tables
-	unchecked []PifRule     // rules that need a listener but could not be checked
+	failed   []RuleFailure // of the rules asked for
+	warnings []RuleFailure // of every other rule in the tables
+	// blocker is the first rule, in the order the forwarder binds (tables
+	// in order, rules in order), that does not listen: it binds no rule
+	// after it. Nil when every checked rule listens.
+	blocker   *RuleFailure
+	unchecked []PifRule // rules that need a listener but could not be checked
 	method    VerifyMethod
 	// unknown are inodes of listeners, not the forwarder's when its fd
 	// table was read, at ports it lacks: it may have bound them since.
@@ -403,13 +423,20 @@ func (c *Client) checkOnce(f forwarder, ts wire.Tables, mine []PifRule) (listenC
 			}
 			ports, unknown := c.missingPorts(ls, pr)
 			lc.unknown = append(lc.unknown, unknown...)
-			if len(ports) == 0 {
+			if !failedPorts(r, ports) {
 				continue
 			}
-			if isMine[pr.Key()] {
-				lc.failed = append(lc.failed, RuleFailure{PifRule: pr, Ports: ports})
+			rf := RuleFailure{PifRule: pr, Ports: ports}
+			if lc.blocker == nil {
+				b := rf
+				lc.blocker = &b
 			} else {
-				lc.warnings = append(lc.warnings, RuleFailure{PifRule: pr, Ports: ports})
+				rf.BlockedBy = &lc.blocker.PifRule
+			}
+			if isMine[pr.Key()] {
+				lc.failed = append(lc.failed, rf)
+			} else {
+				lc.warnings = append(lc.warnings, rf)
 			}
 		}
 	}

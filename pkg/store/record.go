@@ -75,6 +75,11 @@ type Record struct {
 	Socket string `json:"socket"`
 	// PIDFile is the forwarder's PID file, if known.
 	PIDFile string `json:"pidFile,omitempty"`
+	// ForwarderID identifies the forwarder process that Rules and Pending
+	// were written to: the inode of its listening control socket (0 when
+	// unknown). A forwarder restarted at the same path has another one,
+	// and none of the rules of before.
+	ForwarderID uint64 `json:"forwarderID,omitempty"`
 	// Managed is true when the plugin started the forwarder itself; Dir
 	// is then its per-attachment directory.
 	Managed bool   `json:"managed,omitempty"`

@@ -246,6 +246,15 @@ func (s *Server) FailBind(ports ...uint16) {
 	}
 }
 
+// AllowBind undoes FailBind for these ports, from the next switch on.
+func (s *Server) AllowBind(ports ...uint16) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, p := range ports {
+		delete(s.failPorts, p)
+	}
+}
+
 // Update validates ts as if another client had sent it (every table of
 // the server must be named by id; tables left out become empty) and, when
 // valid, switches to it and binds. It returns the first invalid rule's
@@ -270,6 +279,39 @@ func (s *Server) Update(ts wire.Tables) error {
 		}
 	}
 	s.switchLocked(pending)
+	return nil
+}
+
+// Restart ends the server as a forwarder that exits ends (its listening
+// sockets closed, queued faults kept) and starts a new one at the same
+// path with tables, as a restarted pasta: a new control socket, with
+// another inode, and none of the rules of before.
+func (s *Server) Restart(tables wire.Tables) error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return errors.New("ctltest: restart of a closed server")
+	}
+	s.mu.Unlock()
+	s.ln.SetUnlinkOnClose(false)
+	s.ln.Close()
+	s.wg.Wait()
+	if err := os.Remove(s.Path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("ctltest: restart: %w", err)
+	}
+	ln, err := listenBacklog0(s.Path)
+	if err != nil {
+		return fmt.Errorf("ctltest: restart: %w", err)
+	}
+	s.mu.Lock()
+	s.closeSocksLocked()
+	s.ln, s.tables, s.crashed = ln, nil, false
+	s.mu.Unlock()
+	if err := s.Update(tables); err != nil {
+		return fmt.Errorf("ctltest: restart: initial tables: %w", err)
+	}
+	s.wg.Add(1)
+	go s.serve()
 	return nil
 }
 

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/passt-portmap/passt-portmap/pkg/ctlclient/procnet"
 	"github.com/passt-portmap/passt-portmap/pkg/wire"
 )
 
@@ -405,5 +406,47 @@ func TestWeakRules(t *testing.T) {
 			l.Close()
 			t.Fatalf("port %d not bound", p)
 		}
+	}
+}
+
+// A restart, after a crash or not, makes a new control socket at the same
+// path (another inode) with the given tables; the old rules' ports close.
+func TestRestart(t *testing.T) {
+	for _, crash := range []bool{false, true} {
+		port := freePort(t)
+		var opts []Option
+		if crash {
+			opts = append(opts, WithFaults(Fault{CrashAfterSwitch: true}))
+		}
+		s := NewServer(t, DefaultTables(), opts...)
+		inode := func() uint64 {
+			t.Helper()
+			inodes, err := procnet.UnixListeners(s.Path)
+			if err != nil || len(inodes) != 1 {
+				t.Fatalf("listening sockets at %s: %v %v", s.Path, inodes, err)
+			}
+			return inodes[0]
+		}
+		before := inode()
+		c, ts := dial(t, s)
+		ts[0].Rules = append(ts[0].Rules, wire.NewRule(wire.ProtoTCP, netip.MustParseAddr("127.0.0.1"), port, port, 80, 0))
+		send(t, c, ts)
+		waitFor(t, func() bool { return s.Stats().Updates == 2 })
+		if err := s.Restart(DefaultTables()); err != nil {
+			t.Fatal(err)
+		}
+		if inode() == before {
+			t.Fatalf("crash %v: the control socket was not made anew", crash)
+		}
+		c, ts = dial(t, s)
+		c.Close()
+		if len(ts[0].Rules) != 0 {
+			t.Fatalf("crash %v: rules after restart: %v", crash, ts[0].Rules)
+		}
+		l, err := net.Listen("tcp4", netip.AddrPortFrom(loopback4, port).String())
+		if err != nil {
+			t.Fatalf("crash %v: restarted server still holds the old rule's port: %v", crash, err)
+		}
+		l.Close()
 	}
 }

@@ -63,11 +63,13 @@ func Show(ctx context.Context, w io.Writer, c *ctlclient.Client) error {
 		return err
 	}
 	state := map[wire.PifRuleKey]string{}
-	for _, f := range v.NotListening {
-		state[f.Key()] = "NOT LISTENING on " + wire.PortList(f.Ports)
-	}
-	for _, f := range v.Warnings {
-		state[f.Key()] = "NOT LISTENING on " + wire.PortList(f.Ports)
+	for _, f := range append(append([]ctlclient.RuleFailure(nil), v.NotListening...), v.Warnings...) {
+		s := "NOT LISTENING on " + wire.PortList(f.Ports)
+		if f.BlockedBy != nil {
+			// The forwarder binds no rule after the first that fails.
+			s += ", blocked by the failing rule " + strings.TrimSpace(f.BlockedBy.Rule.String())
+		}
+		state[f.Key()] = s
 	}
 	for _, u := range v.Unchecked {
 		state[u.Key()] = "not checked (listens inside the namespace)"
@@ -93,8 +95,10 @@ func Show(ctx context.Context, w io.Writer, c *ctlclient.Client) error {
 			s, ok := state[wire.PifRule{Pif: t.Name(), Rule: r}.Key()]
 			switch {
 			case ok:
+			case r.Flags.Has(wire.FlagScan):
+				s = "auto-scan, not checked"
 			case r.Flags.Has(wire.FlagWeak):
-				s = "best effort, not checked"
+				s = "listening (best effort: on some ports at least)"
 			case v.Method == ctlclient.VerifyNone:
 				s = "not checked"
 			default:

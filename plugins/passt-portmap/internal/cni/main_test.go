@@ -87,7 +87,7 @@ func TestShow(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("show:\n%s", out.String())
-	for _, want := range []string{"protocol version 2", "HOST (pif 1", "SPLICE (pif 3", "TCP [*]:" + itoa(p) + "-" + itoa(p+1) + "  =>  80-81", "NOT LISTENING on " + itoa(p+1), "best effort, not checked"} {
+	for _, want := range []string{"protocol version 2", "HOST (pif 1", "SPLICE (pif 3", "TCP [*]:" + itoa(p) + "-" + itoa(p+1) + "  =>  80-81", "NOT LISTENING on " + itoa(p+1), "auto-scan, not checked"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("show output lacks %q", want)
 		}

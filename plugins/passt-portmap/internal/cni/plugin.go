@@ -47,6 +47,8 @@ type Plugin struct {
 	// Client, when set, makes the control socket client for a socket and
 	// PID file (tests hand ctltest's listen addresses to it).
 	Client func(socket, pidFile string) *ctlclient.Client
+	// StopAt is a test hook, nil in production (see attach.Core.Step).
+	StopAt func(step string) error
 }
 
 // Funcs returns the verbs for skel.
@@ -55,7 +57,7 @@ func (p *Plugin) Funcs() skel.CNIFuncs {
 }
 
 func (p *Plugin) core() *attach.Core {
-	return &attach.Core{Client: p.Client, Warn: func(msg string) {
+	return &attach.Core{Client: p.Client, Step: p.StopAt, Warn: func(msg string) {
 		if p.Stderr != nil {
 			fmt.Fprintln(p.Stderr, "passt-portmap: "+msg)
 		}

@@ -1,0 +1,126 @@
+package integration
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"math/rand/v2"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/passt-portmap/passt-portmap/integration/pastatest"
+	"github.com/passt-portmap/passt-portmap/pkg/store"
+	"github.com/passt-portmap/passt-portmap/pkg/wire"
+)
+
+// TestPluginKilledAtRandom runs the plugin binary's ADD and DEL for four
+// attachments on one real pasta and kills it with SIGKILL after a delay
+// drawn from a fixed seed, so at any moment of its work (the delays are
+// seeded; where they land is up to the machine). A rule pesto added stays
+// through it all; after every call each rule in the table is pesto's or
+// claimed by exactly one record; a DEL that finished leaves no rule of its
+// attachment; and DELs that run to the end leave only pesto's rule.
+func TestPluginKilledAtRandom(t *testing.T) {
+	r := newPlugRun(t)
+	pastatest.ServeTCP(t, r.f.NS, ":80", "k80")
+	const atts = 4
+	p := pastatest.FreePortRange(t, "tcp", atts+1)
+	foreign := wire.NewRule(wire.ProtoTCP, netip.Addr{}, p+atts, p+atts, 80, wire.FlagDualStack)
+	r.f.Pesto(t, "-A", "-t", fmt.Sprintf("%d:80", p+atts))
+	st := store.New(filepath.Join(r.dataDir, "records"))
+	cid := func(a int) string { return fmt.Sprintf("h3-k%d", a) }
+	conf := func(a int) []byte { return r.conf("", [2]uint16{p + uint16(a), 80}) }
+	own := func(a int) wire.Rule {
+		return wire.NewRule(wire.ProtoTCP, netip.Addr{}, p+uint16(a), p+uint16(a), 80, wire.FlagDualStack)
+	}
+
+	// A read retries while pasta is busy: it may still be serving the
+	// connection of the plugin just killed.
+	hostRules := func() *wire.Table {
+		t.Helper()
+		snap, err := ctlClient(r.f).Read(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return snap.Tables.Lookup(wire.PifHost)
+	}
+	check := func(step string) {
+		t.Helper()
+		host := hostRules()
+		if !host.Contains(foreign) {
+			t.Fatalf("%s: pesto's rule %s is gone: %v", step, foreign, host.Rules)
+		}
+		owners := map[[wire.RuleSize]byte]int{}
+		for a := 0; a < atts; a++ {
+			rec, err := st.Get(store.Key{Network: "h3-real", ContainerID: cid(a), IfName: "eth0"})
+			if errors.Is(err, fs.ErrNotExist) {
+				continue
+			}
+			if err != nil {
+				t.Fatalf("%s: record of %s: %v", step, cid(a), err)
+			}
+			for _, o := range rec.Claimed() {
+				owners[o.Rule.Key()]++
+			}
+		}
+		for _, x := range host.Rules {
+			if x.Equal(foreign) {
+				continue
+			}
+			if n := owners[x.Key()]; n != 1 {
+				t.Fatalf("%s: rule %s is claimed by %d records, want 1", step, x, n)
+			}
+		}
+	}
+
+	rng := rand.New(rand.NewPCG(7, 11))
+	killed := 0
+	for i := 0; i < 40; i++ {
+		a := rng.IntN(atts)
+		verb := "ADD"
+		if rng.IntN(5) < 2 {
+			verb = "DEL"
+		}
+		delay := time.Duration(rng.IntN(25000)) * time.Microsecond
+		cmd := exec.Command(r.bin)
+		cmd.Env = append(os.Environ(), "CNI_COMMAND="+verb, "CNI_CONTAINERID="+cid(a), "CNI_NETNS="+r.f.NS.Path,
+			"CNI_IFNAME=eth0", "CNI_PATH="+filepath.Dir(r.bin))
+		cmd.Stdin = bytes.NewReader(conf(a))
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		timer := time.AfterFunc(delay, func() { _ = cmd.Process.Signal(syscall.SIGKILL) })
+		err := cmd.Wait()
+		timer.Stop()
+		step := fmt.Sprintf("%d: %s %s killed after %v", i, verb, cid(a), delay)
+		var ee *exec.ExitError
+		switch {
+		case errors.As(err, &ee) && ee.Sys().(syscall.WaitStatus).Signaled():
+			killed++
+		case err == nil:
+			step = fmt.Sprintf("%d: %s %s", i, verb, cid(a))
+			if verb == "DEL" && hostRules().Contains(own(a)) {
+				t.Fatalf("%s: DEL succeeded and left %s", step, own(a))
+			}
+		default:
+			step = fmt.Sprintf("%d: %s %s failed: %v", i, verb, cid(a), err)
+		}
+		check(step)
+	}
+	t.Logf("%d of 40 calls killed", killed)
+	for a := 0; a < atts; a++ {
+		r.must("DEL", cid(a), conf(a))
+	}
+	check("final DELs")
+	if host := hostRules(); len(host.Rules) != 1 {
+		t.Fatalf("after every DEL: %v, want pesto's rule alone", host.Rules)
+	}
+	pastatest.MustAnswer(t, "tcp", pastatest.HostPort("127.0.0.1", p+atts), "k80")
+}
