@@ -308,7 +308,8 @@ func TestNetavarkTakenPort(t *testing.T) {
 	for _, want := range []string{
 		"exit code 101",
 		fmt.Sprintf("host port %d/TCP is held by %s (pid %d)", taken, selfComm(t), os.Getpid()),
-		fmt.Sprintf("no holder found for host port %d/TCP: pasta stops binding at the first port that fails", free),
+		fmt.Sprintf("blocked by an earlier rule of the table, this update's HOST TCP [*]:%d", taken),
+		fmt.Sprintf("so HOST TCP [*]:%d  =>  80 could not listen", free),
 	} {
 		if !strings.Contains(msg, want) {
 			t.Errorf("setup's error does not say %q: %s", want, msg)

@@ -17,15 +17,13 @@ const maxHolderPorts = 8
 // explainHolders adds to an update whose host ports did not listen who
 // holds those ports (in the caller's network namespace, where a managed
 // forwarder binds them), and, when that is Podman's conmon, the setting
-// that stops Podman from holding them. Ports that nobody holds are named
-// as such: pasta stops at the first port it cannot bind, so the free
-// ports after a taken one did not listen either.
+// that stops Podman from holding them.
 func explainHolders(err error) error {
 	var se *ctlclient.StatusError
 	if err == nil || !errors.As(err, &se) || se.Result == nil || len(se.Result.Failed) == 0 {
 		return err
 	}
-	var notes, unheld []string
+	var notes []string
 	podmanHolds := false
 	looked := 0
 	for _, f := range se.Result.Failed {
@@ -38,11 +36,7 @@ func explainHolders(err error) error {
 			}
 			looked++
 			hs, herr := procnet.PortHolders(f.Rule.Proto == wire.ProtoUDP, port)
-			if herr != nil {
-				continue
-			}
-			if len(hs) == 0 {
-				unheld = append(unheld, fmt.Sprintf("%d/%s", port, f.Rule.Proto))
+			if herr != nil || len(hs) == 0 {
 				continue
 			}
 			var who []string
@@ -54,12 +48,7 @@ func explainHolders(err error) error {
 		}
 	}
 	if len(notes) == 0 {
-		// Only when some port is held: one that is taken explains why
-		// the ports after it were not even tried.
 		return err
-	}
-	if len(unheld) > 0 {
-		notes = append(notes, fmt.Sprintf("no holder found for host port %s: pasta stops binding at the first port that fails, so it may not have tried it", strings.Join(unheld, ", ")))
 	}
 	note := strings.Join(notes, "; ")
 	if podmanHolds {
