@@ -450,9 +450,10 @@ func stopInstance(ctx context.Context, inst Instance) error {
 	return nil
 }
 
-// waitGone waits until pid, ours and sent SIGTERM, is no longer ours:
-// exited, a zombie, or its PID taken by another process. It sends SIGKILL
-// when that takes longer than a second or half the time left.
+// waitGone waits until pid, ours and sent SIGTERM, is no longer ours and
+// has finished exiting (see exited): gone, a zombie, or its PID taken by
+// another process. It sends SIGKILL when that takes longer than a second
+// or half the time left.
 func waitGone(ctx context.Context, pid int, socket string) error {
 	grace := time.Second
 	if dl, ok := ctx.Deadline(); ok {
@@ -461,8 +462,9 @@ func waitGone(ctx context.Context, pid int, socket string) error {
 	killAt := time.Now().Add(grace)
 	killed := false
 	backoff := time.Millisecond
+	start := processStart(pid)
 	for {
-		if !processOwned(pid, socket) {
+		if !processOwned(pid, socket) && (start == 0 || exited(pid, start)) {
 			return nil
 		}
 		if !killed && time.Now().After(killAt) {

@@ -272,3 +272,48 @@ func statPGID(b []byte) (int, bool) {
 	}
 	return g, true
 }
+
+// statLife returns the state letter and the start time (in clock ticks
+// since boot) in the content of /proc/PID/stat, fields 3 and 22.
+func statLife(b []byte) (state byte, start uint64, ok bool) {
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, 0, false
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 20 || len(f[0]) != 1 {
+		return 0, 0, false
+	}
+	start, err := strconv.ParseUint(f[19], 10, 64)
+	if err != nil {
+		return 0, 0, false
+	}
+	return f[0][0], start, true
+}
+
+// processStart returns the start time of pid, or 0 when it cannot be read.
+func processStart(pid int) uint64 {
+	b, err := os.ReadFile(fmt.Sprintf("%s/%d/stat", procnet.Root, pid))
+	if err != nil {
+		return 0
+	}
+	_, start, _ := statLife(b)
+	return start
+}
+
+// exited reports whether pid, which started at start (0: unknown), has
+// finished exiting: gone, a zombie, or its PID taken by a later process.
+// A process's command line empties early in its exit, before its files
+// (pasta's listening sockets) are closed, so an empty command line alone
+// does not free the ports for the next forwarder.
+func exited(pid int, start uint64) bool {
+	b, err := os.ReadFile(fmt.Sprintf("%s/%d/stat", procnet.Root, pid))
+	if err != nil {
+		return true
+	}
+	state, now, ok := statLife(b)
+	if !ok {
+		return true
+	}
+	return state == 'Z' || state == 'X' || (start != 0 && now != start)
+}
