@@ -450,11 +450,10 @@ func stopInstance(ctx context.Context, inst Instance) error {
 	return nil
 }
 
-// waitGone waits until pid, ours and sent SIGTERM, is no longer ours:
-// exited, a zombie, or its PID taken by another process. It sends SIGKILL
-// when that takes longer than a second or half the time left. A process
-// still in exit() is waited for (without signals), so that its tap device
-// is gone from the namespace when Stop returns.
+// waitGone waits until pid, ours and sent SIGTERM, is no longer ours and
+// has finished exiting (see exited): gone, a zombie, or its PID taken by
+// another process. It sends SIGKILL when that takes longer than a second
+// or half the time left.
 func waitGone(ctx context.Context, pid int, socket string) error {
 	grace := time.Second
 	if dl, ok := ctx.Deadline(); ok {
@@ -463,12 +462,12 @@ func waitGone(ctx context.Context, pid int, socket string) error {
 	killAt := time.Now().Add(grace)
 	killed := false
 	backoff := time.Millisecond
+	start := processStart(pid)
 	for {
-		owned := processOwned(pid, socket)
-		if !owned && !exiting(pid) {
+		if !processOwned(pid, socket) && (start == 0 || exited(pid, start)) {
 			return nil
 		}
-		if owned && !killed && time.Now().After(killAt) {
+		if !killed && time.Now().After(killAt) {
 			if err := syscall.Kill(pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
 				return fmt.Errorf("kill pasta (pid %d): %w", pid, err)
 			}

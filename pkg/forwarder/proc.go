@@ -254,20 +254,15 @@ func findOwned(socket string, pgid int) ([]int, error) {
 	return pids, nil
 }
 
-// statFields returns the fields of /proc/PID/stat after the command name
+// statPGID returns the process group id in the content of /proc/PID/stat
 // ("PID (COMM) STATE PPID PGRP ..."; COMM may hold spaces and
-// parentheses, so they are counted after the last ')'): STATE first.
-func statFields(b []byte) []string {
+// parentheses, so the fields are counted after the last ')').
+func statPGID(b []byte) (int, bool) {
 	i := bytes.LastIndexByte(b, ')')
 	if i < 0 {
-		return nil
+		return 0, false
 	}
-	return strings.Fields(string(b[i+1:]))
-}
-
-// statPGID returns the process group id in the content of /proc/PID/stat.
-func statPGID(b []byte) (int, bool) {
-	f := statFields(b)
+	f := strings.Fields(string(b[i+1:]))
 	if len(f) < 3 {
 		return 0, false
 	}
@@ -278,26 +273,47 @@ func statPGID(b []byte) (int, bool) {
 	return g, true
 }
 
-// pfExiting is the kernel's PF_EXITING: the process is in exit().
-const pfExiting = 0x4
-
-// exiting reports whether process pid is in exit() and not yet a zombie.
-// Such a process has given up its memory (its command line and
-// environment read empty, so processOwned no longer knows it) but may
-// still hold its files: pasta's tap device stays in the namespace until
-// they are closed.
-func exiting(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("%s/%d/stat", procnet.Root, pid))
-	return err == nil && statExiting(b)
+// statLife returns the state letter and the start time (in clock ticks
+// since boot) in the content of /proc/PID/stat, fields 3 and 22.
+func statLife(b []byte) (state byte, start uint64, ok bool) {
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, 0, false
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 20 || len(f[0]) != 1 {
+		return 0, 0, false
+	}
+	start, err := strconv.ParseUint(f[19], 10, 64)
+	if err != nil {
+		return 0, 0, false
+	}
+	return f[0][0], start, true
 }
 
-// statExiting reads the content of /proc/PID/stat: the state is not Z or
-// X, and the flags (the ninth field) hold PF_EXITING.
-func statExiting(b []byte) bool {
-	f := statFields(b)
-	if len(f) < 7 || f[0] == "Z" || f[0] == "X" {
-		return false
+// processStart returns the start time of pid, or 0 when it cannot be read.
+func processStart(pid int) uint64 {
+	b, err := os.ReadFile(fmt.Sprintf("%s/%d/stat", procnet.Root, pid))
+	if err != nil {
+		return 0
 	}
-	flags, err := strconv.ParseUint(f[6], 10, 64)
-	return err == nil && flags&pfExiting != 0
+	_, start, _ := statLife(b)
+	return start
+}
+
+// exited reports whether pid, which started at start (0: unknown), has
+// finished exiting: gone, a zombie, or its PID taken by a later process.
+// A process's command line empties early in its exit, before its files
+// (pasta's listening sockets) are closed, so an empty command line alone
+// does not free the ports for the next forwarder.
+func exited(pid int, start uint64) bool {
+	b, err := os.ReadFile(fmt.Sprintf("%s/%d/stat", procnet.Root, pid))
+	if err != nil {
+		return true
+	}
+	state, now, ok := statLife(b)
+	if !ok {
+		return true
+	}
+	return state == 'Z' || state == 'X' || (start != 0 && now != start)
 }
