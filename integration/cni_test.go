@@ -20,7 +20,7 @@ import (
 	"github.com/containernetworking/cni/pkg/types"
 
 	"github.com/passt-portmap/passt-portmap/integration/pastatest"
-	"github.com/passt-portmap/passt-portmap/pkg/ctlclient/wire"
+	"github.com/passt-portmap/passt-portmap/pkg/wire"
 )
 
 // pluginDir holds the passt-portmap binary built by TestMain. It is set

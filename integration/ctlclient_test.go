@@ -18,7 +18,7 @@ import (
 	"github.com/passt-portmap/passt-portmap/integration/pastatest"
 	"github.com/passt-portmap/passt-portmap/pkg/ctlclient"
 	"github.com/passt-portmap/passt-portmap/pkg/ctlclient/ctltest"
-	"github.com/passt-portmap/passt-portmap/pkg/ctlclient/wire"
+	"github.com/passt-portmap/passt-portmap/pkg/wire"
 )
 
 var ctlLo4 = netip.MustParseAddr("127.0.0.1")
@@ -76,7 +76,7 @@ func TestCtlclientReadPrintsAsPesto(t *testing.T) {
 	if snap.PeerUID != 0 {
 		t.Fatalf("peer uid %d, want 0 (pasta --runas 0)", snap.PeerUID)
 	}
-	// The bytes of `pesto -A -t PORT:80` (PROTOCOL.md): listen ::, flags 0x01.
+	// The bytes of `pesto -A -t PORT:80` (docs/wire-protocol.md): listen ::, flags 0x01.
 	r := snap.Tables.Lookup(wire.PifHost).Rules[0]
 	wantBytes := wire.NewRule(wire.ProtoTCP, netip.Addr{}, p1, p1, 80, wire.FlagDualStack).Append(nil)
 	if !bytes.Equal(r.Append(nil), wantBytes) {

@@ -16,8 +16,8 @@ import (
 	"time"
 
 	"github.com/passt-portmap/passt-portmap/integration/pastatest"
-	"github.com/passt-portmap/passt-portmap/pkg/ctlclient/wire"
 	"github.com/passt-portmap/passt-portmap/pkg/store"
+	"github.com/passt-portmap/passt-portmap/pkg/wire"
 )
 
 // TestPluginKilledAtRandom runs the plugin binary's ADD and DEL for four

@@ -24,8 +24,8 @@ import (
 	current "github.com/containernetworking/cni/pkg/types/100"
 
 	"github.com/passt-portmap/passt-portmap/integration/pastatest"
-	"github.com/passt-portmap/passt-portmap/pkg/ctlclient/wire"
 	"github.com/passt-portmap/passt-portmap/pkg/forwarder"
+	"github.com/passt-portmap/passt-portmap/pkg/wire"
 )
 
 // managedTimeout bounds every forwarder call of these tests.

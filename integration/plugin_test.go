@@ -22,7 +22,7 @@ import (
 	"github.com/containernetworking/cni/pkg/types"
 
 	"github.com/passt-portmap/passt-portmap/integration/pastatest"
-	"github.com/passt-portmap/passt-portmap/pkg/ctlclient/wire"
+	"github.com/passt-portmap/passt-portmap/pkg/wire"
 )
 
 var (

@@ -10,7 +10,7 @@ import (
 
 	"github.com/passt-portmap/passt-portmap/integration/pastatest"
 	"github.com/passt-portmap/passt-portmap/pkg/ctlclient"
-	"github.com/passt-portmap/passt-portmap/pkg/ctlclient/wire"
+	"github.com/passt-portmap/passt-portmap/pkg/wire"
 )
 
 // TestPluginWeakRuleCannotBlock: pasta stops binding at the first rule none

@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/passt-portmap/passt-portmap/pkg/ctlclient/wire"
+	"github.com/passt-portmap/passt-portmap/pkg/wire"
 )
 
 // StartTimeout bounds the start of pasta and the wait for its control socket.

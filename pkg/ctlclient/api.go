@@ -22,7 +22,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/passt-portmap/passt-portmap/pkg/ctlclient/wire"
+	"github.com/passt-portmap/passt-portmap/pkg/wire"
 )
 
 // Client talks to one forwarder's control socket. The zero value with Path
@@ -108,11 +108,9 @@ const (
 	StatusRollbackFail               // as socket fail, but the rollback did not restore the previous state
 )
 
-// PifRule is a rule in a named pif's table.
-type PifRule struct {
-	Pif  string
-	Rule wire.Rule
-}
+// PifRule is a rule in a named pif's table (the one type that store
+// records and the core's set operations use too).
+type PifRule = wire.PifRule
 
 // RuleFailure is a rule that does not listen: a non-weak rule with ports
 // that have no socket, or a weak rule none of whose ports has one (the
@@ -141,7 +139,7 @@ func (e *BlockedError) Error() string {
 	if e.Mine {
 		whose = "this update's"
 	}
-	why := fmt.Sprintf("port%s %s not listening", plural(len(e.Blocker.Ports)), portList(e.Blocker.Ports))
+	why := fmt.Sprintf("port%s %s not listening", plural(len(e.Blocker.Ports)), wire.PortList(e.Blocker.Ports))
 	if e.Blocker.Rule.Flags.Has(wire.FlagWeak) {
 		why = "weak, but none of its ports listens"
 	}
@@ -182,8 +180,8 @@ type Result struct {
 
 // Update runs one transaction: read all tables, call plan, apply its edits
 // (wire.Table.Apply), send every table back in one write, close. It then
-// establishes the outcome as PROTOCOL.md describes, rolling back a socket
-// fail in a new transaction. It returns a *StatusError for a safe fail,
+// establishes the outcome as docs/wire-protocol.md describes, rolling back
+// a socket fail in a new transaction. It returns a *StatusError for a safe fail,
 // socket fail or rollback fail, a *wire.MismatchError (wrapped) for a
 // protocol mismatch, an *UnreachableError for a forwarder that cannot be
 // reached in time, and the planner's error wrapped.
@@ -328,14 +326,10 @@ func (s Status) String() string {
 	return fmt.Sprintf("status %d", int(s))
 }
 
-// String gives the rule in pesto's notation with its pif, e.g.
-// "HOST TCP [*]:8080  =>  80".
-func (pr PifRule) String() string { return pr.Pif + " " + strings.TrimSpace(pr.Rule.String()) }
-
 // String gives the rule and the ports that do not listen, and the earlier
 // rule that blocks it, if any.
 func (f RuleFailure) String() string {
-	s := fmt.Sprintf("%s: port%s %s not listening", f.PifRule, plural(len(f.Ports)), portList(f.Ports))
+	s := fmt.Sprintf("%s: port%s %s not listening", f.PifRule, plural(len(f.Ports)), wire.PortList(f.Ports))
 	if f.Rule.Flags.Has(wire.FlagWeak) && f.BlockedBy == nil {
 		s += " (weak, but with no port listening the forwarder binds no rule after it)"
 	}

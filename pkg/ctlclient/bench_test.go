@@ -6,7 +6,7 @@ import (
 
 	"github.com/passt-portmap/passt-portmap/pkg/ctlclient"
 	"github.com/passt-portmap/passt-portmap/pkg/ctlclient/ctltest"
-	"github.com/passt-portmap/passt-portmap/pkg/ctlclient/wire"
+	"github.com/passt-portmap/passt-portmap/pkg/wire"
 )
 
 // BenchmarkVerify10000 verifies one rule of 10,000 ports (127.0.0.1,

@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/passt-portmap/passt-portmap/pkg/ctlclient/wire"
+	"github.com/passt-portmap/passt-portmap/pkg/wire"
 )
 
 // update runs Update within ctx.
@@ -140,7 +140,7 @@ func blockedBy(lc listenCheck) error {
 	for _, f := range lc.failed {
 		if f.BlockedBy != nil {
 			be.Blocked = append(be.Blocked, f.PifRule)
-		} else if keyOf(f.PifRule) == keyOf(lc.blocker.PifRule) {
+		} else if f.Key() == lc.blocker.Key() {
 			be.Mine = true
 		}
 	}
@@ -197,13 +197,13 @@ func (c *Client) rollback(ctx context.Context, res *Result) error {
 	}
 	// What must listen after it: the caller's rules that stay, and the
 	// restored ones.
-	added := map[pifKey]bool{}
+	added := map[wire.PifRuleKey]bool{}
 	for _, a := range res.Added {
-		added[keyOf(a)] = true
+		added[a.Key()] = true
 	}
 	var keep []PifRule
 	for _, m := range wanted(res.Edits) {
-		if !added[keyOf(m)] {
+		if !added[m.Key()] {
 			keep = append(keep, m)
 		}
 	}
@@ -231,13 +231,13 @@ func (c *Client) rollback(ctx context.Context, res *Result) error {
 	// A rule of the caller blocked by another owner's rule that this
 	// update did not touch was blocked before it too: the rollback did
 	// restore that state.
-	touched := map[pifKey]bool{}
+	touched := map[wire.PifRuleKey]bool{}
 	for _, pr := range append(append(append([]PifRule(nil), res.Added...), res.Removed...), keep...) {
-		touched[keyOf(pr)] = true
+		touched[pr.Key()] = true
 	}
 	var failed []RuleFailure
 	for _, f := range l.lc.failed {
-		if f.BlockedBy == nil || touched[keyOf(*f.BlockedBy)] {
+		if f.BlockedBy == nil || touched[f.BlockedBy.Key()] {
 			failed = append(failed, f)
 		}
 	}
@@ -286,12 +286,12 @@ func applyEdits(live wire.Tables, edits []wire.Edit) (next wire.Tables, added, r
 		before := *t
 		*t = t.Apply(e)
 		for _, r := range e.Add {
-			if !before.Contains(r) && t.Contains(r) && !containsPR(added, PifRule{e.Pif, r}) {
+			if !before.Contains(r) && t.Contains(r) && !containsPR(added, PifRule{Pif: e.Pif, Rule: r}) {
 				added = append(added, PifRule{Pif: e.Pif, Rule: r})
 			}
 		}
 		for _, r := range e.Remove {
-			if before.Contains(r) && !t.Contains(r) && !containsPR(removed, PifRule{e.Pif, r}) {
+			if before.Contains(r) && !t.Contains(r) && !containsPR(removed, PifRule{Pif: e.Pif, Rule: r}) {
 				removed = append(removed, PifRule{Pif: e.Pif, Rule: r})
 			}
 		}
@@ -301,7 +301,7 @@ func applyEdits(live wire.Tables, edits []wire.Edit) (next wire.Tables, added, r
 
 func containsPR(list []PifRule, pr PifRule) bool {
 	for _, x := range list {
-		if keyOf(x) == keyOf(pr) {
+		if x.Key() == pr.Key() {
 			return true
 		}
 	}
@@ -413,22 +413,4 @@ func plural(n int) string {
 		return ""
 	}
 	return "s"
-}
-
-// portList renders ports compactly: "8080, 9000-9003".
-func portList(ports []uint16) string {
-	var parts []string
-	for i := 0; i < len(ports); {
-		j := i
-		for j+1 < len(ports) && ports[j+1] == ports[j]+1 {
-			j++
-		}
-		if i == j {
-			parts = append(parts, fmt.Sprint(ports[i]))
-		} else {
-			parts = append(parts, fmt.Sprintf("%d-%d", ports[i], ports[j]))
-		}
-		i = j + 1
-	}
-	return strings.Join(parts, ", ")
 }

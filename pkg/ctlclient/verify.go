@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/passt-portmap/passt-portmap/pkg/ctlclient/procnet"
-	"github.com/passt-portmap/passt-portmap/pkg/ctlclient/wire"
+	"github.com/passt-portmap/passt-portmap/pkg/wire"
 )
 
 // forwarder is the process found behind the control socket.
@@ -41,7 +41,7 @@ func (c *Client) findForwarder(peer ucred) forwarder {
 	var why []string
 	candidates := []int{c.cachedPID(), peer.pid}
 	if c.PIDFile != "" {
-		pid, err := readPIDFile(c.PIDFile)
+		pid, err := procnet.ReadPIDFile(c.PIDFile)
 		if err != nil {
 			why = append(why, err.Error())
 		}
@@ -138,18 +138,6 @@ func (c *Client) setCachedPID(pid int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.lastPID = pid
-}
-
-func readPIDFile(path string) (int, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return 0, fmt.Errorf("PID file: %w", err)
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil || pid <= 0 {
-		return 0, fmt.Errorf("PID file %s: no PID in %q", path, b)
-	}
-	return pid, nil
 }
 
 // method says how listeners are attributed to f.
@@ -402,9 +390,9 @@ func listening(l look) bool { return len(l.lc.failed) == 0 }
 
 func (c *Client) checkOnce(f forwarder, ts wire.Tables, mine []PifRule) (listenCheck, error) {
 	lc := listenCheck{method: f.method()}
-	isMine := map[pifKey]bool{}
+	isMine := map[wire.PifRuleKey]bool{}
 	for _, m := range mine {
-		isMine[keyOf(m)] = true
+		isMine[m.Key()] = true
 	}
 	var want []addrKey
 	for _, t := range ts {
@@ -428,7 +416,7 @@ func (c *Client) checkOnce(f forwarder, ts wire.Tables, mine []PifRule) (listenC
 			}
 			pr := PifRule{Pif: pif, Rule: r}
 			if !ok {
-				if isMine[keyOf(pr)] {
+				if isMine[pr.Key()] {
 					lc.unchecked = append(lc.unchecked, pr)
 				}
 				continue
@@ -445,7 +433,7 @@ func (c *Client) checkOnce(f forwarder, ts wire.Tables, mine []PifRule) (listenC
 			} else {
 				rf.BlockedBy = &lc.blocker.PifRule
 			}
-			if isMine[keyOf(pr)] {
+			if isMine[pr.Key()] {
 				lc.failed = append(lc.failed, rf)
 			} else {
 				lc.warnings = append(lc.warnings, rf)
@@ -454,14 +442,6 @@ func (c *Client) checkOnce(f forwarder, ts wire.Tables, mine []PifRule) (listenC
 	}
 	return lc, nil
 }
-
-// pifKey identifies a rule in a pif by its bytes.
-type pifKey struct {
-	pif string
-	key [wire.RuleSize]byte
-}
-
-func keyOf(pr PifRule) pifKey { return pifKey{pr.Pif, pr.Rule.Key()} }
 
 // present reports whether ts holds pr byte for byte.
 func present(ts wire.Tables, pr PifRule) bool {

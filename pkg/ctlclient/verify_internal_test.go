@@ -6,7 +6,7 @@ import (
 	"os"
 	"testing"
 
-	"github.com/passt-portmap/passt-portmap/pkg/ctlclient/wire"
+	"github.com/passt-portmap/passt-portmap/pkg/wire"
 )
 
 // listeningRule listens on a free loopback TCP port (closed on cleanup)
@@ -43,17 +43,6 @@ func TestAttributionByUID(t *testing.T) {
 	f := forwarder{pid: 1, inodes: map[uint64]bool{}}
 	if lc, err := c.checkOnce(f, ts, mine); err != nil || lc.method != VerifyInodes || len(lc.failed) != 1 {
 		t.Fatalf("by inode with none held: %+v %v", lc, err)
-	}
-}
-
-func TestPortList(t *testing.T) {
-	for _, tc := range []struct {
-		in   []uint16
-		want string
-	}{{nil, ""}, {[]uint16{1}, "1"}, {[]uint16{1, 2, 3, 5, 7, 8}, "1-3, 5, 7-8"}, {[]uint16{65534, 65535}, "65534-65535"}} {
-		if got := portList(tc.in); got != tc.want {
-			t.Errorf("portList(%v) = %q, want %q", tc.in, got, tc.want)
-		}
 	}
 }
 

@@ -8,7 +8,7 @@ import (
 
 	"github.com/passt-portmap/passt-portmap/pkg/ctlclient"
 	"github.com/passt-portmap/passt-portmap/pkg/ctlclient/ctltest"
-	"github.com/passt-portmap/passt-portmap/pkg/ctlclient/wire"
+	"github.com/passt-portmap/passt-portmap/pkg/wire"
 )
 
 func weakTCP(first, last uint16) wire.Rule {

@@ -25,7 +25,7 @@ func TestCheckBinary(t *testing.T) {
 		{"too old", script(t, `echo "  -t, --tcp-ports SPEC	TCP port forwarding to namespace"`), "too old"},
 		{"fails", script(t, `echo "cannot run" >&2; exit 2`), "cannot run"},
 		{"missing path", "/nonexistent/pasta", "/nonexistent/pasta"},
-		{"missing in PATH", "h5-no-such-pasta-binary", "h5-no-such-pasta-binary"},
+		{"missing in PATH", "pp-no-such-pasta-binary", "pp-no-such-pasta-binary"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

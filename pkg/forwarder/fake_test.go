@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/passt-portmap/passt-portmap/pkg/ctlclient/wire"
+	"github.com/passt-portmap/passt-portmap/pkg/wire"
 )
 
 // The test binary doubles as a fake pasta, so that Ensure, Running and

@@ -10,21 +10,26 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/passt-portmap/passt-portmap/pkg/ctlclient/wire"
+	"github.com/passt-portmap/passt-portmap/pkg/wire"
 )
 
-// probeHello connects to the control socket and reads the server's hello,
-// then closes without sending anything (which changes nothing). It checks
-// only the magic: whether the version is one the client speaks is the
-// client's verdict (the plugin reports that as a protocol mismatch), not a
-// reason to start another forwarder.
-func probeHello(ctx context.Context, socket string) error {
+// Probe is the one probe of a forwarder: it connects to the control
+// socket and, with hello, reads the server's hello; then it closes without
+// sending anything (which changes nothing). It checks only the magic:
+// whether the version is one the client speaks is the client's verdict
+// (the plugin reports that as a protocol mismatch), not a reason to start
+// another forwarder. Without hello it only connects, which a forwarder
+// busy with another client still accepts.
+func Probe(ctx context.Context, socket string, hello bool) error {
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "unix", socket)
 	if err != nil {
 		return fmt.Errorf("connect to control socket %s: %w", socket, err)
 	}
 	defer conn.Close()
+	if !hello {
+		return nil
+	}
 	if dl, ok := ctx.Deadline(); ok {
 		_ = conn.SetDeadline(dl)
 	} else {
@@ -43,9 +48,13 @@ func probeHello(ctx context.Context, socket string) error {
 	return nil
 }
 
-// unreachable reports whether a probe error means nothing listens on the
-// socket path (file missing, or no listener), as opposed to a server
-// that is slow or busy.
-func unreachable(err error) bool {
-	return errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED)
+func probeHello(ctx context.Context, socket string) error { return Probe(ctx, socket, true) }
+
+// Gone reports whether a probe's (or a client's) error means that no
+// forwarder is at the socket path: the file is missing, is not a socket,
+// or nobody listens on it, as opposed to a server that is slow or busy.
+func Gone(err error) bool {
+	return errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ENOTSOCK)
 }
+
+func unreachable(err error) bool { return Gone(err) }

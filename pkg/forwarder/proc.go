@@ -11,49 +11,26 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
-)
 
-// procRoot is the proc file system.
-const procRoot = "/proc"
+	"github.com/passt-portmap/passt-portmap/pkg/ctlclient/procnet"
+)
 
 // errMalformedPID marks a PID file whose content is not a PID. Stop and
 // Ensure then fall back to finding the forwarder by its command line.
-var errMalformedPID = errors.New("malformed PID file")
+var errMalformedPID = procnet.ErrMalformedPID
 
-// parsePID decodes a PID file: a decimal process id, optionally followed
-// by a newline, nothing else.
-func parsePID(b []byte) (int, error) {
-	s := strings.TrimSuffix(string(b), "\n")
-	if s == "" {
-		return 0, fmt.Errorf("%w: empty", errMalformedPID)
-	}
-	pid, err := strconv.Atoi(s)
-	if err != nil || pid <= 0 || strconv.Itoa(pid) != s {
-		return 0, fmt.Errorf("%w: content %q", errMalformedPID, truncate(b, 32))
-	}
-	return pid, nil
-}
+// parsePID decodes a PID file (procnet.ParsePID).
+func parsePID(b []byte) (int, error) { return procnet.ParsePID(b) }
 
 // readPIDFile returns the PID in path; (0, nil) when the file does not
-// exist.
+// exist or is empty (pasta creates the file before it writes the PID: a
+// start still under way, or one that died in between).
 func readPIDFile(path string) (int, error) {
-	b, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
+	pid, err := procnet.ReadPIDFile(path)
+	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, procnet.ErrNoPID) {
 		return 0, nil
 	}
-	if err != nil {
-		return 0, fmt.Errorf("read PID file: %w", err)
-	}
-	if len(b) == 0 {
-		// pasta creates the file before it writes the PID: a start
-		// still under way, or one that died in between.
-		return 0, nil
-	}
-	pid, err := parsePID(b)
-	if err != nil {
-		return 0, fmt.Errorf("PID file %s: %w", path, err)
-	}
-	return pid, nil
+	return pid, err
 }
 
 // splitCmdline splits the content of /proc/PID/cmdline into arguments.
@@ -86,7 +63,7 @@ func cmdlineHasSocket(args []string, socket string) bool {
 // (empty command line) or another program that took over the PID is not
 // ours: (false, nil).
 func processIsOurs(pid int, socket string) (bool, error) {
-	b, err := os.ReadFile(fmt.Sprintf("%s/%d/cmdline", procRoot, pid))
+	b, err := os.ReadFile(fmt.Sprintf("%s/%d/cmdline", procnet.Root, pid))
 	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ESRCH) {
 		return false, nil
 	}
@@ -121,14 +98,6 @@ func running(inst Instance) (int, bool, error) {
 	return pid, true, nil
 }
 
-// truncate returns at most n bytes of b as a string, for messages.
-func truncate(b []byte, n int) string {
-	if len(b) > n {
-		return string(b[:n]) + "..."
-	}
-	return string(b)
-}
-
 // cmdlineOption returns the value of the last "--name VALUE" or
 // "--name=VALUE" in args, and whether there was one.
 func cmdlineOption(args []string, name string) (string, bool) {
@@ -146,7 +115,7 @@ func cmdlineOption(args []string, name string) (string, bool) {
 // processNetNS returns the --netns argument of process pid ("" when it
 // has none or is gone).
 func processNetNS(pid int) (string, error) {
-	b, err := os.ReadFile(fmt.Sprintf("%s/%d/cmdline", procRoot, pid))
+	b, err := os.ReadFile(fmt.Sprintf("%s/%d/cmdline", procnet.Root, pid))
 	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ESRCH) {
 		return "", nil
 	}
@@ -227,7 +196,7 @@ func processOwned(pid int, socket string) bool {
 	if ours, err := processIsOurs(pid, socket); err == nil && ours {
 		return true
 	}
-	b, err := os.ReadFile(fmt.Sprintf("%s/%d/environ", procRoot, pid))
+	b, err := os.ReadFile(fmt.Sprintf("%s/%d/environ", procnet.Root, pid))
 	return err == nil && environHasOwner(b, socket)
 }
 
@@ -239,9 +208,9 @@ func processOwned(pid int, socket string) bool {
 // attachment made (a wrapper's children that dropped OwnerEnv are found
 // so). Processes that vanish during the scan are skipped.
 func findOwned(socket string, pgid int) ([]int, error) {
-	ents, err := os.ReadDir(procRoot)
+	all, err := procnet.Processes()
 	if err != nil {
-		return nil, fmt.Errorf("list processes: %w", err)
+		return nil, err
 	}
 	self := os.Getpid()
 	if pgid != 0 && syscall.Kill(-pgid, 0) != nil {
@@ -249,18 +218,17 @@ func findOwned(socket string, pgid int) ([]int, error) {
 	}
 	var pids, group []int
 	groupOurs := false
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid == self {
+	for _, pid := range all {
+		if pid == self {
 			continue
 		}
-		cmdline, err := os.ReadFile(fmt.Sprintf("%s/%d/cmdline", procRoot, pid))
+		cmdline, err := os.ReadFile(fmt.Sprintf("%s/%d/cmdline", procnet.Root, pid))
 		if err != nil || len(cmdline) == 0 {
 			continue // gone, a zombie or a kernel thread
 		}
 		owned := cmdlineHasSocket(splitCmdline(cmdline), socket)
 		if !owned {
-			env, err := os.ReadFile(fmt.Sprintf("%s/%d/environ", procRoot, pid))
+			env, err := os.ReadFile(fmt.Sprintf("%s/%d/environ", procnet.Root, pid))
 			owned = err == nil && environHasOwner(env, socket)
 		}
 		if owned {
@@ -269,7 +237,7 @@ func findOwned(socket string, pgid int) ([]int, error) {
 		if pgid == 0 {
 			continue
 		}
-		if b, err := os.ReadFile(fmt.Sprintf("%s/%d/stat", procRoot, pid)); err == nil {
+		if b, err := os.ReadFile(fmt.Sprintf("%s/%d/stat", procnet.Root, pid)); err == nil {
 			if g, ok := statPGID(b); ok && g == pgid {
 				group = append(group, pid)
 				groupOurs = groupOurs || owned
@@ -325,7 +293,7 @@ func statLife(b []byte) (state byte, start uint64, ok bool) {
 
 // processStart returns the start time of pid, or 0 when it cannot be read.
 func processStart(pid int) uint64 {
-	b, err := os.ReadFile(fmt.Sprintf("%s/%d/stat", procRoot, pid))
+	b, err := os.ReadFile(fmt.Sprintf("%s/%d/stat", procnet.Root, pid))
 	if err != nil {
 		return 0
 	}
@@ -339,7 +307,7 @@ func processStart(pid int) uint64 {
 // (pasta's listening sockets) are closed, so an empty command line alone
 // does not free the ports for the next forwarder.
 func exited(pid int, start uint64) bool {
-	b, err := os.ReadFile(fmt.Sprintf("%s/%d/stat", procRoot, pid))
+	b, err := os.ReadFile(fmt.Sprintf("%s/%d/stat", procnet.Root, pid))
 	if err != nil {
 		return true
 	}

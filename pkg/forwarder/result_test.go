@@ -14,8 +14,8 @@ import (
 // startup is pasta's real start-up summary (passt 0.0~git20261002) on a
 // host with IPv4 and IPv6, plus a search list.
 const startup = `Can't run AVX2 build, using non-AVX2 version: No such file or directory
-UNIX domain socket bound at /tmp/h5/att/pasta.sock
-Configuration socket: /tmp/h5/att/pasta.sock
+UNIX domain socket bound at /tmp/pp/att/pasta.sock
+Configuration socket: /tmp/pp/att/pasta.sock
 Template interface: eth0 (IPv4), eth0 (IPv6)
 Namespace interface: ctr0
 MAC:

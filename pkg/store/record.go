@@ -27,12 +27,11 @@ package store
 
 import (
 	"bytes"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"time"
 
-	"github.com/passt-portmap/passt-portmap/pkg/ctlclient/wire"
+	"github.com/passt-portmap/passt-portmap/pkg/wire"
 )
 
 // FormatVersion is the version of the record format written by this package.
@@ -99,49 +98,17 @@ type Record struct {
 
 // Claimed returns the owned rules followed by the pending ones not among
 // them: every rule of this attachment that may be in a table.
-func (r *Record) Claimed() []OwnedRule {
-	if len(r.Pending) == 0 {
-		return r.Rules
-	}
-	type k struct {
-		pif string
-		key [wire.RuleSize]byte
-	}
-	seen := make(map[k]bool, len(r.Rules))
-	out := append([]OwnedRule(nil), r.Rules...)
-	for _, o := range r.Rules {
-		seen[k{o.Pif, o.Rule.Key()}] = true
-	}
-	for _, o := range r.Pending {
-		if !seen[k{o.Pif, o.Rule.Key()}] {
-			seen[k{o.Pif, o.Rule.Key()}] = true
-			out = append(out, o)
-		}
-	}
-	return out
-}
+func (r *Record) Claimed() []OwnedRule { return wire.Union(r.Rules, r.Pending) }
 
 // Key returns the record's key.
 func (r *Record) Key() Key {
 	return Key{Network: r.Network, ContainerID: r.ContainerID, IfName: r.IfName}
 }
 
-// OwnedRule is a rule in a named pif's table.
-type OwnedRule struct {
-	Pif  string
-	Rule wire.Rule
-}
-
-type ownedRuleJSON struct {
-	Pif  string `json:"pif"`
-	Text string `json:"rule"`  // pesto notation, for a person
-	Hex  string `json:"bytes"` // the 56-byte encoding, authoritative
-}
-
-// MarshalJSON writes the pif, the rule in pesto notation and its encoding.
-func (o OwnedRule) MarshalJSON() ([]byte, error) {
-	return marshal(ownedRuleJSON{Pif: o.Pif, Text: o.Rule.String(), Hex: hex.EncodeToString(o.Rule.Append(nil))}, "")
-}
+// OwnedRule is a rule in a named pif's table. Its JSON form (pif, rule
+// in pesto notation, and the authoritative bytes in hex) is
+// wire.PifRule's.
+type OwnedRule = wire.PifRule
 
 // marshal encodes v without escaping '<', '>' and '&', so that pesto's
 // "=>" stays readable in the file.
@@ -154,51 +121,6 @@ func marshal(v any, indent string) ([]byte, error) {
 		return nil, err
 	}
 	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
-}
-
-// UnmarshalJSON reads the encoding back; the text is not interpreted.
-func (o *OwnedRule) UnmarshalJSON(b []byte) error {
-	var j ownedRuleJSON
-	if err := json.Unmarshal(b, &j); err != nil {
-		return err
-	}
-	if j.Pif == "" {
-		return fmt.Errorf("owned rule %q: empty pif", j.Text)
-	}
-	raw, err := hex.DecodeString(j.Hex)
-	if err != nil {
-		return fmt.Errorf("owned rule %q: bytes: %w", j.Text, err)
-	}
-	r, err := wire.ParseRule(raw)
-	if err != nil {
-		return fmt.Errorf("owned rule %q: %w", j.Text, err)
-	}
-	o.Pif, o.Rule = j.Pif, r
-	return nil
-}
-
-// RulesOf returns the owned rules of pif, in order.
-func (r *Record) RulesOf(pif string) []wire.Rule {
-	var out []wire.Rule
-	for _, o := range r.Rules {
-		if o.Pif == pif {
-			out = append(out, o.Rule)
-		}
-	}
-	return out
-}
-
-// Pifs returns the pifs the record owns rules in, in first-seen order.
-func (r *Record) Pifs() []string {
-	var out []string
-	seen := map[string]bool{}
-	for _, o := range r.Rules {
-		if !seen[o.Pif] {
-			seen[o.Pif] = true
-			out = append(out, o.Pif)
-		}
-	}
-	return out
 }
 
 // Encode returns the record's file contents: indented JSON and a newline.

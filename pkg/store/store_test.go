@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/passt-portmap/passt-portmap/pkg/ctlclient/wire"
+	"github.com/passt-portmap/passt-portmap/pkg/wire"
 )
 
 func sampleRules(t testing.TB) []OwnedRule {
@@ -32,7 +32,7 @@ func sampleRules(t testing.TB) []OwnedRule {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return []OwnedRule{{wire.PifHost, r1}, {wire.PifHost, r2}, {"SPLICE", r3}}
+	return []OwnedRule{{Pif: wire.PifHost, Rule: r1}, {Pif: wire.PifHost, Rule: r2}, {Pif: "SPLICE", Rule: r3}}
 }
 
 func TestRecordRoundTrip(t *testing.T) {
@@ -242,7 +242,7 @@ func TestLockSerializes(t *testing.T) {
 			if r == nil {
 				r = &Record{Network: k.Network, ContainerID: k.ContainerID, IfName: k.IfName}
 			}
-			r.Rules = append(r.Rules, OwnedRule{wire.PifHost, wire.NewRule(wire.ProtoTCP, netip.Addr{}, uint16(len(r.Rules)+1), uint16(len(r.Rules)+1), 80, 0)})
+			r.Rules = append(r.Rules, OwnedRule{Pif: wire.PifHost, Rule: wire.NewRule(wire.ProtoTCP, netip.Addr{}, uint16(len(r.Rules)+1), uint16(len(r.Rules)+1), 80, 0)})
 			r.Updated = time.Time{}
 			errs <- l.Write(r)
 		}()

@@ -12,13 +12,15 @@
 // Rules is deterministic: the same mappings (in any order) and options give
 // the same rules, byte for byte, so a repeated ADD asks for exactly what is
 // already there. Plan never touches a rule the container does not own, and
-// adopts a desired rule already present byte for byte.
+// keeps a desired rule already present byte for byte: whether the caller
+// may take such a rule over is the ownership policy's decision, made
+// before Plan (pkg/attach refuses one it does not claim).
 package translate
 
 import (
 	"net/netip"
 
-	"github.com/passt-portmap/passt-portmap/pkg/ctlclient/wire"
+	"github.com/passt-portmap/passt-portmap/pkg/wire"
 )
 
 // PortMapping is one CNI port mapping (runtimeConfig.portMappings).
@@ -74,8 +76,9 @@ func Rules(mappings []PortMapping, opts Options, caps wire.Caps) ([]wire.Rule, e
 // Plan computes the edit of table t that takes the container from owning
 // the rules in owned to owning those in desired: owned rules no longer
 // desired are removed (absent ones are fine), desired rules are added
-// (already present byte for byte: adopted, not a conflict), everything else
-// untouched. It validates the resulting table with the forwarder's checks
+// (already present byte for byte: kept as the caller's, not a conflict;
+// the caller refuses beforehand a rule it may not take over), everything
+// else untouched. It validates the resulting table with the forwarder's checks
 // and returns a *TableError naming the rule and the reason when the
 // forwarder would reject it.
 //

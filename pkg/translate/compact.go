@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"slices"
 
-	"github.com/passt-portmap/passt-portmap/pkg/ctlclient/wire"
+	"github.com/passt-portmap/passt-portmap/pkg/wire"
 )
 
 // Compiled is what Compile makes of a container's mappings: the rules, and

@@ -7,7 +7,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/passt-portmap/passt-portmap/pkg/ctlclient/wire"
+	"github.com/passt-portmap/passt-portmap/pkg/wire"
 )
 
 // Reasons, for errors.Is. Every *MappingError and *TableError wraps one.

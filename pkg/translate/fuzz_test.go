@@ -6,7 +6,7 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/passt-portmap/passt-portmap/pkg/ctlclient/wire"
+	"github.com/passt-portmap/passt-portmap/pkg/wire"
 )
 
 // FuzzRules feeds arbitrary protocol, hostIP, port, option and capability

@@ -5,7 +5,7 @@ import (
 	"net/netip"
 	"strings"
 
-	"github.com/passt-portmap/passt-portmap/pkg/ctlclient/wire"
+	"github.com/passt-portmap/passt-portmap/pkg/wire"
 )
 
 // entry is one port mapping after parsing: what it asks of the forwarder.
@@ -32,30 +32,16 @@ func parseOptions(opts Options) (options, error) {
 		o.flags |= wire.FlagWeak
 	}
 	if name := opts.Interface; name != "" {
-		var r wire.Rule
-		if err := r.SetInterface(name); err != nil {
+		if err := CheckInterface(name); err != nil {
 			return o, &MappingError{Index: -1, Err: fmt.Errorf("%w: %w", ErrInterface, err)}
 		}
-		// What Linux refuses as a device name (dev_valid_name): the
-		// forwarder only checks the NUL and would fail later, at bind.
-		if name == "." || name == ".." || strings.ContainsAny(name, "/: \t\n\v\f\r") {
-			return o, &MappingError{Index: -1, Err: fmt.Errorf("%w: interface name %q is not a valid Linux device name", ErrInterface, name)}
-		}
-		o.ifname = r.IfName
+		copy(o.ifname[:], name)
 	}
 	if t := opts.Target; t.IsValid() {
-		bad := func(why string) error {
-			return &MappingError{Index: -1, Err: fmt.Errorf("%w: target address %s: %s", ErrAddress, t, why)}
+		if err := CheckTarget(t); err != nil {
+			return o, &MappingError{Index: -1, Err: fmt.Errorf("%w: %w", ErrAddress, err)}
 		}
 		a := addr16(t)
-		switch {
-		case t.Zone() != "":
-			return o, bad("a zone cannot be given to the forwarder")
-		case isUnspecified(a):
-			return o, bad("unspecified; leave the target out to use the container's default address")
-		case isMulticast(a):
-			return o, bad("multicast or broadcast; the forwarder needs a unicast target")
-		}
 		o.target = a
 		o.tfam = 6
 		if isV4(a) {
@@ -63,6 +49,39 @@ func parseOptions(opts Options) (options, error) {
 		}
 	}
 	return o, nil
+}
+
+// CheckInterface reports a name that cannot be a listener's interface:
+// too long for the rule, or what Linux refuses as a device name
+// (dev_valid_name; the forwarder only checks the NUL and would fail
+// later, at bind). Front ends check their option with it, to name it.
+func CheckInterface(name string) error {
+	var r wire.Rule
+	if err := r.SetInterface(name); err != nil {
+		return err
+	}
+	if name == "." || name == ".." || strings.ContainsAny(name, "/: \t\n\v\f\r") {
+		return fmt.Errorf("interface name %q is not a valid Linux device name", name)
+	}
+	return nil
+}
+
+// CheckTarget reports a target address the forwarder cannot forward to:
+// with a zone, unspecified, multicast or broadcast.
+func CheckTarget(t netip.Addr) error {
+	a := addr16(t)
+	why := ""
+	switch {
+	case t.Zone() != "":
+		why = "a zone cannot be given to the forwarder"
+	case isUnspecified(a):
+		why = "unspecified; leave the target out to use the container's default address"
+	case isMulticast(a):
+		why = "multicast or broadcast; the forwarder needs a unicast target"
+	default:
+		return nil
+	}
+	return fmt.Errorf("target address %s: %s", t, why)
 }
 
 // parseProto maps a CNI protocol name to the wire's. An empty protocol is

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/passt-portmap/passt-portmap/pkg/ctlclient/wire"
+	"github.com/passt-portmap/passt-portmap/pkg/wire"
 )
 
 const (
@@ -99,7 +99,7 @@ func TestRules(t *testing.T) {
 
 func TestRulesBytes(t *testing.T) {
 	// What the real forwarder reads back for `pesto -t 8080:80` and
-	// `-t 127.0.0.1/8082:80` (PROTOCOL.md).
+	// `-t 127.0.0.1/8082:80` (docs/wire-protocol.md).
 	rs, err := Rules([]PortMapping{tcp(8080, 80), at("127.0.0.1", tcp(8082, 80))}, Options{}, capsDual)
 	if err != nil {
 		t.Fatal(err)

@@ -3,7 +3,7 @@ package translate
 import (
 	"fmt"
 
-	"github.com/passt-portmap/passt-portmap/pkg/ctlclient/wire"
+	"github.com/passt-portmap/passt-portmap/pkg/wire"
 )
 
 type ruleKey = [wire.RuleSize]byte

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/passt-portmap/passt-portmap/pkg/ctlclient/wire"
+	"github.com/passt-portmap/passt-portmap/pkg/wire"
 )
 
 func rule(p wire.Proto, listen string, first, last, to uint16, flags wire.Flags) wire.Rule {

@@ -12,7 +12,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/passt-portmap/passt-portmap/pkg/ctlclient/wire"
+	"github.com/passt-portmap/passt-portmap/pkg/wire"
 )
 
 // Property tests over seeded random inputs: each iteration's seed is in the

@@ -1,10 +1,14 @@
-// Command passt-portmap is a CNI plugin that forwards a container's ports
-// through a passt/pasta forwarder's control socket (or a pasta it starts
-// itself), one transaction per update, with ownership records that make
-// ADD idempotent and DEL, CHECK and GC exact.
+// Command passt-portmap forwards a container's ports through a
+// passt/pasta forwarder's control socket (or a pasta it starts itself),
+// one transaction per update, with ownership records that make adding
+// idempotent and deleting, checking and garbage collection exact.
 //
-// Configuration (unknown keys are ignored; a wrong type or value is error
-// 7 naming the key):
+// One binary, several front ends over one core (pkg/attach): it speaks
+// CNI when CNI_COMMAND is set (internal/cni), and otherwise runs the
+// commands for a person (internal/cli). main only dispatches.
+//
+// CNI configuration (unknown keys are ignored; a wrong type or value is
+// error 7 naming the key):
 //
 //	socket         control socket path; ${CNI_CONTAINERID}, ${CNI_IFNAME} and
 //	               ${CNI_NETNS} (its base name) are expanded; CNI_ARGS
@@ -21,7 +25,7 @@
 //	mapHostLoopback, loopbackToHost  managed: open the host's loopback (closed by default)
 //	runtimeConfig.portMappings       hostPort, containerPort, protocol, hostIP
 //
-// Errors (CNI error JSON, code, msg, details):
+// CNI errors (CNI error JSON, code, msg, details):
 //
 //	100  safe fail: the forwarder rejected the update, nothing changed (which entry, why)
 //	101  socket fail: host ports could not listen, rolled back (which ports)
@@ -39,62 +43,21 @@
 package main
 
 import (
-	"context"
-	"fmt"
 	"os"
-	"runtime/debug"
 	"strings"
 
-	"github.com/containernetworking/cni/pkg/skel"
-	"github.com/containernetworking/cni/pkg/version"
-
-	"github.com/passt-portmap/passt-portmap/pkg/ctlclient"
-	"github.com/passt-portmap/passt-portmap/pkg/ctlclient/wire"
+	"github.com/passt-portmap/passt-portmap/plugins/passt-portmap/internal/cli"
+	"github.com/passt-portmap/passt-portmap/plugins/passt-portmap/internal/cni"
 )
 
 func main() {
 	if len(os.Args) > 1 && os.Getenv("CNI_COMMAND") == "" {
-		os.Exit(command(os.Args[1:]))
+		os.Exit(cli.Run(os.Args[1:], os.Stdout, os.Stderr, versions()))
 	}
-	p := &Plugin{Stdout: os.Stdout, Stderr: os.Stderr}
-	skel.PluginMainFuncs(p.Funcs(), supportedVersions, about())
+	cni.Main(os.Stdout, os.Stderr)
 }
 
-// supportedVersions are the CNI versions the plugin speaks: every one
-// whose result can be empty (0.1.0 and 0.2.0 need an IP address in every
-// result, which a plugin alone in its list has none of). STATUS and GC
-// exist from 1.1.0 on; skel refuses them for older configurations.
-var supportedVersions = version.PluginSupports("0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")
-
-func about() string {
-	v := "(devel)"
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
-		v = bi.Main.Version
-	}
-	return "CNI plugin passt-portmap " + v
-}
-
-// command runs the subcommands for a person and returns the exit status.
-func command(args []string) int {
-	switch {
-	case args[0] == "--version" || args[0] == "version":
-		fmt.Println(about())
-		fmt.Println("CNI versions:", strings.Join(supportedVersions.SupportedVersions(), ", "))
-		fmt.Println("control protocol versions:", fmt.Sprint(wire.SupportedVersions))
-		return 0
-	case args[0] == "show" && (len(args) == 2 || len(args) == 3):
-		pidFile := ""
-		if len(args) == 3 {
-			pidFile = args[2]
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), DefaultTimeout)
-		defer cancel()
-		if err := show(ctx, os.Stdout, &ctlclient.Client{Path: args[1], PIDFile: pidFile}); err != nil {
-			fmt.Fprintln(os.Stderr, "passt-portmap:", err)
-			return 1
-		}
-		return 0
-	}
-	fmt.Fprintln(os.Stderr, "usage: passt-portmap --version | show SOCKET [PIDFILE]\n(run by a CNI runtime, it reads CNI_COMMAND and its configuration from stdin)")
-	return 2
+// versions are the lines "--version" prints.
+func versions() []string {
+	return []string{cni.About(), "CNI versions: " + strings.Join(cni.SupportedVersions.SupportedVersions(), ", ")}
 }

@@ -17,8 +17,8 @@ import (
 	"time"
 
 	"github.com/passt-portmap/passt-portmap/pkg/ctlclient"
-	"github.com/passt-portmap/passt-portmap/pkg/ctlclient/wire"
 	"github.com/passt-portmap/passt-portmap/pkg/translate"
+	"github.com/passt-portmap/passt-portmap/pkg/wire"
 )
 
 // Step is one measured part of an ADD.

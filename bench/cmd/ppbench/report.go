@@ -160,7 +160,7 @@ func med(s *Series) time.Duration {
 	return summarize(s).Median
 }
 
-// Target is one target of issue 6 with its verdict.
+// Target is one target of the benchmark suite with its verdict.
 type Target struct {
 	What, Figure string
 	Met          *bool
@@ -267,7 +267,7 @@ func resAdd(r *Result) *Series {
 func (r *Report) markdown() string {
 	var b strings.Builder
 	w := func(f string, a ...any) { fmt.Fprintf(&b, f, a...) }
-	w("## Targets of issue 6\n\n| target | figure | verdict |\n|---|---|---|\n")
+	w("## Targets\n\n| target | figure | verdict |\n|---|---|---|\n")
 	for _, t := range r.targets() {
 		v := "not measured"
 		if t.Met != nil {

@@ -15,7 +15,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/passt-portmap/passt-portmap/pkg/ctlclient/wire"
+	"github.com/passt-portmap/passt-portmap/pkg/wire"
 )
 
 // Env is the test bed: a pasta forwarder attached to a namespace of its

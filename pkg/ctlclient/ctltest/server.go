@@ -1,7 +1,7 @@
 // Package ctltest runs an in-process stand-in for the passt/pasta control
 // socket (protocol version 2), in the spirit of net/http/httptest.
 //
-// A Server behaves like the real forwarder as ../../../PROTOCOL.md (shared)
+// A Server behaves like the real forwarder as docs/wire-protocol.md
 // describes it, and as passt's conf.c and fwd_rule.c implement it:
 //
 //   - it serves one client at a time (the socket listens with backlog 0, so
@@ -54,7 +54,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/passt-portmap/passt-portmap/pkg/ctlclient/wire"
+	"github.com/passt-portmap/passt-portmap/pkg/wire"
 )
 
 // Fault changes how the server handles one connection. The zero value is

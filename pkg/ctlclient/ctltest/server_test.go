@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/passt-portmap/passt-portmap/pkg/ctlclient/procnet"
-	"github.com/passt-portmap/passt-portmap/pkg/ctlclient/wire"
+	"github.com/passt-portmap/passt-portmap/pkg/wire"
 )
 
 // dial connects and reads the greeting; it fails the test on error.

@@ -45,31 +45,17 @@ func PortHolders(udp bool, port uint16) ([]Holder, error) {
 	if len(socks) == 0 {
 		return nil, nil
 	}
-	ents, err := os.ReadDir(Root)
-	if err != nil {
-		return nil, fmt.Errorf("list processes: %w", err)
-	}
 	var out []Holder
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid <= 0 {
-			continue
-		}
-		var found []InetSocket
-		_ = walkLinks(filepath.Join(Root, e.Name(), "fd"), nil, func(_ int, _ string, link []byte) {
-			if ino, ok := parseSocketLink(link); ok {
-				if s, ok := socks[ino]; ok {
-					found = append(found, s)
-				}
-			}
-		})
-		if len(found) == 0 {
-			continue
-		}
-		comm, _ := os.ReadFile(filepath.Join(Root, e.Name(), "comm"))
-		for _, s := range found {
+	err = EachHolder(func(ino uint64) bool { _, ok := socks[ino]; return ok }, func(pid int, inodes []uint64) bool {
+		comm, _ := os.ReadFile(filepath.Join(Root, strconv.Itoa(pid), "comm"))
+		for _, ino := range inodes {
+			s := socks[ino]
 			out = append(out, Holder{PID: pid, Comm: strings.TrimSpace(string(comm)), Local: s.Local, UDP: s.UDP})
 		}
+		return true
+	})
+	if err != nil {
+		return nil, err
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].PID < out[j].PID })
 	return out, nil

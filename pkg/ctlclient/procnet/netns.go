@@ -29,15 +29,6 @@ func isNetNS(path string) bool {
 	return err == nil && t == unix.CLONE_NEWNET
 }
 
-// DiagListenersIn is DiagListeners inside the network namespace at nsPath.
-func DiagListenersIn(nsPath string) ([]InetSocket, error) {
-	var out []InetSocket
-	if err := DiagEachIn(nsPath, func(s InetSocket) { out = append(out, s) }); err != nil {
-		return nil, err
-	}
-	return out, nil
-}
-
 // DiagEachIn is DiagEach inside the network namespace at nsPath. It
 // enters the namespace on a dedicated OS thread (setns needs
 // CAP_SYS_ADMIN), where fn runs, and leaves the calling goroutine where

@@ -224,24 +224,16 @@ func FindHolder(inodes []uint64) (int, error) {
 	for _, ino := range inodes {
 		want[ino] = true
 	}
-	ents, err := os.ReadDir(Root)
+	holder := 0
+	err := EachHolder(func(ino uint64) bool { return want[ino] }, func(pid int, _ []uint64) bool {
+		holder = pid
+		return false
+	})
 	if err != nil {
 		return 0, err
 	}
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid <= 0 {
-			continue
-		}
-		found := false
-		_ = walkLinks(filepath.Join(Root, e.Name(), "fd"), nil, func(_ int, _ string, link []byte) {
-			if ino, ok := parseSocketLink(link); ok && want[ino] {
-				found = true
-			}
-		})
-		if found {
-			return pid, nil
-		}
+	if holder != 0 {
+		return holder, nil
 	}
 	return 0, fmt.Errorf("no process holding socket inode %v: %w", inodes, fs.ErrNotExist)
 }

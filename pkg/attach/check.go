@@ -1,0 +1,94 @@
+package attach
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+
+	"github.com/passt-portmap/passt-portmap/pkg/forwarder"
+	"github.com/passt-portmap/passt-portmap/pkg/wire"
+)
+
+// Check verifies, changing nothing: every owned rule is in the
+// forwarder's live tables and listening (a weak rule on at least one
+// port); a managed
+// forwarder runs; the mappings ms are all owned. A failure is a
+// *CheckError.
+func (c *Core) Check(ctx context.Context, k Key, o Options, ms []Mapping) error {
+	rec, damaged, err := recordStore(&o).Load(k.storeKey())
+	c.warnDamaged(damaged)
+	if errors.Is(err, fs.ErrNotExist) {
+		rec, err = nil, nil
+	}
+	if err != nil {
+		return err
+	}
+	if rec == nil {
+		if len(ms) == 0 && !o.Managed {
+			return nil
+		}
+		return &CheckError{Socket: o.Socket, Reasons: []string{fmt.Sprintf("no ownership record for %s: ADD did not complete", k)}}
+	}
+	if rec.Managed {
+		if err := checkManagedDir(&o, rec); err != nil {
+			return err
+		}
+		_, running, err := forwarder.Running(rec.Dir)
+		if err != nil {
+			return &CheckError{Socket: rec.Socket, Reasons: []string{fmt.Sprintf("managed forwarder in %s: %v", rec.Dir, err)}}
+		}
+		if !running {
+			return &CheckError{Socket: rec.Socket, Reasons: []string{fmt.Sprintf("managed forwarder in %s is not running", rec.Dir)}}
+		}
+	}
+	vctx, cancel := o.step(ctx)
+	defer cancel()
+	v, err := c.client(rec.Socket, rec.PIDFile).Verify(vctx, rec.Rules)
+	if err != nil {
+		return atSocket(rec.Socket, err)
+	}
+	c.reportWarnings(rec.Socket, v.Warnings)
+	var reasons []string
+	for _, m := range v.Missing {
+		reasons = append(reasons, "missing: "+m.String())
+	}
+	for _, f := range v.NotListening {
+		reason := fmt.Sprintf("not listening: %s (host ports %s)", f.PifRule, wire.PortList(f.Ports))
+		if f.BlockedBy != nil {
+			// The forwarder binds no rule after the first that fails.
+			reason += fmt.Sprintf(", blocked by the earlier rule %s, which does not listen", f.BlockedBy)
+		}
+		reasons = append(reasons, reason)
+	}
+	comp, err := newCompiler(ms, &o)
+	if err != nil {
+		return err
+	}
+	reasons = append(reasons, unowned(comp, len(ms) > 0, rec.Rules, v.Tables)...)
+	if len(reasons) > 0 {
+		return &CheckError{Socket: rec.Socket, Reasons: reasons}
+	}
+	return nil
+}
+
+// unowned names mappings whose rules the attachment does not own (the
+// configuration changed since ADD).
+func unowned(comp *compiler, any bool, owned []wire.PifRule, live wire.Tables) []string {
+	if !any {
+		return nil
+	}
+	host := live.Lookup(wire.PifHost)
+	if host == nil {
+		return []string{"the forwarder has no " + wire.PifHost + " table"}
+	}
+	rules, err := comp.rules(host.Caps)
+	if err != nil {
+		return []string{"configured mappings: " + err.Error()}
+	}
+	var out []string
+	for _, r := range wire.Minus(wire.RulesIn(wire.PifHost, rules), owned) {
+		out = append(out, "configured but not set up: "+r.String())
+	}
+	return out
+}

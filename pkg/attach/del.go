@@ -1,0 +1,91 @@
+package attach
+
+import (
+	"context"
+
+	"github.com/passt-portmap/passt-portmap/pkg/store"
+	"github.com/passt-portmap/passt-portmap/pkg/wire"
+)
+
+// Del removes exactly what the attachment owns, then its record.
+// Whatever is already gone (forwarder, socket, record, rules) counts as
+// removed. Without a record the attachment has sent nothing (ADD writes
+// its intent before it sends anything): Del then stops the managed
+// forwarder of its key, if any, and removes no rule (a rule that matches
+// ms is another client's). A record that cannot be read is an error that
+// says what to do.
+func (c *Core) Del(ctx context.Context, k Key, o Options, ms []Mapping) error {
+	if err := store.EnsureDir(o.DataDir); err != nil {
+		return err
+	}
+	st := recordStore(&o)
+	key := k.storeKey()
+	lock, rec, err := c.lockRecord(ctx, &o, st, key)
+	if err != nil {
+		return err
+	}
+	defer lock.Unlock()
+	if err := c.step("del: locked"); err != nil {
+		return err
+	}
+	if rec != nil {
+		if err := c.release(ctx, &o, st, rec); err != nil {
+			return err
+		}
+		if err := c.step("del: released"); err != nil {
+			return err
+		}
+		return lock.Remove()
+	}
+	if o.Managed {
+		// The forwarder directory of this key under our own dataDir can
+		// only have been made by an ADD of this attachment.
+		if err := stopManaged(ctx, &o, forwarderDir(o.DataDir, key)); err != nil {
+			return err
+		}
+	} else if len(ms) > 0 {
+		c.warnf("no ownership record for %s: it added nothing, so no rule was removed (the %d configured mapping(s) were not looked up in the forwarder: a rule matching them is another client's)", key, len(ms))
+	}
+	return lock.Remove()
+}
+
+// release removes a recorded attachment's rules, or stops its managed
+// forwarder, which serves this attachment alone and takes its rules with
+// it.
+func (c *Core) release(ctx context.Context, o *Options, st *store.Store, rec *store.Record) error {
+	if rec.Managed {
+		return stopManaged(ctx, o, rec.Dir)
+	}
+	if claimed := rec.Claimed(); len(claimed) > 0 && rec.Socket != "" {
+		if now := forwarderID(rec.Socket); restarted(rec, now) {
+			c.warnf("the forwarder at %s was restarted since this attachment's rules were added (control socket inode %d, now %d): they went with it; byte-equal rules there now are another client's and stay", rec.Socket, rec.ForwarderID, now)
+			return nil
+		}
+		return c.removeRules(ctx, o, st, rec.Key(), rec.Socket, rec.PIDFile, claimed)
+	}
+	return nil
+}
+
+// removeRules takes rules out of the forwarder at socket in one
+// transaction, leaving any rule that another attachment also owns. A
+// forwarder that is gone has no rules left: that is success.
+func (c *Core) removeRules(ctx context.Context, o *Options, st *store.Store, self store.Key, socket, pidFile string, rules []wire.PifRule) error {
+	shared := sharedRules(st, self, socket)
+	var mine []wire.PifRule
+	for _, r := range rules {
+		if shared[r.Key()] {
+			c.warnf("leaving %s in place: another attachment owns it too", r)
+			continue
+		}
+		mine = append(mine, r)
+	}
+	if len(mine) == 0 || ForwarderGone(ctx, socket) {
+		return nil
+	}
+	plan := func(live wire.Tables) ([]wire.Edit, error) { return removalEdits(live, mine), nil }
+	err := c.update(ctx, o, socket, pidFile, plan)
+	if gone(err) {
+		return nil
+	}
+	return atSocket(socket, err)
+}

@@ -1,0 +1,85 @@
+package attach
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/netip"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/passt-portmap/passt-portmap/pkg/ctlclient"
+	"github.com/passt-portmap/passt-portmap/pkg/store"
+	"github.com/passt-portmap/passt-portmap/pkg/translate"
+	"github.com/passt-portmap/passt-portmap/pkg/wire"
+)
+
+// TestDescribe feeds each outcome of the error table to Describe and
+// checks its kind (the front ends map kinds onto codes) and what the words
+// must say.
+func TestDescribe(t *testing.T) {
+	r8080 := wire.NewRule(wire.ProtoTCP, netip.Addr{}, 8080, 8080, 80, wire.FlagDualStack)
+	r9000 := wire.NewRule(wire.ProtoTCP, netip.MustParseAddr("127.0.0.1"), 9000, 9003, 90, 0)
+	host := wire.NewTable(1, wire.PifHost, 0x3f, r8080)
+	const sock = "/run/pp.sock"
+	for _, tc := range []struct {
+		name string
+		err  error
+		kind Kind
+		want []string
+	}{
+		{"safe fail from the planner", atSocket(sock, fmt.Errorf("plan: %w", &translate.TableError{Pif: wire.PifHost, Rule: r8080, Err: translate.ErrConflict, Entries: []int{2}})),
+			KindSafeFail, []string{sock, "conflict", "entry 2"}},
+		{"safe fail from the forwarder", &ctlclient.StatusError{Path: sock, Result: &ctlclient.Result{Status: ctlclient.StatusSafeFail,
+			Edits: []wire.Edit{{Pif: wire.PifHost, Add: []wire.Rule{r8080}}}, Cause: errors.New("forwarder closed the connection")}},
+			KindSafeFail, []string{sock, "add HOST TCP [*]:8080  =>  80", "closed the connection"}},
+		{"socket fail", &ctlclient.StatusError{Path: sock, Result: &ctlclient.Result{Status: ctlclient.StatusSocketFail,
+			Failed: []ctlclient.RuleFailure{{PifRule: ctlclient.PifRule{Pif: wire.PifHost, Rule: r9000}, Ports: []uint16{9000, 9001, 9003}}}}},
+			KindSocketFail, []string{sock, "rolled back", "9000-9001, 9003", "TCP [127.0.0.1]:9000-9003"}},
+		{"socket fail of rules already in place", &ctlclient.StatusError{Path: sock, Result: &ctlclient.Result{Status: ctlclient.StatusSocketFail,
+			Failed: []ctlclient.RuleFailure{{PifRule: ctlclient.PifRule{Pif: wire.PifHost, Rule: r9000}, Ports: []uint16{9000}}}, Cause: ctlclient.ErrNothingToUndo}},
+			KindSocketFail, []string{sock, "in place already, nothing was changed", "9000"}},
+		{"rollback fail", &ctlclient.StatusError{Path: sock, Result: &ctlclient.Result{Status: ctlclient.StatusRollbackFail,
+			Failed: []ctlclient.RuleFailure{{PifRule: ctlclient.PifRule{Pif: wire.PifHost, Rule: r8080}, Ports: []uint16{8080}}},
+			Tables: wire.Tables{host}, Cause: errors.New("rollback: connection reset")}},
+			KindRollbackFail, []string{sock, "active now: HOST [TCP [*]:8080  =>  80]", "rollback: connection reset"}},
+		{"rollback fail, tables unknown", &ctlclient.StatusError{Path: sock, Result: &ctlclient.Result{Status: ctlclient.StatusRollbackFail}},
+			KindRollbackFail, []string{"unknown"}},
+		{"partly in effect", &ctlclient.MixedError{Path: sock, Absent: []ctlclient.PifRule{{Pif: wire.PifHost, Rule: r9000}},
+			Result: &ctlclient.Result{Tables: wire.Tables{host}}}, KindRollbackFail, []string{sock, "TCP [127.0.0.1]:9000-9003", "active now: HOST [TCP [*]:8080  =>  80]"}},
+		{"protocol mismatch", atSocket(sock, fmt.Errorf("read: %w", &wire.MismatchError{Field: "version", Got: "3", Want: "[2]"})),
+			KindMismatch, []string{sock, "announced version 3", "supports [2]"}},
+		{"check", &CheckError{Socket: sock, Reasons: []string{"missing: HOST TCP [*]:8080  =>  80", "not listening: HOST x: host ports 9000"}},
+			KindCheckFailed, []string{sock, "missing: HOST TCP [*]:8080", "host ports 9000"}},
+		{"unreachable", &ctlclient.UnreachableError{Path: sock, Err: syscall.ECONNREFUSED}, KindUnreachable, []string{sock, "connection refused"}},
+		{"busy", atSocket(sock, &ctlclient.UnreachableError{Path: sock, Err: context.DeadlineExceeded}), KindUnreachable, []string{sock, "deadline"}},
+		{"record lock busy", &store.BusyError{Path: "/d/x.lock", Err: context.DeadlineExceeded}, KindUnreachable, []string{"/d/x.lock"}},
+		{"bad config", &ConfigError{Key: "timeout", Err: errors.New("bad")}, KindBadConfig, []string{"timeout"}},
+		{"bad mapping", &translate.MappingError{Index: 3, Mapping: translate.PortMapping{HostPort: 0}, Err: translate.ErrPort}, KindBadConfig, []string{"entry 3", "port out of range"}},
+		{"status", &StatusError{Err: errors.New("forwarder at /s: refused")}, KindNotAvailable, []string{"/s", "refused"}},
+		{"pasta missing", &forwarderError{Op: "start", Dir: "/d", Err: exec.ErrNotFound}, KindBadConfig, []string{"/d", "pasta"}},
+		{"pasta did not come up", &forwarderError{Op: "start", Dir: "/d", Err: errors.New("no hello within 5s")}, KindUnreachable, []string{"/d", "no hello"}},
+		{"corrupt record", &store.CorruptError{Path: "/d/r.json", Err: errors.New("bad")}, KindIO, []string{"/d/r.json", "remove them there"}},
+		{"record names another directory", &recordDirError{Dir: "/etc", Want: "/d/forwarders/ab", Key: store.Key{Network: "n", ContainerID: "c", IfName: "e"}},
+			KindIO, []string{"/etc", "/d/forwarders/ab", "nothing was stopped or removed"}},
+		{"data directory unusable", fmt.Errorf("store: %w", &fs.PathError{Op: "mkdir", Path: "/var/lib/x", Err: syscall.EACCES}), KindIO, []string{"/var/lib/x", "permission denied"}},
+		{"passed through", &Error{Kind: KindSafeFail, Msg: "m", Details: "d"}, KindSafeFail, []string{"d"}},
+		{"unnamed", errors.New("something"), KindUnknown, []string{"something"}},
+	} {
+		e := Describe(tc.err)
+		if e.Kind != tc.kind {
+			t.Errorf("%s: kind %v, want %v (%v)", tc.name, e.Kind, tc.kind, e)
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(e.Error(), w) {
+				t.Errorf("%s: %q does not say %q", tc.name, e.Error(), w)
+			}
+		}
+	}
+	if Describe(nil) != nil {
+		t.Error("nil error mapped to an error")
+	}
+}

@@ -1,0 +1,37 @@
+// Package attach is the runtime-neutral core of passt-portmap: the
+// lifecycle of one attachment of a container to a forwarder (pasta's
+// control socket), whatever runtime asks for it. Front ends (the CNI
+// plugin, the netavark plugin) parse their runtime's input into a Key,
+// Options and Mappings, call the core, and map its errors onto their
+// runtime's codes with Describe; the core knows nothing of CNI or
+// netavark.
+//
+// The API:
+//
+//	c := &attach.Core{Warn: ..., Client: nil}        // zero value works
+//	res, err := c.Add(ctx, key, opts, mappings)      // *Result: socket, owned rules, managed network
+//	err = c.Del(ctx, key, opts, mappings)            // mappings only matter without a record
+//	err = c.Check(ctx, key, opts, mappings)
+//	err = c.GC(ctx, network, opts, validKeys)
+//	err = c.Status(ctx, opts)
+//	d := attach.Describe(err)                        // Kind (the status), Msg, Details: the words, once
+//
+// What the core does for an ADD, in order: translate the mappings (bad
+// ones fail before anything is touched); lock the attachment's record
+// (pkg/store); start or reuse the managed forwarder (pkg/forwarder) or
+// resolve the external one; release what the attachment owned at a
+// forwarder it no longer uses; write ahead the rules it is about to add
+// (the record's pending rules); run one transaction (pkg/ctlclient) whose
+// planner applies the ownership policy (policy.go: a desired rule already
+// in the table is adopted only when this attachment claims it, otherwise
+// the update is refused); record the rules owned afterwards.
+//
+// Ownership: an attachment owns the rules its record names, and claims
+// those plus the pending ones a run that died may have left. DEL and GC
+// remove claimed rules where present, except those another attachment of
+// the same network records at the same socket; a managed forwarder serves
+// one attachment and is stopped instead.
+//
+// Every blocking step (record lock, forwarder start, transaction) is
+// bounded by Options.Timeout and by the caller's context.
+package attach

@@ -1,0 +1,316 @@
+package attach
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"strings"
+
+	"github.com/passt-portmap/passt-portmap/pkg/ctlclient"
+	"github.com/passt-portmap/passt-portmap/pkg/store"
+	"github.com/passt-portmap/passt-portmap/pkg/translate"
+	"github.com/passt-portmap/passt-portmap/pkg/wire"
+)
+
+// Kind is the outcome of a failed call, runtime-neutral; each front end
+// maps it onto its runtime's codes (CNI: the README's table).
+type Kind int
+
+// The kinds of failure.
+const (
+	KindUnknown      Kind = iota // cannot be named
+	KindBadConfig                // bad configuration or mappings
+	KindUnreachable              // forwarder unreachable or busy past the timeout; record lock busy
+	KindNotAvailable             // not ready (Status only)
+	KindSafeFail                 // rejected, nothing changed
+	KindSocketFail               // ports could not listen, rolled back
+	KindRollbackFail             // rollback failed, or only partly in effect: state unknown
+	KindMismatch                 // protocol mismatch or undecodable stream
+	KindCheckFailed              // CHECK: owned rules missing or not listening
+	KindIO                       // a record or file that cannot be used
+)
+
+var kindNames = [...]string{"unknown", "bad configuration", "unreachable", "not available", "safe fail",
+	"socket fail", "rollback fail", "protocol mismatch", "check failed", "I/O"}
+
+func (k Kind) String() string {
+	if int(k) < len(kindNames) {
+		return kindNames[k]
+	}
+	return fmt.Sprintf("kind %d", int(k))
+}
+
+// Error is a failure put into words: its kind, a short message and the
+// details (which entry, which ports, which socket, why). Describe makes
+// one of any error; the core returns one itself where only it knows the
+// words.
+type Error struct {
+	Kind    Kind
+	Msg     string
+	Details string
+	// Failed are the rules whose host ports did not listen (socket and
+	// rollback fail), with the ports.
+	Failed []ctlclient.RuleFailure
+	Err    error // the error described, if any
+}
+
+func (e *Error) Error() string {
+	if e.Details == "" {
+		return e.Msg
+	}
+	return e.Msg + "; " + e.Details
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// ConfigError is a bad configuration value; Key names it, with a path for
+// nested keys (e.g. "runtimeConfig.portMappings[2].hostPort").
+type ConfigError struct {
+	Key string
+	Err error
+}
+
+func (e *ConfigError) Error() string { return "configuration key " + e.Key + ": " + e.Err.Error() }
+func (e *ConfigError) Unwrap() error { return e.Err }
+
+// CheckError is Check's finding: owned rules missing or not listening,
+// a managed forwarder not running, mappings not set up.
+type CheckError struct {
+	Socket  string
+	Reasons []string
+}
+
+func (e *CheckError) Error() string {
+	return "forwarder at " + e.Socket + ": " + strings.Join(e.Reasons, "; ")
+}
+
+// StatusError is a Status failure: not ready, and why.
+type StatusError struct{ Err error }
+
+func (e *StatusError) Error() string { return e.Err.Error() }
+func (e *StatusError) Unwrap() error { return e.Err }
+
+// annotated adds a note to the details of an error's description.
+type annotated struct {
+	Err  error
+	Note string
+}
+
+func (e *annotated) Error() string { return e.Err.Error() + " (" + e.Note + ")" }
+func (e *annotated) Unwrap() error { return e.Err }
+
+// Describe puts any error of the core (or of a front end's configuration)
+// into words, once for every front end. nil describes nil.
+func Describe(err error) *Error {
+	if err == nil {
+		return nil
+	}
+	socket := ""
+	if se := (*socketErr)(nil); errors.As(err, &se) {
+		socket = se.Socket
+	}
+	return describe(err, socket)
+}
+
+func describe(err error, socket string) *Error {
+	if an := (*annotated)(nil); errors.As(err, &an) {
+		e := describe(an.Err, socket)
+		e.Details += "; " + an.Note
+		return e
+	}
+	at := ""
+	if socket != "" {
+		at = "forwarder at " + socket + ": "
+	}
+	// In this order: what the call got wrong, what the forwarder said,
+	// what the files said.
+	for _, d := range []func(error, string) *Error{describeCall, describeForwarder, describeFiles} {
+		if e := d(err, at); e != nil {
+			return e
+		}
+	}
+	return outcome(err, KindUnknown, "passt-portmap failed", at+err.Error())
+}
+
+func outcome(err error, k Kind, msg, details string) *Error {
+	return &Error{Kind: k, Msg: msg, Details: details, Err: err}
+}
+
+// describeCall describes the errors of the call itself: its configuration,
+// mappings and the calls it makes up.
+func describeCall(err error, _ string) *Error {
+	var (
+		ae  *Error
+		gce *GCError
+		ste *StatusError
+		ce  *ConfigError
+		me  *translate.MappingError
+	)
+	switch {
+	case errors.As(err, &ae):
+		return ae
+	case errors.As(err, &gce) && len(gce.Failed) > 0:
+		first := Describe(gce.Failed[0])
+		var msgs []string
+		for _, f := range gce.Failed {
+			msgs = append(msgs, Describe(f).Error())
+		}
+		return outcome(err, first.Kind, fmt.Sprintf("GC could not release %d stale attachment(s)", len(gce.Failed)), strings.Join(msgs, " | "))
+	case errors.As(err, &ste):
+		return outcome(err, KindNotAvailable, "passt-portmap is not ready", ste.Error())
+	case errors.As(err, &ce):
+		return outcome(err, KindBadConfig, "bad passt-portmap configuration", err.Error())
+	case errors.As(err, &me):
+		return outcome(err, KindBadConfig, "bad port mapping", me.Error())
+	}
+	return nil
+}
+
+// describeForwarder describes what the forwarder answered, or did not.
+func describeForwarder(err error, at string) *Error {
+	var (
+		mm  *wire.MismatchError
+		se  *ctlclient.StatusError
+		ue  *ctlclient.UnreachableError
+		de  *wire.DecodeError
+		mxe *ctlclient.MixedError
+		tbe *translate.TableError
+		ke  *CheckError
+	)
+	switch {
+	case errors.As(err, &mm):
+		return outcome(err, KindMismatch, "forwarder speaks an unsupported control protocol", at+mm.Error())
+	case errors.As(err, &se):
+		return describeStatus(se, err)
+	case errors.As(err, &ue):
+		return outcome(err, KindUnreachable, "forwarder unreachable or busy", fmt.Sprintf("socket %s: %v", ue.Path, ue.Err))
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, os.ErrDeadlineExceeded):
+		return outcome(err, KindUnreachable, "forwarder busy past the timeout", at+err.Error())
+	case errors.As(err, &de):
+		return outcome(err, KindMismatch, "forwarder sent what this client cannot decode", fmt.Sprintf("%s%v; this client speaks control protocol versions %v", at, err, wire.SupportedVersions))
+	case errors.As(err, &mxe):
+		active := "unknown"
+		if mxe.Result != nil {
+			active = describeTables(mxe.Result.Tables)
+		}
+		return outcome(err, KindRollbackFail, "update only partly in effect, another client changed the same rules",
+			fmt.Sprintf("%s; active now: %s", mxe.Error(), active))
+	case errors.As(err, &tbe):
+		// The planner refused before anything was sent: a safe fail.
+		return outcome(err, KindSafeFail, "forwarder would reject the rules, nothing changed", at+tbe.Error())
+	case errors.As(err, &ke):
+		return outcome(err, KindCheckFailed, "forwarded ports missing or not listening", ke.Error())
+	}
+	return nil
+}
+
+// describeFiles describes the errors of records, locks, directories and
+// the managed forwarder's process.
+func describeFiles(err error, at string) *Error {
+	var (
+		be  *store.BusyError
+		fe  *forwarderError
+		use *store.UnsafeError
+		rde *recordDirError
+		cre *store.CorruptError
+		pe  *fs.PathError
+	)
+	switch {
+	case errors.As(err, &be):
+		return outcome(err, KindUnreachable, "another passt-portmap call holds this attachment", be.Error())
+	case errors.As(err, &fe):
+		if errors.Is(err, exec.ErrNotFound) || errors.Is(err, fs.ErrNotExist) && fe.Op == "start" {
+			// The configured (or default) pasta is missing: Add checks
+			// this first (findPasta), this is the same case found late.
+			return outcome(err, KindBadConfig, "bad passt-portmap configuration: the pasta binary cannot be run", "configuration key pasta: "+fe.Error())
+		}
+		return outcome(err, KindUnreachable, "managed forwarder failed", fe.Error())
+	case errors.As(err, &use):
+		return outcome(err, KindIO, "passt-portmap refuses an unsafe path", err.Error())
+	case errors.As(err, &rde):
+		return outcome(err, KindIO, "ownership record names a directory that is not its own", rde.Error())
+	case errors.As(err, &cre) && cre.Version != 0:
+		return outcome(err, KindIO, "ownership record of a newer passt-portmap", cre.Error()+
+			"; nothing was changed: run the passt-portmap that wrote it, or remove this attachment's rules from the forwarder (passt-portmap show SOCKET lists them) and then the record and its .bak copy")
+	case cre != nil:
+		return outcome(err, KindIO, "ownership record unreadable", cre.Error()+
+			"; nothing was changed: the rules it owned may still be in the forwarder; remove them there (passt-portmap show SOCKET lists them), then remove the record and its .bak copy")
+	case errors.As(err, &pe):
+		return outcome(err, KindIO, "passt-portmap could not use its files", at+err.Error())
+	}
+	return nil
+}
+
+func describeStatus(se *ctlclient.StatusError, err error) *Error {
+	res := se.Result
+	if res == nil {
+		return &Error{Kind: KindUnknown, Msg: "forwarder update failed", Details: err.Error(), Err: err}
+	}
+	cause := ""
+	if res.Cause != nil {
+		cause = "; cause: " + res.Cause.Error()
+	}
+	e := &Error{Failed: res.Failed, Err: err}
+	switch res.Status {
+	case ctlclient.StatusSafeFail:
+		e.Kind, e.Msg = KindSafeFail, "forwarder rejected the update, nothing changed"
+		e.Details = fmt.Sprintf("forwarder at %s rejected %s%s", se.Path, describeEdits(res.Edits), cause)
+	case ctlclient.StatusSocketFail:
+		e.Kind, e.Msg = KindSocketFail, "host ports could not listen, update rolled back"
+		if errors.Is(res.Cause, ctlclient.ErrNothingToUndo) {
+			e.Msg = "host ports could not listen; the rules were in place already, nothing was changed"
+		}
+		e.Details = fmt.Sprintf("forwarder at %s: %s%s", se.Path, describeFailures(res.Failed), cause)
+	case ctlclient.StatusRollbackFail:
+		e.Kind, e.Msg = KindRollbackFail, "host ports could not listen and the rollback failed"
+		e.Details = fmt.Sprintf("forwarder at %s: %s; active now: %s%s", se.Path, describeFailures(res.Failed), describeTables(res.Tables), cause)
+	default:
+		e.Kind, e.Msg, e.Details = KindUnknown, "forwarder update failed", err.Error()
+	}
+	return e
+}
+
+func describeEdits(es []wire.Edit) string {
+	var parts []string
+	for _, e := range es {
+		for _, r := range e.Add {
+			parts = append(parts, "add "+wire.PifRule{Pif: e.Pif, Rule: r}.String())
+		}
+		for _, r := range e.Remove {
+			parts = append(parts, "remove "+wire.PifRule{Pif: e.Pif, Rule: r}.String())
+		}
+	}
+	if len(parts) == 0 {
+		return "an update with no edits"
+	}
+	return strings.Join(parts, ", ")
+}
+
+func describeFailures(fs []ctlclient.RuleFailure) string {
+	if len(fs) == 0 {
+		return "no failed rule reported"
+	}
+	var parts []string
+	for _, f := range fs {
+		parts = append(parts, fmt.Sprintf("%s: host ports %s not listening", f.PifRule, wire.PortList(f.Ports)))
+	}
+	return strings.Join(parts, "; ")
+}
+
+func describeTables(ts wire.Tables) string {
+	if ts == nil {
+		return "unknown (the tables could not be read back)"
+	}
+	var parts []string
+	for _, t := range ts {
+		var rs []string
+		for _, r := range t.Rules {
+			rs = append(rs, strings.TrimSpace(r.String()))
+		}
+		parts = append(parts, fmt.Sprintf("%s [%s]", t.Name(), strings.Join(rs, ", ")))
+	}
+	return strings.Join(parts, " ")
+}

@@ -1,0 +1,50 @@
+package attach
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/passt-portmap/passt-portmap/pkg/forwarder"
+	"github.com/passt-portmap/passt-portmap/pkg/store"
+)
+
+// Status reports whether an ADD could be served now: the data directory
+// is writable; a managed forwarder's pasta is present and new enough; a
+// fixed socket (Options.Socket, "" when it depends on the container and
+// cannot be checked before there is one) answers with a protocol version
+// the client speaks. A failure is a *StatusError, or the client's error.
+func (c *Core) Status(ctx context.Context, o Options) error {
+	if err := canRecord(&o); err != nil {
+		return &StatusError{Err: fmt.Errorf("data directory (dataDir) %s cannot take a record: %w", o.DataDir, err)}
+	}
+	sctx, cancel := o.step(ctx)
+	defer cancel()
+	if o.Managed {
+		if err := forwarder.CheckBinary(sctx, o.Pasta); err != nil {
+			return &StatusError{Err: fmt.Errorf("managed forwarder: %w", err)}
+		}
+		return nil
+	}
+	if o.Socket == "" {
+		return nil
+	}
+	if _, err := c.client(o.Socket, o.PIDFile).Read(sctx); err != nil {
+		return &StatusError{Err: fmt.Errorf("forwarder at %s: %w", o.Socket, err)}
+	}
+	return nil
+}
+
+// probeSize is what Status writes to the data directory to see that a
+// record fits: about the size of the record of an attachment with a full
+// table (255 rules, owned and pending, at some 200 bytes each).
+const probeSize = 128 << 10
+
+// canRecord checks that the data directory is safe (see store.CheckDir)
+// and that a record can be written into it now: a full file system, or
+// one mounted read-only, cannot take one.
+func canRecord(o *Options) error {
+	if err := store.EnsureDir(o.DataDir); err != nil {
+		return err
+	}
+	return recordStore(o).Probe(probeSize)
+}

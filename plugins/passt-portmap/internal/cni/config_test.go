@@ -1,0 +1,249 @@
+package cni
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/passt-portmap/passt-portmap/pkg/attach"
+	"github.com/passt-portmap/passt-portmap/pkg/translate"
+)
+
+var testEnv = Env{ContainerID: "c0ffee", IfName: "eth0", Netns: "/run/netns/pp-ns"}
+
+func TestParseConfigDefaults(t *testing.T) {
+	c, err := ParseConfig([]byte(`{"cniVersion":"1.1.0","name":"pasta-ports","type":"passt-portmap",
+		"socket":"/run/passt/${CNI_CONTAINERID}.sock","capabilities":{"portMappings":true},"someFutureKey":[1,2]}`), testEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Managed || c.Timeout != 5*time.Second || c.DataDir != "/var/lib/cni/passt-portmap" || !c.Verify || c.Options.Weak ||
+		c.Options.Target.IsValid() || c.Options.Interface != "" || c.PrevResult != nil || c.Network != "pasta-ports" || c.CNIVersion != "1.1.0" {
+		t.Errorf("defaults: %+v", c)
+	}
+	s, p, err := resolveSocket(c, testEnv)
+	if err != nil || s != "/run/passt/c0ffee.sock" || p != "" {
+		t.Errorf("resolveSocket = %q %q %v", s, p, err)
+	}
+}
+
+func TestParseConfigAll(t *testing.T) {
+	c, err := ParseConfig([]byte(`{"cniVersion":"1.0.0","name":"n","socket":"/run/${CNI_NETNS}/${CNI_IFNAME}.sock",
+		"pidFile":"/run/${CNI_NETNS}.pid","weak":true,"targetAddress":"10.0.2.15","bindInterface":"eth1","timeout":"250ms",
+		"dataDir":"/tmp/x/../y","verify":false,
+		"runtimeConfig":{"portMappings":[{"hostPort":8080,"containerPort":80,"protocol":"tcp"},{"hostPort":53,"containerPort":53,"protocol":"udp","hostIP":"127.0.0.1"}]},
+		"prevResult":{"cniVersion":"1.0.0","interfaces":[{"name":"eth0"}],"ips":[{"address":"10.0.2.15/24","interface":0}]}}`), testEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []translate.PortMapping{{HostPort: 8080, ContainerPort: 80, Protocol: "tcp"}, {HostPort: 53, ContainerPort: 53, Protocol: "udp", HostIP: "127.0.0.1"}}
+	if len(c.Mappings) != 2 || c.Mappings[0] != want[0] || c.Mappings[1] != want[1] {
+		t.Errorf("mappings %+v", c.Mappings)
+	}
+	if !c.Options.Weak || c.Options.Target != netip.MustParseAddr("10.0.2.15") || c.Options.Interface != "eth1" ||
+		c.Timeout != 250*time.Millisecond || c.DataDir != "/tmp/y" || c.Verify || c.PrevResult == nil {
+		t.Errorf("parsed %+v", c)
+	}
+	s, p, err := resolveSocket(c, testEnv)
+	if err != nil || s != "/run/pp-ns/eth0.sock" || p != "/run/pp-ns.pid" {
+		t.Errorf("resolveSocket = %q %q %v", s, p, err)
+	}
+}
+
+func TestParseConfigModes(t *testing.T) {
+	for _, tc := range []struct {
+		name, conf, args string
+		managed          bool
+		socket           string
+	}{
+		{"socket absent", `{"name":"n"}`, "", true, ""},
+		{"forwarder managed", `{"name":"n","forwarder":"managed","pasta":"/usr/bin/pasta","pastaArgs":["--map-guest-addr","169.254.1.2"],"allowChained":true}`, "", true, ""},
+		{"socket", `{"name":"n","socket":"/s"}`, "", false, "/s"},
+		{"CNI_ARGS overrides", `{"name":"n","socket":"/s"}`, "IgnoreUnknown=1;PASST_SOCKET=/other.sock", false, "/other.sock"},
+		{"CNI_ARGS over managed", `{"name":"n"}`, "PASST_SOCKET=/o.sock", false, "/o.sock"},
+		{"CNI_ARGS other keys", `{"name":"n","socket":"/s"}`, "K8S_POD_NAME=x;junk", false, "/s"},
+	} {
+		env := testEnv
+		env.Args = tc.args
+		c, err := ParseConfig([]byte(tc.conf), env)
+		if err != nil {
+			t.Errorf("%s: %v", tc.name, err)
+			continue
+		}
+		if c.Managed != tc.managed || c.Socket != tc.socket {
+			t.Errorf("%s: managed %v socket %q, want %v %q", tc.name, c.Managed, c.Socket, tc.managed, tc.socket)
+		}
+	}
+	c, _ := ParseConfig([]byte(`{"name":"n","pasta":"/p","pastaArgs":["-a","b"],"allowChained":true}`), testEnv)
+	if c.Pasta != "/p" || strings.Join(c.PastaArgs, " ") != "-a b" || !c.AllowChained {
+		t.Errorf("managed keys: %+v", c)
+	}
+}
+
+func TestParseConfigErrors(t *testing.T) {
+	for _, tc := range []struct {
+		conf, args string
+		key, msg   string
+	}{
+		{`[]`, "", "(configuration)", "not a JSON object"},
+		{`{"cniVersion":"1.1.0"}`, "", "name", "missing network name"},
+		{`{"name":"n","cniVersion":"one"}`, "", "cniVersion", "one"},
+		{`{"name":"n","socket":5}`, "", "socket", "got a JSON number, want a string"},
+		{`{"name":"n","socket":"relative.sock"}`, "", "socket", "not an absolute path"},
+		{`{"name":"n","socket":""}`, "", "socket", "empty path"},
+		{`{"name":"n","socket":"/run/${CNI_POD}.sock"}`, "", "socket", "unknown placeholder ${CNI_POD}"},
+		{`{"name":"n","socket":"/s","pidFile":"/run/${X"}`, "", "pidFile", "unknown placeholder ${X"},
+		{`{"name":"n","socket":"/s"}`, "PASST_SOCKET=rel", "CNI_ARGS PASST_SOCKET", "not an absolute path"},
+		{`{"name":"n","forwarder":"external"}`, "", "forwarder", `"external" is not a forwarder mode`},
+		{`{"name":"n","forwarder":"managed","socket":"/s"}`, "", "socket", "cannot be combined"},
+		{`{"name":"n","pidFile":"/p"}`, "", "pidFile", "managed forwarder"},
+		{`{"name":"n","weak":"yes"}`, "", "weak", "got a JSON string, want true or false"},
+		{`{"name":"n","verify":1}`, "", "verify", "want true or false"},
+		{`{"name":"n","allowChained":"true"}`, "", "allowChained", "want true or false"},
+		{`{"name":"n","pastaArgs":"--x"}`, "", "pastaArgs", "want a list"},
+		{`{"name":"n","targetAddress":"10.0.2"}`, "", "targetAddress", "10.0.2"},
+		{`{"name":"n","targetAddress":"fe80::1%eth0"}`, "", "targetAddress", "zone"},
+		{`{"name":"n","targetAddress":"224.0.0.1"}`, "", "targetAddress", "unicast"},
+		{`{"name":"n","bindInterface":"averyveryverylongname"}`, "", "bindInterface", "not an interface name"},
+		{`{"name":"n","bindInterface":"a/b"}`, "", "bindInterface", "not an interface name"},
+		{`{"name":"n","timeout":"5"}`, "", "timeout", "Go duration"},
+		{`{"name":"n","timeout":5}`, "", "timeout", "want a string"},
+		{`{"name":"n","timeout":"-1s"}`, "", "timeout", "must be positive"},
+		{`{"name":"n","dataDir":"var/lib"}`, "", "dataDir", "not an absolute path"},
+		{`{"name":"n","runtimeConfig":[]}`, "", "runtimeConfig", "want an object"},
+		{`{"name":"n","runtimeConfig":{"portMappings":{}}}`, "", "runtimeConfig.portMappings", "want a list"},
+		{`{"name":"n","runtimeConfig":{"portMappings":[{"hostPort":80,"containerPort":80},{"hostPort":"80"}]}}`, "", "runtimeConfig.portMappings[1].hostPort", "want an integer"},
+		{`{"name":"n","runtimeConfig":{"portMappings":[{"hostPort":80.5}]}}`, "", "runtimeConfig.portMappings[0].hostPort", "want an integer"},
+		{`{"name":"n","runtimeConfig":{"portMappings":[7]}}`, "", "runtimeConfig.portMappings[0]", "want an object"},
+		{`{"name":"n","cniVersion":"1.0.0","prevResult":{"cniVersion":"1.0.0","ips":"x"}}`, "", "prevResult", ""},
+		{`{"name":"n","cni.dev/valid-attachments":{}}`, "", "cni.dev/valid-attachments", "want a list"},
+	} {
+		env := testEnv
+		env.Args = tc.args
+		_, err := ParseConfig([]byte(tc.conf), env)
+		var ce *attach.ConfigError
+		if !errors.As(err, &ce) {
+			t.Errorf("%s: error %v, want a ConfigError", tc.conf, err)
+			continue
+		}
+		if ce.Key != tc.key || !strings.Contains(err.Error(), tc.msg) {
+			t.Errorf("%s:\n got key %q: %v\nwant key %q with %q", tc.conf, ce.Key, err, tc.key, tc.msg)
+		}
+		if e := toCNI(err); e.Code != 7 || !strings.Contains(e.Details, tc.key) {
+			t.Errorf("%s: CNI error %+v, want code 7 naming %s", tc.conf, e, tc.key)
+		}
+	}
+}
+
+func TestExpand(t *testing.T) {
+	for _, tc := range []struct {
+		tmpl string
+		env  Env
+		want string
+		err  string
+	}{
+		{"/run/${CNI_CONTAINERID}/${CNI_IFNAME}.sock", testEnv, "/run/c0ffee/eth0.sock", ""},
+		{"/run/${CNI_NETNS}.sock", Env{Netns: "/proc/123/ns/net"}, "/run/net.sock", ""},
+		{"/run/${CNI_NETNS}.sock", Env{Netns: "/var/run/netns/cni-1234"}, "/run/cni-1234.sock", ""},
+		{"/run/${CNI_NETNS}.sock", Env{}, "", "placeholder ${CNI_NETNS} has no value"},
+		{"/run/${CNI_CONTAINERID}.sock", Env{ContainerID: ".."}, "", "not a file name"},
+		{"/run/fixed.sock", Env{}, "/run/fixed.sock", ""},
+	} {
+		got, err := expand("socket", tc.tmpl, tc.env)
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("expand(%q, %+v) = %q, %v; want error %q", tc.tmpl, tc.env, got, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || got != tc.want {
+			t.Errorf("expand(%q, %+v) = %q, %v; want %q", tc.tmpl, tc.env, got, err, tc.want)
+		}
+	}
+	if !hasPlaceholders("/a/${CNI_IFNAME}") || hasPlaceholders("/a/b") {
+		t.Error("HasPlaceholders")
+	}
+}
+
+// prevResult is checked against types.PluginConf as a decoding of the
+// whole configuration would: its other fields are type-checked, and keys
+// match ignoring case.
+func TestParseConfigPluginConf(t *testing.T) {
+	prev := `"prevResult":{"cniVersion":"1.0.0","interfaces":[{"name":"eth0"}]}`
+	for _, tc := range []struct{ conf, err string }{
+		{`{"cniVersion":"1.0.0","name":"n",` + prev + `}`, ""},
+		{`{"cniVersion":"1.0.0","name":"n","capabilities":{"portMappings":true},"ipam":{},"dns":{},` + prev + `}`, ""},
+		{`{"cniVersion":"1.0.0","name":"n","capabilities":"x",` + prev + `}`, "prevResult.capabilities"},
+		{`{"cniVersion":"1.0.0","name":"n","Capabilities":"x",` + prev + `}`, "prevResult.capabilities"},
+		{`{"cniVersion":"1.0.0","name":"n","Capabilities":"x"}`, ""},
+	} {
+		c, err := ParseConfig([]byte(tc.conf), testEnv)
+		if tc.err == "" {
+			if err != nil || strings.Contains(tc.conf, "prevResult") && c.PrevResult == nil {
+				t.Errorf("%s: %v", tc.conf, err)
+			}
+			continue
+		}
+		var ce *attach.ConfigError
+		if !errors.As(err, &ce) || ce.Key != tc.err {
+			t.Errorf("%s: error %v, want key %s", tc.conf, err, tc.err)
+		}
+	}
+}
+
+// BenchmarkParseConfig10000 parses a configuration of 10,000 mappings
+// (about 870 KB, as the whole-process benchmark sends) with a prevResult.
+func BenchmarkParseConfig10000(b *testing.B) {
+	var sb strings.Builder
+	sb.WriteString(`{"cniVersion":"1.0.0","name":"bench","type":"passt-portmap","socket":"/run/p.sock","capabilities":{"portMappings":true},`)
+	sb.WriteString(`"prevResult":{"cniVersion":"1.0.0","interfaces":[{"name":"eth0","sandbox":"/run/netns/x"}],"ips":[{"address":"198.18.0.2/15","interface":0}]},`)
+	sb.WriteString(`"runtimeConfig":{"portMappings":[`)
+	for i := range 10000 {
+		if i > 0 {
+			sb.WriteByte(',')
+		}
+		fmt.Fprintf(&sb, `{"hostPort":%d,"containerPort":%d,"protocol":"tcp","hostIP":"127.0.0.1"}`, 20000+i, 20000+i)
+	}
+	sb.WriteString(`]}}`)
+	conf := []byte(sb.String())
+	b.SetBytes(int64(len(conf)))
+	for b.Loop() {
+		c, err := ParseConfig(conf, testEnv)
+		if err != nil || len(c.Mappings) != 10000 {
+			b.Fatal(err)
+		}
+	}
+}
+
+// FuzzConfigPaths: wherever the one typed pass takes a configuration, the
+// raw pass that names errors takes it too, with the same mappings, so the
+// two can never disagree on what a configuration means.
+// Seeds: testdata/fuzz/FuzzConfigPaths.
+func FuzzConfigPaths(f *testing.F) {
+	f.Add([]byte(`{"name":"n","runtimeConfig":{"portMappings":[{"hostPort":80,"containerPort":8080,"protocol":"tcp"}],"x":null}}`))
+	f.Fuzz(func(t *testing.T, conf []byte) {
+		var typed typedConf
+		if json.Unmarshal(conf, &typed) != nil {
+			return
+		}
+		var raw rawConf
+		if err := json.Unmarshal(conf, &raw); err != nil {
+			t.Fatalf("typed pass took %q, raw pass: %v", conf, err)
+		}
+		if (typed.RuntimeConfig == nil) != (raw.RuntimeConfig == nil) {
+			t.Fatalf("%q: runtimeConfig typed %v, raw %v", conf, typed.RuntimeConfig, raw.RuntimeConfig)
+		}
+		if typed.RuntimeConfig == nil {
+			return
+		}
+		ms, err := decodeMappings(raw.RuntimeConfig.PortMappings)
+		if err != nil || !slices.Equal(ms, typed.RuntimeConfig.PortMappings) {
+			t.Fatalf("%q: mappings typed %+v, raw %+v, %v", conf, typed.RuntimeConfig.PortMappings, ms, err)
+		}
+	})
+}

@@ -1,0 +1,40 @@
+package cni
+
+import (
+	"path/filepath"
+	"testing"
+)
+
+// FuzzParseConfig: whatever a runtime sends, ParseConfig does not panic,
+// and a configuration it accepts is one the verbs can use: a positive
+// timeout, an absolute clean data directory, a socket exactly when not
+// managed, and a socket template that expands to an absolute path.
+func FuzzParseConfig(f *testing.F) {
+	f.Add([]byte(`{"cniVersion":"1.1.0","name":"n","socket":"/run/${CNI_CONTAINERID}.sock","runtimeConfig":{"portMappings":[{"hostPort":80,"containerPort":80,"protocol":"tcp"}]}}`), "")
+	f.Add([]byte(`{"cniVersion":"1.0.0","name":"n","weak":true,"targetAddress":"10.0.0.1","bindInterface":"eth0","timeout":"1s","dataDir":"/d","verify":false}`), "PASST_SOCKET=/x.sock")
+	f.Add([]byte(`{"name":"n","forwarder":"managed","pasta":"pasta","pastaArgs":["-a"],"allowChained":true}`), "")
+	f.Add([]byte(`{"name":"n","cniVersion":"0.4.0","prevResult":{"cniVersion":"0.4.0","interfaces":[{"name":"eth0"}],"ips":[{"version":"4","address":"10.0.0.2/24","interface":0}]}}`), "")
+	f.Add([]byte(`{"name":"n","cni.dev/valid-attachments":[{"containerID":"c","ifname":"eth0"}]}`), "")
+	f.Fuzz(func(t *testing.T, conf []byte, args string) {
+		env := Env{ContainerID: "c1", IfName: "eth0", Netns: "/run/netns/x", Args: args}
+		c, err := ParseConfig(conf, env)
+		if err != nil {
+			if cerr := toCNI(err); cerr.Code != codeBadConfig {
+				t.Fatalf("ParseConfig error mapped to code %d: %v", cerr.Code, err)
+			}
+			return
+		}
+		if c.Timeout <= 0 || !filepath.IsAbs(c.DataDir) || filepath.Clean(c.DataDir) != c.DataDir || c.Network == "" {
+			t.Fatalf("accepted %+v", c)
+		}
+		if c.Managed == (c.Socket != "") {
+			t.Fatalf("managed %v with socket %q", c.Managed, c.Socket)
+		}
+		if !c.Managed {
+			s, _, err := resolveSocket(c, env)
+			if err == nil && !filepath.IsAbs(s) {
+				t.Fatalf("socket %q expands to %q", c.Socket, s)
+			}
+		}
+	})
+}
