@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
 	"runtime/debug"
 
 	"github.com/containernetworking/cni/pkg/skel"
@@ -35,6 +36,16 @@ func About() string {
 
 // Main runs the CNI verbs as skel dispatches them, and exits.
 func Main(stdout, stderr io.Writer) {
+	if os.Getenv("CNI_COMMAND") == "VERSION" {
+		answered, err := versionReply(os.Stdin, stdout, SupportedVersions)
+		if err != nil {
+			fmt.Fprintln(stderr, "passt-portmap:", err)
+			os.Exit(1)
+		}
+		if answered {
+			return
+		}
+	}
 	p := &Plugin{Stdout: stdout, Stderr: stderr}
 	skel.PluginMainFuncs(p.Funcs(), SupportedVersions, About())
 }
