@@ -45,49 +45,26 @@ if [ -x "$bindir/pasta" ] && [ -f "$stamp" ] && "$bindir/pasta" --version >/dev/
 	exit 0
 fi
 
-apt=$cache/apt
-mkdir -p "$apt/lists/partial" "$apt/cache/archives/partial" "$cache/debs"
-cat >"$apt/sources.list" <<SRC
-deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian sid main
-SRC
-aptopts=(-o "Dir::Etc::SourceList=$apt/sources.list" -o Dir::Etc::SourceParts=/dev/null
-	-o "Dir::State::Lists=$apt/lists" -o "Dir::Cache=$apt/cache"
-	-o Dir::State::status=/dev/null -o APT::Get::List-Cleanup=0
-	-o Debug::NoLocking=1 -o APT::Sandbox::User=root)
-
+# shellcheck source=lib/sid.sh
+. "$(dirname "$0")/lib/sid.sh"
+sid_init "$cache"
+mkdir -p "$cache/debs"
 log "updating a private package list for Debian unstable"
-apt-get "${aptopts[@]}" -qq update >&2
+sid_update
 
 cd "$cache/debs"
 rm -f ./*.deb
-if apt-get "${aptopts[@]}" -qq download "passt=$want" >&2 2>/dev/null; then
-	log "got passt $want"
-else
-	log "passt $want is gone from unstable; taking the newest"
-	apt-get "${aptopts[@]}" -qq download passt >&2
-fi
-apt-get "${aptopts[@]}" -qq download libc6 >&2
+sid_download passt "$want"
+sid_download libc6
 
-rm -rf "$root.new"
-mkdir -p "$root.new"
-for deb in ./*.deb; do dpkg-deb -x "$deb" "$root.new"; done
-rm -rf "$root"
-mv "$root.new" "$root"
+sid_unpack "$root" ./*.deb
 version=$(dpkg-deb -f ./passt_*.deb Version)
 libcver=$(dpkg-deb -f ./libc6_*.deb Version)
 
 libdir=$root/usr/lib/x86_64-linux-gnu
-[ -x "$libdir/ld-linux-x86-64.so.2" ] || { log "no loader in $libdir"; exit 1; }
-mkdir -p "$bindir"
 for prog in pasta pesto; do
-	[ -x "$root/usr/bin/$prog" ] || { log "package has no $prog"; exit 1; }
-	cat >"$bindir/$prog.new" <<WRAP
-#!/bin/sh
-# Runs Debian unstable's $prog (passt $version) through its own loader.
-exec "$libdir/ld-linux-x86-64.so.2" --library-path "$libdir" "$root/usr/bin/$prog" "\$@"
-WRAP
-	chmod +x "$bindir/$prog.new"
-	mv "$bindir/$prog.new" "$bindir/$prog"
+	sid_wrapper "$bindir/$prog" "$libdir" "$root/usr/bin/$prog" \
+		"Runs Debian unstable's $prog (passt $version) through its own loader."
 done
 echo "$version" >"$stamp"
 log "installed passt $version (libc6 $libcver) in $root"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # test.sh: the project's whole test, as root:
 #   1. get the real pasta and pesto (scripts/fetch-pasta.sh) and export
-#      PASST_BIN_DIR for the integration tests;
+#      PASST_BIN_DIR for the integration tests; get the real netavark
+#      (scripts/fetch-netavark.sh) and export NETAVARK_BIN_DIR;
 #   2. go vet ./...;
 #   3. go test ./... (unit tests, and the integration tests that drive the
 #      plugin through libcni against the real pasta in network namespaces);
@@ -16,6 +17,7 @@
 #                  for a quick local run only: CI uses the default)
 #   GOTESTFLAGS    extra flags for step 3, e.g. "-race" or "-run TestGC"
 #   PASST_CACHE, PASST_VERSION, PASST_FORCE_DOWNLOAD: see fetch-pasta.sh
+#   NETAVARK_VERSION: see fetch-netavark.sh
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -40,6 +42,16 @@ if [ -z "$passt_version" ]; then
 	exit 1
 fi
 echo "testing against: $passt_version ($bindir)"
+
+step "netavark"
+# The netavark plugin's integration tests run the real netavark.
+nvdir=$(scripts/fetch-netavark.sh | tail -n1)
+if ! netavark_version=$("$nvdir/netavark" --version 2>/dev/null); then
+	echo "test.sh: no runnable netavark in '$nvdir': failing" >&2
+	exit 1
+fi
+export NETAVARK_BIN_DIR=$nvdir
+echo "testing against: $netavark_version ($nvdir)"
 
 failed=()
 step "go vet ./..."

@@ -4,8 +4,11 @@
 // idempotent and deleting, checking and garbage collection exact.
 //
 // One binary, several front ends over one core (pkg/attach): it speaks
-// CNI when CNI_COMMAND is set (internal/cni), and otherwise runs the
-// commands for a person (internal/cli). main only dispatches.
+// CNI when CNI_COMMAND is set (internal/cni), netavark's plugin API when
+// its first argument is create, setup, teardown or info (internal/netavark:
+// Podman 5 and 6 run it as the network driver "passt-portmap"), and
+// otherwise runs the commands for a person (internal/cli). main only
+// dispatches.
 //
 // CNI configuration (unknown keys are ignored; a wrong type or value is
 // error 7 naming the key):
@@ -48,9 +51,13 @@ import (
 
 	"github.com/passt-portmap/passt-portmap/plugins/passt-portmap/internal/cli"
 	"github.com/passt-portmap/passt-portmap/plugins/passt-portmap/internal/cni"
+	"github.com/passt-portmap/passt-portmap/plugins/passt-portmap/internal/netavark"
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Getenv("CNI_COMMAND") == "" && netavark.IsCommand(os.Args[1]) {
+		os.Exit(netavark.Main(os.Args[1:]))
+	}
 	if len(os.Args) > 1 && os.Getenv("CNI_COMMAND") == "" {
 		os.Exit(cli.Run(os.Args[1:], os.Stdout, os.Stderr, versions()))
 	}

@@ -14,7 +14,7 @@ import (
 )
 
 // Usage is the command line a person may give.
-const Usage = "usage: passt-portmap --version | show SOCKET [PIDFILE]\n(run by a CNI runtime, it reads CNI_COMMAND and its configuration from stdin)"
+const Usage = "usage: passt-portmap --version | show SOCKET [PIDFILE]\n(run by a CNI runtime, it reads CNI_COMMAND and its configuration from stdin;\nrun by netavark or Podman as a network driver: create | setup NETNS | teardown NETNS | info)"
 
 // Run runs a command and returns the exit status. versions are the lines
 // --version prints.

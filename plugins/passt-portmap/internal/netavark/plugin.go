@@ -1,0 +1,234 @@
+package netavark
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+)
+
+// Attachment is one container on one network, as setup and teardown ask
+// for it.
+type Attachment struct {
+	Network     string // the network's name
+	ContainerID string
+	IfName      string // the interface in the namespace (network_options.interface_name)
+	Netns       string // the namespace's path (the command's argument)
+	Options     Options
+	Mappings    []Mapping
+}
+
+// Backend does what setup and teardown ask for.
+type Backend interface {
+	// Setup starts the managed pasta for the namespace (or finds the one
+	// running for the attachment), makes it forward exactly a.Mappings
+	// and returns what it configured. When it fails it leaves nothing of
+	// the attachment behind: netavark does not tear down a network whose
+	// setup failed.
+	Setup(ctx context.Context, a Attachment) (Configured, error)
+	// Teardown removes the attachment's rules and stops its pasta; an
+	// attachment already gone is success.
+	Teardown(ctx context.Context, a Attachment) error
+}
+
+// Coder is an error that chooses the process's exit status (1 to 255).
+// netavark puts it into its message ("exit code N"), so the codes are
+// those of the CNI front end's table.
+type Coder interface {
+	ExitCode() int
+}
+
+// CodeBadInput is the exit status of input that cannot be used, CNI's
+// "invalid network config".
+const CodeBadInput = 7
+
+// Plugin runs the plugin API's commands.
+type Plugin struct {
+	Backend Backend
+	Version string    // the plugin's version, for info
+	Stdout  io.Writer // the answer, or {"error": ...}: nothing else
+	Stderr  io.Writer // logs
+}
+
+// IsCommand reports whether arg is one of the plugin API's commands.
+func IsCommand(arg string) bool {
+	switch arg {
+	case "create", "setup", "teardown", "info":
+		return true
+	}
+	return false
+}
+
+// Run runs the command in args (args[0] is the command, without the
+// program's name) with stdin as its input and returns the exit status.
+func (p *Plugin) Run(ctx context.Context, args []string, stdin io.Reader) int {
+	out, err := p.run(ctx, args, stdin)
+	if err != nil {
+		return p.fail(err)
+	}
+	if out == nil {
+		return 0 // teardown answers nothing
+	}
+	b, err := json.Marshal(out)
+	if err != nil {
+		return p.fail(fmt.Errorf("encode the answer: %w", err))
+	}
+	if _, err := p.Stdout.Write(append(b, '\n')); err != nil {
+		fmt.Fprintf(p.Stderr, "passt-portmap: write the answer: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+func (p *Plugin) run(ctx context.Context, args []string, stdin io.Reader) (any, error) {
+	if len(args) == 0 {
+		return nil, errors.New("no command (want create, setup NETNS, teardown NETNS or info)")
+	}
+	switch cmd := args[0]; cmd {
+	case "info":
+		return Info{Version: p.Version, APIVersion: APIVersion}, nil
+	case "create":
+		b, err := readAll(stdin)
+		if err != nil {
+			return nil, err
+		}
+		return p.create(b)
+	case "setup", "teardown":
+		if len(args) != 2 || args[1] == "" {
+			return nil, fmt.Errorf("%s: want one argument, the path of the container's network namespace", cmd)
+		}
+		b, err := readAll(stdin)
+		if err != nil {
+			return nil, err
+		}
+		if cmd == "setup" {
+			return p.setup(ctx, args[1], b)
+		}
+		return nil, p.teardown(ctx, args[1], b)
+	default:
+		return nil, fmt.Errorf("unknown command %q (want create, setup NETNS, teardown NETNS or info)", cmd)
+	}
+}
+
+// maxInput bounds what is read from stdin: a network with every port of
+// a machine mapped one by one is about 6 MB of JSON.
+const maxInput = 64 << 20
+
+func readAll(r io.Reader) ([]byte, error) {
+	b, err := io.ReadAll(io.LimitReader(r, maxInput+1))
+	if err != nil {
+		return nil, fmt.Errorf("read stdin: %w", err)
+	}
+	if len(b) > maxInput {
+		return nil, fmt.Errorf("stdin holds more than %d bytes", maxInput)
+	}
+	return b, nil
+}
+
+// create validates a new network's configuration and hands it back
+// unchanged: the options are kept as the user wrote them, so that a later
+// version's defaults apply to them.
+func (p *Plugin) create(b []byte) (any, error) {
+	n, members, err := DecodeNetwork(b)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := ParseOptions(n.Options); err != nil {
+		return nil, err
+	}
+	if n.Internal {
+		// pasta always gives the namespace the host's outbound access:
+		// an internal network would not be one.
+		return nil, fieldErr("internal", "a passt-portmap network cannot be internal: pasta gives the container outbound access through the host")
+	}
+	if len(n.Subnets) > 0 {
+		p.logf("network %s: subnets are not used: pasta gives the container the host's addresses", n.Name)
+	}
+	return members, nil
+}
+
+func (p *Plugin) attachment(netns string, b []byte) (Attachment, *Exec, error) {
+	e, err := DecodeExec(b)
+	if err != nil {
+		return Attachment{}, nil, err
+	}
+	opts, err := ParseOptions(e.Network.Options)
+	if err != nil {
+		return Attachment{}, e, err
+	}
+	a := Attachment{Network: e.Network.Name, ContainerID: e.ContainerID, IfName: e.NetworkOptions.InterfaceName, Netns: netns, Options: opts}
+	a.Mappings, err = Mappings(e.PortMappings)
+	return a, e, err
+}
+
+func (p *Plugin) setup(ctx context.Context, netns string, b []byte) (any, error) {
+	a, e, err := p.attachment(netns, b)
+	if err != nil {
+		return nil, err
+	}
+	if len(e.NetworkOptions.StaticIPs) > 0 || e.NetworkOptions.StaticMAC != nil {
+		// netavark checks nothing against them; say so where the
+		// runtime logs it rather than pretend.
+		p.logf("container %.12s on network %s: static addresses and MAC (--ip, --mac-address) are not used: pasta gives the container the host's addresses", a.ContainerID, a.Network)
+	}
+	c, err := p.Backend.Setup(ctx, a)
+	if err != nil {
+		return nil, fmt.Errorf("setup of container %.12s on network %s: %w", a.ContainerID, a.Network, err)
+	}
+	if c.IfName == "" {
+		c.IfName = a.IfName
+	}
+	return StatusBlockOf(c), nil
+}
+
+func (p *Plugin) teardown(ctx context.Context, netns string, b []byte) error {
+	a, _, err := p.attachment(netns, b)
+	var fe *FieldError
+	if errors.As(err, &fe) && strings.HasPrefix(fe.Field, "port_mappings") {
+		// What is removed is what setup recorded, not the mappings:
+		// mappings that setup refused do not keep teardown from
+		// cleaning up.
+		p.logf("teardown: %v", err)
+		err = nil
+	}
+	if err != nil {
+		return err
+	}
+	if err := p.Backend.Teardown(ctx, a); err != nil {
+		return fmt.Errorf("teardown of container %.12s on network %s: %w", a.ContainerID, a.Network, err)
+	}
+	return nil
+}
+
+func (p *Plugin) logf(format string, a ...any) {
+	if p.Stderr != nil {
+		fmt.Fprintf(p.Stderr, "passt-portmap: "+format+"\n", a...)
+	}
+}
+
+// fail writes err as netavark's error JSON, logs it, and returns the exit
+// status: an error's own code, CodeBadInput for bad input, 1 otherwise.
+func (p *Plugin) fail(err error) int {
+	code := 1
+	var (
+		c  Coder
+		fe *FieldError
+	)
+	switch {
+	case errors.As(err, &c) && c.ExitCode() > 0 && c.ExitCode() < 256:
+		code = c.ExitCode()
+	case errors.As(err, &fe):
+		code = CodeBadInput
+	}
+	b, merr := json.Marshal(jsonError{Error: err.Error()})
+	if merr != nil {
+		b = []byte(`{"error":"passt-portmap: an error that cannot be encoded"}`)
+	}
+	p.logf("%v", err)
+	if _, werr := p.Stdout.Write(b); werr != nil {
+		p.logf("write the error: %v", werr)
+	}
+	return code
+}
