@@ -43,6 +43,10 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+say "dependencies (scripts/deps.sh demo)"
+scripts/deps.sh demo
+export PATH=/usr/local/go/bin:$PATH
+
 say "the real pasta"
 bindir=$(scripts/fetch-pasta.sh | tail -n1)
 "$bindir/pasta" --version 2>/dev/null | head -n1

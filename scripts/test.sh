@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # test.sh: the project's whole test, as root:
+#   0. install the Debian packages and Go modules the tests need
+#      (scripts/deps.sh; nothing when they are there already);
 #   1. get the real pasta and pesto (scripts/fetch-pasta.sh) and export
 #      PASST_BIN_DIR for the integration tests; get the real netavark
 #      (scripts/fetch-netavark.sh) and export NETAVARK_BIN_DIR;
@@ -28,6 +30,10 @@ if [ "$(id -u)" != 0 ]; then
 	echo "test.sh: run as root: the integration tests make network namespaces and run pasta" >&2
 	exit 1
 fi
+
+step "dependencies"
+scripts/deps.sh test
+export PATH=/usr/local/go/bin:$PATH
 
 step "forwarder"
 bindir=$(scripts/fetch-pasta.sh | tail -n1)
