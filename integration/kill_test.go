@@ -35,7 +35,7 @@ func TestPluginKilledAtRandom(t *testing.T) {
 	foreign := wire.NewRule(wire.ProtoTCP, netip.Addr{}, p+atts, p+atts, 80, wire.FlagDualStack)
 	r.f.Pesto(t, "-A", "-t", fmt.Sprintf("%d:80", p+atts))
 	st := store.New(filepath.Join(r.dataDir, "records"))
-	cid := func(a int) string { return fmt.Sprintf("h3-k%d", a) }
+	cid := func(a int) string { return fmt.Sprintf("pp-k%d", a) }
 	conf := func(a int) []byte { return r.conf("", [2]uint16{p + uint16(a), 80}) }
 	own := func(a int) wire.Rule {
 		return wire.NewRule(wire.ProtoTCP, netip.Addr{}, p+uint16(a), p+uint16(a), 80, wire.FlagDualStack)
@@ -59,7 +59,7 @@ func TestPluginKilledAtRandom(t *testing.T) {
 		}
 		owners := map[[wire.RuleSize]byte]int{}
 		for a := 0; a < atts; a++ {
-			rec, err := st.Get(store.Key{Network: "h3-real", ContainerID: cid(a), IfName: "eth0"})
+			rec, err := st.Get(store.Key{Network: "pp-real", ContainerID: cid(a), IfName: "eth0"})
 			if errors.Is(err, fs.ErrNotExist) {
 				continue
 			}

@@ -31,7 +31,7 @@ func BenchmarkManagedStop(b *testing.B) {
 
 func benchManaged(b *testing.B, start bool) {
 	pasta, _ := pastatest.Bins(b)
-	dir, err := os.MkdirTemp("/tmp", "h5-bench-")
+	dir, err := os.MkdirTemp("/tmp", "pp-bench-")
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -39,7 +39,7 @@ func benchManaged(b *testing.B, start bool) {
 	ctx := context.Background()
 	b.StopTimer()
 	for i := 0; i < b.N; i++ {
-		name := fmt.Sprintf("h5-bench-%d-%d", os.Getpid(), i)
+		name := fmt.Sprintf("pp-bench-%d-%d", os.Getpid(), i)
 		if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
 			b.Fatalf("ip netns add: %v: %s", err, out)
 		}
@@ -88,12 +88,12 @@ func BenchmarkManagedCNIDel(b *testing.B) {
 func benchManagedCNI(b *testing.B, add bool) {
 	pasta, _ := pastatest.Bins(b)
 	pluginDir := managedPlugin(b)
-	dataDir, err := os.MkdirTemp("/tmp", "h5-bench-")
+	dataDir, err := os.MkdirTemp("/tmp", "pp-bench-")
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer os.RemoveAll(dataDir)
-	list, err := libcni.ConfListFromBytes([]byte(fmt.Sprintf(`{"cniVersion": "1.1.0", "name": "h5-bench",
+	list, err := libcni.ConfListFromBytes([]byte(fmt.Sprintf(`{"cniVersion": "1.1.0", "name": "pp-bench",
 	  "plugins": [{"type": "passt-portmap", "pasta": %q, "dataDir": %q, "capabilities": {"portMappings": true}}]}`, pasta, dataDir)))
 	if err != nil {
 		b.Fatal(err)
@@ -102,7 +102,7 @@ func benchManagedCNI(b *testing.B, add bool) {
 	ctx := context.Background()
 	b.StopTimer()
 	for i := 0; i < b.N; i++ {
-		name := fmt.Sprintf("h5-bench-%d-%d", os.Getpid(), i)
+		name := fmt.Sprintf("pp-bench-%d-%d", os.Getpid(), i)
 		if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
 			b.Fatalf("ip netns add: %v: %s", err, out)
 		}

@@ -34,7 +34,7 @@ var (
 func managedPlugin(t testing.TB) string {
 	t.Helper()
 	managedPluginOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "h5-cni-bin-")
+		dir, err := os.MkdirTemp("", "pp-cni-bin-")
 		if err != nil {
 			managedPluginErr = err
 			return
@@ -64,7 +64,7 @@ type managedCNI struct {
 
 func newManagedCNI(t *testing.T, n *pastatest.NetNS, pasta string, hostPort uint16) *managedCNI {
 	t.Helper()
-	dataDir, err := os.MkdirTemp("/tmp", "h5-data-")
+	dataDir, err := os.MkdirTemp("/tmp", "pp-data-")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,7 +83,7 @@ func newManagedCNIIn(t *testing.T, dataDir string, n *pastatest.NetNS, pasta str
 // `"key": value,`).
 func newManagedCNIWith(t *testing.T, dataDir string, n *pastatest.NetNS, pasta string, hostPort uint16, extra string) *managedCNI {
 	t.Helper()
-	conf := fmt.Sprintf(`{"cniVersion": "1.1.0", "name": "h5-managed",
+	conf := fmt.Sprintf(`{"cniVersion": "1.1.0", "name": "pp-managed",
 	  "plugins": [{"type": "passt-portmap", "pasta": %q, "dataDir": %q, "timeout": "15s", %s
 	               "capabilities": {"portMappings": true}}]}`, pasta, dataDir, extra)
 	list, err := libcni.ConfListFromBytes([]byte(conf))
@@ -94,7 +94,7 @@ func newManagedCNIWith(t *testing.T, dataDir string, n *pastatest.NetNS, pasta s
 		cni:  libcni.NewCNIConfigWithCacheDir([]string{managedPlugin(t)}, filepath.Join(dataDir, "cache"), nil),
 		list: list,
 		rt: &libcni.RuntimeConf{
-			ContainerID: "h5-" + strconv.Itoa(os.Getpid()) + "-" + n.Name,
+			ContainerID: "pp-" + strconv.Itoa(os.Getpid()) + "-" + n.Name,
 			NetNS:       n.Path,
 			IfName:      "eth0",
 			CapabilityArgs: map[string]any{"portMappings": []map[string]any{
@@ -199,7 +199,7 @@ func TestManagedCNI(t *testing.T) {
 	pasta, _ := pastatest.Bins(t)
 	n := pastatest.NewNetNS(t)
 	hostPort := pastatest.FreePort(t, "tcp")
-	dataDir, err := os.MkdirTemp("/tmp", "h5-data-")
+	dataDir, err := os.MkdirTemp("/tmp", "pp-data-")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -336,7 +336,7 @@ func TestManagedCNIStatus(t *testing.T) {
 // not listed as valid, and only those.
 func TestManagedCNIGC(t *testing.T) {
 	pasta, _ := pastatest.Bins(t)
-	dataDir, err := os.MkdirTemp("/tmp", "h5-data-")
+	dataDir, err := os.MkdirTemp("/tmp", "pp-data-")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -35,7 +35,7 @@ const managedTimeout = 15 * time.Second
 // holds at most 107 bytes), removed when the test ends.
 func managedDir(t *testing.T) string {
 	t.Helper()
-	dir, err := os.MkdirTemp("/tmp", "h5-")
+	dir, err := os.MkdirTemp("/tmp", "pp-")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -525,7 +525,7 @@ func TestManagedCrashReplaced(t *testing.T) {
 // Running notices and Stop cleans up what it left.
 func TestManagedNetnsDeleted(t *testing.T) {
 	pasta, _ := pastatest.Bins(t)
-	name := fmt.Sprintf("h5-del-%d", os.Getpid())
+	name := fmt.Sprintf("pp-del-%d", os.Getpid())
 	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
 		t.Fatalf("ip netns add: %v: %s", err, out)
 	}
@@ -557,7 +557,7 @@ func TestManagedNetnsDeleted(t *testing.T) {
 // with pasta's own message, leaves no process, and within the timeout.
 func TestManagedStartFailure(t *testing.T) {
 	pasta, _ := pastatest.Bins(t)
-	cfg := forwarder.Config{Pasta: pasta, NetNS: "/run/netns/h5-does-not-exist", Dir: managedDir(t), Timeout: managedTimeout}
+	cfg := forwarder.Config{Pasta: pasta, NetNS: "/run/netns/pp-does-not-exist", Dir: managedDir(t), Timeout: managedTimeout}
 	ctx, cancel := context.WithTimeout(context.Background(), managedTimeout)
 	defer cancel()
 	inst, err := forwarder.Ensure(ctx, cfg)
@@ -565,7 +565,7 @@ func TestManagedStartFailure(t *testing.T) {
 		t.Fatalf("Ensure on a missing namespace succeeded: %+v", inst)
 	}
 	t.Logf("error: %v", err)
-	if !strings.Contains(err.Error(), "h5-does-not-exist") || !strings.Contains(err.Error(), "pasta.out") {
+	if !strings.Contains(err.Error(), "pp-does-not-exist") || !strings.Contains(err.Error(), "pasta.out") {
 		t.Errorf("error %q names neither the namespace nor pasta's output", err)
 	}
 	p := forwarder.Paths(cfg.Dir)
@@ -591,7 +591,7 @@ func TestManagedAttached(t *testing.T) {
 	if att, err := forwarder.Attached(other.Path); err != nil || !att {
 		t.Fatalf("Attached(with a veth pair) = %v, %v; want true", att, err)
 	}
-	if _, err := forwarder.Attached("/run/netns/h5-does-not-exist"); err == nil {
+	if _, err := forwarder.Attached("/run/netns/pp-does-not-exist"); err == nil {
 		t.Fatal("Attached on a missing namespace: no error")
 	}
 }

@@ -35,7 +35,7 @@ var (
 func pluginBinary(t *testing.T) string {
 	t.Helper()
 	plugBinOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "h3-bin-")
+		dir, err := os.MkdirTemp("", "pp-bin-")
 		if err != nil {
 			plugBinErr = err
 			return
@@ -61,7 +61,7 @@ type plugRun struct {
 
 func newPlugRun(t *testing.T) *plugRun {
 	t.Helper()
-	dataDir, err := os.MkdirTemp("", "h3-data-")
+	dataDir, err := os.MkdirTemp("", "pp-data-")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,7 +77,7 @@ func (r *plugRun) conf(extra string, ports ...[2]uint16) []byte {
 	if extra != "" {
 		extra = "," + extra
 	}
-	return []byte(fmt.Sprintf(`{"cniVersion":"1.1.0","name":"h3-real","type":"passt-portmap","socket":%q,"pidFile":%q,
+	return []byte(fmt.Sprintf(`{"cniVersion":"1.1.0","name":"pp-real","type":"passt-portmap","socket":%q,"pidFile":%q,
 		"dataDir":%q,"timeout":"10s","runtimeConfig":{"portMappings":[%s]}%s}`,
 		r.f.Socket, r.f.PIDFile, r.dataDir, strings.Join(ms, ","), extra))
 }
@@ -156,21 +156,21 @@ func TestPluginRealPasta(t *testing.T) {
 	c1 := r.conf("", [2]uint16{p, 80})
 	c2 := r.conf("", [2]uint16{p + 1, 81})
 
-	out := r.must("ADD", "h3-c1", c1)
+	out := r.must("ADD", "pp-c1", c1)
 	if !strings.Contains(out, `"cniVersion": "1.1.0"`) {
 		t.Errorf("ADD result: %s", out)
 	}
 	pastatest.MustAnswer(t, "tcp", addr(p), "c80")
 	before := r.f.ReadTables(t)
-	r.must("ADD", "h3-c1", c1)
+	r.must("ADD", "pp-c1", c1)
 	if after := r.f.ReadTables(t); !bytes.Equal(after.AppendServer(nil), before.AppendServer(nil)) {
 		t.Fatalf("repeated ADD changed the tables:\n%s", r.f.Tables(t))
 	}
-	r.must("ADD", "h3-c2", c2)
+	r.must("ADD", "pp-c2", c2)
 	pastatest.MustAnswer(t, "tcp", addr(p+1), "c81")
 	pastatest.MustAnswer(t, "tcp", addr(p), "c80")
-	r.must("CHECK", "h3-c1", c1)
-	r.must("CHECK", "h3-c2", c2)
+	r.must("CHECK", "pp-c1", c1)
+	r.must("CHECK", "pp-c2", c2)
 	t.Logf("pesto after two ADDs:\n%s", r.f.Tables(t))
 
 	// "show" for a person.
@@ -187,7 +187,7 @@ func TestPluginRealPasta(t *testing.T) {
 		t.Fatal(err)
 	}
 	tablesBefore := r.host()
-	r.mustFail("ADD", "h3-c3", r.conf("", [2]uint16{p + 2, 80}), 101, fmt.Sprintf("host ports %d not listening", p+2), "rolled back")
+	r.mustFail("ADD", "pp-c3", r.conf("", [2]uint16{p + 2, 80}), 101, fmt.Sprintf("host ports %d not listening", p+2), "rolled back")
 	ln.Close()
 	if got := r.host(); got != tablesBefore {
 		t.Errorf("after a socket fail:\n got %s\nwant %s", got, tablesBefore)
@@ -198,40 +198,40 @@ func TestPluginRealPasta(t *testing.T) {
 	// Safe fail: a rule of another client (pesto) holds the port; the
 	// plugin refuses before sending, naming the entry and the conflict.
 	r.f.Pesto(t, "-A", "-t", fmt.Sprintf("127.0.0.1/%d:80", p+2))
-	r.mustFail("ADD", "h3-c5", r.conf("", [2]uint16{p + 3, 99}, [2]uint16{p + 2, 80}), 100, "conflict", "entry 1")
+	r.mustFail("ADD", "pp-c5", r.conf("", [2]uint16{p + 3, 99}, [2]uint16{p + 2, 80}), 100, "conflict", "entry 1")
 	r.f.Pesto(t, "-D", "-t", fmt.Sprintf("127.0.0.1/%d:80", p+2))
 	if got := r.host(); got != tablesBefore {
 		t.Errorf("after a safe fail:\n got %s\nwant %s", got, tablesBefore)
 	}
 	// Bad mapping: 7, naming the entry.
-	r.mustFail("ADD", "h3-c5", r.conf("", [2]uint16{0, 80}), 7, "entry 0")
+	r.mustFail("ADD", "pp-c5", r.conf("", [2]uint16{0, 80}), 7, "entry 0")
 
 	// GC keeps c2, drops c1 (and c4, which ADD made meanwhile).
-	r.must("ADD", "h3-c4", r.conf("", [2]uint16{p + 3, 80}))
-	r.must("GC", "", r.conf(`"cni.dev/valid-attachments":[{"containerID":"h3-c2","ifname":"eth0"}]`))
+	r.must("ADD", "pp-c4", r.conf("", [2]uint16{p + 3, 80}))
+	r.must("GC", "", r.conf(`"cni.dev/valid-attachments":[{"containerID":"pp-c2","ifname":"eth0"}]`))
 	if got, want := r.host(), fmt.Sprintf("TCP [*]:%d  =>  81", p+1); got != want {
 		t.Fatalf("after GC: %s, want %s", got, want)
 	}
 	pastatest.MustNotAnswer(t, "tcp", addr(p), "c80")
-	r.must("DEL", "h3-c1", c1)
-	r.must("DEL", "h3-c1", c1)
+	r.must("DEL", "pp-c1", c1)
+	r.must("DEL", "pp-c1", c1)
 
 	// A restarted forwarder lost the rules: CHECK says which; ADD
 	// restores them.
 	r.f.Restart(t)
-	r.mustFail("CHECK", "h3-c2", c2, 104, fmt.Sprintf("missing: HOST TCP [*]:%d  =>  81", p+1))
-	r.must("ADD", "h3-c2", c2)
+	r.mustFail("CHECK", "pp-c2", c2, 104, fmt.Sprintf("missing: HOST TCP [*]:%d  =>  81", p+1))
+	r.must("ADD", "pp-c2", c2)
 	pastatest.MustAnswer(t, "tcp", addr(p+1), "c81")
 
 	// A killed forwarder: CHECK cannot reach it (11), DEL succeeds at once.
 	r.f.Kill(t)
-	r.mustFail("CHECK", "h3-c2", r.conf(`"timeout":"500ms"`, [2]uint16{p + 1, 81}), 11, r.f.Socket)
+	r.mustFail("CHECK", "pp-c2", r.conf(`"timeout":"500ms"`, [2]uint16{p + 1, 81}), 11, r.f.Socket)
 	start := time.Now()
-	r.must("DEL", "h3-c2", c2)
+	r.must("DEL", "pp-c2", c2)
 	if d := time.Since(start); d > 5*time.Second {
 		t.Errorf("DEL of a dead forwarder took %v", d)
 	}
-	r.must("DEL", "h3-c2", c2)
+	r.must("DEL", "pp-c2", c2)
 }
 
 // TestPluginRealPastaMismatchedStatus: STATUS of a fixed socket asks the
@@ -256,9 +256,9 @@ func TestPluginRealPastaParallel(t *testing.T) {
 		errs := make(chan string, len(idx))
 		for _, i := range idx {
 			go func() {
-				_, e := r.exec(verb, fmt.Sprintf("h3-p%d", i), r.conf(`"timeout":"30s"`, [2]uint16{p + uint16(i), 80}))
+				_, e := r.exec(verb, fmt.Sprintf("pp-p%d", i), r.conf(`"timeout":"30s"`, [2]uint16{p + uint16(i), 80}))
 				if e != nil {
-					errs <- fmt.Sprintf("%s h3-p%d: code %d: %s; %s", verb, i, e.Code, e.Msg, e.Details)
+					errs <- fmt.Sprintf("%s pp-p%d: code %d: %s; %s", verb, i, e.Code, e.Msg, e.Details)
 					return
 				}
 				errs <- ""
@@ -292,14 +292,14 @@ func TestPluginRealPastaParallel(t *testing.T) {
 func TestPluginManagedGC(t *testing.T) {
 	bin := pluginBinary(t)
 	pasta, _ := pastatest.Bins(t)
-	dataDir, err := os.MkdirTemp("", "h3-mdata-")
+	dataDir, err := os.MkdirTemp("", "pp-mdata-")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dataDir) })
 	p := pastatest.FreePortRange(t, "tcp", 2)
 	conf := func(extra string, port uint16) []byte {
-		return []byte(fmt.Sprintf(`{"cniVersion":"1.1.0","name":"h3-managed","type":"passt-portmap","pasta":%q,"dataDir":%q,"timeout":"15s",
+		return []byte(fmt.Sprintf(`{"cniVersion":"1.1.0","name":"pp-managed","type":"passt-portmap","pasta":%q,"dataDir":%q,"timeout":"15s",
 			"runtimeConfig":{"portMappings":[{"hostPort":%d,"containerPort":80,"protocol":"tcp"}]}%s}`, pasta, dataDir, port, extra))
 	}
 	type att struct {
@@ -313,7 +313,7 @@ func TestPluginManagedGC(t *testing.T) {
 		pastatest.ServeTCP(t, n, ":80", fmt.Sprintf("m%d", i))
 		// plugRun without a forwarder of its own: exec only needs the netns.
 		r := &plugRun{t: t, bin: bin, f: &pastatest.Forwarder{NS: n}, dataDir: dataDir}
-		a := att{cid: fmt.Sprintf("h3-m%d", i), ns: n, r: r}
+		a := att{cid: fmt.Sprintf("pp-m%d", i), ns: n, r: r}
 		atts = append(atts, a)
 		out := r.must("ADD", a.cid, conf("", p+uint16(i)))
 		if !strings.Contains(out, `"interfaces"`) {
@@ -326,13 +326,13 @@ func TestPluginManagedGC(t *testing.T) {
 	if len(dirs) != 2 {
 		t.Fatalf("forwarder directories after two managed ADDs: %v", dirs)
 	}
-	atts[0].r.must("GC", "", conf(`,"cni.dev/valid-attachments":[{"containerID":"h3-m0","ifname":"eth0"}]`, p))
+	atts[0].r.must("GC", "", conf(`,"cni.dev/valid-attachments":[{"containerID":"pp-m0","ifname":"eth0"}]`, p))
 	pastatest.MustAnswer(t, "tcp", pastatest.HostPort("127.0.0.1", p), "m0")
 	pastatest.MustNotAnswer(t, "tcp", pastatest.HostPort("127.0.0.1", p+1), "m1")
 	left, _ := filepath.Glob(filepath.Join(dataDir, "forwarders", "*"))
-	recs, _ := filepath.Glob(filepath.Join(dataDir, "records", "h3-managed", "*.json"))
-	if len(left) != 1 || len(recs) != 1 || !strings.Contains(recs[0], "h3-m0@") {
+	recs, _ := filepath.Glob(filepath.Join(dataDir, "records", "pp-managed", "*.json"))
+	if len(left) != 1 || len(recs) != 1 || !strings.Contains(recs[0], "pp-m0@") {
 		t.Fatalf("after GC: forwarder dirs %v, records %v", left, recs)
 	}
-	atts[0].r.must("CHECK", "h3-m0", conf("", p))
+	atts[0].r.must("CHECK", "pp-m0", conf("", p))
 }

@@ -15,13 +15,13 @@ func TestPluginRestartedPastaRulesNotOurs(t *testing.T) {
 	r := newPlugRun(t)
 	p := pastatest.FreePort(t, "tcp")
 	conf := r.conf("", [2]uint16{p, 80})
-	r.must("ADD", "h3-r1", conf)
+	r.must("ADD", "pp-r1", conf)
 	r.f.Restart(t)
 	pastatest.ServeTCP(t, r.f.NS, ":80", "r80")
 	r.f.Pesto(t, "-A", "-t", fmt.Sprintf("%d:80", p))
 	want := r.host()
-	r.mustFail("ADD", "h3-r1", conf, 100, "does not own it")
-	r.must("DEL", "h3-r1", conf)
+	r.mustFail("ADD", "pp-r1", conf, 100, "does not own it")
+	r.must("DEL", "pp-r1", conf)
 	if got := r.host(); got != want {
 		t.Fatalf("after DEL: %s, want pesto's rule kept: %s", got, want)
 	}

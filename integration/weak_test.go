@@ -30,36 +30,36 @@ func TestPluginWeakRuleCannotBlock(t *testing.T) {
 	}
 	defer held.Close()
 
-	r.must("ADD", "h3-w1", r.conf("", [2]uint16{p, 80}))
+	r.must("ADD", "pp-w1", r.conf("", [2]uint16{p, 80}))
 	before := r.host()
-	r.mustFail("ADD", "h3-w2", r.conf(`"weak":true`, [2]uint16{p + 1, 80}), 101,
+	r.mustFail("ADD", "pp-w2", r.conf(`"weak":true`, [2]uint16{p + 1, 80}), 101,
 		fmt.Sprintf("host ports %d not listening", p+1), "rolled back", "binds none of its ports")
 	if got := r.host(); got != before {
 		t.Fatalf("after the refused weak rule:\n got %s\nwant %s", got, before)
 	}
-	r.must("DEL", "h3-w2", r.conf(`"weak":true`, [2]uint16{p + 1, 80}))
-	r.must("ADD", "h3-w3", r.conf("", [2]uint16{p + 2, 80}))
+	r.must("DEL", "pp-w2", r.conf(`"weak":true`, [2]uint16{p + 1, 80}))
+	r.must("ADD", "pp-w3", r.conf("", [2]uint16{p + 2, 80}))
 	pastatest.MustAnswer(t, "tcp", addr(p), "w80")
 	pastatest.MustAnswer(t, "tcp", addr(p+2), "w80")
-	r.must("CHECK", "h3-w1", r.conf("", [2]uint16{p, 80}))
-	r.must("CHECK", "h3-w3", r.conf("", [2]uint16{p + 2, 80}))
+	r.must("CHECK", "pp-w1", r.conf("", [2]uint16{p, 80}))
+	r.must("CHECK", "pp-w3", r.conf("", [2]uint16{p + 2, 80}))
 
 	// Another client's rule on the held port: pasta keeps it and binds
 	// nothing after it.
 	blocker := fmt.Sprintf("HOST TCP [127.0.0.1]:%d  =>  80", p+1)
 	r.f.Pesto(t, "-A", "-t", fmt.Sprintf("127.0.0.1/%d:80", p+1))
-	r.mustFail("ADD", "h3-w4", r.conf("", [2]uint16{p + 3, 80}), 101,
+	r.mustFail("ADD", "pp-w4", r.conf("", [2]uint16{p + 3, 80}), 101,
 		fmt.Sprintf("host ports %d not listening", p+3), "rolled back", "blocked by an earlier rule of the table, another owner's "+blocker)
 	if got := r.host(); strings.Contains(got, fmt.Sprintf(":%d ", p+3)) {
 		t.Fatalf("the refused rule stayed: %s", got)
 	}
-	r.must("DEL", "h3-w4", r.conf("", [2]uint16{p + 3, 80}))
+	r.must("DEL", "pp-w4", r.conf("", [2]uint16{p + 3, 80}))
 	pastatest.MustAnswer(t, "tcp", addr(p), "w80")
 	pastatest.MustAnswer(t, "tcp", addr(p+2), "w80")
 
 	// Without it, the same ADD succeeds.
 	r.f.Pesto(t, "-D", "-t", fmt.Sprintf("127.0.0.1/%d:80", p+1))
-	r.must("ADD", "h3-w4", r.conf("", [2]uint16{p + 3, 80}))
+	r.must("ADD", "pp-w4", r.conf("", [2]uint16{p + 3, 80}))
 	pastatest.MustAnswer(t, "tcp", addr(p+3), "w80")
 }
 
