@@ -7,10 +7,8 @@ import (
 	"io"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -23,34 +21,14 @@ import (
 	"github.com/passt-portmap/passt-portmap/pkg/forwarder"
 )
 
-var (
-	managedPluginOnce sync.Once
-	managedPluginDir  string
-	managedPluginErr  error
-)
-
-// managedPlugin builds the plugin binary once per test run and returns
-// the directory holding it, for libcni's plugin path.
+// managedPlugin returns the directory holding the plugin binary that
+// TestMain built, for libcni's plugin path.
 func managedPlugin(t testing.TB) string {
 	t.Helper()
-	managedPluginOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "pp-cni-bin-")
-		if err != nil {
-			managedPluginErr = err
-			return
-		}
-		out, err := exec.Command("go", "build", "-o", filepath.Join(dir, "passt-portmap"),
-			"github.com/passt-portmap/passt-portmap/plugins/passt-portmap").CombinedOutput()
-		if err != nil {
-			managedPluginErr = fmt.Errorf("go build the plugin: %v: %s", err, out)
-			return
-		}
-		managedPluginDir = dir
-	})
-	if managedPluginErr != nil {
-		t.Fatal(managedPluginErr)
+	if pluginDir == "" {
+		t.Fatal("the plugin binary was not built (TestMain)")
 	}
-	return managedPluginDir
+	return pluginDir
 }
 
 // managedCNI is a managed attachment driven through libcni, as a runtime

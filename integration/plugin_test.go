@@ -15,7 +15,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -25,31 +24,10 @@ import (
 	"github.com/passt-portmap/passt-portmap/pkg/wire"
 )
 
-var (
-	plugBinOnce sync.Once
-	plugBin     string
-	plugBinErr  error
-)
-
-// pluginBinary builds the plugin once per test binary.
+// pluginBinary returns the plugin binary that TestMain built.
 func pluginBinary(t *testing.T) string {
 	t.Helper()
-	plugBinOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "pp-bin-")
-		if err != nil {
-			plugBinErr = err
-			return
-		}
-		plugBin = filepath.Join(dir, "passt-portmap")
-		out, err := exec.Command("go", "build", "-o", plugBin, "github.com/passt-portmap/passt-portmap/plugins/passt-portmap").CombinedOutput()
-		if err != nil {
-			plugBinErr = fmt.Errorf("go build the plugin: %v: %s", err, out)
-		}
-	})
-	if plugBinErr != nil {
-		t.Fatal(plugBinErr)
-	}
-	return plugBin
+	return filepath.Join(managedPlugin(t), "passt-portmap")
 }
 
 type plugRun struct {
