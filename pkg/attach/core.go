@@ -128,9 +128,18 @@ func ForwarderGone(ctx context.Context, socket string) bool {
 // update runs one transaction on the forwarder at socket, bounded by the
 // timeout, and reports other owners' rules that do not listen.
 func (c *Core) update(ctx context.Context, o *Options, socket, pidFile string, plan ctlclient.Planner) error {
+	return c.updateWith(ctx, o, socket, pidFile, plan, 0)
+}
+
+// updateWith is update with the client's StartWait (0: its default).
+func (c *Core) updateWith(ctx context.Context, o *Options, socket, pidFile string, plan ctlclient.Planner, startWait time.Duration) error {
 	ctx, cancel := o.step(ctx)
 	defer cancel()
-	res, err := c.client(socket, pidFile).Update(ctx, plan, ctlclient.UpdateOptions{NoVerify: !o.Verify})
+	cl := c.client(socket, pidFile)
+	if startWait > 0 {
+		cl.StartWait = startWait
+	}
+	res, err := cl.Update(ctx, plan, ctlclient.UpdateOptions{NoVerify: !o.Verify})
 	if res != nil {
 		c.reportWarnings(socket, res.Warnings)
 	}

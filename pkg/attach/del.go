@@ -2,6 +2,7 @@ package attach
 
 import (
 	"context"
+	"time"
 
 	"github.com/passt-portmap/passt-portmap/pkg/store"
 	"github.com/passt-portmap/passt-portmap/pkg/wire"
@@ -79,11 +80,14 @@ func (c *Core) removeRules(ctx context.Context, o *Options, st *store.Store, sel
 		}
 		mine = append(mine, r)
 	}
-	if len(mine) == 0 || ForwarderGone(ctx, socket) {
+	if len(mine) == 0 {
 		return nil
 	}
 	plan := func(live wire.Tables) ([]wire.Edit, error) { return removalEdits(live, mine), nil }
-	err := c.update(ctx, o, socket, pidFile, plan)
+	// A forwarder that is gone has none of the rules; one that is only
+	// starting is another process, with none of them either: the
+	// removal does not wait for either to answer (see ForwarderGone).
+	err := c.updateWith(ctx, o, socket, pidFile, plan, time.Millisecond)
 	if gone(err) {
 		return nil
 	}

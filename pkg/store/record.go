@@ -93,7 +93,10 @@ type Record struct {
 	// and DEL removes them where present, while a rule that is neither
 	// owned nor pending is another client's and is never taken over.
 	Pending []OwnedRule `json:"pending,omitempty"`
-	Updated time.Time   `json:"updated"`
+	// Intent numbers the intents of the attachment (see Locked.Arm): an
+	// intent counts only while its number is above its record's.
+	Intent  uint64    `json:"intent,omitempty"`
+	Updated time.Time `json:"updated"`
 }
 
 // Claimed returns the owned rules followed by the pending ones not among
