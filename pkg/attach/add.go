@@ -233,7 +233,7 @@ func (f *fwd) record(k Key, rules []wire.PifRule) *store.Record {
 // forwarder are removed first) is returned in rec's place.
 func (c *Core) forwarderFor(ctx context.Context, o *Options, k Key, lock *store.Locked, rec *store.Record) (*fwd, *store.Record, error) {
 	if !o.Managed {
-		return &fwd{socket: o.Socket, pidFile: o.PIDFile, id: forwarderID(o.Socket)}, rec, nil
+		return &fwd{socket: o.Socket, pidFile: o.PIDFile, id: c.forwarderID(o.Socket)}, rec, nil
 	}
 	dir := forwarderDir(o.DataDir, k.storeKey())
 	if err := store.EnsureDir(filepath.Dir(dir)); err != nil {
@@ -280,7 +280,9 @@ func (c *Core) leaveOld(ctx context.Context, o *Options, st *store.Store, rec *s
 		return nil, nil
 	}
 	owned, claimed = rec.Rules, rec.Claimed()
-	if now := forwarderID(rec.Socket); len(claimed) > 0 && restarted(rec, now) {
+	if len(claimed) == 0 {
+		// Nothing at any forwarder to let go of or to judge.
+	} else if now := c.forwarderID(rec.Socket); restarted(rec, now) {
 		c.warnf("the forwarder at %s was restarted since this attachment's rules were added (control socket inode %d, now %d): they went with it, and a byte-equal rule there now is another client's", rec.Socket, rec.ForwarderID, now)
 		owned, claimed = nil, nil
 	}

@@ -164,6 +164,20 @@ func forwarderID(socket string) uint64 {
 	return inodes[0]
 }
 
+// forwarderID is forwarderID(socket), once per socket for the length of
+// a batch (see lead): the jobs of a batch share a forwarder.
+func (c *Core) forwarderID(socket string) uint64 {
+	if c.ids == nil {
+		return forwarderID(socket)
+	}
+	id, ok := c.ids[socket]
+	if !ok {
+		id = forwarderID(socket)
+		c.ids[socket] = id
+	}
+	return id
+}
+
 // restarted reports whether rec's rules were written to a forwarder other
 // than the one listening at its socket now (id now): they went with that
 // one, and a byte-equal rule in the running one is another client's.

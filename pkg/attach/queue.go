@@ -39,8 +39,9 @@ import (
 // request back, or, when a leader has it, reports the timeout (code 11)
 // while the leader finishes it under the record lock.
 
-// queuePoll is how often a waiting ADD looks for its answer.
-const queuePoll = 500 * time.Microsecond
+// queuePoll is how often a waiting ADD looks for its answer without
+// inotify (store.Ticket.Await).
+const queuePoll = 20 * time.Millisecond
 
 // queueDir is the queue of the forwarder at socket: named by a hash of
 // its path, as a forwarder directory is.
@@ -189,6 +190,20 @@ type served struct {
 // when it waited first) and every request waiting, in one batch.
 func (c *Core) lead(ctx context.Context, l *store.Lead, own *request, ownID string) (*Result, error) {
 	defer l.Release()
+	// A leader stopped by the Step hook stands for one killed: it answers
+	// no one, and leaves what it took to the next leader.
+	var killed error
+	step, hook := c.Step, c.Step
+	if hook != nil {
+		step = func(name string) error {
+			if err := hook(name); err != nil {
+				killed = err
+				return err
+			}
+			return nil
+		}
+	}
+	c = &Core{Warn: c.Warn, Client: c.Client, Step: step, ids: map[string]uint64{}}
 	o := own.options()
 	var batch []*served
 	// The leader's own ADD first, waiting for its record lock as an ADD
@@ -204,6 +219,7 @@ func (c *Core) lead(ctx context.Context, l *store.Lead, own *request, ownID stri
 		for _, s := range batch {
 			if s.job != nil {
 				s.job.lock.Drop()
+				s.req.Close() // not answered: the next leader takes it again
 			}
 		}
 	}()
@@ -214,14 +230,17 @@ func (c *Core) lead(ctx context.Context, l *store.Lead, own *request, ownID stri
 	for i := range reqs {
 		r := &reqs[i]
 		if r.ID == ownID {
-			me.req = *r
 			if _, err := l.Take(r); err != nil {
 				c.warnf("%v", err)
 			}
 			me.req = *r
 			continue
 		}
-		if s := c.take(ctx, l, r, o.Socket); s != nil {
+		s := c.take(ctx, l, r, o.Socket, func() bool { return killed != nil })
+		if killed != nil {
+			return nil, killed
+		}
+		if s != nil {
 			batch = append(batch, s)
 		}
 	}
@@ -238,11 +257,17 @@ func (c *Core) lead(ctx context.Context, l *store.Lead, own *request, ownID stri
 		}
 	}
 	c.runBatch(ctx, &bo, o.Socket, bo.PIDFile, jobs)
-	now := forwarderID(o.Socket)
+	if killed != nil {
+		return nil, killed
+	}
+	now := forwarderID(o.Socket) // after the update: not remembered
 	var ownRes *Result
 	var ownErr error
 	for _, s := range batch {
 		res, err := s.job.core.finishJob(s.job, now)
+		if killed != nil {
+			return nil, killed
+		}
 		err = explainHolders(err)
 		s.job.lock.Drop()
 		s.job = nil
@@ -270,16 +295,16 @@ func (c *Core) lead(ctx context.Context, l *store.Lead, own *request, ownID stri
 // lock, taken without waiting (another call of it holds it: it waits for
 // the next leader), then the request itself (its poster may have gone,
 // or taken it back).
-func (c *Core) take(ctx context.Context, l *store.Lead, r *store.Request, socket string) *served {
+func (c *Core) take(ctx context.Context, l *store.Lead, r *store.Request, socket string, killed func() bool) *served {
 	var req request
 	if err := json.Unmarshal(r.Payload, &req); err != nil || req.Opts.Socket != socket {
 		c.warnf("queue: request %s cannot be served here: %v", r.ID, err)
 		return nil
 	}
 	s := &served{req: *r}
-	jc := &Core{Client: c.Client, Step: c.Step, Warn: func(m string) { s.warns = append(s.warns, m) }}
+	jc := &Core{Client: c.Client, Step: c.Step, ids: c.ids, Warn: func(m string) { s.warns = append(s.warns, m) }}
 	j, err := jc.openJob(ctx, req.Key, req.options(), req.Maps, false)
-	if errors.Is(err, errLockBusy) {
+	if errors.Is(err, errLockBusy) || killed() {
 		return nil
 	}
 	if err == nil {

@@ -116,4 +116,7 @@ type Core struct {
 	// if the process had been killed at that point (the record lock is
 	// released either way).
 	Step func(name string) error
+
+	// ids, when set, remembers forwarderID for the length of one batch.
+	ids map[string]uint64
 }

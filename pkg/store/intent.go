@@ -47,39 +47,55 @@ func encodeIntent(r *Record) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	return encodeFrame(intentMagic, payload), nil
+}
+
+// encodeFrame frames payload: magic, its length and its CRC-32C.
+func encodeFrame(magic string, payload []byte) []byte {
 	b := make([]byte, intentHeader, intentHeader+len(payload))
-	copy(b, intentMagic)
-	binary.BigEndian.PutUint32(b[len(intentMagic):], uint32(len(payload)))
-	binary.BigEndian.PutUint32(b[len(intentMagic)+4:], crc32.Checksum(payload, crcTable))
-	return append(b, payload...), nil
+	copy(b, magic)
+	binary.BigEndian.PutUint32(b[len(magic):], uint32(len(payload)))
+	binary.BigEndian.PutUint32(b[len(magic)+4:], crc32.Checksum(payload, crcTable))
+	return append(b, payload...)
+}
+
+// decodeFrame returns the payload framed with magic at the start of b:
+// nil when b holds none, an error when a frame is there but does not
+// check out (cut short while written, or damaged).
+func decodeFrame(magic string, b []byte) ([]byte, error) {
+	if len(b) < intentHeader || !bytes.Equal(b[:len(magic)], []byte(magic)) {
+		return nil, nil
+	}
+	n := binary.BigEndian.Uint32(b[len(magic):])
+	sum := binary.BigEndian.Uint32(b[len(magic)+4:])
+	payload := b[intentHeader:]
+	if uint64(n) > uint64(len(payload)) {
+		return nil, errors.New("frame cut short")
+	}
+	payload = payload[:n]
+	if crc32.Checksum(payload, crcTable) != sum {
+		return nil, errors.New("frame checksum mismatch")
+	}
+	return payload, nil
 }
 
 // decodeIntent returns the intent in the contents b of a lock file, nil
 // when there is none: an empty file, or a frame that does not check out
 // (cut short while written, or damaged).
 func decodeIntent(b []byte, k Key) *Record {
-	r, err := decodeFrame(b)
+	r, err := decodeIntentFrame(b)
 	if err != nil || r == nil || r.Key() != k {
 		return nil
 	}
 	return r
 }
 
-// decodeFrame returns the intent framed in b: nil when b holds none, an
-// error when the frame is there but does not check out.
-func decodeFrame(b []byte) (*Record, error) {
-	if len(b) < intentHeader || !bytes.Equal(b[:len(intentMagic)], []byte(intentMagic)) {
-		return nil, nil
-	}
-	n := binary.BigEndian.Uint32(b[len(intentMagic):])
-	sum := binary.BigEndian.Uint32(b[len(intentMagic)+4:])
-	payload := b[intentHeader:]
-	if uint64(n) > uint64(len(payload)) {
-		return nil, errors.New("intent cut short")
-	}
-	payload = payload[:n]
-	if crc32.Checksum(payload, crcTable) != sum {
-		return nil, errors.New("intent checksum mismatch")
+// decodeIntentFrame returns the intent framed in b: nil when b holds
+// none, an error when the frame is there but does not check out.
+func decodeIntentFrame(b []byte) (*Record, error) {
+	payload, err := decodeFrame(intentMagic, b)
+	if err != nil || payload == nil {
+		return nil, err
 	}
 	r, err := Decode(payload)
 	if err != nil {
@@ -166,7 +182,7 @@ func holdsIntent(f *os.File) bool {
 	if err != nil {
 		return true // cannot tell: keep it
 	}
-	r, err := decodeFrame(b)
+	r, err := decodeIntentFrame(b)
 	return err == nil && r != nil
 }
 

@@ -1,11 +1,13 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -27,15 +29,18 @@ import (
 //
 //	DIR/leader        flock'ed exclusively by the leader
 //	DIR/ID.req        a request, written whole (temporary file, rename);
-//	                  its poster holds a shared flock on it while it waits
+//	                  its poster holds it open with a shared flock while
+//	                  it waits
 //	DIR/ID.run        a request a leader took (renamed from ID.req)
-//	DIR/ID.out        its outcome, written whole by the leader
 //
-// A poster that dies releases its flock: a leader then drops its request
-// (nobody waits for it, and the runtime that ran it will call DEL). A
-// leader that dies releases the leader lock: the next leader takes the
-// requests it had taken (ID.run without ID.out) again. Payloads are the
-// caller's.
+// The leader answers by appending the answer to the request's file,
+// framed and checksummed like an intent, and then removes the file: the
+// poster reads it through the descriptor it holds, woken by inotify
+// (or, where it has no inotify instance left, by a slow poll). A poster
+// that dies releases its flock: a leader then drops its request (nobody
+// waits for it, and the runtime that ran it will call DEL). A leader that
+// dies releases the leader lock: the next leader takes the requests it
+// had taken (ID.run) again. Payloads are the caller's.
 type Queue struct {
 	Dir string
 }
@@ -45,11 +50,12 @@ const (
 	queueLeader = "leader"
 	queueReq    = ".req"
 	queueRun    = ".run"
-	queueOut    = ".out"
 	queueTmp    = ".tmp-"
-	// queueStale is the age past which a leader removes outcomes nobody
-	// fetched and temporary files of posts that never finished.
+	// queueStale is the age past which a leader removes temporary files
+	// of posts that never finished.
 	queueStale = time.Minute
+	// answerMagic starts an answer's frame (see encodeFrame).
+	answerMagic = "ppanswer"
 )
 
 // OpenQueue makes (or checks) the queue's directory, dir, and its parent
@@ -106,6 +112,7 @@ type Ticket struct {
 	q  *Queue
 	ID string
 	f  *os.File // the request file, flock'ed shared: the poster lives
+	n  int64    // the request's length: its answer follows
 }
 
 // Post writes a request with payload, and holds it as its poster.
@@ -134,7 +141,7 @@ func (q *Queue) Post(payload []byte) (*Ticket, error) {
 	if err := os.Rename(tmp, filepath.Join(q.Dir, id+queueReq)); err != nil {
 		return fail(err)
 	}
-	return &Ticket{q: q, ID: id, f: f}, nil
+	return &Ticket{q: q, ID: id, f: f, n: int64(len(payload))}, nil
 }
 
 // Close ends the poster's wait: a leader that has not taken the request
@@ -160,31 +167,31 @@ func (t *Ticket) Withdraw() (bool, error) {
 	return true, nil
 }
 
-// Outcome returns the request's outcome and removes it, or nil when
-// there is none yet.
-func (t *Ticket) Outcome() ([]byte, error) {
-	path := filepath.Join(t.q.Dir, t.ID+queueOut)
-	b, err := readRegular(path, maxRecordSize)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
+// Answer returns the request's answer, nil when there is none yet.
+func (t *Ticket) Answer() ([]byte, error) {
+	if t.f == nil {
+		return nil, errors.New("queue: answer of a closed ticket")
 	}
+	b, err := io.ReadAll(io.NewSectionReader(t.f, t.n, maxRecordSize+int64(intentHeader)))
 	if err != nil {
-		return nil, fmt.Errorf("queue: %w", err)
+		return nil, fmt.Errorf("queue: read answer %s: %w", t.ID, err)
 	}
-	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("queue: %w", err)
+	payload, err := decodeFrame(answerMagic, b)
+	if err != nil || payload == nil {
+		return nil, nil // none yet, or being written
 	}
-	return b, nil
+	return payload, nil
 }
 
-// Await waits for the request's outcome or for the lead, whichever comes
-// first, until ctx ends. It returns the outcome (lead nil) or the lead
-// (out nil); the leader must answer the request itself when it is still
-// pending. The lead is waited for by a blocking flock, so it comes as soon
-// as the leader before lets go; the outcome is looked for every
-// pollEvery, so a leader that answers in the middle of its work wakes
-// its waiters without giving up the lead.
-func (t *Ticket) Await(ctx context.Context, pollEvery time.Duration) (out []byte, lead *Lead, err error) {
+// Await waits for the request's answer or for the lead, whichever comes
+// first, until ctx ends. It returns the answer (lead nil) or the lead
+// (answer nil); the leader must serve the request itself when it is
+// still pending. Both are waited for without spinning: the lead by a
+// blocking flock, which returns as soon as the leader before lets go;
+// the answer by inotify on the request's file (or, where the process
+// has no inotify instance left, by looking every slowPoll), so that a
+// leader answers its waiters without giving up the lead.
+func (t *Ticket) Await(ctx context.Context, slowPoll time.Duration) (answer []byte, lead *Lead, err error) {
 	f, err := t.q.openLeader()
 	if err != nil {
 		return nil, nil, err
@@ -214,12 +221,14 @@ func (t *Ticket) Await(ctx context.Context, pollEvery time.Duration) (out []byte
 		default:
 		}
 	}
-	tick := time.NewTicker(pollEvery)
+	written, closeWatch := t.watch()
+	defer closeWatch()
+	tick := time.NewTicker(slowPoll)
 	defer tick.Stop()
 	for {
-		if out, err := t.Outcome(); err != nil || out != nil {
+		if ans, err := t.Answer(); err != nil || ans != nil {
 			stop()
-			return out, nil, err
+			return ans, nil, err
 		}
 		select {
 		case l := <-leads:
@@ -227,16 +236,47 @@ func (t *Ticket) Await(ctx context.Context, pollEvery time.Duration) (out []byte
 		case <-ctx.Done():
 			stop()
 			return nil, nil, &BusyError{Path: filepath.Join(t.q.Dir, queueLeader), Err: ctx.Err()}
+		case <-written:
 		case <-tick.C:
 		}
 	}
+}
+
+// watch returns a channel that receives when the request's file is
+// written to (inotify), and a function that stops watching. Without
+// inotify the channel never receives.
+func (t *Ticket) watch() (<-chan struct{}, func()) {
+	ch := make(chan struct{}, 1)
+	fd, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK)
+	if err != nil {
+		return ch, func() {}
+	}
+	if _, err := unix.InotifyAddWatch(fd, fmt.Sprintf("/proc/self/fd/%d", t.f.Fd()), unix.IN_MODIFY|unix.IN_CLOSE_WRITE); err != nil {
+		unix.Close(fd)
+		return ch, func() {}
+	}
+	in := os.NewFile(uintptr(fd), "inotify") // non-blocking: Close ends a Read
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			if _, err := in.Read(buf); err != nil {
+				return
+			}
+			select {
+			case ch <- struct{}{}:
+			default:
+			}
+		}
+	}()
+	return ch, func() { in.Close() }
 }
 
 // Request is a request a leader found.
 type Request struct {
 	ID      string
 	Payload []byte
-	path    string // ID.req or ID.run
+	path    string   // ID.req or ID.run
+	f       *os.File // open while taken
 }
 
 // Pending returns the requests to serve: those posted and not taken, and
@@ -248,18 +288,12 @@ func (l *Lead) Pending() ([]Request, error) {
 	if err != nil {
 		return nil, fmt.Errorf("queue: %w", err)
 	}
-	answered := map[string]bool{}
-	for _, de := range des {
-		if id, ok := strings.CutSuffix(de.Name(), queueOut); ok {
-			answered[id] = true
-		}
-	}
 	var out []Request
 	now := time.Now()
 	for _, de := range des {
 		n := de.Name()
 		path := filepath.Join(l.q.Dir, n)
-		if strings.HasSuffix(n, queueOut) || strings.HasPrefix(n, ".") {
+		if strings.HasPrefix(n, ".") {
 			if fi, err := de.Info(); err == nil && fi.Mode().IsRegular() && now.Sub(fi.ModTime()) > queueStale {
 				os.Remove(path)
 			}
@@ -269,12 +303,15 @@ func (l *Lead) Pending() ([]Request, error) {
 		if !ok {
 			id, ok = strings.CutSuffix(n, queueRun)
 		}
-		if !ok || answered[id] || !de.Type().IsRegular() {
+		if !ok || !de.Type().IsRegular() {
 			continue
 		}
 		b, err := readRegular(path, maxRecordSize)
 		if err != nil {
 			continue // taken back meanwhile
+		}
+		if answeredAt(b) >= 0 {
+			continue // answered by a leader that died before removing it
 		}
 		out = append(out, Request{ID: id, Payload: b, path: path})
 	}
@@ -282,48 +319,81 @@ func (l *Lead) Pending() ([]Request, error) {
 	return out, nil
 }
 
+// answeredAt returns where the answer frame that ends a request's file b
+// starts, or -1 when it has none.
+func answeredAt(b []byte) int {
+	for i := bytes.LastIndex(b, []byte(answerMagic)); i >= 0; i = bytes.LastIndex(b[:i], []byte(answerMagic)) {
+		p, err := decodeFrame(answerMagic, b[i:])
+		if err == nil && p != nil && i+intentHeader+len(p) == len(b) {
+			return i
+		}
+	}
+	return -1
+}
+
 // Take claims a pending request for this leader. It reports false, and
 // removes the request, when its poster is gone (nobody waits for it), or
-// false alone when the poster took it back.
+// false alone when the poster took it back. A request taken must be
+// answered (Answer) or let go (Done).
 func (l *Lead) Take(r *Request) (bool, error) {
-	f, err := openRegular(r.path, unix.O_RDONLY, 0)
+	f, err := openRegular(r.path, unix.O_RDWR, 0)
 	if errors.Is(err, fs.ErrNotExist) {
 		return false, nil
 	}
 	if err != nil {
 		return false, fmt.Errorf("queue: %w", err)
 	}
-	defer f.Close()
 	if err := flock(f, unix.LOCK_EX|unix.LOCK_NB); err == nil {
 		os.Remove(r.path) // the poster is gone
+		f.Close()
 		return false, nil
 	} else if !errors.Is(err, unix.EWOULDBLOCK) {
+		f.Close()
 		return false, fmt.Errorf("queue: lock %s: %w", r.path, err)
 	}
-	if strings.HasSuffix(r.path, queueRun) {
-		return true, nil
+	if !strings.HasSuffix(r.path, queueRun) {
+		run := filepath.Join(l.q.Dir, r.ID+queueRun)
+		if err := os.Rename(r.path, run); err != nil {
+			f.Close()
+			if errors.Is(err, fs.ErrNotExist) {
+				return false, nil // taken back
+			}
+			return false, fmt.Errorf("queue: %w", err)
+		}
+		r.path = run
 	}
-	run := filepath.Join(l.q.Dir, r.ID+queueRun)
-	if err := os.Rename(r.path, run); errors.Is(err, fs.ErrNotExist) {
-		return false, nil // taken back
-	} else if err != nil {
-		return false, fmt.Errorf("queue: %w", err)
-	}
-	r.path = run
+	r.f = f
 	return true, nil
 }
 
-// Answer writes the outcome of a request taken, for its poster.
-func (l *Lead) Answer(r Request, outcome []byte) error {
-	if err := writeAtomic(filepath.Join(l.q.Dir, r.ID+queueOut), outcome, false); err != nil {
-		return err
+// Answer appends the answer to a request taken, for its poster, and
+// removes the request's file (the poster reads it through its own
+// descriptor).
+func (l *Lead) Answer(r Request, answer []byte) error {
+	if r.f == nil {
+		return errors.New("queue: answer to a request not taken")
+	}
+	if _, err := r.f.WriteAt(encodeFrame(answerMagic, answer), int64(len(r.Payload))); err != nil {
+		return fmt.Errorf("queue: answer %s: %w", r.ID, err)
 	}
 	return l.Done(r)
 }
 
-// Done removes a request taken, once its poster has its outcome (or is
-// the leader itself).
+// Close lets go of a request taken without answering it: it stays taken
+// (ID.run), for the next leader.
+func (r *Request) Close() {
+	if r.f != nil {
+		r.f.Close()
+		r.f = nil
+	}
+}
+
+// Done lets go of a request taken and removes it, once its poster has its
+// answer (or is the leader itself).
 func (l *Lead) Done(r Request) error {
+	if r.f != nil {
+		r.f.Close()
+	}
 	if err := os.Remove(r.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("queue: %w", err)
 	}

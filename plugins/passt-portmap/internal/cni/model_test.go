@@ -100,6 +100,7 @@ type op struct {
 	network int    // opGC
 	valid   uint16 // opGC: bit i set when attachment i stays valid
 	par     []op   // opPar: what runs at the same time
+	hold    bool   // opPar: the port of par[0] (an ADD) is taken first
 }
 
 func (o op) String() string {
@@ -141,7 +142,11 @@ func (o op) String() string {
 		for i, x := range o.par {
 			parts[i] = x.String()
 		}
-		return "together: " + strings.Join(parts, " | ")
+		held := ""
+		if o.hold {
+			held = " (the port of the first taken before)"
+		}
+		return "together" + held + ": " + strings.Join(parts, " | ")
 	}
 	return fmt.Sprintf("op %d", int(o.kind))
 }
@@ -204,20 +209,28 @@ func genOps(seed uint64, n int) []op {
 	for i := range ops {
 		o := op{att: rng.IntN(modelAtts)}
 		switch x := rng.IntN(100); {
-		case x < 5:
+		case x < 9:
+			// ADDs at the same time share batches (one leads, the
+			// others wait): any of them may be stopped, leader or
+			// waiter, and the port of the first may be taken, so that
+			// its rule fails while the others' succeed.
 			o.kind = opPar
-			for _, a := range rng.Perm(modelAtts)[:2+rng.IntN(3)] {
+			for _, a := range rng.Perm(modelAtts)[:2+rng.IntN(4)] {
 				x := op{kind: opAdd, att: a, variant: rng.IntN(modelVariants)}
-				if rng.IntN(3) == 0 {
+				if rng.IntN(4) == 0 {
 					x = op{kind: opDel, att: a}
+				}
+				if rng.IntN(4) == 0 {
+					x.stopAt = 1 + rng.IntN(7)
 				}
 				o.par = append(o.par, x)
 			}
+			o.hold = o.par[0].kind == opAdd && rng.IntN(4) == 0
 			if rng.IntN(2) == 0 { // a rule on a pool port: no attachment's
 				kind := []opKind{opForeignAdd, opForeignRemove}[rng.IntN(2)]
 				o.par = append(o.par, op{kind: kind, foreign: rng.IntN(modelPool)})
 			}
-		case x < 30:
+		case x < 32:
 			o.kind, o.variant, o.stopAt = opAdd, rng.IntN(modelVariants), stop()
 		case x < 48:
 			o.kind, o.stopAt = opDel, stop()
@@ -546,7 +559,7 @@ func (m *modelRun) apply(o op) error {
 			delete(m.foreign, r.Key())
 		}
 	case opPar:
-		return m.together(o.par)
+		return m.together(o.par, o.hold)
 	case opHold:
 		r, err := m.rule(o.att, o.variant)
 		if err != nil {
@@ -569,9 +582,13 @@ func (m *modelRun) apply(o op) error {
 }
 
 // together runs ops (ADD and DEL of distinct attachments, and another
-// client's update of a rule on a pool port) at the same time, then checks
-// what the DELs that succeeded promise.
-func (m *modelRun) together(ops []op) error {
+// client's update of a rule on a pool port) at the same time, with the
+// port of the first taken first when hold says so, then checks what the
+// calls that completed promise: an ADD's rules present and listening, a
+// DEL's gone. When any call was stopped, the rules of every attachment
+// of the group are in doubt (see settle) unless its call completed: the
+// one stopped may have been leading the others' ADDs.
+func (m *modelRun) together(ops []op, hold bool) error {
 	type result struct {
 		stopped string
 		took    bool
@@ -583,6 +600,15 @@ func (m *modelRun) together(ops []op) error {
 			m.variant[x.att] = x.variant
 		}
 	}
+	if hold {
+		r, err := m.rule(ops[0].att, ops[0].variant)
+		if err != nil {
+			return err
+		}
+		if m.fwd.hold(r) {
+			m.trace = append(m.trace, "    held the port of a"+strconv.Itoa(ops[0].att))
+		}
+	}
 	var wg sync.WaitGroup
 	for i, x := range ops {
 		wg.Add(1)
@@ -590,9 +616,9 @@ func (m *modelRun) together(ops []op) error {
 			defer wg.Done()
 			switch x.kind {
 			case opAdd:
-				res[i].stopped, res[i].err = m.verb("ADD", x.att, m.conf(x.att, nil), 0)
+				res[i].stopped, res[i].err = m.verb("ADD", x.att, m.conf(x.att, nil), x.stopAt)
 			case opDel:
-				res[i].stopped, res[i].err = m.verb("DEL", x.att, m.conf(x.att, nil), 0)
+				res[i].stopped, res[i].err = m.verb("DEL", x.att, m.conf(x.att, nil), x.stopAt)
 			case opForeignAdd:
 				res[i].took = m.fwd.foreignAdd(m.foreignRule(x.foreign))
 			case opForeignRemove:
@@ -604,6 +630,10 @@ func (m *modelRun) together(ops []op) error {
 		}()
 	}
 	wg.Wait()
+	anyStopped := false
+	for i := range ops {
+		anyStopped = anyStopped || res[i].stopped != ""
+	}
 	for i, x := range ops {
 		r := m.foreignRule(x.foreign)
 		switch {
@@ -613,12 +643,23 @@ func (m *modelRun) together(ops []op) error {
 			delete(m.foreign, r.Key())
 		case x.kind == opAdd || x.kind == opDel:
 			m.settle(x.att, res[i].stopped, res[i].err)
+			if anyStopped && (res[i].stopped != "" || res[i].err != nil) {
+				m.doubt[x.att] = true
+			}
 		}
 	}
 	for i, x := range ops {
-		if x.kind == opDel && res[i].err == nil {
+		if res[i].err != nil || res[i].stopped != "" {
+			continue
+		}
+		switch x.kind {
+		case opDel:
 			if err := m.released(x.att, "DEL"); err != nil {
 				return err
+			}
+		case opAdd:
+			if ok, why := m.checkExpected(x.att); !ok {
+				return fmt.Errorf("ADD of a%d, at the same time as others, succeeded, but %s", x.att, why)
 			}
 		}
 	}
@@ -630,8 +671,8 @@ func (m *modelRun) together(ops []op) error {
 // leaves them so, one that completed settles them.
 func (m *modelRun) settle(att int, stopped string, err error) {
 	switch stopped {
-	case "add: locked", "del: locked", "add: recorded":
-		// Nothing sent yet, or all of it recorded.
+	case "add: locked", "del: locked", "add: recorded", "add: queued", "add: batched":
+		// Nothing sent yet by this call, or all of it recorded.
 	case "":
 		if err == nil {
 			m.doubt[att] = false
