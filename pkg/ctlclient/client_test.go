@@ -118,6 +118,23 @@ func TestNoOpSendsNothingButVerifies(t *testing.T) {
 	}
 }
 
+// A verified update whose rules listen where nothing of the forwarder
+// listened before, and whose removed rules no longer do, is established
+// from the listeners: one connection, nothing read back.
+func TestVerifiedUpdateOneConnection(t *testing.T) {
+	pa, pb := freePort(t), freePort(t)
+	ts := ctltest.DefaultTables()
+	ts[0].Rules = []wire.Rule{tcp(pb)}
+	s := ctltest.NewServer(t, ts)
+	res, err := newClient(s).Update(context.Background(), edit(wire.Edit{Pif: wire.PifHost, Remove: []wire.Rule{tcp(pb)}, Add: []wire.Rule{tcp(pa)}}), ctlclient.UpdateOptions{})
+	if err != nil || res.Status != ctlclient.StatusSuccess || len(res.Added) != 1 || len(res.Removed) != 1 {
+		t.Fatalf("%v %+v", err, res)
+	}
+	if st := s.Stats(); st.Conns != 1 || st.Updates != 2 { // the server's own tables, then this update
+		t.Fatalf("stats %+v, want one connection that updated", st)
+	}
+}
+
 func TestUnverified(t *testing.T) {
 	s := ctltest.NewServer(t, ctltest.DefaultTables())
 	p := freePort(t)
