@@ -41,7 +41,7 @@ import (
 
 // queuePoll is how often a waiting ADD looks for its answer without
 // inotify (store.Ticket.Await).
-const queuePoll = 20 * time.Millisecond
+const queuePoll = 5 * time.Millisecond
 
 // queueDir is the queue of the forwarder at socket: named by a hash of
 // its path, as a forwarder directory is.
