@@ -77,6 +77,18 @@ func TestIntentLifecycle(t *testing.T) {
 	if got, err := s.Get(k); err != nil || len(got.Pending) != 0 || len(got.Rules) != 1 || got.Intent < next.Intent {
 		t.Fatalf("Get after the record: %+v %v", got, err)
 	}
+	// Killed between the record's rename and emptying the lock file: the
+	// intent is still there, and its number says it is superseded.
+	old, err := encodeIntent(&next)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.f.WriteAt(old, 0); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.Get(k); err != nil || len(got.Pending) != 0 || len(got.Rules) != 1 {
+		t.Fatalf("an intent the record superseded is read: %+v %v", got, err)
+	}
 	if err := l.Remove(); err != nil {
 		t.Fatal(err)
 	}
