@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io/fs"
@@ -109,7 +110,8 @@ func TestIntentCutShort(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := encodeIntent(&Record{Version: FormatVersion, Network: "net", ContainerID: "c1", IfName: "eth0", Pending: rules, Intent: 1})
+	b, err := encodeIntent(&Record{Version: FormatVersion, Network: "net", ContainerID: "c1", IfName: "eth0", Pending: rules, Intent: 1,
+		Updated: time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,9 +126,17 @@ func TestIntentCutShort(t *testing.T) {
 			t.Fatalf("an intent cut at %d of %d bytes counts: %v", cut, len(b), err)
 		}
 	}
-	// A flipped byte, too.
+	// A byte changed where the record still decodes (a digit of its
+	// time): only the checksum tells.
 	bad := append([]byte(nil), b...)
-	bad[len(bad)-2] ^= 1
+	i := bytes.Index(bad, []byte(`"updated": "`)) + len(`"updated": "`)
+	if i < len(`"updated": "`) || bad[i] < '0' || bad[i] > '8' {
+		t.Fatalf("no time to change in %s", bad)
+	}
+	bad[i]++
+	if _, err := Decode(bad[intentHeader:]); err != nil {
+		t.Fatalf("the changed record does not decode: %v", err)
+	}
 	if _, err := l.f.WriteAt(bad, 0); err != nil {
 		t.Fatal(err)
 	}
