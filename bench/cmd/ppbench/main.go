@@ -407,7 +407,7 @@ func (b *Bench) caseBig(ctx context.Context, name string, n, first int) error {
 			// rule, three rules per mapping: its time grows with the
 			// mappings. Predict from the largest case measured so far.
 			if p, from := b.R.predictIPT(n); p > b.cfg.Budget {
-				row.Skipped = append(row.Skipped, fmt.Sprintf("%s not run: one ADD predicted to take %.0f s (linear from the %d-mapping case), over the %v budget", t.Name(), p.Seconds(), from, b.cfg.Budget))
+				row.Skipped = append(row.Skipped, fmt.Sprintf("%s not run: one ADD predicted to take %.0f s (quadratic from the %d-mapping case), over the %v budget", t.Name(), p.Seconds(), from, b.cfg.Budget))
 				continue
 			}
 		}
