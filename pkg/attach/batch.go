@@ -145,11 +145,11 @@ func (j *job) arm() error {
 	return nil
 }
 
-// writeAhead starts writing the record the job leaves if the update
-// succeeds, unless that record would drop rules that stay in the table
-// until the forwarder switches (the job takes rules out), or there is
-// nothing new to write.
-func (j *job) writeAhead() {
+// writeAhead starts writing, on w, the record the job leaves if the
+// update succeeds, unless that record would drop rules that stay in the
+// table until the forwarder switches (the job takes rules out), or there
+// is nothing new to write.
+func (j *job) writeAhead(w *writer) {
 	if j.removing {
 		return
 	}
@@ -160,8 +160,40 @@ func (j *job) writeAhead() {
 	}
 	j.written = &rec
 	j.writing = make(chan error, 1)
-	go func() { j.writing <- j.lock.Write(&rec) }()
+	lock, done := j.lock, j.writing
+	w.do(func() { done <- lock.Write(&rec) })
 }
+
+// writers is how many record writes of a batch run at once. Each waits
+// for its fsync; a few at once let the file system commit them together,
+// while one goroutine (and thread) per job of a batch of 64 would stall
+// the leader in thread creation and a storm of fsyncs.
+const writers = 4
+
+// writer runs the record writes of a batch on a few goroutines.
+type writer struct {
+	tasks chan func()
+	n     int
+}
+
+func newWriter() *writer { return &writer{tasks: make(chan func(), 256)} }
+
+// do runs fn on one of the writer's goroutines, starting one while fewer
+// than writers run.
+func (w *writer) do(fn func()) {
+	if w.n < writers {
+		w.n++
+		go func() {
+			for t := range w.tasks {
+				t()
+			}
+		}()
+	}
+	w.tasks <- fn
+}
+
+// close lets the writer's goroutines end once their tasks are done.
+func (w *writer) close() { close(w.tasks) }
 
 // waitWrite waits for the record write started by writeAhead, if any.
 func (j *job) waitWrite() error {
@@ -230,9 +262,11 @@ func (c *Core) runBatch(ctx context.Context, o *Options, socket, pidFile string,
 				break
 			}
 		}
+		w := newWriter()
 		for _, j := range sent {
-			j.writeAhead()
+			j.writeAhead(w)
 		}
+		w.close()
 		return all, nil
 	}
 	err := c.update(ctx, o, socket, pidFile, plan)
