@@ -58,6 +58,11 @@ func (t *podTool) Add(ctx context.Context, c Container) (Sample, error) {
 	_, err := t.cni.AddNetworkList(ctx, t.list, t.rt(c))
 	sm := Sample{Wall: time.Since(start)}
 	if err != nil {
+		// As a runtime does after a failed ADD: DEL, so that what the
+		// plugins before the failing one set up (a bridge's address
+		// from host-local) is released.
+		_ = t.cni.DelNetworkList(ctx, t.list, t.rt(c))
+		_, _ = sh(ctx, "ip", "netns", "del", name)
 		return sm, fmt.Errorf("%s ADD %s: %w", t.name, c.ID, err)
 	}
 	return sm, nil
@@ -124,6 +129,13 @@ func (b *Bench) setupPodTools() error {
 	}
 	for _, p := range []string{"bridge", "host-local", "portmap"} {
 		if _, err := os.Stat(filepath.Join(b.cfg.CNIBin, p)); err != nil {
+			return fmt.Errorf("pod cases: %w", err)
+		}
+	}
+	// Addresses an interrupted run left allocated would be refused as
+	// duplicates: host-local's store starts empty.
+	for _, d := range []string{"ipam", "cni-cache"} {
+		if err := os.RemoveAll(filepath.Join(b.cfg.Work, d)); err != nil {
 			return fmt.Errorf("pod cases: %w", err)
 		}
 	}
