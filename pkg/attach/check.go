@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 
 	"github.com/passt-portmap/passt-portmap/pkg/forwarder"
 	"github.com/passt-portmap/passt-portmap/pkg/wire"
@@ -16,11 +15,7 @@ import (
 // forwarder runs; the mappings ms are all owned. A failure is a
 // *CheckError.
 func (c *Core) Check(ctx context.Context, k Key, o Options, ms []Mapping) error {
-	rec, damaged, err := recordStore(&o).Load(k.storeKey())
-	c.warnDamaged(damaged)
-	if errors.Is(err, fs.ErrNotExist) {
-		rec, err = nil, nil
-	}
+	rec, err := c.loadRecord(&o, k.storeKey())
 	if err != nil {
 		return err
 	}
@@ -31,9 +26,6 @@ func (c *Core) Check(ctx context.Context, k Key, o Options, ms []Mapping) error 
 		return &CheckError{Socket: o.Socket, Reasons: []string{fmt.Sprintf("no ownership record for %s: ADD did not complete", k)}}
 	}
 	if rec.Managed {
-		if err := checkManagedDir(&o, rec); err != nil {
-			return err
-		}
 		_, running, err := forwarder.Running(rec.Dir)
 		if err != nil {
 			return &CheckError{Socket: rec.Socket, Reasons: []string{fmt.Sprintf("managed forwarder in %s: %v", rec.Dir, err)}}
@@ -44,7 +36,17 @@ func (c *Core) Check(ctx context.Context, k Key, o Options, ms []Mapping) error 
 	}
 	vctx, cancel := o.step(ctx)
 	defer cancel()
-	v, err := c.client(rec.Socket, rec.PIDFile).Verify(vctx, rec.Rules)
+	cl := c.client(rec.Socket, rec.PIDFile)
+	if len(rec.Rules) > 0 {
+		// Rules in another forwarder than the one they were added to
+		// are not this attachment's, byte-equal or not.
+		cl.Reached = expect(rec, rec.Socket).check
+	}
+	v, err := cl.Verify(vctx, rec.Rules)
+	var ns *notSameError
+	if errors.As(err, &ns) {
+		return &CheckError{Socket: rec.Socket, Reasons: []string{ns.why}}
+	}
 	if err != nil {
 		return atSocket(rec.Socket, err)
 	}

@@ -75,10 +75,15 @@ type Record struct {
 	Socket string `json:"socket"`
 	// PIDFile is the forwarder's PID file, if known.
 	PIDFile string `json:"pidFile,omitempty"`
-	// ForwarderID identifies the forwarder process that Rules and Pending
-	// were written to: the inode of its listening control socket (0 when
-	// unknown). A forwarder restarted at the same path has another one,
-	// and none of the rules of before.
+	// Identity identifies the forwarder that Rules and Pending were
+	// written to (nil when it could not be established): a forwarder
+	// restarted at the same path has another one, and none of the rules
+	// of before. It works across network namespaces (see Identity).
+	Identity *Identity `json:"identity,omitempty"`
+	// ForwarderID is what records of earlier versions identified the
+	// forwarder by: the inode of its listening control socket in the
+	// plugin's /proc/net/unix (0 when unknown). It is read, never
+	// written.
 	ForwarderID uint64 `json:"forwarderID,omitempty"`
 	// Managed is true when the plugin started the forwarder itself; Dir
 	// is then its per-attachment directory.
@@ -94,6 +99,16 @@ type Record struct {
 	// owned nor pending is another client's and is never taken over.
 	Pending []OwnedRule `json:"pending,omitempty"`
 	Updated time.Time   `json:"updated"`
+}
+
+// Identity names one forwarder (see ctlclient.Identity): the pid that
+// created its listening control socket (SO_PEERCRED) and the device,
+// inode and creation time of its socket file.
+type Identity struct {
+	PeerPID int32  `json:"peerPID"`
+	Dev     uint64 `json:"dev"`
+	Ino     uint64 `json:"ino"`
+	Born    int64  `json:"born"`
 }
 
 // Claimed returns the owned rules followed by the pending ones not among
