@@ -45,7 +45,11 @@ func (c *Core) Check(ctx context.Context, k Key, o Options, ms []Mapping) error 
 	v, err := cl.Verify(vctx, rec.Rules)
 	var ns *notSameError
 	if errors.As(err, &ns) {
-		return &CheckError{Socket: rec.Socket, Reasons: []string{ns.why}}
+		reasons := []string{ns.why}
+		for _, r := range rec.Rules {
+			reasons = append(reasons, "missing: "+r.String())
+		}
+		return &CheckError{Socket: rec.Socket, Reasons: reasons}
 	}
 	if err != nil {
 		return atSocket(rec.Socket, err)

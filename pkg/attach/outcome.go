@@ -147,6 +147,7 @@ func describeCall(err error, _ string) *Error {
 		gce *GCError
 		ste *StatusError
 		ce  *ConfigError
+		ke  *store.KeyError
 		me  *translate.MappingError
 	)
 	switch {
@@ -163,6 +164,8 @@ func describeCall(err error, _ string) *Error {
 		return outcome(err, KindNotAvailable, "passt-portmap is not ready", ste.Error())
 	case errors.As(err, &ce):
 		return outcome(err, KindBadConfig, "bad passt-portmap configuration", err.Error())
+	case errors.As(err, &ke):
+		return outcome(err, KindBadConfig, "the runtime named no attachment", ke.Error())
 	case errors.As(err, &me):
 		return outcome(err, KindBadConfig, "bad port mapping", me.Error())
 	}

@@ -48,20 +48,30 @@ func (k Key) String() string {
 	return fmt.Sprintf("network %q container %q interface %q", k.Network, k.ContainerID, k.IfName)
 }
 
-// Validate reports an empty component or one holding a NUL byte.
+// Validate reports an empty component or one holding a NUL byte, as a
+// *KeyError.
 func (k Key) Validate() error {
 	for _, c := range []struct{ name, v string }{{"network", k.Network}, {"container ID", k.ContainerID}, {"interface", k.IfName}} {
 		if c.v == "" {
-			return fmt.Errorf("store key: empty %s", c.name)
+			return &KeyError{Part: c.name, Why: "is empty"}
 		}
 		for i := 0; i < len(c.v); i++ {
 			if c.v[i] == 0 {
-				return fmt.Errorf("store key: %s %q holds a NUL byte", c.name, c.v)
+				return &KeyError{Part: c.name, Why: fmt.Sprintf("%q holds a NUL byte", c.v)}
 			}
 		}
 	}
 	return nil
 }
+
+// KeyError is a key that names no attachment: the caller's input is at
+// fault (an empty interface name, say).
+type KeyError struct {
+	Part string // "network", "container ID" or "interface"
+	Why  string
+}
+
+func (e *KeyError) Error() string { return "attachment key: the " + e.Part + " " + e.Why }
 
 // Record is what one attachment owns.
 type Record struct {
