@@ -97,6 +97,14 @@ func TestCheckArgs(t *testing.T) {
 		{"--no-dhcp"},             // exact name, though a prefix of --no-dhcpv6
 		{"--dns", ""},             // an empty value (pasta: no DNS)
 		{"--dns-forward", "10.0.0.53"},
+		// Addresses pasta uses on the host's side, not loopback.
+		{"--outbound", "192.0.2.7", "--map-guest-addr", "169.254.1.2"},
+		{"-o0.0.0.0"}, // pasta's default source address
+		{"--dns-host", "192.0.2.53", "--dns-forward", "169.254.1.1"},
+		{"-a", "192.0.2.9/24", "-g", "192.0.2.1", "--map-guest-addr", "none"},
+		{"--outbound-if4", "eth0", "-i", "eth0"},
+		{"--dns", "127.0.0.1"}, // the container's own loopback
+		{"--dns-forward", "127.0.0.53"},
 	}
 	for _, a := range ok {
 		if err := CheckArgs(a); err != nil {
@@ -151,6 +159,22 @@ func TestCheckArgs(t *testing.T) {
 		{[]string{"--=x"}, "is not an option"},
 		{[]string{"--no-c"}, "ambiguous"},
 		{[]string{"--mtu", "1400", "-c", "/x"}, "pastaArgs[2]"},
+		// Values that aim the container at the host's loopback.
+		{[]string{"--outbound", "127.0.0.1", "--map-guest-addr", "169.254.1.2"}, `pastaArgs[0] "--outbound": option -o (--outbound) with value "127.0.0.1" would aim the container at the host's loopback`},
+		{[]string{"-o127.0.0.2"}, "-o (--outbound) with value \"127.0.0.2\""},
+		{[]string{"--outbound=::1"}, "host's loopback"},
+		{[]string{"-o", "::ffff:127.0.0.1"}, "host's loopback"},
+		{[]string{"-o", "::1%lo"}, "host's loopback"},
+		{[]string{"-o", "localhost"}, "not an IP address"},
+		{[]string{"-q", "--dns-host", "127.0.0.1", "--dns-forward", "169.254.1.3"}, `pastaArgs[1] "--dns-host": option --dns-host with value "127.0.0.1"`},
+		{[]string{"--dns-h=0.0.0.0"}, "host's loopback"},
+		{[]string{"--dns-host", "::"}, "host's loopback"},
+		{[]string{"--outbound-if4", "lo"}, "loopback interface"},
+		{[]string{"--outbound-if6=lo"}, "loopback interface"},
+		{[]string{"-ilo"}, "-i (--interface) with value \"lo\" names the host's loopback interface"},
+		{[]string{"-a", "127.0.0.1/8", "--map-guest-addr", "169.254.1.2"}, "-a (--address)"},
+		{[]string{"--map-guest-addr", "127.0.0.1"}, "--map-guest-addr"},
+		{[]string{"-g", "::1"}, "-g (--gateway)"},
 	}
 	for _, b := range bad {
 		err := CheckArgs(b.args)
