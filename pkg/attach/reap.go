@@ -48,8 +48,15 @@ func (c *Core) reapOrphans(ctx context.Context, o *Options, self store.Key) {
 }
 
 // reapOne releases the attachment k if it is a managed forwarder whose
-// namespace is gone, judged under its lock (taken without waiting long).
+// namespace is gone: judged first without its lock (most are not), then
+// again under it (taken without waiting long), since a DEL or ADD may
+// have come first.
 func (c *Core) reapOne(ctx context.Context, o *Options, st *store.Store, k store.Key) {
+	if rec, err := c.loadRecord(o, k); err != nil {
+		return
+	} else if gone, _ := orphan(rec); !gone {
+		return
+	}
 	lo := *o
 	lo.Timeout = reapLockWait
 	lock, rec, err := c.lockRecord(ctx, &lo, st, k)
