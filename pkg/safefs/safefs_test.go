@@ -92,11 +92,19 @@ var plants = []struct {
 // nothing outside through it.
 func TestFilesRefused(t *testing.T) {
 	ops := map[string]func(d *Dir, name string) error{
-		"read":     func(d *Dir, n string) error { _, err := d.ReadFile(n, 100); return err },
-		"open rw":  func(d *Dir, n string) error { f, err := d.OpenFile(n, unix.O_RDWR|unix.O_CREAT, 0o600); closeIf(f); return err },
-		"truncate": func(d *Dir, n string) error { f, err := d.OpenFile(n, unix.O_WRONLY|unix.O_TRUNC, 0); closeIf(f); return err },
-		"replace":  func(d *Dir, n string) error { return d.WriteAtomic(n, ".tmp-", []byte("x"), 0o600, true) },
-		"check":    func(d *Dir, n string) error { return d.RegularOrMissing(n) },
+		"read": func(d *Dir, n string) error { _, err := d.ReadFile(n, 100); return err },
+		"open rw": func(d *Dir, n string) error {
+			f, err := d.OpenFile(n, unix.O_RDWR|unix.O_CREAT, 0o600)
+			closeIf(f)
+			return err
+		},
+		"truncate": func(d *Dir, n string) error {
+			f, err := d.OpenFile(n, unix.O_WRONLY|unix.O_TRUNC, 0)
+			closeIf(f)
+			return err
+		},
+		"replace": func(d *Dir, n string) error { return d.WriteAtomic(n, ".tmp-", []byte("x"), 0o600, true) },
+		"check":   func(d *Dir, n string) error { return d.RegularOrMissing(n) },
 	}
 	for _, p := range plants {
 		for name, op := range ops {
