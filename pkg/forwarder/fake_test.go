@@ -28,6 +28,8 @@ import (
 //	die     the daemon exits at once
 //	silent  the daemon never listens
 //	badpid  the foreground writes nothing to the PID file
+//	child   the daemon starts a child of its own in another session
+//	        (its PID in child.pid beside the PID file), as a helper
 const (
 	fakeEnv     = "FORWARDER_FAKE_PASTA"
 	fakeModeEnv = "FORWARDER_FAKE_MODE"
@@ -109,6 +111,14 @@ func fakeDaemon() int {
 	case "silent":
 		time.Sleep(time.Minute)
 		return 0
+	}
+	if os.Getenv(fakeModeEnv) == "child" {
+		c := exec.Command("sleep", "300")
+		c.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+		if err := c.Start(); err != nil {
+			return 1
+		}
+		os.WriteFile(filepath.Join(filepath.Dir(fakeArg("-P")), "child.pid"), []byte(strconv.Itoa(c.Process.Pid)), 0o600)
 	}
 	ln, err := net.Listen("unix", fakeArg("-c"))
 	if err != nil {
@@ -426,4 +436,27 @@ func containsAll(s string, subs ...string) bool {
 		}
 	}
 	return true
+}
+
+// TestStopStopsDescendants: what the forwarder forked is stopped with it,
+// found through the forwarder (its children), even in another session
+// and process group, where no group or name would find it.
+func TestStopStopsDescendants(t *testing.T) {
+	cfg := fakeConfig(t, "child")
+	inst, err := Ensure(t.Context(), cfg)
+	if err != nil {
+		t.Fatalf("Ensure: %v", err)
+	}
+	var child int
+	waitFor(t, "the daemon's child", func() bool {
+		b, err := os.ReadFile(filepath.Join(cfg.Dir, "child.pid"))
+		child, _ = strconv.Atoi(string(b))
+		return err == nil && child > 0
+	})
+	t.Cleanup(func() { syscall.Kill(child, syscall.SIGKILL) })
+	if err := Stop(t.Context(), cfg.Dir); err != nil {
+		t.Fatalf("Stop: %v", err)
+	}
+	waitFor(t, "the forwarder to go", func() bool { return gone(inst.PID) })
+	waitFor(t, "the forwarder's child to go", func() bool { return gone(child) })
 }
