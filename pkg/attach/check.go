@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/passt-portmap/passt-portmap/pkg/forwarder"
+	"github.com/passt-portmap/passt-portmap/pkg/store"
 	"github.com/passt-portmap/passt-portmap/pkg/wire"
 )
 
@@ -32,6 +33,13 @@ func (c *Core) Check(ctx context.Context, k Key, o Options, ms []Mapping) error 
 		}
 		if !running {
 			return &CheckError{Socket: rec.Socket, Reasons: []string{fmt.Sprintf("managed forwarder in %s is not running", rec.Dir)}}
+		}
+		if err := forwarder.CheckSocket(rec.Dir); err != nil {
+			var ue *store.UnsafeError
+			if errors.As(err, &ue) {
+				return err
+			}
+			return &CheckError{Socket: rec.Socket, Reasons: []string{fmt.Sprintf("managed forwarder in %s: %v", rec.Dir, err)}}
 		}
 	}
 	vctx, cancel := o.step(ctx)

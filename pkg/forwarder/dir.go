@@ -201,3 +201,21 @@ func tailLines(d *safefs.Dir, name string, n int, limit int64) string {
 
 // maxOutput bounds what is read of pasta's start-up output.
 const maxOutput = 1 << 20
+
+// CheckSocket checks that the control socket in the attachment directory
+// dir is a socket of root's or the plugin's user, with one link, before a
+// client connects to it (connect follows a link): an *safefs.UnsafeError
+// when it is something else, an error wrapping fs.ErrNotExist when there
+// is none.
+func CheckSocket(dir string) error {
+	inst, err := instanceFor(dir)
+	if err != nil {
+		return err
+	}
+	d, err := openDir(inst.Dir, false)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return checkEntry(d, SocketName, unix.S_IFSOCK)
+}
