@@ -55,6 +55,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -537,9 +538,25 @@ func (m *modelRun) addCanWork(att, variant int) (bool, string) {
 	if err != nil {
 		return false, err.Error()
 	}
+	overlaps := func(x wire.Rule) bool { return x.Proto == r.Proto && x.First <= r.Last && r.First <= x.Last }
 	for _, f := range m.foreign {
-		if f.Proto == r.Proto && f.First <= r.Last && r.First <= f.Last {
+		if overlaps(f) {
 			return false, "another client's rule is on its port: " + f.String()
+		}
+	}
+	// A rule on its port that its record does not claim (one whose
+	// record the test removed) is no longer known to be its own.
+	claims, err := m.claims(att)
+	if err != nil {
+		return false, err.Error()
+	}
+	ts, err := m.fwd.tables()
+	if err != nil {
+		return false, err.Error()
+	}
+	for _, x := range ts.Lookup(wire.PifHost).Rules {
+		if overlaps(x) && !slices.ContainsFunc(claims, func(c store.OwnedRule) bool { return c.Pif == wire.PifHost && c.Rule.Equal(x) }) {
+			return false, "a rule its record does not claim is on its port: " + x.String()
 		}
 	}
 	return true, "record readable, no port taken, its port free of others' rules"
@@ -616,7 +633,7 @@ func (m *modelRun) apply(o op) error {
 			}
 		}
 	case opTruncate:
-		claims, err := m.claims(o.att)
+		claims, err := m.liveClaims(o.att)
 		if err != nil {
 			return err
 		}
@@ -632,7 +649,7 @@ func (m *modelRun) apply(o op) error {
 		}
 		m.damaged1(o.att, claims)
 	case opRemoveRecord:
-		claims, err := m.claims(o.att)
+		claims, err := m.liveClaims(o.att)
 		if err != nil {
 			return err
 		}
@@ -807,6 +824,25 @@ func (m *modelRun) claims(att int) ([]store.OwnedRule, error) {
 		return d.claims, nil
 	}
 	return nil, fmt.Errorf("record of a%d is unreadable, and the test did not damage it: %w", att, err)
+}
+
+// liveClaims are att's claims (see claims) on the forwarder running now:
+// none when its record names a forwarder restarted since.
+func (m *modelRun) liveClaims(att int) ([]store.OwnedRule, error) {
+	claims, err := m.claims(att)
+	if err != nil {
+		return nil, err
+	}
+	if rec, err := m.st.Get(modelKey(att)); err == nil && rec.Identity != nil {
+		now, err := m.fwd.identity()
+		if err != nil {
+			return nil, err
+		}
+		if *rec.Identity != now {
+			return nil, nil
+		}
+	}
+	return claims, nil
 }
 
 // damaged1 notes what att's record claimed (claims) before the test
