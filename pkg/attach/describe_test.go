@@ -69,7 +69,7 @@ func TestDescribe(t *testing.T) {
 		{"passed through", &Error{Kind: KindSafeFail, Msg: "m", Details: "d"}, KindSafeFail, []string{"d"}},
 		{"unnamed", errors.New("something"), KindUnknown, []string{"something"}},
 	} {
-		e := Describe(tc.err)
+		e := Describe(tc.err, nil)
 		if e.Kind != tc.kind {
 			t.Errorf("%s: kind %v, want %v (%v)", tc.name, e.Kind, tc.kind, e)
 		}
@@ -79,7 +79,7 @@ func TestDescribe(t *testing.T) {
 			}
 		}
 	}
-	if Describe(nil) != nil {
+	if Describe(nil, nil) != nil {
 		t.Error("nil error mapped to an error")
 	}
 }

@@ -20,8 +20,8 @@ type pastaOption struct {
 const (
 	denyOwn      = "is set by the managed forwarder itself"
 	denyInbound  = "would forward ports outside the plugin's records: inbound ports come from portMappings, through the control socket"
-	denyOutbound = "opens the host's loopback: use the configuration key loopbackToHost"
-	denyMap      = "maps an address to the host's loopback: use the configuration key mapHostLoopback"
+	denyOutbound = "opens the host's loopback: use loopbackToHost instead"
+	denyMap      = "maps an address to the host's loopback: use mapHostLoopback instead"
 	denyNS       = "changes which namespaces pasta joins or when it quits"
 	denyExit     = "makes pasta print something and exit instead of forwarding"
 	denyFile     = "writes a file the plugin does not manage"
