@@ -40,9 +40,9 @@
 //	50   STATUS: not ready (forwarder, pasta binary or data directory, and why)
 //	5    an ownership record that cannot be read (its path)
 //
-// Run by hand: "passt-portmap --version", and "passt-portmap show SOCKET
-// [PIDFILE]" to print a forwarder's tables in pesto's notation with each
-// rule's listening state.
+// Run by hand: "passt-portmap --version", "passt-portmap --help", and
+// "passt-portmap show SOCKET [PIDFILE]" to print a forwarder's tables in
+// pesto's notation with each rule's listening state.
 package main
 
 import (
@@ -52,6 +52,7 @@ import (
 	"github.com/passt-portmap/passt-portmap/plugins/passt-portmap/internal/cli"
 	"github.com/passt-portmap/passt-portmap/plugins/passt-portmap/internal/cni"
 	"github.com/passt-portmap/passt-portmap/plugins/passt-portmap/internal/netavark"
+	"github.com/passt-portmap/passt-portmap/plugins/passt-portmap/internal/version"
 )
 
 func main() {
@@ -64,7 +65,10 @@ func main() {
 	cni.Main(os.Stdout, os.Stderr)
 }
 
-// versions are the lines "--version" prints.
+// versions are the lines "--version" prints: the same version as CNI's
+// about line and netavark's info.
 func versions() []string {
-	return []string{cni.About(), "CNI versions: " + strings.Join(cni.SupportedVersions.SupportedVersions(), ", ")}
+	return []string{"passt-portmap " + version.Current().Describe(),
+		"CNI versions: " + strings.Join(cni.SupportedVersions.SupportedVersions(), ", "),
+		"netavark plugin API version: " + netavark.APIVersion}
 }
