@@ -86,10 +86,6 @@ func (p *podman) fail(args ...string) string {
 func (p *podman) runArgs(name, network string, extra ...string) []string {
 	args := []string{"run", "--detach", "--name", name, "--network", network, "--stop-signal", "KILL",
 		"--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"}
-	if p.u == nil {
-		// Under the run's cgroup, so that nothing outlives the run.
-		args = append(args, "--cgroup-parent", p.r.cgroup+"/containers")
-	}
 	args = append(args, extra...)
 	return append(append(args, image), runtimetest.Command()...)
 }

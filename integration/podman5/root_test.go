@@ -27,12 +27,9 @@ const rootEnv = "PODMAN5_ROOT"
 // the mounts Podman, crun and pasta need, all in the test binary's own
 // mount namespace (see TestMain).
 type sidRoot struct {
-	dir    string // the run's directory
-	lower  string // the cached root
-	merged string // the root the tests run Podman in
-	// cgroup is the run's cgroup as the root sees it ("/pp5-XXXX"):
-	// rootful containers and their conmon go below it.
-	cgroup string
+	dir    string   // the run's directory
+	lower  string   // the cached root
+	merged string   // the root the tests run Podman in
 	mounts []string // made, in order
 }
 
@@ -62,7 +59,7 @@ func makeRoot() (*sidRoot, error) {
 		return nil, fmt.Errorf("%s=%s holds no Podman (%v): scripts/sidroot.sh makes it", rootEnv, lower, err)
 	}
 	dir := os.Getenv(runEnv)
-	r := &sidRoot{dir: dir, lower: lower, merged: filepath.Join(dir, "merged"), cgroup: "/" + filepath.Base(dir)}
+	r := &sidRoot{dir: dir, lower: lower, merged: filepath.Join(dir, "merged")}
 	if err := r.mount(); err != nil {
 		if uerr := r.unmount(); uerr != nil {
 			err = errors.Join(err, uerr)
@@ -172,9 +169,13 @@ func (r *sidRoot) unmount() error {
 	return errors.Join(errs...)
 }
 
-// The Podman settings every test shares, as a containers.conf drop-in:
-// cgroups as this host has them (see mount).
+// The Podman settings every test shares, as a containers.conf drop-in.
+// The containers make no cgroups of their own: they stay in conmon's, in
+// the run's cgroup, so that nothing of the run can outlive it (see
+// TestMain); on this hybrid host crun would have cgroup v2 without
+// controllers anyway (see mount), hence also pids_limit = 0.
 const baseConf = `[containers]
+cgroups = "disabled"
 pids_limit = 0
 
 [engine]
