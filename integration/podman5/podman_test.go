@@ -101,9 +101,12 @@ func (p *podman) dataDir() string {
 
 // record is what the tests read of an ownership record.
 type record struct {
-	Managed bool              `json:"managed"`
-	Socket  string            `json:"socket"`
-	Rules   []json.RawMessage `json:"rules"`
+	Managed bool   `json:"managed"`
+	Socket  string `json:"socket"`
+	Rules   []struct {
+		Pif  string `json:"pif"`
+		Rule string `json:"rule"`
+	} `json:"rules"`
 }
 
 // records returns the ownership records of network, by file name.
