@@ -67,10 +67,12 @@ func interleave(b *testing.B, p *podman, vs []variant) {
 		s, r := runtimetest.Median(starts[k]), runtimetest.Median(rms[k])
 		b.ReportMetric(s.Seconds(), v.name+"-start-s")
 		b.ReportMetric(r.Seconds(), v.name+"-rm-s")
-		line = append(line, fmt.Sprintf("%s: start %.2fs (x%.2f), rm %.2fs", v.name, s.Seconds(), float64(s)/float64(base), r.Seconds()))
+		line = append(line, fmt.Sprintf("%s: start %.1f ms (x%.2f), rm %.1f ms", v.name, ms(s), float64(s)/float64(base), ms(r)))
 	}
 	b.Logf("medians of %d interleaved rounds: %s", b.N, strings.Join(line, "; "))
 }
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 // sysctls are what Podman's bridge network changes on the machine, with
 // their values before.
