@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/passt-portmap/passt-portmap/integration/runtimetest"
 )
 
@@ -34,9 +36,12 @@ const runPrefix = "pp-podman5-"
 //     child and everything it started have exited, whatever happened, and
 //     the machine's own mount table never holds one;
 //   - everything the tests start (Podman, conmon, the containers, the
-//     plugin's pastas) is in that cgroup, or below it: what is left when
-//     the child exits is killed (cgroup.kill) and named, and so is what a
-//     killed earlier run left (its directory's owner is gone).
+//     plugin's pastas) is in that cgroup: what is left when the child
+//     exits is killed (cgroup.kill) and named, and so is what a killed
+//     earlier run left (its directory's owner is gone);
+//   - this process is the child subreaper of all of it: the daemons that
+//     leave their parent (conmon, pasta) are reaped here rather than left
+//     to a PID 1 that may not reap them.
 func TestMain(m *testing.M) {
 	if os.Getenv(runEnv) != "" {
 		code := runtimetest.Main(m, nil)
@@ -84,6 +89,7 @@ func supervise() int {
 		fmt.Fprintln(os.Stderr, "podman5:", err)
 		code = 1
 	}
+	reapLeft()
 	return code
 }
 
@@ -104,6 +110,10 @@ func run(dir, cg string) int {
 		return 1
 	}
 	defer syscall.Close(cgfd)
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		fmt.Fprintln(os.Stderr, "podman5: become the subreaper:", err)
+		return 1
+	}
 	// Pdeathsig belongs to the thread that starts the child: keep this
 	// goroutine on it until the child is gone.
 	runtime.LockOSThread()
@@ -128,25 +138,55 @@ func run(dir, cg string) int {
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGQUIT)
 	defer signal.Stop(sigs)
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
+	done := make(chan unix.WaitStatus, 1)
+	go reap(cmd.Process.Pid, done)
 	for {
 		select {
 		case s := <-sigs:
 			_ = cmd.Process.Signal(s)
-		case err := <-done:
-			var ee *exec.ExitError
-			if errors.As(err, &ee) {
-				if ee.ExitCode() < 0 {
-					return 1
-				}
-				return ee.ExitCode()
-			}
-			if err != nil {
-				fmt.Fprintln(os.Stderr, "podman5:", err)
+		case ws := <-done:
+			if !ws.Exited() {
+				fmt.Fprintf(os.Stderr, "podman5: the tests ended by signal %v\n", ws.Signal())
 				return 1
 			}
-			return 0
+			return ws.ExitStatus()
+		}
+	}
+}
+
+// reap waits for every child of this process, the tests' (pid) and the
+// orphans it is the subreaper of, and sends the tests' status to done.
+// It returns when no child is left.
+func reap(pid int, done chan<- unix.WaitStatus) {
+	for {
+		var ws unix.WaitStatus
+		got, err := unix.Wait4(-1, &ws, 0, nil)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return
+		}
+		if got == pid {
+			done <- ws
+		}
+	}
+}
+
+// reapLeft reaps what release killed: children of this process (as the
+// subreaper) that are gone, and waits up to a few seconds for the
+// others.
+func reapLeft() {
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		var ws unix.WaitStatus
+		got, err := unix.Wait4(-1, &ws, unix.WNOHANG, nil)
+		switch {
+		case errors.Is(err, unix.EINTR) || got > 0:
+		case err != nil || time.Now().After(deadline):
+			return // no child left, or one that will not die
+		default:
+			time.Sleep(10 * time.Millisecond)
 		}
 	}
 }
