@@ -339,14 +339,14 @@ func (c *Core) transact(ctx context.Context, o *Options, socket, pidFile string,
 	if errors.As(err, &se) && se.Result != nil && se.Result.Status == ctlclient.StatusSafeFail {
 		// The forwarder does not say which rule it refused: name the
 		// mappings behind each rule of the update.
-		var notes []string
+		var from []ruleFrom
 		for _, r := range rules.Rules {
 			if idx := comp.mappings(rules.Entries(r)); len(idx) > 0 {
-				notes = append(notes, fmt.Sprintf("%s from portMappings %s", wire.PifRule{Pif: wire.PifHost, Rule: r}, entryNames(idx)))
+				from = append(from, ruleFrom{Rule: wire.PifRule{Pif: wire.PifHost, Rule: r}, Entries: idx})
 			}
 		}
-		if len(notes) > 0 {
-			err = &annotated{Err: err, Note: strings.Join(notes, "; ")}
+		if len(from) > 0 {
+			err = &annotated{Err: err, From: from}
 		}
 	}
 	return nil, atSocket(socket, err)

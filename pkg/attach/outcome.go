@@ -120,14 +120,34 @@ type StatusError struct{ Err error }
 func (e *StatusError) Error() string { return e.Err.Error() }
 func (e *StatusError) Unwrap() error { return e.Err }
 
-// annotated adds a note to the details of an error's description.
+// annotated adds a note to the details of an error's description: Note,
+// or the mappings that rules were made from (From), named as the front
+// end's input names them.
 type annotated struct {
 	Err  error
 	Note string
+	From []ruleFrom
 }
 
-func (e *annotated) Error() string { return e.Err.Error() + " (" + e.Note + ")" }
+// ruleFrom is a rule and the indexes of the mappings it was made from.
+type ruleFrom struct {
+	Rule    wire.PifRule
+	Entries []int
+}
+
+func (e *annotated) Error() string { return e.Err.Error() + " (" + e.note(neutral{}) + ")" }
 func (e *annotated) Unwrap() error { return e.Err }
+
+func (e *annotated) note(d Dialect) string {
+	if len(e.From) == 0 {
+		return e.Note
+	}
+	var parts []string
+	for _, f := range e.From {
+		parts = append(parts, fmt.Sprintf("%s from %s %s", f.Rule, d.Mappings(), entryNames(f.Entries)))
+	}
+	return strings.Join(parts, "; ")
+}
 
 // Describe puts any error of the core (or of a front end's configuration)
 // into words, once for every front end: d names settings and mappings as
@@ -150,7 +170,7 @@ func Describe(err error, d Dialect) *Error {
 func describe(err error, socket string, d Dialect) *Error {
 	if an := (*annotated)(nil); errors.As(err, &an) {
 		e := describe(an.Err, socket, d)
-		e.Details += "; " + an.Note
+		e.Details += "; " + an.note(d)
 		return e
 	}
 	at := ""
