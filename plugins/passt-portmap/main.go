@@ -22,7 +22,8 @@
 //	targetAddress  container-side address to forward to
 //	bindInterface  interface to bind the listeners to
 //	timeout        Go duration, default 5s: forwarder, lock and pasta start
-//	dataDir        default /var/lib/cni/passt-portmap: records/ and forwarders/
+//	dataDir        records/ and forwarders/; default /var/lib/cni/passt-portmap,
+//	               rootless $XDG_RUNTIME_DIR/passt-portmap (attach.DefaultDataDir)
 //	verify         bool, default true: check listeners after each update
 //	pasta, pastaArgs, allowChained   managed forwarder (pkg/forwarder)
 //	mapHostLoopback, loopbackToHost  managed: open the host's loopback (closed by default)
