@@ -131,7 +131,8 @@ func sorted(s []int) []int { s = slices.Clone(s); slices.Sort(s); return s }
 // TestRootfulRefusals: what Podman 5 users read when something is wrong,
 // and that nothing is left of it: bad network options, named when the
 // network is made; CNI keys that are no options of the driver; a
-// published port another program holds (101, naming the holder).
+// published port another program holds (101, naming the holder); a
+// container on two networks of the driver.
 func TestRootfulRefusals(t *testing.T) {
 	p := rootful(t)
 	p.reservation(false)
@@ -160,6 +161,20 @@ func TestRootfulRefusals(t *testing.T) {
 		"host ports could not listen", fmt.Sprintf("host port %d/TCP is held by podman5.test (pid %d)", taken, os.Getpid()))
 	p.must("rm", "--force", "--time", "0", "late")
 	p.nothingLeft("pp5r", nil, nil)
+
+	// A second network of the driver for one container: the second
+	// setup finds the first one's interface. The advice is what a Podman
+	// user can do, not the CNI keys (socket, allowChained).
+	p.network("pp5r2", "passt-portmap")
+	out = p.fail(p.runArgs("two", "pp5r", "--network", "pp5r2")...)
+	mustMention(t, "podman run on two networks", out, `plugin "passt-portmap" failed: exit code 7`,
+		"a managed forwarder would be a second network in this namespace", "connect the container to this network alone")
+	if strings.Contains(out, "allowChained") || strings.Contains(out, `"socket"`) {
+		t.Errorf("the refusal suggests CNI keys the driver does not have:\n%s", out)
+	}
+	p.must("rm", "--force", "--time", "0", "two")
+	p.nothingLeft("pp5r", nil, nil)
+	p.nothingLeft("pp5r2", nil, nil)
 }
 
 // TestRootfulReservation: with Podman's defaults (port reservation on),
