@@ -238,11 +238,20 @@ func TestRootfulWhatPodmanSends(t *testing.T) {
 		t.Fatal(err)
 	}
 	p.network("pp5cap", "passt-portmap-capture")
-	both := pastatest.FreePort(t, "tcp")
+	both, v6 := pastatest.FreePort(t, "tcp"), pastatest.FreePort(t, "tcp")
 	rng := pastatest.FreePortRange(t, "tcp", 3)
-	p.must(p.runArgs("cap", "pp5cap", "-p", fmt.Sprintf("%d:5353/tcp", both), "-p", fmt.Sprintf("%d:5353/udp", both), "-p", fmt.Sprintf("127.0.0.1:%d-%d:8000-8002", rng, rng+2))...)
+	p.must(p.runArgs("cap", "pp5cap", "-p", fmt.Sprintf("%d:5353/tcp", both), "-p", fmt.Sprintf("%d:5353/udp", both),
+		"-p", fmt.Sprintf("127.0.0.1:%d-%d:8000-8002", rng, rng+2), "-p", fmt.Sprintf("[::1]:%d:8001", v6))...)
 	runtimetest.MustEcho(t, runtimetest.Addr("127.0.0.1", both), 5353)
 	runtimetest.MustEcho(t, runtimetest.Addr("::1", both), 5353)
+	runtimetest.MustGet(t, runtimetest.Addr("::1", v6), runtimetest.Page(8001))
+	// netavark starts no DNS server for a plugin's network, whatever
+	// dns_enabled says.
+	for _, pid := range runtimetest.ProcessesWith("aardvark-dns") {
+		if inRun(pid) {
+			t.Errorf("aardvark-dns runs (pid %d) for the plugin's network", pid)
+		}
+	}
 	files, _ := filepath.Glob(p.r.path("/run/pp5-capture/setup-*.json"))
 	if len(files) != 1 {
 		t.Fatalf("captured setups: %v", files)
@@ -262,6 +271,7 @@ func TestRootfulWhatPodmanSends(t *testing.T) {
 		{ContainerPort: 5353, HostPort: int(both), Protocol: "tcp", Range: 1},
 		{ContainerPort: 5353, HostPort: int(both), Protocol: "udp", Range: 1},
 		{ContainerPort: 8000, HostIP: "127.0.0.1", HostPort: int(rng), Protocol: "tcp", Range: 3},
+		{ContainerPort: 8001, HostIP: "::1", HostPort: int(v6), Protocol: "tcp", Range: 1},
 	}
 	got := slices.Clone(in.PortMappings)
 	slices.SortFunc(got, func(a, b mapping) int {
@@ -271,5 +281,5 @@ func TestRootfulWhatPodmanSends(t *testing.T) {
 		t.Errorf("port_mappings %+v, want %+v", in.PortMappings, want)
 	}
 	p.must("rm", "--force", "--time", "0", "cap")
-	p.nothingLeft("pp5cap", []uint16{both, rng, rng + 1, rng + 2}, []uint16{both})
+	p.nothingLeft("pp5cap", []uint16{both, rng, rng + 1, rng + 2, v6}, []uint16{both})
 }
