@@ -145,6 +145,17 @@ func PluginDir(t testing.TB, system ...string) string {
 	return dir
 }
 
+// Plugin returns the plugin binary itself (static, without the timing
+// shim), built once per test binary.
+func Plugin(t testing.TB) string {
+	t.Helper()
+	src, err := build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return filepath.Join(src, PluginName)
+}
+
 func copyFile(t testing.TB, from, to string) {
 	t.Helper()
 	b, err := os.ReadFile(from)

@@ -27,6 +27,9 @@ const allCaps = wire.CapIPv4 | wire.CapIPv6 | wire.CapTCP | wire.CapUDP | wire.C
 // (or reused) first. It is idempotent: a repeated Add asks for what is
 // there and changes nothing.
 func (c *Core) Add(ctx context.Context, k Key, o Options, ms []Mapping) (*Result, error) {
+	if err := o.resolve(); err != nil {
+		return nil, err
+	}
 	res, err := c.add(ctx, k, o, ms)
 	return res, explainHolders(err)
 }
@@ -103,7 +106,7 @@ func checkPaths(o *Options, k Key) error {
 			return err
 		}
 		if s := forwarder.Paths(forwarderDir(o.DataDir, k.storeKey())).Socket; len(s) > forwarder.MaxSocketPath {
-			return &ConfigError{Key: "dataDir", Err: fmt.Errorf("%q is too long: the managed forwarder's socket %s would be %d bytes, a UNIX socket address holds at most %d", o.DataDir, s, len(s), forwarder.MaxSocketPath)}
+			return &ConfigError{Setting: SettingDataDir, Err: fmt.Errorf("%q is too long: the managed forwarder's socket %s would be %d bytes, a UNIX socket address holds at most %d", o.DataDir, s, len(s), forwarder.MaxSocketPath)}
 		}
 	}
 	return store.EnsureDir(o.DataDir)
@@ -123,9 +126,9 @@ func findPasta(pasta string) error {
 		return nil
 	}
 	if pasta == "" {
-		return &ConfigError{Key: "pasta", Err: fmt.Errorf("not set, and no %q in PATH (%s): %v; set \"pasta\" to the path of a pasta with a control socket (--conf-path)", name, os.Getenv("PATH"), err)}
+		return &ConfigError{Setting: SettingPasta, Err: fmt.Errorf("not set, and no %q in PATH (%s): %v; set it to the path of a pasta with a control socket (--conf-path)", name, os.Getenv("PATH"), err)}
 	}
-	return &ConfigError{Key: "pasta", Err: fmt.Errorf("%q cannot be run: %v; set it to the path of a pasta with a control socket (--conf-path)", name, err)}
+	return &ConfigError{Setting: SettingPasta, Err: fmt.Errorf("%q cannot be run: %v; set it to the path of a pasta with a control socket (--conf-path)", name, err)}
 }
 
 // lockRecord takes the attachment's lock and reads its record. A record
@@ -336,14 +339,14 @@ func (c *Core) transact(ctx context.Context, o *Options, socket, pidFile string,
 	if errors.As(err, &se) && se.Result != nil && se.Result.Status == ctlclient.StatusSafeFail {
 		// The forwarder does not say which rule it refused: name the
 		// mappings behind each rule of the update.
-		var notes []string
+		var from []ruleFrom
 		for _, r := range rules.Rules {
 			if idx := comp.mappings(rules.Entries(r)); len(idx) > 0 {
-				notes = append(notes, fmt.Sprintf("%s from portMappings %s", wire.PifRule{Pif: wire.PifHost, Rule: r}, entryNames(idx)))
+				from = append(from, ruleFrom{Rule: wire.PifRule{Pif: wire.PifHost, Rule: r}, Entries: idx})
 			}
 		}
-		if len(notes) > 0 {
-			err = &annotated{Err: err, Note: strings.Join(notes, "; ")}
+		if len(from) > 0 {
+			err = &annotated{Err: err, From: from}
 		}
 	}
 	return nil, atSocket(socket, err)

@@ -16,6 +16,9 @@ import (
 // forwarder runs; the mappings ms are all owned. A failure is a
 // *CheckError.
 func (c *Core) Check(ctx context.Context, k Key, o Options, ms []Mapping) error {
+	if err := o.resolve(); err != nil {
+		return err
+	}
 	rec, damaged, err := recordStore(&o).Load(k.storeKey())
 	c.warnDamaged(damaged)
 	if errors.Is(err, fs.ErrNotExist) {

@@ -15,6 +15,9 @@ import (
 // ms is another client's). A record that cannot be read is an error that
 // says what to do.
 func (c *Core) Del(ctx context.Context, k Key, o Options, ms []Mapping) error {
+	if err := o.resolve(); err != nil {
+		return err
+	}
 	if err := store.EnsureDir(o.DataDir); err != nil {
 		return err
 	}

@@ -4,7 +4,10 @@
 // plugin, the netavark plugin) parse their runtime's input into a Key,
 // Options and Mappings, call the core, and map its errors onto their
 // runtime's codes with Describe; the core knows nothing of CNI or
-// netavark.
+// netavark: its errors name settings neutrally (Setting), and each front
+// end's Dialect says how its users write them. Options left empty get the
+// core's defaults; the data directory's depends on who runs the plugin
+// (DefaultDataDir).
 //
 // The API:
 //
@@ -14,7 +17,8 @@
 //	err = c.Check(ctx, key, opts, mappings)
 //	err = c.GC(ctx, network, opts, validKeys)
 //	err = c.Status(ctx, opts)
-//	d := attach.Describe(err)                        // Kind (the status), Msg, Details: the words, once
+//	d := attach.Describe(err, dialect)               // Kind (the status), Msg, Details: the words, once,
+//	                                                 // settings and mappings named as the front end's input names them
 //
 // What the core does for an ADD, in order: translate the mappings (bad
 // ones fail before anything is touched); lock the attachment's record

@@ -36,8 +36,7 @@ func checkChained(o *Options, fcfg forwarder.Config, ours bool) error {
 }
 
 func chainedErr(why string) error {
-	return &Error{Kind: KindBadConfig, Msg: "a managed forwarder would be a second network in this namespace",
-		Details: why + `; put passt-portmap first with no "socket" to let it make the network, set "socket" to use a forwarder started elsewhere, or set "allowChained": true`}
+	return &SecondNetworkError{Why: why}
 }
 
 // stopManaged stops the managed forwarder in dir, an attachment's

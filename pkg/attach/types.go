@@ -40,10 +40,12 @@ type Mapping struct {
 }
 
 // Options say which forwarder to use and how, and what every rule gets.
-// Front ends fill in their defaults (Verify true, the data directory).
+// Front ends fill in their defaults (Verify true); the data directory's
+// is the core's.
 type Options struct {
 	// DataDir holds records/ (ownership records) and forwarders/ (the
-	// managed forwarders' directories).
+	// managed forwarders' directories); "" is DefaultDataDir, which
+	// depends on who runs the plugin.
 	DataDir string
 	// Timeout bounds each blocking step; zero means DefaultTimeout.
 	Timeout time.Duration

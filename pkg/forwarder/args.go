@@ -19,9 +19,9 @@ type pastaOption struct {
 // Reasons for refusing an option in Config.Args.
 const (
 	denyOwn      = "is set by the managed forwarder itself"
-	denyInbound  = "would forward ports outside the plugin's records: inbound ports come from portMappings, through the control socket"
-	denyOutbound = "opens the host's loopback: use the configuration key loopbackToHost"
-	denyMap      = "maps an address to the host's loopback: use the configuration key mapHostLoopback"
+	denyInbound  = "would forward ports outside the plugin's records: inbound ports come from the published port mappings (CNI portMappings, Podman -p), through the control socket"
+	denyOutbound = "opens the host's loopback: use loopbackToHost instead"
+	denyMap      = "maps an address to the host's loopback: use mapHostLoopback instead"
 	denyNS       = "changes which namespaces pasta joins or when it quits"
 	denyExit     = "makes pasta print something and exit instead of forwarding"
 	denyFile     = "writes a file the plugin does not manage"

@@ -22,7 +22,6 @@ import (
 // Defaults of the optional configuration keys.
 const (
 	defaultTimeout = 5 * time.Second
-	defaultDataDir = "/var/lib/cni/passt-portmap"
 	// argSocket is the CNI_ARGS key that overrides "socket" for one call.
 	argSocket = "PASST_SOCKET"
 	// forwarderManaged is the value of "forwarder" that makes the plugin
@@ -125,8 +124,10 @@ type Config struct {
 	// host's loopback ("loopbackToHost"); off by default.
 	LoopbackToHost bool
 
-	Options  translate.Options // weak, targetAddress, bindInterface
-	Timeout  time.Duration
+	Options translate.Options // weak, targetAddress, bindInterface
+	Timeout time.Duration
+	// DataDir is "dataDir"; "" when not set: the core's default, which
+	// depends on who runs the plugin (attach.DefaultDataDir).
 	DataDir  string
 	Verify   bool
 	Mappings []translate.PortMapping
@@ -219,7 +220,7 @@ func ParseConfig(stdin []byte, env Env) (*Config, error) {
 
 // parseKeys validates every key but the mappings.
 func parseKeys[M any](nc *netConf[M], env Env) (*Config, error) {
-	c := &Config{Network: nc.Name, CNIVersion: nc.CNIVersion, Timeout: defaultTimeout, DataDir: defaultDataDir, Verify: true}
+	c := &Config{Network: nc.Name, CNIVersion: nc.CNIVersion, Timeout: defaultTimeout, Verify: true}
 	if err := c.parseVersion(); err != nil {
 		return nil, err
 	}
@@ -433,8 +434,8 @@ func (c *Config) parseOptions(nc optionsConf) error {
 		if c.DataDir = *nc.DataDir; !filepath.IsAbs(c.DataDir) {
 			return cfgErr("dataDir", "%q is not an absolute path", c.DataDir)
 		}
+		c.DataDir = filepath.Clean(c.DataDir)
 	}
-	c.DataDir = filepath.Clean(c.DataDir)
 	if nc.Verify != nil {
 		c.Verify = *nc.Verify
 	}

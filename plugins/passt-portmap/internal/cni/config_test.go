@@ -22,7 +22,7 @@ func TestParseConfigDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Managed || c.Timeout != 5*time.Second || c.DataDir != "/var/lib/cni/passt-portmap" || !c.Verify || c.Options.Weak ||
+	if c.Managed || c.Timeout != 5*time.Second || c.DataDir != "" || !c.Verify || c.Options.Weak ||
 		c.Options.Target.IsValid() || c.Options.Interface != "" || c.PrevResult != nil || c.Network != "pasta-ports" || c.CNIVersion != "1.1.0" {
 		t.Errorf("defaults: %+v", c)
 	}

@@ -7,7 +7,7 @@ import (
 
 // FuzzParseConfig: whatever a runtime sends, ParseConfig does not panic,
 // and a configuration it accepts is one the verbs can use: a positive
-// timeout, an absolute clean data directory, a socket exactly when not
+// timeout, an absolute clean data directory or none (the core's default), a socket exactly when not
 // managed, and a socket template that expands to an absolute path.
 func FuzzParseConfig(f *testing.F) {
 	f.Add([]byte(`{"cniVersion":"1.1.0","name":"n","socket":"/run/${CNI_CONTAINERID}.sock","runtimeConfig":{"portMappings":[{"hostPort":80,"containerPort":80,"protocol":"tcp"}]}}`), "")
@@ -24,7 +24,7 @@ func FuzzParseConfig(f *testing.F) {
 			}
 			return
 		}
-		if c.Timeout <= 0 || !filepath.IsAbs(c.DataDir) || filepath.Clean(c.DataDir) != c.DataDir || c.Network == "" {
+		if c.Timeout <= 0 || c.DataDir != "" && (!filepath.IsAbs(c.DataDir) || filepath.Clean(c.DataDir) != c.DataDir) || c.Network == "" {
 			t.Fatalf("accepted %+v", c)
 		}
 		if c.Managed == (c.Socket != "") {

@@ -38,8 +38,8 @@ func TestParseConfigHostAccess(t *testing.T) {
 		{`{"name":"n","mapHostLoopback":true}`, "mapHostLoopback", "want a string"},
 		{`{"name":"n","loopbackToHost":"yes"}`, "loopbackToHost", "want true or false"},
 		{`{"name":"n","pastaArgs":["-q","-4c","/x"]}`, "pastaArgs[1]", `"-4c": option -c (--conf-path) is set by the managed forwarder itself`},
-		{`{"name":"n","pastaArgs":["--map-host-loopback=169.254.1.2"]}`, "pastaArgs[0]", "use the configuration key mapHostLoopback"},
-		{`{"name":"n","pastaArgs":["-T","auto"]}`, "pastaArgs[0]", "use the configuration key loopbackToHost"},
+		{`{"name":"n","pastaArgs":["--map-host-loopback=169.254.1.2"]}`, "pastaArgs[0]", "use mapHostLoopback instead"},
+		{`{"name":"n","pastaArgs":["-T","auto"]}`, "pastaArgs[0]", "use loopbackToHost instead"},
 		{`{"name":"n","pastaArgs":["sh"]}`, "pastaArgs[0]", "not an option"},
 	} {
 		_, err := ParseConfig([]byte(tc.conf), testEnv)

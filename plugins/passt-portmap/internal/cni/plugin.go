@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"runtime/debug"
 
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/passt-portmap/passt-portmap/pkg/attach"
 	"github.com/passt-portmap/passt-portmap/pkg/ctlclient"
+	ppversion "github.com/passt-portmap/passt-portmap/plugins/passt-portmap/internal/version"
 )
 
 // SupportedVersions are the CNI versions the plugin speaks: every one
@@ -25,13 +25,10 @@ import (
 // exist from 1.1.0 on; skel refuses them for older configurations.
 var SupportedVersions = version.PluginSupports("0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")
 
-// About names the plugin and its version.
+// About names the plugin and its version (skel prints it when the plugin
+// runs without CNI_COMMAND).
 func About() string {
-	v := "(devel)"
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
-		v = bi.Main.Version
-	}
-	return "CNI plugin passt-portmap " + v
+	return "CNI plugin passt-portmap " + ppversion.Current().String()
 }
 
 // Main runs the CNI verbs as skel dispatches them, and exits.

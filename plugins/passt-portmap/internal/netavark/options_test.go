@@ -10,7 +10,7 @@ import (
 )
 
 func TestParseOptions(t *testing.T) {
-	def := Options{DataDir: DefaultDataDir, Timeout: DefaultTimeout, Verify: true}
+	def := Options{Timeout: DefaultTimeout, Verify: true}
 	with := func(f func(*Options)) Options { o := def; f(&o); return o }
 	tests := []struct {
 		name string
@@ -27,7 +27,7 @@ func TestParseOptions(t *testing.T) {
 		{"pasta from PATH", map[string]string{"pasta": "pasta"}, with(func(o *Options) { o.Pasta = "pasta" }), ""},
 		{"pastaArgs as JSON", map[string]string{"pastaArgs": `["--search", "a b.test", "--mtu", "1500"]`},
 			with(func(o *Options) { o.PastaArgs = []string{"--search", "a b.test", "--mtu", "1500"} }), ""},
-		{"pastaArgs opening the host's loopback", map[string]string{"pastaArgs": "-T auto"}, def, "use the configuration key loopbackToHost"},
+		{"pastaArgs opening the host's loopback", map[string]string{"pastaArgs": "-T auto"}, def, "use loopbackToHost instead"},
 		{"weak 1", map[string]string{"weak": "1"}, with(func(o *Options) { o.Weak = true }), ""},
 		{"pastaArgs outside the allow-list", map[string]string{"pastaArgs": "--dns-forward 10.0.2.3 -c /tmp/x"}, def, "network.options.pastaArgs: word 2: \"-c\""},
 		{"bad JSON pastaArgs", map[string]string{"pastaArgs": `["x",1]`}, def, "network.options.pastaArgs: "},
