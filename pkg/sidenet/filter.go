@@ -73,7 +73,7 @@ var egressProgram = mustAssemble([]step{
 	{ins: bpf.JumpIf{Cond: bpf.JumpEqual, Val: 0x02}, yes: "shot"},
 	{ins: bpf.RetConstant{Val: actOK}},
 	{label: "icmp6", ins: bpf.LoadAbsolute{Off: offIP6L4, Size: 1}},
-	{ins: bpf.JumpIf{Cond: bpf.JumpLessThan, Val: 133}, yes: "shot"},   // below router solicitation
+	{ins: bpf.JumpIf{Cond: bpf.JumpLessThan, Val: 133}, yes: "shot"},    // below router solicitation
 	{ins: bpf.JumpIf{Cond: bpf.JumpGreaterThan, Val: 136}, yes: "shot"}, // above neighbour advertisement
 	{ins: bpf.RetConstant{Val: actOK}},
 
