@@ -16,27 +16,62 @@ import (
 // an address is taken. Nothing was changed.
 type ClashError struct {
 	NetNS   string
-	Clashes []string
+	Clashes []Clash
+}
+
+// Clash is one thing of the side that the pod's namespace already uses.
+type Clash struct {
+	What   Part
+	Detail string
+}
+
+// Part is the part of a side that clashes.
+type Part int
+
+// The parts of a side.
+const (
+	PartInterface Part = iota // its interface name
+	PartTable                 // its routing table
+	PartNetwork               // its addresses
+)
+
+// Parts returns the parts that clash, each once, in Part order.
+func (e *ClashError) Parts() []Part {
+	seen := map[Part]bool{}
+	var out []Part
+	for _, p := range []Part{PartInterface, PartTable, PartNetwork} {
+		for _, c := range e.Clashes {
+			if c.What == p && !seen[p] {
+				seen[p] = true
+				out = append(out, p)
+			}
+		}
+	}
+	return out
 }
 
 func (e *ClashError) Error() string {
-	return fmt.Sprintf("the side interface would clash with the pod's network in %s: %s", e.NetNS, strings.Join(e.Clashes, "; "))
+	var parts []string
+	for _, c := range e.Clashes {
+		parts = append(parts, c.Detail)
+	}
+	return fmt.Sprintf("the side interface would clash with the pod's network in %s: %s", e.NetNS, strings.Join(parts, "; "))
 }
 
 // Free checks, before pasta makes the tap, that the side would clash with
 // nothing in the pod's namespace: no interface has its name, its routing
-// table is empty and no rule looks it up, and no interface has one of the
-// side's addresses or an IPv4 address in the side's network (whose local
-// and broadcast entries the side adds). A clash is a *ClashError naming
-// every one found.
+// table is empty and no rule but the side's own (left by a pasta that
+// died) looks it up, and no interface has one of the side's addresses or
+// an IPv4 address in the side's network (whose local and broadcast
+// entries the side adds). A clash is a *ClashError naming every one found.
 func Free(s Side) error {
 	if err := s.Validate(); err != nil {
 		return err
 	}
-	var clashes []string
+	var clashes []Clash
 	err := s.do(func() error {
 		if l, err := netlink.LinkByName(s.IfName); err == nil {
-			clashes = append(clashes, fmt.Sprintf("interface %s already exists (%s)", s.IfName, l.Type()))
+			clashes = append(clashes, Clash{PartInterface, fmt.Sprintf("interface %s already exists (%s)", s.IfName, l.Type())})
 		} else if !isNotFound(err) {
 			return fmt.Errorf("look up interface %s: %w", s.IfName, err)
 		}
@@ -60,9 +95,10 @@ func Free(s Side) error {
 
 // tableUsers names the routes of the side's table that do not go through
 // the link with index own (0: any route), and the rules that look the
-// table up but are not the side's.
-func tableUsers(s Side, own int) ([]string, error) {
-	var out []string
+// table up but are not the side's (the side's own rules, left by a pasta
+// that died, are taken over).
+func tableUsers(s Side, own int) ([]Clash, error) {
+	var out []Clash
 	for _, fam := range []int{unix.AF_INET, unix.AF_INET6} {
 		routes, err := netlink.RouteListFiltered(fam, &netlink.Route{Table: s.Table}, netlink.RT_FILTER_TABLE)
 		if err != nil {
@@ -70,7 +106,7 @@ func tableUsers(s Side, own int) ([]string, error) {
 		}
 		for _, r := range routes {
 			if own == 0 || r.LinkIndex != own {
-				out = append(out, fmt.Sprintf("routing table %d holds a route of the pod's network: %s", s.Table, routeString(r)))
+				out = append(out, Clash{PartTable, fmt.Sprintf("routing table %d holds a route of the pod's network: %s", s.Table, routeString(r))})
 			}
 		}
 		rules, err := netlink.RuleListFiltered(fam, &netlink.Rule{Table: s.Table}, netlink.RT_FILTER_TABLE)
@@ -78,8 +114,8 @@ func tableUsers(s Side, own int) ([]string, error) {
 			return nil, fmt.Errorf("list rules: %w", err)
 		}
 		for _, r := range rules {
-			if own == 0 || !s.isOurRule(r) {
-				out = append(out, fmt.Sprintf("rule %q already looks up table %d", r.String(), s.Table))
+			if !s.isOurRule(r) {
+				out = append(out, Clash{PartTable, fmt.Sprintf("rule %q already looks up table %d", r.String(), s.Table)})
 			}
 		}
 	}
@@ -89,12 +125,12 @@ func tableUsers(s Side, own int) ([]string, error) {
 // addressClashes names addresses of links other than own (0: every link)
 // that are the side's, its gateway's, or IPv4 addresses in the side's
 // network.
-func addressClashes(s Side, own int) ([]string, error) {
+func addressClashes(s Side, own int) ([]Clash, error) {
 	links, err := netlink.LinkList()
 	if err != nil {
 		return nil, fmt.Errorf("list interfaces: %w", err)
 	}
-	var out []string
+	var out []Clash
 	for _, l := range links {
 		if l.Attrs().Index == own {
 			continue
@@ -112,9 +148,9 @@ func addressClashes(s Side, own int) ([]string, error) {
 			for _, f := range s.families() {
 				switch {
 				case ip == f.addr.Addr() || ip == f.gw:
-					out = append(out, fmt.Sprintf("interface %s has the side's address %s", l.Attrs().Name, ip))
+					out = append(out, Clash{PartNetwork, fmt.Sprintf("interface %s has the side's address %s", l.Attrs().Name, ip)})
 				case f.nl == unix.AF_INET && overlaps(f.addr.Masked(), a.IPNet):
-					out = append(out, fmt.Sprintf("interface %s has %s, in the side's network %s", l.Attrs().Name, a.IPNet, f.addr.Masked()))
+					out = append(out, Clash{PartNetwork, fmt.Sprintf("interface %s has %s, in the side's network %s", l.Attrs().Name, a.IPNet, f.addr.Masked())})
 				}
 			}
 		}

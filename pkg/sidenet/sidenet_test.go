@@ -247,21 +247,22 @@ func TestFreeClashes(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
 		setup func(t *testing.T, p *pod)
+		part  Part
 		want  string
 	}{
-		{"interface exists", func(t *testing.T, p *pod) { p.addTap(t) }, "interface pasta0 already exists (tuntap)"},
+		{"interface exists", func(t *testing.T, p *pod) { p.addTap(t) }, PartInterface, "interface pasta0 already exists (tuntap)"},
 		{"table in use", func(t *testing.T, p *pod) {
 			p.ip(t, "route", "add", "10.7.0.0/16", "via", "10.99.0.1", "table", "20563")
-		}, "routing table 20563 holds a route of the pod's network: 10.7.0.0/16 via 10.99.0.1 dev eth0"},
+		}, PartTable, "routing table 20563 holds a route of the pod's network: 10.7.0.0/16 via 10.99.0.1 dev eth0"},
 		{"rule on the table", func(t *testing.T, p *pod) {
 			p.ip(t, "rule", "add", "fwmark", "7", "lookup", "20563")
-		}, `already looks up table 20563`},
+		}, PartTable, `already looks up table 20563`},
 		{"address in the network", func(t *testing.T, p *pod) {
 			p.ip(t, "addr", "add", "169.254.100.5/24", "dev", "eth0")
-		}, "interface eth0 has 169.254.100.5/24, in the side's network 169.254.100.0/30"},
+		}, PartNetwork, "interface eth0 has 169.254.100.5/24, in the side's network 169.254.100.0/30"},
 		{"IPv6 address", func(t *testing.T, p *pod) {
 			p.ip(t, "-6", "addr", "add", "fe80::2/64", "dev", "eth0", "nodad")
-		}, "interface eth0 has the side's address fe80::2"},
+		}, PartNetwork, "interface eth0 has the side's address fe80::2"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := newPod(t)
@@ -270,6 +271,9 @@ func TestFreeClashes(t *testing.T) {
 			var ce *ClashError
 			if !errors.As(err, &ce) || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("Free: %v, want a clash %q", err, tc.want)
+			}
+			if parts := ce.Parts(); len(parts) != 1 || parts[0] != tc.part {
+				t.Errorf("parts %v, want %v", parts, tc.part)
 			}
 		})
 	}
@@ -323,5 +327,31 @@ func TestGoneNamespace(t *testing.T) {
 	s.NetNS = "/run/netns/ppsn-missing"
 	if err := Teardown(s); err != nil {
 		t.Errorf("Teardown of a missing namespace: %v", err)
+	}
+}
+
+// A pasta that died took its tap and the table's routes with it, but not
+// the rules: the next start finds them its own, not a clash, and Setup
+// keeps one of each.
+func TestRestartAfterPastaDied(t *testing.T) {
+	p := newPod(t)
+	s := p.side(t)
+	p.addTap(t)
+	if err := Setup(s); err != nil {
+		t.Fatal(err)
+	}
+	p.ip(t, "link", "del", "pasta0")
+	if err := Free(s); err != nil {
+		t.Fatalf("Free with the side's own rules left: %v", err)
+	}
+	p.addTap(t)
+	if err := Setup(s); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := Check(s); err != nil || len(r) != 0 {
+		t.Errorf("Check: %q %v", r, err)
+	}
+	if rules := p.ip(t, "-4", "rule"); strings.Count(rules, "lookup 20563") != 1 {
+		t.Errorf("rules:\n%s", rules)
 	}
 }
