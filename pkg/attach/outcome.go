@@ -215,6 +215,7 @@ func describeFiles(err error, at string) *Error {
 		fe  *forwarderError
 		use *store.UnsafeError
 		rde *recordDirError
+		rse *recordSideError
 		cre *store.CorruptError
 		pe  *fs.PathError
 	)
@@ -232,6 +233,8 @@ func describeFiles(err error, at string) *Error {
 		return outcome(err, KindIO, "passt-portmap refuses an unsafe path", err.Error())
 	case errors.As(err, &rde):
 		return outcome(err, KindIO, "ownership record names a directory that is not its own", rde.Error())
+	case errors.As(err, &rse):
+		return outcome(err, KindIO, "ownership record names a side interface the plugin would not set up", rse.Error())
 	case errors.As(err, &cre) && cre.Version != 0:
 		return outcome(err, KindIO, "ownership record of a newer passt-portmap", cre.Error()+
 			"; nothing was changed: run the passt-portmap that wrote it, or remove this attachment's rules from the forwarder (passt-portmap show SOCKET lists them) and then the record and its .bak copy")

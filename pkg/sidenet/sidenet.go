@@ -133,14 +133,24 @@ func hosts(p netip.Prefix) (first, second netip.Addr, err error) {
 	return first, first.Next(), nil
 }
 
+// CheckTable reports a routing table number the side cannot have: it
+// needs one of its own, not main, local or default.
+func CheckTable(t int) error {
+	if t <= 0 || t == unix.RT_TABLE_MAIN || t == unix.RT_TABLE_LOCAL || t == unix.RT_TABLE_DEFAULT || t >= 1<<31 {
+		return fmt.Errorf("side routing table %d: want a table of its own (not main %d, local %d or default %d), 1 to 2^31-1",
+			t, unix.RT_TABLE_MAIN, unix.RT_TABLE_LOCAL, unix.RT_TABLE_DEFAULT)
+	}
+	return nil
+}
+
 // Validate reports a side that this package cannot set up.
 func (s *Side) Validate() error {
+	if err := CheckTable(s.Table); err != nil {
+		return err
+	}
 	switch {
 	case s.IfName == "" || len(s.IfName) >= unix.IFNAMSIZ:
 		return fmt.Errorf("side interface name %q: want 1 to %d bytes", s.IfName, unix.IFNAMSIZ-1)
-	case s.Table <= 0 || s.Table == unix.RT_TABLE_MAIN || s.Table == unix.RT_TABLE_LOCAL || s.Table == unix.RT_TABLE_DEFAULT || s.Table >= 1<<31:
-		return fmt.Errorf("side routing table %d: want a table of its own (not main %d, local %d or default %d), below 2^31",
-			s.Table, unix.RT_TABLE_MAIN, unix.RT_TABLE_LOCAL, unix.RT_TABLE_DEFAULT)
 	case s.Priority <= 0 || s.Priority >= 32766:
 		return fmt.Errorf("side rule priority %d: want one before the main table's (32766)", s.Priority)
 	case !s.Addr4.IsValid() && !s.Addr6.IsValid():
