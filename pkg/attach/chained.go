@@ -46,7 +46,7 @@ type SideOptions struct {
 	IfName   string       // the tap's name ("pasta0")
 	Table    int          // the routing table of its replies (20563)
 	Network4 netip.Prefix // IPv4 side network (169.254.100.0/30)
-	Network6 netip.Prefix // IPv6 side network (fe80::/64)
+	Network6 netip.Prefix // IPv6 side network (fd41:e00e:44f8::/64)
 }
 
 // mode is how a call serves its attachment.
@@ -168,9 +168,9 @@ func recordedSide(rec *store.Record) (sidenet.Side, error) {
 	if err == nil && (s.NetNS == "" || !filepath.IsAbs(s.NetNS)) {
 		err = fmt.Errorf("namespace path %q is not absolute", s.NetNS)
 	}
-	for _, a := range []netip.Addr{s.Addr4.Addr(), s.Gateway4, s.Addr6.Addr(), s.Gateway6} {
-		if err == nil && a.IsValid() && !a.IsLinkLocalUnicast() {
-			err = fmt.Errorf("side address %s is not link-local", a)
+	for _, p := range []netip.Prefix{s.Addr4, s.Addr6} {
+		if err == nil && p.IsValid() {
+			err = sidenet.CheckNetwork(p.Masked())
 		}
 	}
 	if err != nil {

@@ -88,11 +88,11 @@ func TestPlanSide(t *testing.T) {
 		want string // Addr4 Addr6 IfName Table
 	}{
 		{"IPv4 pod, defaults", Options{Prior: &Prior{IPv4: true}}, "169.254.100.2/30 invalid Prefix pasta0 20563"},
-		{"dual-stack pod", Options{Prior: &Prior{IPv4: true, IPv6: true}}, "169.254.100.2/30 fe80::2/64 pasta0 20563"},
-		{"IPv6-only pod: IPv4 side too", Options{Prior: &Prior{IPv6: true}}, "169.254.100.2/30 fe80::2/64 pasta0 20563"},
+		{"dual-stack pod", Options{Prior: &Prior{IPv4: true, IPv6: true}}, "169.254.100.2/30 fd41:e00e:44f8::2/64 pasta0 20563"},
+		{"IPv6-only pod: IPv4 side too", Options{Prior: &Prior{IPv6: true}}, "169.254.100.2/30 fd41:e00e:44f8::2/64 pasta0 20563"},
 		{"configured", Options{Prior: &Prior{IPv4: true, IPv6: true}, Side: SideOptions{IfName: "side0", Table: 7,
-			Network4: netip.MustParsePrefix("169.254.9.0/29"), Network6: netip.MustParsePrefix("fe80::a:0/112")}},
-			"169.254.9.2/29 fe80::a:2/112 side0 7"},
+			Network4: netip.MustParsePrefix("169.254.9.0/29"), Network6: netip.MustParsePrefix("fd00:1::/112")}},
+			"169.254.9.2/29 fd00:1::2/112 side0 7"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s, err := planSide(&tc.o, "/run/netns/p")
@@ -121,7 +121,7 @@ func TestRecordedSide(t *testing.T) {
 		{"good", "/run/netns/p", func(*store.Side) {}, ""},
 		{"relative namespace", "p", func(*store.Side) {}, "not absolute"},
 		{"the main table", "/run/netns/p", func(s *store.Side) { s.Table = 254 }, "side routing table 254"},
-		{"a global address", "/run/netns/p", func(s *store.Side) { s.Addr4 = netip.MustParsePrefix("10.0.0.2/30") }, "not link-local"},
+		{"a global address", "/run/netns/p", func(s *store.Side) { s.Addr4, s.Gateway4 = netip.MustParsePrefix("10.0.0.2/30"), netip.MustParseAddr("10.0.0.1") }, "want an IPv4 link-local prefix"},
 		{"no address", "/run/netns/p", func(s *store.Side) { s.Addr4, s.Gateway4 = netip.Prefix{}, netip.Addr{} }, "no address"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -165,7 +165,7 @@ func TestSideError(t *testing.T) {
 // The chained compiler forwards each family to its own side address, and
 // a mapping of a family the side lacks is explained as the pod's.
 func TestChainedTargets(t *testing.T) {
-	a4, a6 := netip.MustParsePrefix("169.254.100.2/30"), netip.MustParsePrefix("fe80::2/64")
+	a4, a6 := netip.MustParsePrefix("169.254.100.2/30"), netip.MustParsePrefix("fd41:e00e:44f8::2/64")
 	ms := []Mapping{{HostPort: 8080, ContainerPort: 80, Protocols: []string{"tcp", "udp"}}, {HostIP: "::1", HostPort: 9000, ContainerPort: 90}}
 	c, err := newCompiler(ms, &Options{})
 	if err != nil {
@@ -180,7 +180,7 @@ func TestChainedTargets(t *testing.T) {
 	for _, r := range rules {
 		got = append(got, strings.TrimSpace(r.String()))
 	}
-	want := "TCP [::]:8080  =>  fe80::2:80|TCP [::1]:9000  =>  fe80::2:90|TCP [0.0.0.0]:8080  =>  169.254.100.2:80|UDP [::]:8080  =>  fe80::2:80|UDP [0.0.0.0]:8080  =>  169.254.100.2:80"
+	want := "TCP [::]:8080  =>  fd41:e00e:44f8::2:80|TCP [::1]:9000  =>  fd41:e00e:44f8::2:90|TCP [0.0.0.0]:8080  =>  169.254.100.2:80|UDP [::]:8080  =>  fd41:e00e:44f8::2:80|UDP [0.0.0.0]:8080  =>  169.254.100.2:80"
 	if strings.Join(got, "|") != want {
 		t.Errorf("rules\n%s\nwant\n%s", strings.Join(got, "|"), want)
 	}

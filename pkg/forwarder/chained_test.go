@@ -14,7 +14,7 @@ func side(v4, v6 bool) *Side {
 		s.Addr4, s.Gateway4 = netip.MustParsePrefix("169.254.100.2/30"), netip.MustParseAddr("169.254.100.1")
 	}
 	if v6 {
-		s.Addr6, s.Gateway6 = netip.MustParsePrefix("fe80::2/64"), netip.MustParseAddr("fe80::1")
+		s.Addr6, s.Gateway6 = netip.MustParsePrefix("fd41:e00e:44f8::2/64"), netip.MustParseAddr("fe80::1")
 	}
 	return s
 }
@@ -25,7 +25,7 @@ func TestChainedArgs(t *testing.T) {
 	closed := []string{"-t", "none", "-u", "none", "-T", "none", "-U", "none", "--no-map-gw", "--no-splice",
 		"--no-dhcp", "--no-dhcpv6", "--no-ra", "-I", "pasta0"}
 	v4 := []string{"-a", "169.254.100.2", "-n", "30", "-g", "169.254.100.1", "-o", "169.254.100.1"}
-	v6 := []string{"-a", "fe80::2", "-g", "fe80::1", "-o", "fe80::1"}
+	v6 := []string{"-a", "fd41:e00e:44f8::2", "-g", "fe80::1", "-o", "fe80::1"}
 	cat := func(parts ...[]string) []string { return slices.Concat(parts...) }
 	for _, tc := range []struct {
 		name string

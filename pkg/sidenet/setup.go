@@ -123,8 +123,9 @@ func tableUsers(s Side, own int) ([]Clash, error) {
 }
 
 // addressClashes names addresses of links other than own (0: every link)
-// that are the side's, its gateway's, or IPv4 addresses in the side's
-// network.
+// that are the side's, its gateway's, or in the side's network (the IPv4
+// one's local and broadcast entries would shadow them; the IPv6 one's
+// prefix would stand for two links).
 func addressClashes(s Side, own int) ([]Clash, error) {
 	links, err := netlink.LinkList()
 	if err != nil {
@@ -149,7 +150,7 @@ func addressClashes(s Side, own int) ([]Clash, error) {
 				switch {
 				case ip == f.addr.Addr() || ip == f.gw:
 					out = append(out, Clash{PartNetwork, fmt.Sprintf("interface %s has the side's address %s", l.Attrs().Name, ip)})
-				case f.nl == unix.AF_INET && overlaps(f.addr.Masked(), a.IPNet):
+				case overlaps(f.addr.Masked(), a.IPNet):
 					out = append(out, Clash{PartNetwork, fmt.Sprintf("interface %s has %s, in the side's network %s", l.Attrs().Name, a.IPNet, f.addr.Masked())})
 				}
 			}
@@ -163,9 +164,13 @@ func overlaps(p netip.Prefix, n *net.IPNet) bool {
 	if !ok {
 		return false
 	}
-	ones, _ := n.Mask.Size()
-	q := netip.PrefixFrom(a.Unmap(), ones)
-	return q.IsValid() && q.Addr().Is4() && p.Overlaps(q)
+	ones, bits := n.Mask.Size()
+	a = a.Unmap()
+	if bits == 128 && a.Is4() {
+		ones -= 96
+	}
+	q := netip.PrefixFrom(a, ones)
+	return q.IsValid() && q.Addr().Is4() == p.Addr().Is4() && p.Overlaps(q)
 }
 
 // Setup configures the side interface pasta made and its routing, and
@@ -199,6 +204,9 @@ func Setup(s Side) error {
 	})
 }
 
+// foreverLft is an address lifetime without end (INFINITY_LIFE_TIME).
+const foreverLft = 0xffffffff
+
 // addrGenModeNone is IN6_ADDR_GEN_MODE_NONE (linux/if_link.h): the
 // kernel makes no IPv6 link-local address for the link.
 const addrGenModeNone = 1
@@ -217,11 +225,15 @@ func configure(s Side, link netlink.Link) error {
 		}
 	}
 	for _, f := range s.families() {
-		flags := unix.IFA_F_NOPREFIXROUTE
+		a := &netlink.Addr{IPNet: f.ipNet(), Flags: unix.IFA_F_NOPREFIXROUTE}
 		if f.nl == unix.AF_INET6 {
-			flags |= unix.IFA_F_NODAD
+			// Valid for ever, preferred never: deprecated, so that the
+			// kernel does not choose it as the source of the pod's own
+			// connections.
+			a.Flags |= unix.IFA_F_NODAD
+			a.ValidLft, a.PreferedLft = foreverLft, 0
 		}
-		err := netlink.AddrAdd(link, &netlink.Addr{IPNet: f.ipNet(), Flags: flags})
+		err := netlink.AddrAdd(link, a)
 		if err != nil && !errors.Is(err, unix.EEXIST) {
 			return fmt.Errorf("add %s to %s: %w", f.addr, s.IfName, err)
 		}

@@ -4,14 +4,19 @@
 // A chained pasta joins a pod whose network an earlier plugin made (a
 // bridge's veth, a Calico or Cilium interface, ...) without touching that
 // network: it makes its own tap device (the side interface) and is told
-// not to configure it. This package gives the tap a link-local address of
-// each family the pod uses, brings it up and makes replies from those
-// addresses leave through it by source-based routing: a rule "from ADDR
-// lookup TABLE" and, in TABLE, a default route via pasta's address on the
-// link. The pod's own addresses, routes and rules are left as they are:
-// the addresses carry IFA_F_NOPREFIXROUTE and the tap makes no IPv6
-// link-local address of its own, so nothing is added to the main table
-// (only the kernel's local table gets the entries of the new addresses).
+// not to configure it. This package gives the tap an address of each
+// family the pod uses (IPv4 link-local; IPv6 from a unique local prefix,
+// since Linux refuses a reply whose IPV6_PKTINFO source is link-local
+// without an interface, which is how DNS servers answer; the IPv6
+// address is deprecated so that the kernel never picks it as a source by
+// itself), brings it up and makes replies from those addresses leave
+// through it by source-based routing: a rule "from ADDR lookup TABLE"
+// and, in TABLE, a default route via pasta's address on the link (its
+// IPv4 side address, its link-local fe80::1). The pod's own addresses,
+// routes and rules are left as they are: the addresses carry
+// IFA_F_NOPREFIXROUTE and the tap makes no IPv6 link-local address of its
+// own, so nothing is added to the main table (only the kernel's local
+// table gets the entries of the new addresses).
 //
 // What a pod process could do with the side interface is closed here too:
 // an egress filter on the tap (a classic BPF program run by cls_bpf in
@@ -55,13 +60,20 @@ const (
 	MTU = 65520
 )
 
-// DefaultNetwork4 and DefaultNetwork6 are the side's networks: pasta
-// takes the first host address, the pod the second (169.254.100.1 and .2,
-// fe80::1 and fe80::2).
+// DefaultNetwork4 and DefaultNetwork6 are the side's networks: in the
+// IPv4 one pasta takes the first host address and the pod the second
+// (169.254.100.1 and .2); in the IPv6 one, a unique local prefix picked
+// at random for this plugin (RFC 4193), the pod takes the second
+// (fd41:e00e:44f8::2) and pasta is Gateway6 on the link.
 var (
 	DefaultNetwork4 = netip.MustParsePrefix("169.254.100.0/30")
-	DefaultNetwork6 = netip.MustParsePrefix("fe80::/64")
+	DefaultNetwork6 = netip.MustParsePrefix("fd41:e00e:44f8::/64")
 )
+
+// Gateway6 is pasta's IPv6 address on the side link, the side's IPv6
+// gateway: link-local, so that a pod's reply to a client on the node's
+// loopback (which pasta presents as coming from it) stays on the link.
+var Gateway6 = netip.MustParseAddr("fe80::1")
 
 // Side is the side interface of one attachment.
 type Side struct {
@@ -87,8 +99,8 @@ type Side struct {
 }
 
 // Plan returns the side of an attachment on the side networks net4 and
-// net6 (an invalid prefix: none of that family): pasta is their first
-// host address, the pod the second.
+// net6 (an invalid prefix: none of that family): the pod gets the second
+// host address of each; pasta the first of net4, and Gateway6.
 func Plan(netnsPath, ifName string, table int, net4, net6 netip.Prefix) (Side, error) {
 	s := Side{NetNS: netnsPath, IfName: ifName, Table: table, Priority: Priority}
 	if net4.IsValid() {
@@ -99,19 +111,19 @@ func Plan(netnsPath, ifName string, table int, net4, net6 netip.Prefix) (Side, e
 		s.Gateway4, s.Addr4 = gw, netip.PrefixFrom(pod, net4.Bits())
 	}
 	if net6.IsValid() {
-		gw, pod, err := hosts(net6)
+		_, pod, err := hosts(net6)
 		if err != nil {
 			return Side{}, err
 		}
-		s.Gateway6, s.Addr6 = gw, netip.PrefixFrom(pod, net6.Bits())
+		s.Gateway6, s.Addr6 = Gateway6, netip.PrefixFrom(pod, net6.Bits())
 	}
 	return s, s.Validate()
 }
 
 // CheckNetwork reports a side network that cannot be one: it needs two
-// host addresses (a prefix of at most 30 bits for IPv4, 126 for IPv6),
-// IPv4 link-local (169.254.0.0/16) or IPv6 link-local (fe80::/10), so that
-// it can never be an address a client or the pod network uses.
+// host addresses (a prefix of at most 30 bits for IPv4, 126 for IPv6) in
+// IPv4 link-local (169.254.0.0/16) or IPv6 unique local (fc00::/7)
+// addresses, which no client on the Internet has.
 func CheckNetwork(p netip.Prefix) error {
 	_, _, err := hosts(p)
 	return err
@@ -126,8 +138,8 @@ func hosts(p netip.Prefix) (first, second netip.Addr, err error) {
 		return first, second, fmt.Errorf("side network %s: not a prefix without a zone", p)
 	case a.Is4() && (p.Bits() < 16 || p.Bits() > 30 || !a.IsLinkLocalUnicast()):
 		return first, second, fmt.Errorf("side network %s: want an IPv4 link-local prefix (inside 169.254.0.0/16) of 16 to 30 bits", p)
-	case a.Is6() && (a.Is4In6() || p.Bits() < 10 || p.Bits() > 126 || !a.IsLinkLocalUnicast()):
-		return first, second, fmt.Errorf("side network %s: want an IPv6 link-local prefix (inside fe80::/10) of 10 to 126 bits", p)
+	case a.Is6() && (a.Is4In6() || p.Bits() < 7 || p.Bits() > 126 || !a.IsPrivate()):
+		return first, second, fmt.Errorf("side network %s: want an IPv6 unique local prefix (inside fc00::/7) of 7 to 126 bits", p)
 	}
 	first = a.Next()
 	return first, first.Next(), nil
@@ -155,10 +167,10 @@ func (s *Side) Validate() error {
 		return fmt.Errorf("side rule priority %d: want one before the main table's (32766)", s.Priority)
 	case !s.Addr4.IsValid() && !s.Addr6.IsValid():
 		return errors.New("side: no address")
-	case s.Addr4.IsValid() && (!s.Addr4.Addr().Is4() || !s.Gateway4.Is4()):
-		return fmt.Errorf("side IPv4 address %s, gateway %s: want IPv4", s.Addr4, s.Gateway4)
-	case s.Addr6.IsValid() && (!s.Addr6.Addr().Is6() || s.Addr6.Addr().Is4In6() || !s.Gateway6.Is6()):
-		return fmt.Errorf("side IPv6 address %s, gateway %s: want IPv6", s.Addr6, s.Gateway6)
+	case s.Addr4.IsValid() && (!s.Addr4.Addr().Is4() || !s.Gateway4.Is4() || !s.Addr4.Masked().Contains(s.Gateway4) || s.Gateway4 == s.Addr4.Addr()):
+		return fmt.Errorf("side IPv4 address %s, gateway %s: want IPv4, the gateway another address of the network", s.Addr4, s.Gateway4)
+	case s.Addr6.IsValid() && (!s.Addr6.Addr().Is6() || s.Addr6.Addr().Is4In6() || !s.Gateway6.Is6() || !s.Gateway6.IsLinkLocalUnicast()):
+		return fmt.Errorf("side IPv6 address %s, gateway %s: want IPv6, the gateway link-local", s.Addr6, s.Gateway6)
 	}
 	return nil
 }

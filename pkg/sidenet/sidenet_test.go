@@ -84,12 +84,13 @@ func TestPlan(t *testing.T) {
 		net4, net6 string
 		want       string // Addr4 Gateway4 Addr6 Gateway6, or the error
 	}{
-		{"defaults", "169.254.100.0/30", "fe80::/64", "169.254.100.2/30 169.254.100.1 fe80::2/64 fe80::1"},
+		{"defaults", "169.254.100.0/30", "fd41:e00e:44f8::/64", "169.254.100.2/30 169.254.100.1 fd41:e00e:44f8::2/64 fe80::1"},
 		{"IPv4 only", "169.254.7.8/29", "", "169.254.7.10/29 169.254.7.9 invalid Prefix invalid IP"},
-		{"IPv6 only", "", "fe80::100/120", "invalid Prefix invalid IP fe80::102/120 fe80::101"},
+		{"IPv6 only", "", "fd00:1::100/120", "invalid Prefix invalid IP fd00:1::102/120 fe80::1"},
 		{"not link-local", "10.0.0.0/30", "", "side network 10.0.0.0/30: want an IPv4 link-local prefix (inside 169.254.0.0/16) of 16 to 30 bits"},
 		{"too small", "169.254.1.0/31", "", "side network 169.254.1.0/31: want an IPv4 link-local prefix (inside 169.254.0.0/16) of 16 to 30 bits"},
-		{"IPv6 not link-local", "", "fd00::/64", "side network fd00::/64: want an IPv6 link-local prefix (inside fe80::/10) of 10 to 126 bits"},
+		{"IPv6 not unique local", "", "2001:db8::/64", "side network 2001:db8::/64: want an IPv6 unique local prefix (inside fc00::/7) of 7 to 126 bits"},
+		{"IPv6 link-local", "", "fe80::/64", "side network fe80::/64: want an IPv6 unique local prefix (inside fc00::/7) of 7 to 126 bits"},
 		{"none", "", "", "side: no address"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -164,7 +165,7 @@ func TestSetupCheckTeardown(t *testing.T) {
 		t.Errorf("the main tables changed:\n%s\nwant\n%s", main, before)
 	}
 	rules := p.ip(t, "-4", "rule") + p.ip(t, "-6", "rule")
-	for _, want := range []string{"500:\tfrom 169.254.100.2 lookup 20563", "500:\tfrom fe80::2 lookup 20563"} {
+	for _, want := range []string{"500:\tfrom 169.254.100.2 lookup 20563", "500:\tfrom fd41:e00e:44f8::2 lookup 20563"} {
 		if strings.Count(rules, want) != 1 {
 			t.Errorf("rules hold %q %d times, want once:\n%s", want, strings.Count(rules, want), rules)
 		}
@@ -176,7 +177,7 @@ func TestSetupCheckTeardown(t *testing.T) {
 		}
 	}
 	addrs := p.ip(t, "addr", "show", "dev", "pasta0")
-	for _, want := range []string{"inet 169.254.100.2/30 brd 169.254.100.3 scope global noprefixroute pasta0", "inet6 fe80::2/64 scope link nodad noprefixroute", "mtu 65520", ",UP>"} {
+	for _, want := range []string{"inet 169.254.100.2/30 brd 169.254.100.3 scope global noprefixroute pasta0", "inet6 fd41:e00e:44f8::2/64 scope global nodad deprecated noprefixroute", "preferred_lft 0sec", "mtu 65520", ",UP>"} {
 		if !strings.Contains(addrs, want) {
 			t.Errorf("pasta0 lacks %q:\n%s", want, addrs)
 		}
@@ -190,13 +191,13 @@ func TestSetupCheckTeardown(t *testing.T) {
 
 	// Behind its back: the IPv4 route, then an IPv6 rule.
 	p.ip(t, "route", "del", "default", "table", "20563")
-	p.ip(t, "-6", "rule", "del", "from", "fe80::2", "lookup", "20563", "pref", "500")
+	p.ip(t, "-6", "rule", "del", "from", "fd41:e00e:44f8::2", "lookup", "20563", "pref", "500")
 	r, err := Check(s)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if got := strings.Join(r, "|"); !strings.Contains(got, "routing table 20563 lacks the default route via 169.254.100.1 dev pasta0") ||
-		!strings.Contains(got, "no rule 500: from fe80::2 lookup 20563") || len(r) != 2 {
+		!strings.Contains(got, "no rule 500: from fd41:e00e:44f8::2 lookup 20563") || len(r) != 2 {
 		t.Errorf("Check: %q", r)
 	}
 	if err := Setup(s); err != nil {
@@ -261,8 +262,11 @@ func TestFreeClashes(t *testing.T) {
 			p.ip(t, "addr", "add", "169.254.100.5/24", "dev", "eth0")
 		}, PartNetwork, "interface eth0 has 169.254.100.5/24, in the side's network 169.254.100.0/30"},
 		{"IPv6 address", func(t *testing.T, p *pod) {
-			p.ip(t, "-6", "addr", "add", "fe80::2/64", "dev", "eth0", "nodad")
-		}, PartNetwork, "interface eth0 has the side's address fe80::2"},
+			p.ip(t, "-6", "addr", "add", "fd41:e00e:44f8::2/64", "dev", "eth0", "nodad")
+		}, PartNetwork, "interface eth0 has the side's address fd41:e00e:44f8::2"},
+		{"IPv6 network", func(t *testing.T, p *pod) {
+			p.ip(t, "-6", "addr", "add", "fd41:e00e:44f8::77/48", "dev", "eth0", "nodad")
+		}, PartNetwork, "interface eth0 has fd41:e00e:44f8::77/48, in the side's network fd41:e00e:44f8::/64"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := newPod(t)

@@ -437,7 +437,7 @@ func (c *Config) parseSide(ifName string, table *int, network string) error {
 			err = sidenet.CheckNetwork(p)
 		}
 		if err != nil {
-			return cfgErr("sideNetwork", "%v (want an IPv4 link-local prefix, an IPv6 one, or both separated by a comma, e.g. \"169.254.100.0/30,fe80::/64\")", err)
+			return cfgErr("sideNetwork", "%v (want an IPv4 link-local prefix, an IPv6 unique local one, or both separated by a comma, e.g. \"169.254.100.0/30,fd41:e00e:44f8::/64\")", err)
 		}
 		switch {
 		case p.Addr().Is4() && !c.Side.Network4.IsValid():

@@ -86,11 +86,11 @@ func TestParseConfigModes(t *testing.T) {
 }
 
 func TestParseConfigSide(t *testing.T) {
-	c, err := ParseConfig([]byte(`{"name":"n","sideInterface":"side0","sideTable":7,"sideNetwork":"fe80::a:0/112, 169.254.9.0/29"}`), testEnv)
+	c, err := ParseConfig([]byte(`{"name":"n","sideInterface":"side0","sideTable":7,"sideNetwork":"fd00:1::/112, 169.254.9.0/29"}`), testEnv)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := attach.SideOptions{IfName: "side0", Table: 7, Network4: netip.MustParsePrefix("169.254.9.0/29"), Network6: netip.MustParsePrefix("fe80::a:0/112")}
+	want := attach.SideOptions{IfName: "side0", Table: 7, Network4: netip.MustParsePrefix("169.254.9.0/29"), Network6: netip.MustParsePrefix("fd00:1::/112")}
 	if c.Side != want {
 		t.Errorf("side %+v, want %+v", c.Side, want)
 	}
@@ -200,7 +200,7 @@ func TestParseConfigErrors(t *testing.T) {
 		{`{"name":"n","sideNetwork":"10.0.0.0/30"}`, "", "sideNetwork", "want an IPv4 link-local prefix"},
 		{`{"name":"n","sideNetwork":"169.254.1.0/31"}`, "", "sideNetwork", "16 to 30 bits"},
 		{`{"name":"n","sideNetwork":"169.254.1.0/30,169.254.2.0/30"}`, "", "sideNetwork", "at most one prefix of each IP version"},
-		{`{"name":"n","sideNetwork":"fd00::/64"}`, "", "sideNetwork", "IPv6 link-local prefix"},
+		{`{"name":"n","sideNetwork":"fe80::/64"}`, "", "sideNetwork", "IPv6 unique local prefix"},
 	} {
 		env := testEnv
 		env.Args = tc.args
