@@ -121,7 +121,9 @@ func TestRecordedSide(t *testing.T) {
 		{"good", "/run/netns/p", func(*store.Side) {}, ""},
 		{"relative namespace", "p", func(*store.Side) {}, "not absolute"},
 		{"the main table", "/run/netns/p", func(s *store.Side) { s.Table = 254 }, "side routing table 254"},
-		{"a global address", "/run/netns/p", func(s *store.Side) { s.Addr4, s.Gateway4 = netip.MustParsePrefix("10.0.0.2/30"), netip.MustParseAddr("10.0.0.1") }, "want an IPv4 link-local prefix"},
+		{"a global address", "/run/netns/p", func(s *store.Side) {
+			s.Addr4, s.Gateway4 = netip.MustParsePrefix("10.0.0.2/30"), netip.MustParseAddr("10.0.0.1")
+		}, "want an IPv4 link-local prefix"},
 		{"no address", "/run/netns/p", func(s *store.Side) { s.Addr4, s.Gateway4 = netip.Prefix{}, netip.Addr{} }, "no address"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
