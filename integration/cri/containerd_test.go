@@ -2,7 +2,10 @@
 // way a Kubernetes node does: the test starts Debian 12's containerd with
 // its own configuration and directories, imports images it built offline
 // with ctr, and runs pod sandboxes with port mappings over gRPC
-// (k8s.io/cri-api), with a web server and a UDP echo in each pod.
+// (k8s.io/cri-api), with a web server and a UDP echo in each pod. The
+// conflist is a Kubernetes node's: the pod network (Debian's bridge and
+// host-local plugins), then the plugin chained after it in place of
+// portmap.
 package cri_test
 
 import (
@@ -43,6 +46,7 @@ type containerd struct {
 	pluginDir string
 	confDir   string
 	dataDir   string
+	bridge    string // the pod network's bridge on the host
 	cmd       *exec.Cmd
 	conn      *grpc.ClientConn
 	rt        runtimeapi.RuntimeServiceClient
@@ -57,11 +61,12 @@ func startContainerd(t testing.TB) *containerd {
 	runtimetest.Require(t, "containerd", "ctr", "runc", "containerd-shim-runc-v2")
 	dir := runtimetest.ShortDir(t, "ctd-")
 	c := &containerd{t: t, dir: dir, sock: filepath.Join(dir, "c.sock"),
-		pluginDir: runtimetest.PluginDir(t, "loopback"), confDir: filepath.Join(dir, "net.d"), dataDir: filepath.Join(dir, "data")}
+		pluginDir: runtimetest.PluginDir(t, "loopback", "bridge", "host-local"), confDir: filepath.Join(dir, "net.d"), dataDir: filepath.Join(dir, "data"),
+		bridge: "ppbr" + strings.TrimPrefix(filepath.Base(dir), "ctd-")}
 	if err := os.MkdirAll(c.confDir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	c.setNetwork(t, network, c.managed())
+	c.setNetwork(t, network, c.chain()...)
 	port := pastatest.FreePort(t, "tcp")
 	conf := fmt.Sprintf(`version = 2
 root = %[1]q
@@ -121,11 +126,26 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
 	return c
 }
 
-// managed is the plugin's entry in the conflist.
-func (c *containerd) managed() string {
+// plugin is the plugin's entry in the conflist, chained after the pod
+// network in place of portmap.
+func (c *containerd) plugin() string {
 	return fmt.Sprintf(`{"type": %q, "pasta": %q, "dataDir": %q, "timeout": "20s", "capabilities": {"portMappings": true}}`,
 		runtimetest.PluginName, runtimetest.Pasta(c.t), c.dataDir)
 }
+
+// podNetwork is the pod network's entry: Debian's bridge plugin with
+// host-local addresses of both families. The bridge is the test's own
+// (its name is unique, stop removes it) and has no address on the host:
+// the tests reach the pods through their host ports on the host's
+// loopback only.
+func (c *containerd) podNetwork() string {
+	return fmt.Sprintf(`{"type": "bridge", "bridge": %q, "isGateway": false, "ipMasq": false,
+	  "ipam": {"type": "host-local", "dataDir": %q, "ranges": [[{"subnet": "10.234.0.0/24"}], [{"subnet": "fd7e:3c1a:9b2d::/64"}]]}}`,
+		c.bridge, filepath.Join(c.dir, "ipam"))
+}
+
+// chain is the conflist's plugins: the pod network, then the plugin.
+func (c *containerd) chain() []string { return []string{c.podNetwork(), c.plugin()} }
 
 // setNetwork makes the network of name with the given plugins the only
 // configuration in the CNI directory (containerd watches it and reloads).
@@ -300,6 +320,9 @@ func (c *containerd) stop() {
 		}
 	}
 	unmountUnder(c.dir, t.Logf)
+	if out, err := exec.Command("ip", "link", "del", c.bridge).CombinedOutput(); err != nil && !strings.Contains(string(out), "Cannot find device") {
+		t.Errorf("cleanup: remove bridge %s: %v: %s", c.bridge, err, out)
+	}
 }
 
 // unmountUnder undoes every mount under dir (snapshots, namespaces, shm),
