@@ -61,7 +61,7 @@ type chainNet struct {
 	id                string // the pod's container ID
 }
 
-func newChainNet(t *testing.T) *chainNet {
+func newChainNet(t testing.TB) *chainNet {
 	t.Helper()
 	for _, p := range []string{"bridge", "host-local"} {
 		if _, err := os.Stat(filepath.Join(debianCNI, p)); err != nil {
@@ -119,7 +119,7 @@ func (c *chainNet) plugin(extra string) string {
 		c.pasta, filepath.Join(c.dir, "data"), extra)
 }
 
-func (c *chainNet) list(t *testing.T, plugins ...string) *libcni.NetworkConfigList {
+func (c *chainNet) list(t testing.TB, plugins ...string) *libcni.NetworkConfigList {
 	t.Helper()
 	l, err := libcni.ConfListFromBytes([]byte(fmt.Sprintf(`{"cniVersion": "1.0.0", "name": %q, "plugins": [%s]}`, chainName, strings.Join(plugins, ", "))))
 	if err != nil {
@@ -142,14 +142,14 @@ func chainCtx() (context.Context, context.CancelFunc) {
 
 // inNode runs fn with the calling thread in the node's namespace, so that
 // the plugins libcni runs (and the pasta they start) are the node's.
-func (c *chainNet) inNode(t *testing.T, fn func(ctx context.Context) error) error {
+func (c *chainNet) inNode(t testing.TB, fn func(ctx context.Context) error) error {
 	t.Helper()
 	ctx, cancel := chainCtx()
 	defer cancel()
 	return c.node.Do(func() error { return fn(ctx) })
 }
 
-func (c *chainNet) add(t *testing.T, l *libcni.NetworkConfigList, rt *libcni.RuntimeConf) *current.Result {
+func (c *chainNet) add(t testing.TB, l *libcni.NetworkConfigList, rt *libcni.RuntimeConf) *current.Result {
 	t.Helper()
 	var r types.Result
 	err := c.inNode(t, func(ctx context.Context) (err error) { r, err = c.cni.AddNetworkList(ctx, l, rt); return err })
@@ -164,21 +164,28 @@ func (c *chainNet) add(t *testing.T, l *libcni.NetworkConfigList, rt *libcni.Run
 	return res
 }
 
-func (c *chainNet) del(t *testing.T, l *libcni.NetworkConfigList, rt *libcni.RuntimeConf) {
+func (c *chainNet) del(t testing.TB, l *libcni.NetworkConfigList, rt *libcni.RuntimeConf) {
 	t.Helper()
 	if err := c.inNode(t, func(ctx context.Context) error { return c.cni.DelNetworkList(ctx, l, rt) }); err != nil {
 		t.Fatalf("DEL (CNI_NETNS %q): %v", rt.NetNS, err)
 	}
 }
 
-func (c *chainNet) check(t *testing.T, l *libcni.NetworkConfigList, rt *libcni.RuntimeConf) error {
+func (c *chainNet) check(t testing.TB, l *libcni.NetworkConfigList, rt *libcni.RuntimeConf) error {
 	t.Helper()
 	return c.inNode(t, func(ctx context.Context) error { return c.cni.CheckNetworkList(ctx, l, rt) })
 }
 
 // execPlugin runs the plugin alone, as libcni runs one entry of a list:
 // conf is its configuration with runtimeConfig and prevResult in place.
-func (c *chainNet) execPlugin(t *testing.T, verb, netns string, conf map[string]any) error {
+func (c *chainNet) execPlugin(t testing.TB, verb, netns string, conf map[string]any) error {
+	t.Helper()
+	return c.execPluginNamed(t, "passt-portmap", verb, netns, conf)
+}
+
+// execPluginNamed is execPlugin for the named plugin (the one built for
+// the tests, or Debian's).
+func (c *chainNet) execPluginNamed(t testing.TB, name, verb, netns string, conf map[string]any) error {
 	t.Helper()
 	b, err := json.Marshal(conf)
 	if err != nil {
@@ -186,8 +193,11 @@ func (c *chainNet) execPlugin(t *testing.T, verb, netns string, conf map[string]
 	}
 	args := &invoke.Args{Command: verb, ContainerID: c.id, NetNS: netns, IfName: "eth0",
 		PluginArgs: [][2]string{{"IgnoreUnknown", "1"}, {"K8S_POD_NAMESPACE", "pp"}, {"K8S_POD_NAME", c.pod.Name}},
-		Path:       managedPlugin(t)}
-	plugin := filepath.Join(managedPlugin(t), "passt-portmap")
+		Path:       managedPlugin(t) + ":" + debianCNI}
+	plugin, err := invoke.FindInPath(name, []string{managedPlugin(t), debianCNI})
+	if err != nil {
+		t.Fatal(err)
+	}
 	return c.inNode(t, func(ctx context.Context) error {
 		if verb == "ADD" {
 			_, err := invoke.ExecPluginWithResult(ctx, plugin, b, args, nil)
@@ -198,7 +208,7 @@ func (c *chainNet) execPlugin(t *testing.T, verb, netns string, conf map[string]
 }
 
 // logs logs the chained pasta's output and log.
-func (c *chainNet) logs(t *testing.T) {
+func (c *chainNet) logs(t testing.TB) {
 	dirs, _ := filepath.Glob(filepath.Join(c.dir, "data", "forwarders", "*"))
 	for _, d := range dirs {
 		dumpManagedLogs(t, d)
@@ -207,7 +217,7 @@ func (c *chainNet) logs(t *testing.T) {
 
 // leftovers names what of the plugin is left under its data directory:
 // forwarder directories, records (their lock files are not records).
-func (c *chainNet) leftovers(t *testing.T) []string {
+func (c *chainNet) leftovers(t testing.TB) []string {
 	t.Helper()
 	var out []string
 	dirs, _ := filepath.Glob(filepath.Join(c.dir, "data", "forwarders", "*"))
@@ -218,7 +228,7 @@ func (c *chainNet) leftovers(t *testing.T) []string {
 
 // podState is what the pod network made, as ip prints it: addresses,
 // every routing table of both families, the rules.
-func (c *chainNet) podState(t *testing.T) string {
+func (c *chainNet) podState(t testing.TB) string {
 	t.Helper()
 	waitSettled(t, c.pod)
 	return c.pod.IP(t, "-d", "address", "show") + c.pod.IP(t, "-4", "route", "show", "table", "all") +
@@ -226,14 +236,14 @@ func (c *chainNet) podState(t *testing.T) string {
 }
 
 // podMain is the pod's main tables and its default routes.
-func (c *chainNet) podMain(t *testing.T) string {
+func (c *chainNet) podMain(t testing.TB) string {
 	t.Helper()
 	return c.pod.IP(t, "-4", "route", "show", "table", "main") + c.pod.IP(t, "-6", "route", "show", "table", "main")
 }
 
 // waitSettled waits until no IPv6 address of n is tentative (duplicate
 // address detection changes the flags ip prints).
-func waitSettled(t *testing.T, n *pastatest.NetNS) {
+func waitSettled(t testing.TB, n *pastatest.NetNS) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for strings.TrimSpace(n.IP(t, "-6", "address", "show", "tentative")) != "" {
@@ -255,7 +265,7 @@ func portMapping(proto string, hostPort, containerPort int, hostIP string) map[s
 
 // peerServer serves, on a TCP port of n (dual-stack), "TAG saw ADDR": the
 // address the pod's server sees for its client.
-func peerServer(t *testing.T, n *pastatest.NetNS, port int, tag string) *atomic.Int64 {
+func peerServer(t testing.TB, n *pastatest.NetNS, port int, tag string) *atomic.Int64 {
 	t.Helper()
 	var ln net.Listener
 	if err := n.Do(func() (err error) { ln, err = net.Listen("tcp", ":"+strconv.Itoa(port)); return err }); err != nil {
@@ -288,7 +298,7 @@ func peerOf(a net.Addr) string {
 // pktinfoServer is a UDP server on port of n that answers each datagram
 // with "TAG saw ADDR" from the address the datagram was sent to (IP_PKTINFO,
 // as DNS servers answer), one socket per family.
-func pktinfoServer(t *testing.T, n *pastatest.NetNS, port int, tag string) *atomic.Int64 {
+func pktinfoServer(t testing.TB, n *pastatest.NetNS, port int, tag string) *atomic.Int64 {
 	t.Helper()
 	hits := new(atomic.Int64)
 	var c4, c6 net.PacketConn
@@ -337,7 +347,7 @@ func pktinfoServer(t *testing.T, n *pastatest.NetNS, port int, tag string) *atom
 
 // plainUDPServer answers each datagram on port of n from a wildcard
 // socket, letting the kernel pick the reply's source address.
-func plainUDPServer(t *testing.T, n *pastatest.NetNS, port int, reply string) *atomic.Int64 {
+func plainUDPServer(t testing.TB, n *pastatest.NetNS, port int, reply string) *atomic.Int64 {
 	t.Helper()
 	var pc net.PacketConn
 	if err := n.Do(func() (err error) { pc, err = net.ListenPacket("udp", ":"+strconv.Itoa(port)); return err }); err != nil {
@@ -435,7 +445,7 @@ func askIn(n *pastatest.NetNS, proto, from, addr string, timeout time.Duration) 
 }
 
 // mustAsk fails the test unless addr answers want over proto from n.
-func mustAsk(t *testing.T, n *pastatest.NetNS, proto, addr, want string) {
+func mustAsk(t testing.TB, n *pastatest.NetNS, proto, addr, want string) {
 	t.Helper()
 	got, err := askIn(n, proto, "", addr, 5*time.Second)
 	if err != nil || got != want {
@@ -444,7 +454,7 @@ func mustAsk(t *testing.T, n *pastatest.NetNS, proto, addr, want string) {
 }
 
 // mustNotAsk fails the test if addr answers over proto from n.
-func mustNotAsk(t *testing.T, n *pastatest.NetNS, proto, addr string) {
+func mustNotAsk(t testing.TB, n *pastatest.NetNS, proto, addr string) {
 	t.Helper()
 	if got, err := askIn(n, proto, "", addr, time.Second); err == nil {
 		t.Errorf("%s %s from %s answered %q; want no answer", proto, addr, n.Name, got)
@@ -475,7 +485,7 @@ func canBind(n *pastatest.NetNS, proto string, port int) error {
 // pastaGone fails the test if a pasta for the pod still runs: the one of
 // the forwarder directory, or any process whose command line names the
 // pod's namespace.
-func (c *chainNet) pastaGone(t *testing.T) {
+func (c *chainNet) pastaGone(t testing.TB) {
 	t.Helper()
 	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
 	for _, p := range procs {
@@ -487,7 +497,7 @@ func (c *chainNet) pastaGone(t *testing.T) {
 }
 
 // forwarderOf returns the pod's chained forwarder directory.
-func (c *chainNet) forwarderOf(t *testing.T) string {
+func (c *chainNet) forwarderOf(t testing.TB) string {
 	t.Helper()
 	dirs, _ := filepath.Glob(filepath.Join(c.dir, "data", "forwarders", "*"))
 	if len(dirs) != 1 {
@@ -501,7 +511,7 @@ func (c *chainNet) forwarderOf(t *testing.T) string {
 
 // freeRange returns the first of n consecutive ports that the node can
 // bind for TCP and UDP now.
-func freeRange(t *testing.T, n *pastatest.NetNS, count int) int {
+func freeRange(t testing.TB, n *pastatest.NetNS, count int) int {
 	t.Helper()
 	for try := 0; try < 100; try++ {
 		first := int(pastatest.FreePort(t, "tcp"))
