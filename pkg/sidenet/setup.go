@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"strings"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -184,7 +185,7 @@ func Setup(s Side) error {
 		return err
 	}
 	return s.do(func() error {
-		link, err := tapLink(s.IfName)
+		link, err := waitTap(s.IfName)
 		if err != nil {
 			return err
 		}
@@ -304,6 +305,23 @@ func (s *Side) addRule(f family) error {
 		return fmt.Errorf("add rule from %s lookup %d: %w", f.addr.Addr(), s.Table, err)
 	}
 	return nil
+}
+
+// tapWait bounds how long Setup waits for pasta's tap to appear: pasta
+// makes it before it daemonizes, which the forwarder's start waits for,
+// so this is a margin.
+const tapWait = time.Second
+
+// waitTap is tapLink, polling for up to tapWait while the link is missing.
+func waitTap(name string) (netlink.Link, error) {
+	deadline := time.Now().Add(tapWait)
+	for {
+		link, err := tapLink(name)
+		if err == nil || !isNotFound(err) || time.Now().After(deadline) {
+			return link, err
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 // tapLink returns the interface name, which must be a tap device (pasta's).
