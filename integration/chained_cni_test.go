@@ -5,11 +5,14 @@ import (
 	"errors"
 	"os"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/containernetworking/cni/pkg/types"
 
 	"github.com/passt-portmap/passt-portmap/integration/pastatest"
+	"github.com/passt-portmap/passt-portmap/pkg/forwarder"
 )
 
 // TestChainedHostPorts: bridge + host-local + passt-portmap through
@@ -230,5 +233,123 @@ func TestChainedUDPReplySource(t *testing.T) {
 	mustNotAsk(t, c.client, "udp", hp(chainNode4, plainPort))
 	if plain.Load() == 0 {
 		t.Error("the wildcard UDP server got no datagram: the request should reach it, only the reply is lost")
+	}
+}
+
+// TestChainedForwarderKilled: a chained pasta killed behind the plugin's
+// back takes its tap, the side's addresses and routes with it; CHECK says
+// so (104), the plugin's next ADD (with the pod network's result, as a
+// runtime that repairs the attachment sends it) starts a new one on the
+// same side (its rules are the side's own, not a clash) and the host port
+// answers again; DEL leaves nothing.
+func TestChainedForwarderKilled(t *testing.T) {
+	c := newChainNet(t)
+	port := int(pastatest.FreePort(t, "tcp"))
+	peerServer(t, c.pod, 80, "web")
+	list := c.list(t, c.bridgePlugin(), c.plugin(""))
+	rt := c.rt([]map[string]any{portMapping("tcp", port, 80, "")})
+	t.Cleanup(func() {
+		if err := c.inNode(t, func(ctx context.Context) error { return c.cni.DelNetworkList(ctx, list, rt) }); err != nil {
+			t.Errorf("cleanup DEL: %v", err)
+		}
+	})
+	res := c.add(t, list, rt)
+	mustAsk(t, c.client, "tcp", hp(chainNode4, port), "web saw "+chainClient4)
+	dir := c.forwarderOf(t)
+	pid, _, err := forwarder.Running(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if _, ok, _ := forwarder.Running(dir); !ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the killed pasta still runs")
+		}
+	}
+	err = c.check(t, list, rt)
+	var te *types.Error
+	if !errors.As(err, &te) || te.Code != 104 {
+		t.Fatalf("CHECK after the pasta was killed: %v, want 104", err)
+	}
+	t.Logf("CHECK: %v", err)
+	conf := map[string]any{"cniVersion": "1.0.0", "name": chainName, "type": "passt-portmap", "pasta": c.pasta,
+		"dataDir": c.dir + "/data", "timeout": "20s", "capabilities": map[string]any{"portMappings": true},
+		"runtimeConfig": map[string]any{"portMappings": []map[string]any{portMapping("tcp", port, 80, "")}},
+		"prevResult":    res}
+	if err := c.execPlugin(t, "ADD", c.pod.Path, conf); err != nil {
+		c.logs(t)
+		t.Fatalf("ADD after the pasta was killed: %v", err)
+	}
+	mustAsk(t, c.client, "tcp", hp(chainNode4, port), "web saw "+chainClient4)
+	mustAsk(t, c.node, "tcp", hp("::1", port), "web saw "+sidePasta6)
+	if err := c.check(t, list, rt); err != nil {
+		t.Errorf("CHECK after the ADD that restarted it: %v", err)
+	}
+	if rules := c.pod.IP(t, "-4", "rule"); strings.Count(rules, "lookup 20563") != 1 {
+		t.Errorf("the side's IPv4 rule is not there once:\n%s", rules)
+	}
+	c.del(t, list, rt)
+	if left := c.leftovers(t); len(left) != 0 {
+		t.Errorf("left after DEL: %v", left)
+	}
+	c.pastaGone(t)
+}
+
+// TestChainedSideClash: a pod network that uses the side's routing table
+// is left alone: the ADD is refused (7) naming the key, nothing starts;
+// with another table (sideTable) the pod gets its host port, and the pod
+// network's route stays where it was.
+func TestChainedSideClash(t *testing.T) {
+	c := newChainNet(t)
+	port := int(pastatest.FreePort(t, "tcp"))
+	peerServer(t, c.pod, 80, "web")
+	bridge := c.list(t, c.bridgePlugin())
+	rt := c.rt(nil)
+	t.Cleanup(func() {
+		if err := c.inNode(t, func(ctx context.Context) error { return c.cni.DelNetworkList(ctx, bridge, rt) }); err != nil {
+			t.Errorf("cleanup DEL of the bridge: %v", err)
+		}
+	})
+	res := c.add(t, bridge, rt)
+	c.pod.IP(t, "route", "add", "10.77.0.0/16", "via", "10.88.0.1", "table", "20563")
+	conf := map[string]any{"cniVersion": "1.0.0", "name": chainName, "type": "passt-portmap", "pasta": c.pasta,
+		"dataDir": c.dir + "/data", "timeout": "20s", "capabilities": map[string]any{"portMappings": true},
+		"runtimeConfig": map[string]any{"portMappings": []map[string]any{portMapping("tcp", port, 80, "")}},
+		"prevResult":    res}
+	err := c.execPlugin(t, "ADD", c.pod.Path, conf)
+	var te *types.Error
+	if !errors.As(err, &te) || te.Code != 7 || !strings.Contains(te.Error(), "configuration key sideTable") ||
+		!strings.Contains(te.Error(), "routing table 20563 holds a route of the pod's network: 10.77.0.0/16 via 10.88.0.1 dev eth0") {
+		t.Fatalf("ADD beside a pod network that uses table 20563: %v, want 7 naming sideTable and the route", err)
+	}
+	if left := c.leftovers(t); len(left) != 0 {
+		t.Errorf("a refused ADD left %v", left)
+	}
+	c.pastaGone(t)
+	if err := c.execPlugin(t, "DEL", c.pod.Path, conf); err != nil {
+		t.Fatalf("DEL after the refused ADD: %v", err)
+	}
+
+	conf["sideTable"] = 77
+	if err := c.execPlugin(t, "ADD", c.pod.Path, conf); err != nil {
+		t.Fatalf("ADD with sideTable 77: %v", err)
+	}
+	mustAsk(t, c.client, "tcp", hp(chainNode4, port), "web saw "+chainClient4)
+	if table := c.pod.IP(t, "route", "show", "table", "77"); !strings.Contains(table, "default via 169.254.100.1 dev pasta0") {
+		t.Errorf("table 77: %s", table)
+	}
+	if err := c.execPlugin(t, "DEL", c.pod.Path, conf); err != nil {
+		t.Fatalf("DEL: %v", err)
+	}
+	if table := c.pod.IP(t, "route", "show", "table", "20563"); !strings.Contains(table, "10.77.0.0/16 via 10.88.0.1 dev eth0") {
+		t.Errorf("the pod network's route in table 20563 is gone: %q", table)
+	}
+	if left := c.leftovers(t); len(left) != 0 {
+		t.Errorf("left after DEL: %v", left)
 	}
 }

@@ -238,7 +238,7 @@ func (c *Core) chainedForwarder(ctx context.Context, o *Options, k Key, lock *st
 		}
 	}
 	if _, running, _ := forwarder.Running(dir); !running || !same {
-		if err := sidenet.Free(s); err != nil {
+		if err := sidenet.Free(s, same); err != nil {
 			if se := sideError(err); se != err {
 				return nil, nil, se
 			}

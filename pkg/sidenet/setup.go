@@ -60,28 +60,35 @@ func (e *ClashError) Error() string {
 }
 
 // Free checks, before pasta makes the tap, that the side would clash with
-// nothing in the pod's namespace: no interface has its name, its routing
+// nothing in the pod's namespace: no interface has its name (but a tap
+// when ownTap says the attachment's own pasta made the side in this
+// namespace before: the tap of one that just died lingers a moment), its routing
 // table is empty and no rule but the side's own (left by a pasta that
 // died) looks it up, and no interface has one of the side's addresses or
 // an IPv4 address in the side's network (whose local and broadcast
 // entries the side adds). A clash is a *ClashError naming every one found.
-func Free(s Side) error {
+func Free(s Side, ownTap bool) error {
 	if err := s.Validate(); err != nil {
 		return err
 	}
 	var clashes []Clash
 	err := s.do(func() error {
+		own := 0 // the index of our own tap, whose routes and addresses are the side's
 		if l, err := netlink.LinkByName(s.IfName); err == nil {
-			clashes = append(clashes, Clash{PartInterface, fmt.Sprintf("interface %s already exists (%s)", s.IfName, l.Type())})
+			if _, tap := l.(*netlink.Tuntap); tap && ownTap {
+				own = l.Attrs().Index
+			} else {
+				clashes = append(clashes, Clash{PartInterface, fmt.Sprintf("interface %s already exists (%s)", s.IfName, l.Type())})
+			}
 		} else if !isNotFound(err) {
 			return fmt.Errorf("look up interface %s: %w", s.IfName, err)
 		}
-		c, err := tableUsers(s, 0)
+		c, err := tableUsers(s, own)
 		if err != nil {
 			return err
 		}
 		clashes = append(clashes, c...)
-		c, err = addressClashes(s, 0)
+		c, err = addressClashes(s, own)
 		clashes = append(clashes, c...)
 		return err
 	})

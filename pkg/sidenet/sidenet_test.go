@@ -150,7 +150,7 @@ func TestSetupCheckTeardown(t *testing.T) {
 	s := p.side(t)
 	before := p.mainState(t)
 	rulesBefore := p.ip(t, "-4", "rule") + p.ip(t, "-6", "rule")
-	if err := Free(s); err != nil {
+	if err := Free(s, false); err != nil {
 		t.Fatalf("Free: %v", err)
 	}
 	p.addTap(t)
@@ -271,7 +271,7 @@ func TestFreeClashes(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			p := newPod(t)
 			tc.setup(t, p)
-			err := Free(p.side(t))
+			err := Free(p.side(t), false)
 			var ce *ClashError
 			if !errors.As(err, &ce) || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("Free: %v, want a clash %q", err, tc.want)
@@ -306,7 +306,8 @@ func TestOwnNamespaceRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for name, fn := range map[string]func(Side) error{"Setup": Setup, "Teardown": Teardown, "Free": Free} {
+	free := func(s Side) error { return Free(s, false) }
+	for name, fn := range map[string]func(Side) error{"Setup": Setup, "Teardown": Teardown, "Free": free} {
 		if err := fn(s); err == nil || !strings.Contains(err.Error(), "the plugin's own") {
 			t.Errorf("%s in the test's own namespace: %v", name, err)
 		}
@@ -344,8 +345,14 @@ func TestRestartAfterPastaDied(t *testing.T) {
 	if err := Setup(s); err != nil {
 		t.Fatal(err)
 	}
+	if err := Free(s, true); err != nil {
+		t.Fatalf("Free with the side's own rules and tap left: %v", err)
+	}
+	if err := Free(s, false); err == nil {
+		t.Fatal("Free takes a tap it was not told is its own")
+	}
 	p.ip(t, "link", "del", "pasta0")
-	if err := Free(s); err != nil {
+	if err := Free(s, false); err != nil {
 		t.Fatalf("Free with the side's own rules left: %v", err)
 	}
 	p.addTap(t)
