@@ -353,3 +353,71 @@ func TestChainedSideClash(t *testing.T) {
 		t.Errorf("left after DEL: %v", left)
 	}
 }
+
+// chainedConf is the plugin's configuration after the pod network's
+// result res, as libcni builds it, with one TCP host port.
+func (c *chainNet) chainedConf(res any, port int, extra map[string]any) map[string]any {
+	conf := map[string]any{"cniVersion": "1.0.0", "name": chainName, "type": "passt-portmap", "pasta": c.pasta,
+		"dataDir": c.dir + "/data", "timeout": "20s", "capabilities": map[string]any{"portMappings": true},
+		"runtimeConfig": map[string]any{"portMappings": []map[string]any{portMapping("tcp", port, 80, "")}},
+		"prevResult":    res}
+	for k, v := range extra {
+		conf[k] = v
+	}
+	return conf
+}
+
+// TestChainedGCAndAllowChained: GC releases a chained attachment the
+// runtime no longer lists as DEL does (the side's rules and routes, the
+// pasta, the record: the pod as the bridge left it). Then, with
+// allowChained, the plugin keeps the meaning the key had: pasta's own
+// network as a second one (here on net1), no side interface.
+func TestChainedGCAndAllowChained(t *testing.T) {
+	c := newChainNet(t)
+	port := int(pastatest.FreePort(t, "tcp"))
+	peerServer(t, c.pod, 80, "web")
+	bridge := c.list(t, c.bridgePlugin())
+	rt := c.rt(nil)
+	t.Cleanup(func() {
+		if err := c.inNode(t, func(ctx context.Context) error { return c.cni.DelNetworkList(ctx, bridge, rt) }); err != nil {
+			t.Errorf("cleanup DEL of the bridge: %v", err)
+		}
+	})
+	res := c.add(t, bridge, rt)
+	before := c.podState(t)
+	conf := c.chainedConf(res, port, nil)
+	if err := c.execPlugin(t, "ADD", c.pod.Path, conf); err != nil {
+		t.Fatalf("ADD: %v", err)
+	}
+	mustAsk(t, c.node, "tcp", hp("127.0.0.1", port), "web saw "+sidePasta4)
+	gc := map[string]any{"cniVersion": "1.1.0", "name": chainName, "type": "passt-portmap", "pasta": c.pasta,
+		"dataDir": c.dir + "/data", "cni.dev/valid-attachments": []any{}}
+	if err := c.execPlugin(t, "GC", "", gc); err != nil {
+		t.Fatalf("GC: %v", err)
+	}
+	if after := c.podState(t); after != before {
+		t.Errorf("the pod after GC:\n%s\nwant\n%s", after, before)
+	}
+	if left := c.leftovers(t); len(left) != 0 {
+		t.Errorf("left after GC: %v", left)
+	}
+	c.pastaGone(t)
+	mustNotAsk(t, c.node, "tcp", hp("127.0.0.1", port))
+
+	second := c.chainedConf(res, port, map[string]any{"allowChained": true, "pastaArgs": []string{"-I", "net1"}})
+	if err := c.execPlugin(t, "ADD", c.pod.Path, second); err != nil {
+		c.logs(t)
+		t.Fatalf("ADD with allowChained: %v", err)
+	}
+	links := c.pod.IP(t, "-o", "link", "show")
+	if !strings.Contains(links, " net1: ") || strings.Contains(links, "pasta0") {
+		t.Errorf("with allowChained the pod has:\n%s\nwant pasta's net1 and no side interface", links)
+	}
+	if rules := c.pod.IP(t, "-4", "rule"); strings.Contains(rules, "20563") {
+		t.Errorf("with allowChained the side's rule is there:\n%s", rules)
+	}
+	if err := c.execPlugin(t, "DEL", c.pod.Path, second); err != nil {
+		t.Fatalf("DEL: %v", err)
+	}
+	c.pastaGone(t)
+}
