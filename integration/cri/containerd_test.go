@@ -5,7 +5,12 @@
 // (k8s.io/cri-api), with a web server and a UDP echo in each pod. The
 // conflist is a Kubernetes node's: the pod network (Debian's bridge and
 // host-local plugins), then the plugin chained after it in place of
-// portmap.
+// portmap. The bridge plugin runs in a network namespace of the test's
+// ("podnet", through a wrapper in the plugin directory), where it makes
+// its bridge and the pods' host veths: the host's interfaces stay as they
+// are, while the plugin and its pastas run in the host's namespace, as
+// containerd does, and the tests reach the pods through their host ports
+// on the host's loopback.
 package cri_test
 
 import (
@@ -46,7 +51,7 @@ type containerd struct {
 	pluginDir string
 	confDir   string
 	dataDir   string
-	bridge    string // the pod network's bridge on the host
+	podnet    *pastatest.NetNS // where the bridge plugin runs
 	cmd       *exec.Cmd
 	conn      *grpc.ClientConn
 	rt        runtimeapi.RuntimeServiceClient
@@ -61,8 +66,9 @@ func startContainerd(t testing.TB) *containerd {
 	runtimetest.Require(t, "containerd", "ctr", "runc", "containerd-shim-runc-v2")
 	dir := runtimetest.ShortDir(t, "ctd-")
 	c := &containerd{t: t, dir: dir, sock: filepath.Join(dir, "c.sock"),
-		pluginDir: runtimetest.PluginDir(t, "loopback", "bridge", "host-local"), confDir: filepath.Join(dir, "net.d"), dataDir: filepath.Join(dir, "data"),
-		bridge: "ppbr" + strings.TrimPrefix(filepath.Base(dir), "ctd-")}
+		pluginDir: runtimetest.PluginDir(t, "loopback", "host-local"), confDir: filepath.Join(dir, "net.d"), dataDir: filepath.Join(dir, "data"),
+		podnet: pastatest.NewNetNS(t)}
+	c.bridgeIn(t)
 	if err := os.MkdirAll(c.confDir, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -134,14 +140,22 @@ func (c *containerd) plugin() string {
 }
 
 // podNetwork is the pod network's entry: Debian's bridge plugin with
-// host-local addresses of both families. The bridge is the test's own
-// (its name is unique, stop removes it) and has no address on the host:
-// the tests reach the pods through their host ports on the host's
-// loopback only.
+// host-local addresses of both families (see bridgeIn).
 func (c *containerd) podNetwork() string {
-	return fmt.Sprintf(`{"type": "bridge", "bridge": %q, "isGateway": false, "ipMasq": false,
-	  "ipam": {"type": "host-local", "dataDir": %q, "ranges": [[{"subnet": "10.234.0.0/24"}], [{"subnet": "fd7e:3c1a:9b2d::/64"}]]}}`,
-		c.bridge, filepath.Join(c.dir, "ipam"))
+	return fmt.Sprintf(`{"type": "bridge", "bridge": "cni0", "isGateway": true, "ipMasq": false,
+	  "ipam": {"type": "host-local", "dataDir": %q, "ranges": [[{"subnet": "10.234.0.0/24"}], [{"subnet": "fd7e:3c1a:9b2d::/64"}]],
+	           "routes": [{"dst": "0.0.0.0/0"}, {"dst": "::/0"}]}}`, filepath.Join(c.dir, "ipam"))
+}
+
+// bridgeIn puts a "bridge" plugin into the plugin directory that runs
+// Debian's in c.podnet: the bridge and the host veths are made there, the
+// pod's end goes into the pod's namespace (named by path) as always.
+func (c *containerd) bridgeIn(t testing.TB) {
+	t.Helper()
+	script := fmt.Sprintf("#!/bin/sh\nexec nsenter --net=%s /usr/lib/cni/bridge \"$@\"\n", c.podnet.Path)
+	if err := os.WriteFile(filepath.Join(c.pluginDir, "bridge"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // chain is the conflist's plugins: the pod network, then the plugin.
@@ -320,9 +334,6 @@ func (c *containerd) stop() {
 		}
 	}
 	unmountUnder(c.dir, t.Logf)
-	if out, err := exec.Command("ip", "link", "del", c.bridge).CombinedOutput(); err != nil && !strings.Contains(string(out), "Cannot find device") {
-		t.Errorf("cleanup: remove bridge %s: %v: %s", c.bridge, err, out)
-	}
 }
 
 // unmountUnder undoes every mount under dir (snapshots, namespaces, shm),

@@ -50,11 +50,5 @@ func sweepContainerd(dir string) error {
 		time.Sleep(20 * time.Millisecond)
 	}
 	unmountUnder(dir, func(string, ...any) {})
-	// The pod network's bridge, named after the directory (see
-	// startContainerd).
-	bridge := "ppbr" + strings.TrimPrefix(filepath.Base(dir), "ctd-")
-	if out, err := exec.CommandContext(ctx, "ip", "link", "del", bridge).CombinedOutput(); err != nil && !strings.Contains(string(out), "Cannot find device") {
-		return fmt.Errorf("ip link del %s: %w: %s", bridge, err, out)
-	}
 	return nil
 }
