@@ -2,7 +2,15 @@
 // way a Kubernetes node does: the test starts Debian 12's containerd with
 // its own configuration and directories, imports images it built offline
 // with ctr, and runs pod sandboxes with port mappings over gRPC
-// (k8s.io/cri-api), with a web server and a UDP echo in each pod.
+// (k8s.io/cri-api), with a web server and a UDP echo in each pod. The
+// conflist is a Kubernetes node's: the pod network (Debian's bridge and
+// host-local plugins), then the plugin chained after it in place of
+// portmap. The bridge plugin runs in a network namespace of the test's
+// ("podnet", through a wrapper in the plugin directory), where it makes
+// its bridge and the pods' host veths: the host's interfaces stay as they
+// are, while the plugin and its pastas run in the host's namespace, as
+// containerd does, and the tests reach the pods through their host ports
+// on the host's loopback.
 package cri_test
 
 import (
@@ -43,6 +51,7 @@ type containerd struct {
 	pluginDir string
 	confDir   string
 	dataDir   string
+	podnet    *pastatest.NetNS // where the bridge plugin runs
 	cmd       *exec.Cmd
 	conn      *grpc.ClientConn
 	rt        runtimeapi.RuntimeServiceClient
@@ -57,11 +66,13 @@ func startContainerd(t testing.TB) *containerd {
 	runtimetest.Require(t, "containerd", "ctr", "runc", "containerd-shim-runc-v2")
 	dir := runtimetest.ShortDir(t, "ctd-")
 	c := &containerd{t: t, dir: dir, sock: filepath.Join(dir, "c.sock"),
-		pluginDir: runtimetest.PluginDir(t, "loopback"), confDir: filepath.Join(dir, "net.d"), dataDir: filepath.Join(dir, "data")}
+		pluginDir: runtimetest.PluginDir(t, "loopback", "host-local"), confDir: filepath.Join(dir, "net.d"), dataDir: filepath.Join(dir, "data"),
+		podnet: pastatest.NewNetNS(t)}
+	c.bridgeIn(t)
 	if err := os.MkdirAll(c.confDir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	c.setNetwork(t, network, c.managed())
+	c.setNetwork(t, network, c.chain()...)
 	port := pastatest.FreePort(t, "tcp")
 	conf := fmt.Sprintf(`version = 2
 root = %[1]q
@@ -121,11 +132,34 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
 	return c
 }
 
-// managed is the plugin's entry in the conflist.
-func (c *containerd) managed() string {
+// plugin is the plugin's entry in the conflist, chained after the pod
+// network in place of portmap.
+func (c *containerd) plugin() string {
 	return fmt.Sprintf(`{"type": %q, "pasta": %q, "dataDir": %q, "timeout": "20s", "capabilities": {"portMappings": true}}`,
 		runtimetest.PluginName, runtimetest.Pasta(c.t), c.dataDir)
 }
+
+// podNetwork is the pod network's entry: Debian's bridge plugin with
+// host-local addresses of both families (see bridgeIn).
+func (c *containerd) podNetwork() string {
+	return fmt.Sprintf(`{"type": "bridge", "bridge": "cni0", "isGateway": true, "ipMasq": false,
+	  "ipam": {"type": "host-local", "dataDir": %q, "ranges": [[{"subnet": "10.234.0.0/24"}], [{"subnet": "fd7e:3c1a:9b2d::/64"}]],
+	           "routes": [{"dst": "0.0.0.0/0"}, {"dst": "::/0"}]}}`, filepath.Join(c.dir, "ipam"))
+}
+
+// bridgeIn puts a "bridge" plugin into the plugin directory that runs
+// Debian's in c.podnet: the bridge and the host veths are made there, the
+// pod's end goes into the pod's namespace (named by path) as always.
+func (c *containerd) bridgeIn(t testing.TB) {
+	t.Helper()
+	script := fmt.Sprintf("#!/bin/sh\nexec nsenter --net=%s /usr/lib/cni/bridge \"$@\"\n", c.podnet.Path)
+	if err := os.WriteFile(filepath.Join(c.pluginDir, "bridge"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// chain is the conflist's plugins: the pod network, then the plugin.
+func (c *containerd) chain() []string { return []string{c.podNetwork(), c.plugin()} }
 
 // setNetwork makes the network of name with the given plugins the only
 // configuration in the CNI directory (containerd watches it and reloads).

@@ -124,7 +124,7 @@ func TestCRIReapAfterConfigChange(t *testing.T) {
 
 	// Another network (here: the plugin with another name and data
 	// directory; containerd needs an interface with an address).
-	c.setNetwork(t, "other", strings.Replace(c.managed(), c.dataDir, filepath.Join(c.dir, "other"), 1))
+	c.setNetwork(t, "other", c.podNetwork(), strings.Replace(c.plugin(), c.dataDir, filepath.Join(c.dir, "other"), 1))
 	c.waitNetwork(t, false)
 	c.stopPod(t, old)
 	c.removePod(t, old)
@@ -136,7 +136,7 @@ func TestCRIReapAfterConfigChange(t *testing.T) {
 		t.Fatal("record of the removed pod gone without a DEL")
 	}
 
-	c.setNetwork(t, network, c.managed())
+	c.setNetwork(t, network, c.chain()...)
 	c.waitNetwork(t, true)
 	next, err := c.runPod("next", ports[1], udps[1])
 	if err != nil {

@@ -149,10 +149,10 @@ func (c *containerd) calls(t *testing.T, p *pod, command string) (n, failed int)
 	return n, failed
 }
 
-// TestCRIPods: pod sandboxes started concurrently, each with its own host
-// ports, are served on 127.0.0.1 and [::1] over TCP and UDP (and on the
-// one address a mapping's hostIP names) through their own managed
-// forwarders; StopPodSandbox closes a pod's ports and stops
+// TestCRIPods: pod sandboxes started concurrently on a bridge network,
+// each with its own host ports, are served on 127.0.0.1 and [::1] over TCP
+// and UDP (and on the one address a mapping's hostIP names) through their
+// own chained forwarders; StopPodSandbox closes a pod's ports and stops
 // its pasta while the others keep serving; RemovePodSandbox (a second DEL,
 // with no namespace and no previous result) succeeds and leaves no record.
 func TestCRIPods(t *testing.T) {
@@ -177,8 +177,8 @@ func TestCRIPods(t *testing.T) {
 	for _, p := range pods {
 		p.mustServe(t)
 		rec := c.record(t, p)
-		if rec == nil || !rec.Managed || rec.Dir == "" || len(runtimetest.ProcessesWith(rec.Dir)) != 1 {
-			t.Fatalf("pod %s: record %+v, want a managed forwarder running", p.name, rec)
+		if rec == nil || !rec.Managed || rec.Dir == "" || rec.Side == nil || len(runtimetest.ProcessesWith(rec.Dir)) != 1 {
+			t.Fatalf("pod %s: record %+v, want a chained forwarder running", p.name, rec)
 		}
 		dirs[rec.Dir] = true
 	}

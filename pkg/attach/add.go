@@ -13,6 +13,7 @@ import (
 
 	"github.com/passt-portmap/passt-portmap/pkg/ctlclient"
 	"github.com/passt-portmap/passt-portmap/pkg/forwarder"
+	"github.com/passt-portmap/passt-portmap/pkg/sidenet"
 	"github.com/passt-portmap/passt-portmap/pkg/store"
 	"github.com/passt-portmap/passt-portmap/pkg/translate"
 	"github.com/passt-portmap/passt-portmap/pkg/wire"
@@ -35,17 +36,33 @@ func (c *Core) Add(ctx context.Context, k Key, o Options, ms []Mapping) (*Result
 }
 
 func (c *Core) add(ctx context.Context, k Key, o Options, ms []Mapping) (*Result, error) {
+	m, err := modeOf(&o)
+	if err != nil {
+		return nil, err
+	}
+	var side sidenet.Side
+	if m == modeChained {
+		if err := checkChainedOptions(&o); err != nil {
+			return nil, err
+		}
+		if side, err = planSide(&o, k.Netns); err != nil {
+			return nil, err
+		}
+	}
 	c.reapOrphans(ctx, &o, k.storeKey())
 	comp, err := newCompiler(ms, &o)
 	if err != nil {
 		return nil, err
+	}
+	if m == modeChained {
+		comp.chainedTargets(side.Addr4, side.Addr6)
 	}
 	// Bad mappings fail here, before any lock or socket: what fails with
 	// every capability is the mapping's fault, not the forwarder's.
 	if _, err := comp.rules(allCaps); err != nil {
 		var me *translate.MappingError
 		if errors.As(err, &me) {
-			return nil, err
+			return nil, familyNote(err, side)
 		}
 	}
 	if err := checkPaths(&o, k); err != nil {
@@ -61,7 +78,12 @@ func (c *Core) add(ctx context.Context, k Key, o Options, ms []Mapping) (*Result
 		return nil, err
 	}
 
-	fw, prev, err := c.forwarderFor(ctx, &o, k, lock, prev)
+	var fw *fwd
+	if m == modeChained {
+		fw, prev, err = c.chainedForwarder(ctx, &o, k, lock, prev, side)
+	} else {
+		fw, prev, err = c.forwarderFor(ctx, &o, k, lock, prev)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -88,7 +110,7 @@ func (c *Core) add(ctx context.Context, k Key, o Options, ms []Mapping) (*Result
 		return nil, err
 	}
 	res := &Result{Socket: fw.socket, PIDFile: fw.pidFile, Rules: next.Rules}
-	if o.Managed && !o.NoNetwork {
+	if o.Managed && !o.NoNetwork && m != modeChained {
 		if res.Network, err = forwarder.ReadNetwork(fw.cfg); err != nil {
 			return nil, &forwarderError{Op: "read back the network of", Dir: fw.cfg.Dir, Err: err}
 		}
@@ -162,12 +184,13 @@ type fwd struct {
 	id              uint64 // forwarderID of the socket when found
 	managed         bool
 	cfg             forwarder.Config // managed only
+	side            *store.Side      // chained only
 }
 
 // record is a record of the attachment at f owning rules.
 func (f *fwd) record(k Key, rules []wire.PifRule) *store.Record {
 	r := &store.Record{Network: k.Network, ContainerID: k.ContainerID, IfName: k.IfName, Netns: k.Netns,
-		Socket: f.socket, PIDFile: f.pidFile, ForwarderID: f.id, Managed: f.managed, Rules: rules}
+		Socket: f.socket, PIDFile: f.pidFile, ForwarderID: f.id, Managed: f.managed, Side: f.side, Rules: rules}
 	if f.managed {
 		r.Dir = f.cfg.Dir
 	}
@@ -189,6 +212,14 @@ func (c *Core) forwarderFor(ctx context.Context, o *Options, k Key, lock *store.
 	}
 	f := &fwd{managed: true, cfg: forwarder.Config{Pasta: o.Pasta, Args: o.PastaArgs, NetNS: k.Netns, IfName: k.IfName, Dir: dir, Timeout: o.timeout(),
 		MapHostLoopback: o.MapHostLoopback, LoopbackToHost: o.LoopbackToHost}}
+	if rec != nil && rec.Side != nil {
+		// Chained before: its forwarder runs another mode, and its side
+		// is in the namespace.
+		if err := c.releaseManaged(ctx, o, rec); err != nil {
+			return nil, nil, err
+		}
+		rec.Managed, rec.Side, rec.Rules, rec.Pending = false, nil, nil, nil
+	}
 	// An interface this attachment's own forwarder made in this namespace
 	// (one that just died leaves it for a moment) is not another network.
 	ours := rec != nil && rec.Managed && rec.Dir == dir && rec.Netns == k.Netns

@@ -54,10 +54,10 @@ func (c *Core) Del(ctx context.Context, k Key, o Options, ms []Mapping) error {
 
 // release removes a recorded attachment's rules, or stops its managed
 // forwarder, which serves this attachment alone and takes its rules with
-// it.
+// it (a chained one's side is removed from the pod's namespace first).
 func (c *Core) release(ctx context.Context, o *Options, st *store.Store, rec *store.Record) error {
 	if rec.Managed {
-		return stopManaged(ctx, o, rec.Dir)
+		return c.releaseManaged(ctx, o, rec)
 	}
 	if claimed := rec.Claimed(); len(claimed) > 0 && rec.Socket != "" {
 		if now := forwarderID(rec.Socket); restarted(rec, now) {

@@ -20,10 +20,13 @@
 //	d := attach.Describe(err, dialect)               // Kind (the status), Msg, Details: the words, once,
 //	                                                 // settings and mappings named as the front end's input names them
 //
-// What the core does for an ADD, in order: translate the mappings (bad
-// ones fail before anything is touched); lock the attachment's record
-// (pkg/store); start or reuse the managed forwarder (pkg/forwarder) or
-// resolve the external one; release what the attachment owned at a
+// What the core does for an ADD, in order: decide the mode (chained.go:
+// attached, managed, or chained after the pod network an earlier plugin
+// made); translate the mappings (bad ones fail before anything is
+// touched); lock the attachment's record (pkg/store); start or reuse the
+// managed forwarder (pkg/forwarder) — chained, on a side interface that
+// it sets up in the pod's namespace (pkg/sidenet) — or resolve the
+// external one; release what the attachment owned at a
 // forwarder it no longer uses; write ahead the rules it is about to add
 // (the record's pending rules); run one transaction (pkg/ctlclient) whose
 // planner applies the ownership policy (policy.go: a desired rule already
@@ -34,7 +37,8 @@
 // those plus the pending ones a run that died may have left. DEL and GC
 // remove claimed rules where present, except those another attachment of
 // the same network records at the same socket; a managed forwarder serves
-// one attachment and is stopped instead.
+// one attachment and is stopped instead (a chained one after its side is
+// removed from the pod's namespace).
 //
 // Every blocking step (record lock, forwarder start, transaction) is
 // bounded by Options.Timeout and by the caller's context.

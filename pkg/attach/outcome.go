@@ -96,7 +96,8 @@ func (e *SecondNetworkError) Error() string { return e.advice(neutral{}) }
 func (e *SecondNetworkError) advice(d Dialect) string {
 	socket, chained := d.Key(SettingSocket), d.Key(SettingAllowChained)
 	if socket != "" && chained != "" {
-		return fmt.Sprintf("%s; put passt-portmap first with no %q to let it make the network, set %q to use a forwarder started elsewhere, or set %q: true",
+		return fmt.Sprintf("%s, but no previous result names it; list passt-portmap after the plugin that made it (the previous result then chains it: host ports only, that network untouched), "+
+			"put passt-portmap first with no %q to let it make the network, set %q to use a forwarder started elsewhere, or set %q: true for pasta's network as a second one",
 			e.Why, socket, socket, chained)
 	}
 	// A front end whose networks are always the plugin's own pasta.
@@ -280,6 +281,7 @@ func describeFiles(err error, at string, d Dialect) *Error {
 		fe  *forwarderError
 		use *store.UnsafeError
 		rde *recordDirError
+		rse *recordSideError
 		cre *store.CorruptError
 		pe  *fs.PathError
 	)
@@ -297,6 +299,8 @@ func describeFiles(err error, at string, d Dialect) *Error {
 		return outcome(err, KindIO, "passt-portmap refuses an unsafe path", err.Error())
 	case errors.As(err, &rde):
 		return outcome(err, KindIO, "ownership record names a directory that is not its own", rde.Error())
+	case errors.As(err, &rse):
+		return outcome(err, KindIO, "ownership record names a side interface the plugin would not set up", rse.Error())
 	case errors.As(err, &cre) && cre.Version != 0:
 		return outcome(err, KindIO, "ownership record of a newer passt-portmap", cre.Error()+
 			"; nothing was changed: run the passt-portmap that wrote it, or remove this attachment's rules from the forwarder (passt-portmap show SOCKET lists them) and then the record and its .bak copy")

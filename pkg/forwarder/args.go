@@ -320,6 +320,9 @@ const DNSForwardAddr = "169.254.1.1"
 // (--runas 0). Rootless, pasta keeps the caller's uid and needs no
 // --runas.
 func buildArgs(cfg Config, inst Instance, euid int) []string {
+	if cfg.Side != nil {
+		return chainedArgs(cfg, inst, euid)
+	}
 	args := []string{"--config-net",
 		"-c", inst.Socket,
 		"-P", inst.PIDFile,

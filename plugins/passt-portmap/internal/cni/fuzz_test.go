@@ -15,6 +15,7 @@ func FuzzParseConfig(f *testing.F) {
 	f.Add([]byte(`{"name":"n","forwarder":"managed","pasta":"pasta","pastaArgs":["-a"],"allowChained":true}`), "")
 	f.Add([]byte(`{"name":"n","cniVersion":"0.4.0","prevResult":{"cniVersion":"0.4.0","interfaces":[{"name":"eth0"}],"ips":[{"version":"4","address":"10.0.0.2/24","interface":0}]}}`), "")
 	f.Add([]byte(`{"name":"n","cni.dev/valid-attachments":[{"containerID":"c","ifname":"eth0"}]}`), "")
+	f.Add([]byte(`{"name":"n","cniVersion":"1.0.0","sideInterface":"pasta0","sideTable":20563,"sideNetwork":"169.254.100.0/30,fd41:e00e:44f8::/64","prevResult":{"cniVersion":"1.0.0","interfaces":[{"name":"cni0"},{"name":"eth0","sandbox":"/run/netns/x"}],"ips":[{"address":"10.88.0.2/24","interface":1},{"address":"fd88::2/64","interface":1}]}}`), "K8S_POD_NAMESPACE=default;K8S_POD_NAME=p")
 	f.Fuzz(func(t *testing.T, conf []byte, args string) {
 		env := Env{ContainerID: "c1", IfName: "eth0", Netns: "/run/netns/x", Args: args}
 		c, err := ParseConfig(conf, env)
