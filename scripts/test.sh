@@ -5,9 +5,13 @@
 #   1. get the real pasta and pesto (scripts/fetch-pasta.sh) and export
 #      PASST_BIN_DIR for the integration tests; get the real netavark
 #      (scripts/fetch-netavark.sh) and export NETAVARK_BIN_DIR;
+#      get critest and crane (scripts/fetch-critest.sh, built once from
+#      the Go module proxy and cached) and export CRITEST_BIN_DIR;
 #   2. go vet ./...;
 #   3. go test ./... (unit tests, and the integration tests that drive the
-#      plugin through libcni against the real pasta in network namespaces);
+#      plugin through libcni against the real pasta in network namespaces,
+#      and through Podman, netavark and containerd; TestCritest runs
+#      Kubernetes' critest and compares its results with the README's);
 #   4. the CNI conformance report, compared with docs/conformance.md;
 #   5. every fuzz target for a short time, one target per go test run.
 # Steps 2-5 all run even when one fails, so one run shows every failure;
@@ -20,6 +24,7 @@
 #   GOTESTFLAGS    extra flags for step 3, e.g. "-race" or "-run TestGC"
 #   PASST_CACHE, PASST_VERSION, PASST_FORCE_DOWNLOAD: see fetch-pasta.sh
 #   NETAVARK_VERSION: see fetch-netavark.sh
+#   CRITOOLS_VERSION, CRANE_VERSION: see fetch-critest.sh
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -58,6 +63,16 @@ if ! netavark_version=$("$nvdir/netavark" --version 2>/dev/null); then
 fi
 export NETAVARK_BIN_DIR=$nvdir
 echo "testing against: $netavark_version ($nvdir)"
+
+step "critest"
+# Kubernetes' CRI validation suite and crane, for integration/critest.
+crdir=$(scripts/fetch-critest.sh | tail -n1)
+if [ ! -x "$crdir/critest" ] || [ ! -x "$crdir/crane" ]; then
+	echo "test.sh: no critest/crane in '$crdir': failing" >&2
+	exit 1
+fi
+export CRITEST_BIN_DIR=$crdir
+echo "testing with: critest $("$crdir/critest" -version 2>/dev/null | sed -n 's/^critest version: //p') ($crdir)"
 
 failed=()
 step "go vet ./..."
