@@ -53,10 +53,6 @@ type Config struct {
 	// NodeNetNS runs containerd inside a new network namespace (named
 	// after the directory, see NetNS) instead of the test's.
 	NodeNetNS bool
-	// Network and Plugins are the CNI network containerd starts with
-	// (see SetNetwork).
-	Network string
-	Plugins []string
 	// Mirrors maps registry hosts (e.g. "registry.k8s.io") to the
 	// registry that serves their images instead (e.g.
 	// "http://127.0.0.1:5000"); every pull of those hosts goes there
@@ -76,6 +72,7 @@ type Containerd struct {
 	Images runtimeapi.ImageServiceClient
 
 	t    testing.TB
+	cfg  Config
 	cmd  *exec.Cmd
 	conn *grpc.ClientConn
 }
@@ -85,17 +82,18 @@ type Containerd struct {
 // free port is taken instead.
 const StreamPort = 10010
 
-// Start starts containerd with the CNI network of cfg and waits until its
-// CRI reports the runtime and the network ready.
-func Start(t testing.TB, cfg Config) *Containerd {
+// New makes a containerd's directory (and its node namespace, with
+// cfg.NodeNetNS) without starting it: the test puts its CNI
+// configuration in ConfDir (SetNetwork), whose paths may lie under Dir,
+// then calls Start.
+func New(t testing.TB, cfg Config) *Containerd {
 	t.Helper()
 	runtimetest.Require(t, "containerd", "ctr", "runc", "containerd-shim-runc-v2", "nsenter", "ip")
 	dir := runtimetest.ShortDir(t, DirPrefix)
-	c := &Containerd{t: t, Dir: dir, Sock: filepath.Join(dir, "c.sock"), ConfDir: filepath.Join(dir, "net.d")}
+	c := &Containerd{t: t, cfg: cfg, Dir: dir, Sock: filepath.Join(dir, "c.sock"), ConfDir: filepath.Join(dir, "net.d")}
 	if err := os.MkdirAll(c.ConfDir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	streamPort := StreamPort
 	if cfg.NodeNetNS {
 		c.NetNS = netnsName(dir)
 		if err := makeNetNS(c.NetNS); err != nil {
@@ -106,22 +104,32 @@ func Start(t testing.TB, cfg Config) *Containerd {
 				t.Errorf("cleanup: %v", err)
 			}
 		})
-	} else {
+	}
+	return c
+}
+
+// Start starts containerd and waits until its CRI reports the runtime
+// and the network ready (so a CNI configuration must be in ConfDir).
+// When the test ends, pods are stopped and removed first, then
+// containerd is stopped and its mounts undone.
+func (c *Containerd) Start(t testing.TB) {
+	t.Helper()
+	streamPort := StreamPort
+	if c.NetNS == "" {
 		streamPort = int(pastatest.FreePort(t, "tcp"))
 	}
-	c.SetNetwork(t, cfg.Network, cfg.Plugins...)
 	hostsDir := ""
-	if len(cfg.Mirrors) > 0 {
-		hostsDir = filepath.Join(dir, "certs.d")
-		if err := writeHosts(hostsDir, cfg.Mirrors); err != nil {
+	if len(c.cfg.Mirrors) > 0 {
+		hostsDir = filepath.Join(c.Dir, "certs.d")
+		if err := writeHosts(hostsDir, c.cfg.Mirrors); err != nil {
 			t.Fatal(err)
 		}
 	}
-	confPath := filepath.Join(dir, "config.toml")
-	if err := os.WriteFile(confPath, []byte(config(dir, c.Sock, cfg, streamPort, hostsDir)), 0o644); err != nil {
+	confPath := filepath.Join(c.Dir, "config.toml")
+	if err := os.WriteFile(confPath, []byte(config(c.Dir, c.Sock, c.cfg, streamPort, hostsDir)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	logf, err := os.Create(filepath.Join(dir, "containerd.log"))
+	logf, err := os.Create(filepath.Join(c.Dir, "containerd.log"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,7 +149,6 @@ func Start(t testing.TB, cfg Config) *Containerd {
 	c.RT = runtimeapi.NewRuntimeServiceClient(c.conn)
 	c.Images = runtimeapi.NewImageServiceClient(c.conn)
 	c.waitReady()
-	return c
 }
 
 // config is containerd's configuration: everything under dir, the
@@ -345,7 +352,7 @@ func (c *Containerd) StopPods(t testing.TB) {
 
 // stop removes every pod, then stops containerd and undoes its mounts.
 func (c *Containerd) stop() {
-	if c.RT != nil {
+	if c.conn != nil {
 		c.StopPods(c.t)
 		c.conn.Close()
 	}

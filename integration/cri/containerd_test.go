@@ -41,10 +41,10 @@ type containerd struct {
 func startContainerd(t testing.TB) *containerd {
 	t.Helper()
 	c := &containerd{t: t, pluginDir: runtimetest.PluginDir(t, "loopback")}
-	c.dataDir = filepath.Join(runtimetest.ShortDir(t, "ctd-data-"), "data")
-	c.Containerd = containerdtest.Start(t, containerdtest.Config{
-		PluginDir: c.pluginDir, SandboxImage: pauseImage, Network: network, Plugins: []string{c.managed()},
-	})
+	c.Containerd = containerdtest.New(t, containerdtest.Config{PluginDir: c.pluginDir, SandboxImage: pauseImage})
+	c.dataDir = filepath.Join(c.Dir, "data")
+	c.SetNetwork(t, network, c.managed())
+	c.Start(t)
 	c.importImages()
 	return c
 }

@@ -23,10 +23,7 @@ var update = flag.Bool("update", false, "write the README's critest results from
 
 func TestMain(m *testing.M) {
 	flag.Parse()
-	os.Exit(runtimetest.Main(m, map[string]runtimetest.Sweeper{
-		containerdtest.DirPrefix: containerdtest.Sweep,
-		workPrefix:               containerdtest.Sweep,
-	}))
+	os.Exit(runtimetest.Main(m, map[string]runtimetest.Sweeper{containerdtest.DirPrefix: containerdtest.Sweep}))
 }
 
 // focus selects the network's specs with ginkgo's -focus (any of them):
@@ -141,8 +138,8 @@ func firstLine(s string) string {
 func (n *node) critest(t *testing.T) []Spec {
 	t.Helper()
 	critest, _ := tools(t)
-	report := filepath.Join(n.work, "junit.xml")
-	tmp := filepath.Join(n.work, "tmp")
+	report := filepath.Join(n.Dir, "junit.xml")
+	tmp := filepath.Join(n.Dir, "tmp")
 	if err := os.MkdirAll(tmp, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -163,7 +160,7 @@ func (n *node) critest(t *testing.T) []Spec {
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err := cmd.Run()
-	logPath := filepath.Join(n.work, "critest.log")
+	logPath := filepath.Join(n.Dir, "critest.log")
 	_ = os.WriteFile(logPath, out.Bytes(), 0o644)
 	f, ferr := os.Open(report)
 	if ferr != nil {

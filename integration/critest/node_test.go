@@ -23,9 +23,9 @@ import (
 // (bridge + host-local, the same for both) and what gives hostPorts.
 type chain struct {
 	title string // the table's column
-	// hostPorts is the conflist entry after bridge, given the plugin
-	// directory's work directory.
-	hostPorts func(t testing.TB, work string) string
+	// hostPorts is the conflist entry after bridge, with its files
+	// under dir.
+	hostPorts func(t testing.TB, dir string) string
 	// timed is the plugin whose runs the cnitime shim logs.
 	timed string
 	// mustPass: every selected spec must pass (passt-portmap's chain);
@@ -43,9 +43,9 @@ var (
 	}
 	passtPortmap = chain{
 		title: "bridge + host-local + passt-portmap",
-		hostPorts: func(t testing.TB, work string) string {
+		hostPorts: func(t testing.TB, dir string) string {
 			return fmt.Sprintf(`{"type": %q, "pasta": %q, "dataDir": %q, "capabilities": {"portMappings": true}}`,
-				runtimetest.PluginName, runtimetest.Pasta(t), filepath.Join(work, "passt-portmap"))
+				runtimetest.PluginName, runtimetest.Pasta(t), filepath.Join(dir, "passt-portmap"))
 		},
 		timed:    runtimetest.PluginName,
 		mustPass: true,
@@ -57,10 +57,10 @@ var (
 // no masquerading (nothing leaves the node's namespace).
 const network = "pp-critest"
 
-func bridgeConf(work string) string {
+func bridgeConf(dir string) string {
 	return fmt.Sprintf(`{"type": "bridge", "bridge": "cni0", "isGateway": true, "ipMasq": false, "hairpinMode": true, `+
 		`"ipam": {"type": "host-local", "ranges": [[{"subnet": "10.88.0.0/16"}]], "routes": [{"dst": "0.0.0.0/0"}], "dataDir": %q}}`,
-		filepath.Join(work, "host-local"))
+		filepath.Join(dir, "host-local"))
 }
 
 // registryAddr is where the node's image registry listens, inside the
@@ -78,8 +78,7 @@ const PluginEnv = "CRITEST_PASST_PORTMAP"
 // node is a containerd standing for a Kubernetes node, with its own
 // network namespace, CNI chain and image registry.
 type node struct {
-	*containerdtest.Containerd
-	work      string // the test's files: CNI data, the image layer, critest's report
+	*containerdtest.Containerd // its Dir holds the test's files too: CNI data, registry, image layer, critest's report
 	pluginDir string
 	dataDir   string // passt-portmap's
 }
@@ -90,9 +89,7 @@ func startNode(t testing.TB, ch chain) *node {
 	t.Helper()
 	runtimetest.Require(t, "docker-registry", "iptables")
 	tools(t)
-	n := &node{work: runtimetest.ShortDir(t, workPrefix)}
-	n.dataDir = filepath.Join(n.work, "passt-portmap")
-	n.pluginDir = runtimetest.PluginDir(t, "loopback", "bridge", "host-local", "portmap")
+	n := &node{pluginDir: runtimetest.PluginDir(t, "loopback", "bridge", "host-local", "portmap")}
 	if ch.timed != runtimetest.PluginName {
 		runtimetest.TimePlugin(t, n.pluginDir, ch.timed)
 	}
@@ -110,17 +107,16 @@ func startNode(t testing.TB, ch chain) *node {
 	for _, h := range upstreams {
 		mirrors[h] = "http://" + registryAddr
 	}
-	n.Containerd = containerdtest.Start(t, containerdtest.Config{
+	n.Containerd = containerdtest.New(t, containerdtest.Config{
 		PluginDir: n.pluginDir, SandboxImage: pauseImage, NodeNetNS: true, Mirrors: mirrors,
-		Network: network, Plugins: []string{bridgeConf(n.work), ch.hostPorts(t, n.work)},
 	})
+	n.dataDir = filepath.Join(n.Dir, "passt-portmap")
+	n.SetNetwork(t, network, bridgeConf(n.Dir), ch.hostPorts(t, n.Dir))
+	n.Start(t)
 	n.startRegistry(t)
 	n.pushImages(t)
 	return n
 }
-
-// workPrefix is the prefix of a node's work directory under /tmp.
-const workPrefix = "crt-"
 
 // tools returns critest and crane from $CRITEST_BIN_DIR (which
 // scripts/test.sh exports from scripts/fetch-critest.sh), failing the
@@ -156,7 +152,7 @@ func (n *node) run(ctx context.Context, name string, args ...string) (string, er
 func (n *node) startRegistry(t testing.TB) {
 	t.Helper()
 	_, crane := tools(t)
-	dir := filepath.Join(n.work, "registry")
+	dir := filepath.Join(n.Dir, "registry")
 	conf := fmt.Sprintf(`version: 0.1
 log:
   level: warn
@@ -168,11 +164,11 @@ storage:
 http:
   addr: %s
 `, dir, registryAddr)
-	confPath := filepath.Join(n.work, "registry.yml")
+	confPath := filepath.Join(n.Dir, "registry.yml")
 	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	logf, err := os.Create(filepath.Join(n.work, "registry.log"))
+	logf, err := os.Create(filepath.Join(n.Dir, "registry.log"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -203,7 +199,7 @@ http:
 		}
 		select {
 		case werr := <-done:
-			b, _ := os.ReadFile(filepath.Join(n.work, "registry.log"))
+			b, _ := os.ReadFile(filepath.Join(n.Dir, "registry.log"))
 			t.Fatalf("docker-registry exited: %v\n%s", werr, b)
 		case <-ctx.Done():
 			t.Fatalf("docker-registry does not answer on %s: %v", registryAddr, err)
@@ -244,7 +240,7 @@ var images = []image{
 func (n *node) pushImages(t testing.TB) {
 	t.Helper()
 	_, crane := tools(t)
-	layer := filepath.Join(n.work, "layer.tar")
+	layer := filepath.Join(n.Dir, "layer.tar")
 	if err := writeLayer(layer, runtimetest.Binary(t, "critestweb")); err != nil {
 		t.Fatal(err)
 	}
