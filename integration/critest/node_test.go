@@ -78,7 +78,9 @@ const PluginEnv = "CRITEST_PASST_PORTMAP"
 // node is a containerd standing for a Kubernetes node, with its own
 // network namespace, CNI chain and image registry.
 type node struct {
-	*containerdtest.Containerd // its Dir holds the test's files too: CNI data, registry, image layer, critest's report
+	// Its Dir holds the test's files too: CNI data, the registry's
+	// storage, the image layer, critest's report.
+	*containerdtest.Containerd
 	pluginDir string
 	dataDir   string // passt-portmap's
 }
