@@ -4,13 +4,16 @@
 #      (scripts/deps.sh; nothing when they are there already);
 #   1. get the real pasta and pesto (scripts/fetch-pasta.sh) and export
 #      PASST_BIN_DIR for the integration tests; get the real netavark
-#      (scripts/fetch-netavark.sh) and export NETAVARK_BIN_DIR; make (once)
+#      (scripts/fetch-netavark.sh) and export NETAVARK_BIN_DIR; get
+#      critest and crane (scripts/fetch-critest.sh, built once from the Go
+#      module proxy and cached) and export CRITEST_BIN_DIR; make (once)
 #      the Debian unstable root with Podman 5 (scripts/sidroot.sh) and
 #      export PODMAN5_ROOT for integration/podman5;
 #   2. go vet ./...;
 #   3. go test ./... (unit tests, and the integration tests that drive the
 #      plugin through libcni, Podman 4 and 5, netavark and containerd
-#      against the real pasta in network namespaces);
+#      against the real pasta in network namespaces; TestCritest runs
+#      Kubernetes' critest and compares its results with the README's);
 #   4. the CNI conformance report, compared with docs/conformance.md;
 #   5. the README's demo (scripts/demo.sh: cnitool and the plugin);
 #   6. every fuzz target for a short time, one target per go test run.
@@ -26,6 +29,7 @@
 #   PASST_CACHE, PASST_VERSION, PASST_FORCE_DOWNLOAD: see fetch-pasta.sh
 #   NETAVARK_VERSION: see fetch-netavark.sh
 #   SIDROOT_MIRROR, SIDROOT_REBUILD: see sidroot.sh
+#   CRITOOLS_VERSION, CRANE_VERSION: see fetch-critest.sh
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -64,6 +68,16 @@ if ! netavark_version=$("$nvdir/netavark" --version 2>/dev/null); then
 fi
 export NETAVARK_BIN_DIR=$nvdir
 echo "testing against: $netavark_version ($nvdir)"
+
+step "critest"
+# Kubernetes' CRI validation suite and crane, for integration/critest.
+crdir=$(scripts/fetch-critest.sh | tail -n1)
+if [ ! -x "$crdir/critest" ] || [ ! -x "$crdir/crane" ]; then
+	echo "test.sh: no critest/crane in '$crdir': failing" >&2
+	exit 1
+fi
+export CRITEST_BIN_DIR=$crdir
+echo "testing with: critest $("$crdir/critest" -version 2>/dev/null | sed -n 's/^critest version: //p') ($crdir)"
 
 failed=()
 step "Podman 5 root (scripts/sidroot.sh)"
