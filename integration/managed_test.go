@@ -70,7 +70,7 @@ func managedConfig(t *testing.T) (forwarder.Config, *pastatest.NetNS) {
 	return cfg, n
 }
 
-func dumpManagedLogs(t *testing.T, dir string) {
+func dumpManagedLogs(t testing.TB, dir string) {
 	inst := forwarder.Paths(dir)
 	for _, p := range []string{inst.OutFile, inst.LogFile} {
 		if b, err := os.ReadFile(p); err == nil {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/passt-portmap/passt-portmap/pkg/ctlclient"
 	"github.com/passt-portmap/passt-portmap/pkg/forwarder"
+	"github.com/passt-portmap/passt-portmap/pkg/sidenet"
 	"github.com/passt-portmap/passt-portmap/pkg/store"
 	"github.com/passt-portmap/passt-portmap/pkg/translate"
 	"github.com/passt-portmap/passt-portmap/pkg/wire"
@@ -26,22 +27,41 @@ const allCaps = wire.CapIPv4 | wire.CapIPv6 | wire.CapTCP | wire.CapUDP | wire.C
 // (or reused) first. It is idempotent: a repeated Add asks for what is
 // there and changes nothing.
 func (c *Core) Add(ctx context.Context, k Key, o Options, ms []Mapping) (*Result, error) {
+	if err := o.resolve(); err != nil {
+		return nil, err
+	}
 	res, err := c.add(ctx, k, o, ms)
 	return res, explainHolders(err)
 }
 
 func (c *Core) add(ctx context.Context, k Key, o Options, ms []Mapping) (*Result, error) {
+	m, err := modeOf(&o)
+	if err != nil {
+		return nil, err
+	}
+	var side sidenet.Side
+	if m == modeChained {
+		if err := checkChainedOptions(&o); err != nil {
+			return nil, err
+		}
+		if side, err = planSide(&o, k.Netns); err != nil {
+			return nil, err
+		}
+	}
 	c.reapOrphans(ctx, &o, k.storeKey())
 	comp, err := newCompiler(ms, &o)
 	if err != nil {
 		return nil, err
+	}
+	if m == modeChained {
+		comp.chainedTargets(side.Addr4, side.Addr6)
 	}
 	// Bad mappings fail here, before any lock or socket: what fails with
 	// every capability is the mapping's fault, not the forwarder's.
 	if _, err := comp.rules(allCaps); err != nil {
 		var me *translate.MappingError
 		if errors.As(err, &me) {
-			return nil, err
+			return nil, familyNote(err, side)
 		}
 	}
 	if err := checkPaths(&o, k); err != nil {
@@ -57,7 +77,12 @@ func (c *Core) add(ctx context.Context, k Key, o Options, ms []Mapping) (*Result
 		return nil, err
 	}
 
-	fw, prev, err := c.forwarderFor(ctx, &o, k, lock, prev)
+	var fw *fwd
+	if m == modeChained {
+		fw, prev, err = c.chainedForwarder(ctx, &o, k, lock, prev, side)
+	} else {
+		fw, prev, err = c.forwarderFor(ctx, &o, k, lock, prev)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -96,7 +121,7 @@ func (c *Core) add(ctx context.Context, k Key, o Options, ms []Mapping) (*Result
 		return nil, err
 	}
 	res := &Result{Socket: fw.socket, PIDFile: fw.pidFile, Rules: next.Rules}
-	if o.Managed && !o.NoNetwork {
+	if o.Managed && !o.NoNetwork && m != modeChained {
 		if res.Network, err = forwarder.ReadNetwork(fw.cfg); err != nil {
 			return nil, &forwarderError{Op: "read back the network of", Dir: fw.cfg.Dir, Err: err}
 		}
@@ -114,7 +139,7 @@ func checkPaths(o *Options, k Key) error {
 			return err
 		}
 		if s := forwarder.Paths(forwarderDir(o.DataDir, k.storeKey())).Socket; len(s) > forwarder.MaxSocketPath {
-			return &ConfigError{Key: "dataDir", Err: fmt.Errorf("%q is too long: the managed forwarder's socket %s would be %d bytes, a UNIX socket address holds at most %d", o.DataDir, s, len(s), forwarder.MaxSocketPath)}
+			return &ConfigError{Setting: SettingDataDir, Err: fmt.Errorf("%q is too long: the managed forwarder's socket %s would be %d bytes, a UNIX socket address holds at most %d", o.DataDir, s, len(s), forwarder.MaxSocketPath)}
 		}
 	}
 	return store.EnsureDir(o.DataDir)
@@ -134,9 +159,9 @@ func findPasta(pasta string) error {
 		return nil
 	}
 	if pasta == "" {
-		return &ConfigError{Key: "pasta", Err: fmt.Errorf("not set, and no %q in PATH (%s): %v; set \"pasta\" to the path of a pasta with a control socket (--conf-path)", name, os.Getenv("PATH"), err)}
+		return &ConfigError{Setting: SettingPasta, Err: fmt.Errorf("not set, and no %q in PATH (%s): %v; set it to the path of a pasta with a control socket (--conf-path)", name, os.Getenv("PATH"), err)}
 	}
-	return &ConfigError{Key: "pasta", Err: fmt.Errorf("%q cannot be run: %v; set it to the path of a pasta with a control socket (--conf-path)", name, err)}
+	return &ConfigError{Setting: SettingPasta, Err: fmt.Errorf("%q cannot be run: %v; set it to the path of a pasta with a control socket (--conf-path)", name, err)}
 }
 
 // fwd is the forwarder an attachment uses in this call.
@@ -144,12 +169,13 @@ type fwd struct {
 	socket, pidFile string
 	managed         bool
 	cfg             forwarder.Config // managed only
+	side            *store.Side      // chained only
 }
 
 // record is a record of the attachment at f owning rules.
 func (f *fwd) record(k Key, rules []wire.PifRule) *store.Record {
 	r := &store.Record{Network: k.Network, ContainerID: k.ContainerID, IfName: k.IfName, Netns: k.Netns,
-		Socket: f.socket, PIDFile: f.pidFile, Managed: f.managed, Rules: rules}
+		Socket: f.socket, PIDFile: f.pidFile, Managed: f.managed, Side: f.side, Rules: rules}
 	if f.managed {
 		r.Dir = f.cfg.Dir
 	}
@@ -171,6 +197,14 @@ func (c *Core) forwarderFor(ctx context.Context, o *Options, k Key, lock *store.
 	}
 	f := &fwd{managed: true, cfg: forwarder.Config{Pasta: o.Pasta, Args: o.PastaArgs, NetNS: k.Netns, IfName: k.IfName, Dir: dir, Timeout: o.timeout(),
 		MapHostLoopback: o.MapHostLoopback, LoopbackToHost: o.LoopbackToHost}}
+	if rec != nil && rec.Side != nil {
+		// Chained before: its forwarder runs another mode, and its side
+		// is in the namespace.
+		if err := c.releaseManaged(ctx, o, rec); err != nil {
+			return nil, nil, err
+		}
+		rec.Managed, rec.Side, rec.Rules, rec.Pending = false, nil, nil, nil
+	}
 	// An interface this attachment's own forwarder made in this namespace
 	// (one that just died leaves it for a moment) is not another network.
 	ours := rec != nil && rec.Managed && rec.Dir == dir && rec.Netns == k.Netns
@@ -323,14 +357,14 @@ func (c *Core) transact(ctx context.Context, o *Options, socket, pidFile string,
 	if errors.As(err, &se) && se.Result != nil && se.Result.Status == ctlclient.StatusSafeFail {
 		// The forwarder does not say which rule it refused: name the
 		// mappings behind each rule of the update.
-		var notes []string
+		var from []ruleFrom
 		for _, r := range rules.Rules {
 			if idx := comp.mappings(rules.Entries(r)); len(idx) > 0 {
-				notes = append(notes, fmt.Sprintf("%s from portMappings %s", wire.PifRule{Pif: wire.PifHost, Rule: r}, entryNames(idx)))
+				from = append(from, ruleFrom{Rule: wire.PifRule{Pif: wire.PifHost, Rule: r}, Entries: idx})
 			}
 		}
-		if len(notes) > 0 {
-			err = &annotated{Err: err, Note: strings.Join(notes, "; ")}
+		if len(from) > 0 {
+			err = &annotated{Err: err, From: from}
 		}
 	}
 	return nil, atSocket(socket, err)

@@ -142,7 +142,7 @@ func TestAddDelRange(t *testing.T) {
 	k2 := Key{Network: "net", ContainerID: "c2", IfName: "eth0"}
 	_, err = c.Add(ctx, k2, o, ms)
 	var d *Error
-	if d = Describe(err); d == nil || d.Kind != KindSafeFail || !errors.Is(err, translate.ErrConflict) || !strings.Contains(d.Details, "does not own it") {
+	if d = Describe(err, nil); d == nil || d.Kind != KindSafeFail || !errors.Is(err, translate.ErrConflict) || !strings.Contains(d.Details, "does not own it") {
 		t.Fatalf("Add of another's rule: %v (%+v)", err, d)
 	}
 	if err := c.Del(ctx, k2, o, ms); err != nil {
@@ -160,7 +160,7 @@ func TestAddDelRange(t *testing.T) {
 			t.Errorf("rule %s left after Del", r)
 		}
 	}
-	if err := c.Check(ctx, k, o, ms); Describe(err) == nil || Describe(err).Kind != KindCheckFailed {
+	if err := c.Check(ctx, k, o, ms); Describe(err, nil) == nil || Describe(err, nil).Kind != KindCheckFailed {
 		t.Errorf("Check after Del: %v", err)
 	}
 }

@@ -12,10 +12,13 @@ import (
 
 // Check verifies, changing nothing: every owned rule is in the
 // forwarder's live tables and listening (a weak rule on at least one
-// port); a managed
-// forwarder runs; the mappings ms are all owned. A failure is a
-// *CheckError.
+// port); a managed forwarder runs, and a chained one's side interface,
+// addresses, rules and routes are in the pod's namespace; the mappings ms
+// are all owned. A failure is a *CheckError.
 func (c *Core) Check(ctx context.Context, k Key, o Options, ms []Mapping) error {
+	if err := o.resolve(); err != nil {
+		return err
+	}
 	rec, err := c.loadRecord(&o, k.storeKey())
 	if err != nil {
 		return err
@@ -42,6 +45,10 @@ func (c *Core) Check(ctx context.Context, k Key, o Options, ms []Mapping) error 
 			return &CheckError{Socket: rec.Socket, Reasons: []string{fmt.Sprintf("managed forwarder in %s: %v", rec.Dir, err)}}
 		}
 	}
+	reasons, err := checkSide(rec, nil)
+	if err != nil {
+		return err
+	}
 	vctx, cancel := o.step(ctx)
 	defer cancel()
 	cl := c.client(rec.Socket, rec.PIDFile)
@@ -63,7 +70,6 @@ func (c *Core) Check(ctx context.Context, k Key, o Options, ms []Mapping) error 
 		return atSocket(rec.Socket, err)
 	}
 	c.reportWarnings(rec.Socket, v.Warnings)
-	var reasons []string
 	for _, m := range v.Missing {
 		reasons = append(reasons, "missing: "+m.String())
 	}
@@ -78,6 +84,9 @@ func (c *Core) Check(ctx context.Context, k Key, o Options, ms []Mapping) error 
 	comp, err := newCompiler(ms, &o)
 	if err != nil {
 		return err
+	}
+	if rec.Side != nil {
+		comp.chainedTargets(rec.Side.Addr4, rec.Side.Addr6)
 	}
 	reasons = append(reasons, unowned(comp, len(ms) > 0, rec.Rules, v.Tables)...)
 	if len(reasons) > 0 {

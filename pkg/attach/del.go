@@ -17,6 +17,9 @@ import (
 // ms is another client's). A record that cannot be read is an error that
 // says what to do.
 func (c *Core) Del(ctx context.Context, k Key, o Options, ms []Mapping) error {
+	if err := o.resolve(); err != nil {
+		return err
+	}
 	if err := store.EnsureDir(o.DataDir); err != nil {
 		return err
 	}
@@ -53,12 +56,13 @@ func (c *Core) Del(ctx context.Context, k Key, o Options, ms []Mapping) error {
 
 // release removes a recorded attachment's rules, or stops its managed
 // forwarder, which serves this attachment alone and takes its rules with
-// it. Rules are removed only from the forwarder they were added to: when
-// the one at the socket now is another, or cannot be told (see
+// it (a chained one's side is removed from the pod's namespace first).
+// Rules are removed only from the forwarder they were added to: when the
+// one at the socket now is another, or cannot be told (see
 // sameForwarder), none is, and a warning says so.
 func (c *Core) release(ctx context.Context, o *Options, rec *store.Record) error {
 	if rec.Managed {
-		return stopManaged(ctx, o, rec.Dir)
+		return c.releaseManaged(ctx, o, rec)
 	}
 	if claimed := rec.Claimed(); len(claimed) > 0 && rec.Socket != "" {
 		return c.removeRules(ctx, o, rec, claimed)

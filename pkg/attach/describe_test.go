@@ -69,7 +69,7 @@ func TestDescribe(t *testing.T) {
 		{"passed through", &Error{Kind: KindSafeFail, Msg: "m", Details: "d"}, KindSafeFail, []string{"d"}},
 		{"unnamed", errors.New("something"), KindUnknown, []string{"something"}},
 	} {
-		e := Describe(tc.err)
+		e := Describe(tc.err, nil)
 		if e.Kind != tc.kind {
 			t.Errorf("%s: kind %v, want %v (%v)", tc.name, e.Kind, tc.kind, e)
 		}
@@ -79,7 +79,47 @@ func TestDescribe(t *testing.T) {
 			}
 		}
 	}
-	if Describe(nil) != nil {
+	if Describe(nil, nil) != nil {
 		t.Error("nil error mapped to an error")
+	}
+}
+
+// otherDialect is a front end whose input names things differently and
+// has no socket or allowChained setting.
+type otherDialect struct{}
+
+func (otherDialect) Key(s Setting) string {
+	if s == SettingSocket || s == SettingAllowChained {
+		return ""
+	}
+	return "opt-" + s.String()
+}
+func (otherDialect) Noun() string     { return "option" }
+func (otherDialect) Mappings() string { return "port_mappings" }
+
+// TestDescribeDialect: the core's errors name settings and mappings in
+// the front end's words, and never what its input does not have.
+func TestDescribeDialect(t *testing.T) {
+	r8080 := wire.NewRule(wire.ProtoTCP, netip.Addr{}, 8080, 8080, 80, wire.FlagDualStack)
+	refused := &ctlclient.StatusError{Path: "/s", Result: &ctlclient.Result{Status: ctlclient.StatusSafeFail}}
+	for _, tc := range []struct {
+		name string
+		err  error
+		want string
+	}{
+		{"second network", &SecondNetworkError{Why: "namespace /ns already has an interface other than lo"}, "connect the container to this network alone"},
+		{"a setting", &ConfigError{Setting: SettingDataDir, Err: errors.New("too long")}, "option opt-dataDir: too long"},
+		{"a setting, not ready", &StatusError{Err: &ConfigError{Setting: SettingDataDir, Err: errors.New("not set")}}, "option opt-dataDir: not set"},
+		{"pasta found late", &forwarderError{Op: "start", Dir: "/d", Err: exec.ErrNotFound}, "option opt-pasta: "},
+		{"a mapping", &translate.MappingError{Index: 3, Err: translate.ErrPort}, "port_mappings entry 3"},
+		{"a conflict", &translate.TableError{Pif: wire.PifHost, Rule: r8080, Err: translate.ErrConflict, Entries: []int{2, 3}}, "rule made from port_mappings entries 2-3"},
+		{"a refused update", &annotated{Err: refused, From: []ruleFrom{{Rule: wire.PifRule{Pif: wire.PifHost, Rule: r8080}, Entries: []int{0}}}},
+			"HOST TCP [*]:8080  =>  80 from port_mappings entry 0"},
+	} {
+		e := Describe(tc.err, otherDialect{})
+		if s := e.Error(); !strings.Contains(s, tc.want) || strings.Contains(s, "portMappings") || strings.Contains(s, `"socket"`) ||
+			strings.Contains(s, "allowChained") || strings.Contains(s, "configuration key") {
+			t.Errorf("%s: %q, want %q in the front end's words only", tc.name, s, tc.want)
+		}
 	}
 }

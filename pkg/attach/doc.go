@@ -4,7 +4,10 @@
 // plugin, the netavark plugin) parse their runtime's input into a Key,
 // Options and Mappings, call the core, and map its errors onto their
 // runtime's codes with Describe; the core knows nothing of CNI or
-// netavark.
+// netavark: its errors name settings neutrally (Setting), and each front
+// end's Dialect says how its users write them. Options left empty get the
+// core's defaults; the data directory's depends on who runs the plugin
+// (DefaultDataDir).
 //
 // The API:
 //
@@ -14,12 +17,16 @@
 //	err = c.Check(ctx, key, opts, mappings)
 //	err = c.GC(ctx, network, opts, validKeys)
 //	err = c.Status(ctx, opts)
-//	d := attach.Describe(err)                        // Kind (the status), Msg, Details: the words, once
+//	d := attach.Describe(err, dialect)               // Kind (the status), Msg, Details: the words, once,
+//	                                                 // settings and mappings named as the front end's input names them
 //
-// What the core does for an ADD, in order: translate the mappings (bad
-// ones fail before anything is touched); lock the attachment's record
-// (pkg/store); start or reuse the managed forwarder (pkg/forwarder) or
-// resolve the external one; release what the attachment owned at a
+// What the core does for an ADD, in order: decide the mode (chained.go:
+// attached, managed, or chained after the pod network an earlier plugin
+// made); translate the mappings (bad ones fail before anything is
+// touched); lock the attachment's record (pkg/store); start or reuse the
+// managed forwarder (pkg/forwarder) — chained, on a side interface that
+// it sets up in the pod's namespace (pkg/sidenet) — or resolve the
+// external one; release what the attachment owned at a
 // forwarder it no longer uses; write ahead the rules it is about to add
 // (the record's pending rules); run one transaction (pkg/ctlclient) whose
 // planner applies the ownership policy (policy.go: a desired rule already
@@ -32,7 +39,8 @@
 // the same network records at the same socket, and only from the
 // forwarder they went to (identity.go: a restarted forwarder, or one that
 // cannot be told, gets nothing removed); a managed forwarder serves one
-// attachment and is stopped instead. Every record is read through one
+// attachment and is stopped instead (a chained one after its side is
+// removed from the pod's namespace). Every record is read through one
 // check (record.go), whoever reads it.
 //
 // Every blocking step (record lock, forwarder start, transaction) is

@@ -14,6 +14,9 @@ import (
 // networks are not looked at. A failure is a *GCError naming each stale
 // attachment that could not be released.
 func (c *Core) GC(ctx context.Context, network string, o Options, valid []Key) error {
+	if err := o.resolve(); err != nil {
+		return err
+	}
 	keep := map[[2]string]bool{}
 	for _, k := range valid {
 		keep[[2]string{k.ContainerID, k.IfName}] = true

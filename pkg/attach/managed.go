@@ -12,14 +12,13 @@ import (
 )
 
 // checkChained refuses to start a second network in a namespace that
-// another plugin has already configured, unless AllowChained says so.
-// ours says the attachment's own forwarder ran in this namespace.
+// another plugin has already configured without saying so in a previous
+// result (which would make the attachment chained, see modeOf), unless
+// AllowChained says so. ours says the attachment's own forwarder ran in
+// this namespace.
 func checkChained(o *Options, fcfg forwarder.Config, ours bool) error {
 	if o.AllowChained {
 		return nil
-	}
-	if o.PriorInterface != "" {
-		return chainedErr(fmt.Sprintf("the previous result already has interface %q", o.PriorInterface))
 	}
 	if _, running, _ := forwarder.Running(fcfg.Dir); running || ours {
 		return nil // our own forwarder made the interface
@@ -35,8 +34,7 @@ func checkChained(o *Options, fcfg forwarder.Config, ours bool) error {
 }
 
 func chainedErr(why string) error {
-	return &Error{Kind: KindBadConfig, Msg: "a managed forwarder would be a second network in this namespace",
-		Details: why + `; put passt-portmap first with no "socket" to let it make the network, set "socket" to use a forwarder started elsewhere, or set "allowChained": true`}
+	return &SecondNetworkError{Why: why}
 }
 
 // forwardersDir opens dataDir/forwarders (see package safefs), making it

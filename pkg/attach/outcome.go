@@ -66,15 +66,43 @@ func (e *Error) Error() string {
 
 func (e *Error) Unwrap() error { return e.Err }
 
-// ConfigError is a bad configuration value; Key names it, with a path for
-// nested keys (e.g. "runtimeConfig.portMappings[2].hostPort").
+// ConfigError is a bad configuration value. A front end that found it
+// names it by Key, in its input's words, with a path for nested keys
+// (e.g. "runtimeConfig.portMappings[2].hostPort"); the core names it by
+// Setting, which the front end's Dialect renders.
 type ConfigError struct {
-	Key string
-	Err error
+	Key     string
+	Setting Setting
+	Err     error
 }
 
-func (e *ConfigError) Error() string { return "configuration key " + e.Key + ": " + e.Err.Error() }
+func (e *ConfigError) Error() string { return e.named(neutral{}) }
 func (e *ConfigError) Unwrap() error { return e.Err }
+
+func (e *ConfigError) named(d Dialect) string {
+	if e.Key == "" && e.Setting != 0 {
+		return settingPhrase(d, e.Setting) + ": " + e.Err.Error()
+	}
+	return "configuration key " + e.Key + ": " + e.Err.Error()
+}
+
+// SecondNetworkError refuses a managed forwarder in a namespace that
+// another network has already configured: Why says how that was seen.
+// What the user can do depends on the front end's settings (Describe).
+type SecondNetworkError struct{ Why string }
+
+func (e *SecondNetworkError) Error() string { return e.advice(neutral{}) }
+
+func (e *SecondNetworkError) advice(d Dialect) string {
+	socket, chained := d.Key(SettingSocket), d.Key(SettingAllowChained)
+	if socket != "" && chained != "" {
+		return fmt.Sprintf("%s, but no previous result names it; list passt-portmap after the plugin that made it (the previous result then chains it: host ports only, that network untouched), "+
+			"put passt-portmap first with no %q to let it make the network, set %q to use a forwarder started elsewhere, or set %q: true for pasta's network as a second one",
+			e.Why, socket, socket, chained)
+	}
+	// A front end whose networks are always the plugin's own pasta.
+	return e.Why + "; a passt-portmap network makes the container's network itself, with its own pasta, and cannot be added to a container that already has one: connect the container to this network alone"
+}
 
 // CheckError is Check's finding: owned rules missing or not listening,
 // a managed forwarder not running, mappings not set up.
@@ -93,32 +121,57 @@ type StatusError struct{ Err error }
 func (e *StatusError) Error() string { return e.Err.Error() }
 func (e *StatusError) Unwrap() error { return e.Err }
 
-// annotated adds a note to the details of an error's description.
+// annotated adds a note to the details of an error's description: Note,
+// or the mappings that rules were made from (From), named as the front
+// end's input names them.
 type annotated struct {
 	Err  error
 	Note string
+	From []ruleFrom
 }
 
-func (e *annotated) Error() string { return e.Err.Error() + " (" + e.Note + ")" }
+// ruleFrom is a rule and the indexes of the mappings it was made from.
+type ruleFrom struct {
+	Rule    wire.PifRule
+	Entries []int
+}
+
+func (e *annotated) Error() string { return e.Err.Error() + " (" + e.note(neutral{}) + ")" }
 func (e *annotated) Unwrap() error { return e.Err }
 
+func (e *annotated) note(d Dialect) string {
+	if len(e.From) == 0 {
+		return e.Note
+	}
+	var parts []string
+	for _, f := range e.From {
+		parts = append(parts, fmt.Sprintf("%s from %s %s", f.Rule, d.Mappings(), entryNames(f.Entries)))
+	}
+	return strings.Join(parts, "; ")
+}
+
 // Describe puts any error of the core (or of a front end's configuration)
-// into words, once for every front end. nil describes nil.
-func Describe(err error) *Error {
+// into words, once for every front end: d names settings and mappings as
+// the front end's input does (nil: the core's own names). nil describes
+// nil.
+func Describe(err error, d Dialect) *Error {
 	if err == nil {
 		return nil
+	}
+	if d == nil {
+		d = neutral{}
 	}
 	socket := ""
 	if se := (*socketErr)(nil); errors.As(err, &se) {
 		socket = se.Socket
 	}
-	return describe(err, socket)
+	return describe(err, socket, d)
 }
 
-func describe(err error, socket string) *Error {
+func describe(err error, socket string, d Dialect) *Error {
 	if an := (*annotated)(nil); errors.As(err, &an) {
-		e := describe(an.Err, socket)
-		e.Details += "; " + an.Note
+		e := describe(an.Err, socket, d)
+		e.Details += "; " + an.note(d)
 		return e
 	}
 	at := ""
@@ -127,8 +180,11 @@ func describe(err error, socket string) *Error {
 	}
 	// In this order: what the call got wrong, what the forwarder said,
 	// what the files said.
-	for _, d := range []func(error, string) *Error{describeCall, describeForwarder, describeFiles} {
-		if e := d(err, at); e != nil {
+	if e := describeCall(err, d); e != nil {
+		return e
+	}
+	for _, f := range []func(error, string, Dialect) *Error{describeForwarder, describeFiles} {
+		if e := f(err, at, d); e != nil {
 			return e
 		}
 	}
@@ -141,39 +197,49 @@ func outcome(err error, k Kind, msg, details string) *Error {
 
 // describeCall describes the errors of the call itself: its configuration,
 // mappings and the calls it makes up.
-func describeCall(err error, _ string) *Error {
+func describeCall(err error, d Dialect) *Error {
 	var (
 		ae  *Error
 		gce *GCError
 		ste *StatusError
 		ce  *ConfigError
 		ke  *store.KeyError
+		sne *SecondNetworkError
 		me  *translate.MappingError
 	)
 	switch {
 	case errors.As(err, &ae):
 		return ae
 	case errors.As(err, &gce) && len(gce.Failed) > 0:
-		first := Describe(gce.Failed[0])
+		first := Describe(gce.Failed[0], d)
 		var msgs []string
 		for _, f := range gce.Failed {
-			msgs = append(msgs, Describe(f).Error())
+			msgs = append(msgs, Describe(f, d).Error())
 		}
 		return outcome(err, first.Kind, fmt.Sprintf("GC could not release %d stale attachment(s)", len(gce.Failed)), strings.Join(msgs, " | "))
 	case errors.As(err, &ste):
+		if errors.As(ste.Err, &ce) && ce.Key == "" {
+			return outcome(err, KindNotAvailable, "passt-portmap is not ready", ce.named(d))
+		}
 		return outcome(err, KindNotAvailable, "passt-portmap is not ready", ste.Error())
 	case errors.As(err, &ce):
+		if ce.Key == "" {
+			// The core's own: named in the front end's words.
+			return outcome(err, KindBadConfig, "bad passt-portmap configuration", ce.named(d))
+		}
 		return outcome(err, KindBadConfig, "bad passt-portmap configuration", err.Error())
 	case errors.As(err, &ke):
 		return outcome(err, KindBadConfig, "the runtime named no attachment", ke.Error())
+	case errors.As(err, &sne):
+		return outcome(err, KindBadConfig, "a managed forwarder would be a second network in this namespace", sne.advice(d))
 	case errors.As(err, &me):
-		return outcome(err, KindBadConfig, "bad port mapping", me.Error())
+		return outcome(err, KindBadConfig, "bad port mapping", me.In(d.Mappings()))
 	}
 	return nil
 }
 
 // describeForwarder describes what the forwarder answered, or did not.
-func describeForwarder(err error, at string) *Error {
+func describeForwarder(err error, at string, d Dialect) *Error {
 	var (
 		mm  *wire.MismatchError
 		se  *ctlclient.StatusError
@@ -206,7 +272,7 @@ func describeForwarder(err error, at string) *Error {
 			fmt.Sprintf("%s; active now: %s", mxe.Error(), active))
 	case errors.As(err, &tbe):
 		// The planner refused before anything was sent: a safe fail.
-		return outcome(err, KindSafeFail, "forwarder would reject the rules, nothing changed", at+tbe.Error())
+		return outcome(err, KindSafeFail, "forwarder would reject the rules, nothing changed", at+tbe.In(d.Mappings()))
 	case errors.As(err, &ke):
 		return outcome(err, KindCheckFailed, "forwarded ports missing or not listening", ke.Error())
 	}
@@ -215,12 +281,13 @@ func describeForwarder(err error, at string) *Error {
 
 // describeFiles describes the errors of records, locks, directories and
 // the managed forwarder's process.
-func describeFiles(err error, at string) *Error {
+func describeFiles(err error, at string, d Dialect) *Error {
 	var (
 		be  *store.BusyError
 		fe  *forwarderError
 		use *store.UnsafeError
 		rde *recordDirError
+		rse *recordSideError
 		cre *store.CorruptError
 		pe  *fs.PathError
 	)
@@ -233,11 +300,13 @@ func describeFiles(err error, at string) *Error {
 		if errors.Is(err, exec.ErrNotFound) || errors.Is(err, fs.ErrNotExist) && fe.Op == "start" {
 			// The configured (or default) pasta is missing: Add checks
 			// this first (findPasta), this is the same case found late.
-			return outcome(err, KindBadConfig, "bad passt-portmap configuration: the pasta binary cannot be run", "configuration key pasta: "+fe.Error())
+			return outcome(err, KindBadConfig, "bad passt-portmap configuration: the pasta binary cannot be run", settingPhrase(d, SettingPasta)+": "+fe.Error())
 		}
 		return outcome(err, KindUnreachable, "managed forwarder failed", fe.Error())
 	case errors.As(err, &rde):
 		return outcome(err, KindIO, "ownership record names a directory that is not its own", rde.Error())
+	case errors.As(err, &rse):
+		return outcome(err, KindIO, "ownership record names a side interface the plugin would not set up", rse.Error())
 	case errors.As(err, &cre) && cre.Version != 0:
 		return outcome(err, KindIO, "ownership record of a newer passt-portmap", cre.Error()+
 			"; nothing was changed: run the passt-portmap that wrote it, or remove this attachment's rules from the forwarder (passt-portmap show SOCKET lists them) and then the record and its .bak copy")

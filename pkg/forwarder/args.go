@@ -23,9 +23,9 @@ type pastaOption struct {
 // Reasons for refusing an option in Config.Args.
 const (
 	denyOwn      = "is set by the managed forwarder itself"
-	denyInbound  = "would forward ports outside the plugin's records: inbound ports come from portMappings, through the control socket"
-	denyOutbound = "opens the host's loopback: use the configuration key loopbackToHost"
-	denyMap      = "maps an address to the host's loopback: use the configuration key mapHostLoopback"
+	denyInbound  = "would forward ports outside the plugin's records: inbound ports come from the published port mappings (CNI portMappings, Podman -p), through the control socket"
+	denyOutbound = "opens the host's loopback: use loopbackToHost instead"
+	denyMap      = "maps an address to the host's loopback: use mapHostLoopback instead"
 	denyNS       = "changes which namespaces pasta joins or when it quits"
 	denyExit     = "makes pasta print something and exit instead of forwarding"
 	denyFile     = "writes a file the plugin does not manage"
@@ -334,6 +334,9 @@ const DNSForwardAddr = "169.254.1.1"
 // (--runas 0). Rootless, pasta keeps the caller's uid and needs no
 // --runas.
 func buildArgs(cfg Config, inst Instance, euid int) []string {
+	if cfg.Side != nil {
+		return chainedArgs(cfg, inst, euid)
+	}
 	args := []string{"--config-net",
 		"-c", inst.Socket,
 		"-P", inst.PIDFile,
@@ -422,7 +425,7 @@ func nsIfName(cfg Config) string {
 // inside the container and stay free.
 
 // loopbackReason is why an address aimed at the host's side is refused.
-const loopbackReason = "would aim the container at the host's loopback, which only the configuration keys mapHostLoopback and loopbackToHost open"
+const loopbackReason = "would aim the container at the host's loopback, which only mapHostLoopback and loopbackToHost open"
 
 // parseValueAddr parses an address value as pasta would take it: an IP
 // address, maybe with a zone; IPv4-mapped IPv6 as IPv4.

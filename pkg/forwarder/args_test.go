@@ -137,7 +137,7 @@ func TestCheckArgs(t *testing.T) {
 		{[]string{"--pc=/tmp/cap"}, "--pcap"},
 		{[]string{"-t", "22"}, "-t (--tcp-ports) would forward ports outside"},
 		{[]string{"--udp-ports=53"}, "--udp-ports"},
-		{[]string{"-T", "auto"}, "-T (--tcp-ns) opens the host's loopback: use the configuration key loopbackToHost"},
+		{[]string{"-T", "auto"}, "-T (--tcp-ns) opens the host's loopback: use loopbackToHost instead"},
 		{[]string{"-qU5432"}, "-U (--udp-ns)"},
 		{[]string{"--no-map-gw"}, "mapHostLoopback"},
 		{[]string{"--map-host-loopback", "169.254.1.2"}, "mapHostLoopback"},

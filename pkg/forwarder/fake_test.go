@@ -153,11 +153,9 @@ func fakeConfig(t *testing.T, mode string) Config {
 	return cfg
 }
 
-// gone reports whether pid no longer runs (or is a zombie).
-func gone(pid int) bool {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
-	return err != nil || len(b) == 0
-}
+// gone reports whether pid has finished exiting: no longer there, or a
+// zombie (its command line empties earlier, while it still exits).
+func gone(pid int) bool { return exited(pid, 0) }
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()

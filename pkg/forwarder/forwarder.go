@@ -131,6 +131,12 @@ type Config struct {
 	// Timeout bounds Ensure (start plus waiting for the socket); zero
 	// means DefaultTimeout. A deadline of the context applies as well.
 	Timeout time.Duration
+	// Side, when set, makes a chained forwarder: one that joins a pod
+	// whose network another plugin made, on a side interface, without
+	// configuring the namespace (see Side). Args may then hold logging
+	// options only; MapHostLoopback, LoopbackToHost and IfName do not
+	// apply.
+	Side *Side
 }
 
 // Instance is a forwarder found or started by Ensure.
@@ -201,11 +207,8 @@ func Ensure(ctx context.Context, cfg Config) (*Instance, error) {
 	if cfg.NetNS == "" {
 		return nil, errors.New("forwarder: no network namespace path")
 	}
-	if err := CheckArgs(cfg.Args); err != nil {
-		return nil, fmt.Errorf("forwarder: %w", err)
-	}
-	if err := CheckMapHostLoopback(cfg.MapHostLoopback); err != nil {
-		return nil, fmt.Errorf("forwarder: host loopback address: %w", err)
+	if err := checkConfig(cfg); err != nil {
+		return nil, err
 	}
 	inst, err := instanceFor(cfg.Dir)
 	if err != nil {

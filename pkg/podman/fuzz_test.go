@@ -37,3 +37,15 @@ func FuzzParseStatPPID(f *testing.F) {
 		}
 	})
 }
+
+// FuzzRootlessArg: any command line is read without panicking, and one
+// that says true says "--rootless" and a true value.
+func FuzzRootlessArg(f *testing.F) {
+	f.Add([]byte("netavark\x00--config\x00/r\x00--rootless=true\x00setup\x00/ns\x00"))
+	f.Add([]byte("netavark\x00--rootless\x00false\x00"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if RootlessArg(b) && !strings.Contains(string(b), "--rootless") {
+			t.Fatalf("rootless without --rootless in %q", b)
+		}
+	})
+}

@@ -29,6 +29,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"net/netip"
 	"time"
 
 	"github.com/passt-portmap/passt-portmap/pkg/wire"
@@ -108,7 +109,28 @@ type Record struct {
 	// and DEL removes them where present, while a rule that is neither
 	// owned nor pending is another client's and is never taken over.
 	Pending []OwnedRule `json:"pending,omitempty"`
-	Updated time.Time   `json:"updated"`
+	// Side is what a chained attachment set up in the pod's namespace
+	// besides its managed forwarder (nil for other attachments): DEL and
+	// GC remove it, CHECK checks it.
+	Side    *Side     `json:"side,omitempty"`
+	Updated time.Time `json:"updated"`
+}
+
+// Side is a chained attachment's side interface in the pod's namespace
+// (Netns): the tap pasta made, the pod's and pasta's addresses on it (an
+// invalid prefix: none of that family), and the rules and table that send
+// the side's replies through it.
+type Side struct {
+	// NetnsInode is the inode of the namespace at Netns when the side was
+	// set up: a namespace at that path with another inode is not the pod's.
+	NetnsInode uint64       `json:"netnsInode"`
+	IfName     string       `json:"ifname"`
+	Table      int          `json:"table"`
+	Priority   int          `json:"priority"`
+	Addr4      netip.Prefix `json:"addr4,omitzero"`
+	Gateway4   netip.Addr   `json:"gateway4,omitzero"`
+	Addr6      netip.Prefix `json:"addr6,omitzero"`
+	Gateway6   netip.Addr   `json:"gateway6,omitzero"`
 }
 
 // Identity names one forwarder (see ctlclient.Identity): the pid that

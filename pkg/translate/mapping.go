@@ -20,10 +20,12 @@ type entry struct {
 
 // options are Options after checking, shared by every entry.
 type options struct {
-	flags  wire.Flags
-	target [16]byte // wire form; zero = none
-	tfam   int      // 0 none, 4 or 6
-	ifname [wire.IfNameSize]byte
+	flags   wire.Flags
+	target  [16]byte // wire form; zero = none
+	tfam    int      // 0 none, 4 or 6
+	target6 [16]byte // with an IPv4 target: the IPv6 rules' target
+	both    bool     // a target of each family (target6 set)
+	ifname  [wire.IfNameSize]byte
 }
 
 func parseOptions(opts Options) (options, error) {
@@ -48,7 +50,25 @@ func parseOptions(opts Options) (options, error) {
 			o.tfam = 4
 		}
 	}
+	if t := opts.Target6; t.IsValid() {
+		if err := CheckTarget(t); err != nil {
+			return o, &MappingError{Index: -1, Err: fmt.Errorf("%w: %w", ErrAddress, err)}
+		}
+		a := addr16(t)
+		if isV4(a) || o.tfam != 4 {
+			return o, &MappingError{Index: -1, Err: fmt.Errorf("%w: IPv6 target %s needs an IPv6 address and an IPv4 target beside it", ErrAddress, t)}
+		}
+		o.target6, o.both = a, true
+	}
 	return o, nil
+}
+
+// targetFor returns the target of a rule listening on listen.
+func (o *options) targetFor(listen [16]byte) [16]byte {
+	if o.both && !isV4(listen) {
+		return o.target6
+	}
+	return o.target
 }
 
 // CheckInterface reports a name that cannot be a listener's interface:
@@ -108,7 +128,28 @@ var (
 	any6 = [16]byte{}
 )
 
-// parseEntry turns mapping i into an entry, checked against caps.
+// parseEntries appends the entries of mapping i to es, checked against
+// caps: one, or with a target of each family and hostIP "", one of each
+// family.
+func parseEntries(es []entry, i int, m PortMapping, o *options, caps wire.Caps) ([]entry, error) {
+	e, err := parseEntry(i, m, o, caps)
+	if err != nil {
+		return es, err
+	}
+	es = append(es, e)
+	if o.both && m.HostIP == "" {
+		e.listen = any6
+		r := o.rule(e)
+		if err := checkRule(r, caps); err != nil {
+			return es, &TableError{Pif: wire.PifHost, Rule: r, Entries: []int{i}, Err: fmt.Errorf("rule %s: %w", r, err)}
+		}
+		es = append(es, e)
+	}
+	return es, nil
+}
+
+// parseEntry turns mapping i into an entry, checked against caps; with a
+// target of each family, hostIP "" gives its IPv4 entry.
 func parseEntry(i int, m PortMapping, o *options, caps wire.Caps) (entry, error) {
 	e := entry{idx: i}
 	fail := func(err error) (entry, error) { return entry{}, &MappingError{Index: i, Mapping: m, Err: err} }
@@ -151,7 +192,7 @@ func parseEntry(i int, m PortMapping, o *options, caps wire.Caps) (entry, error)
 		}
 		e.listen = addr16(a)
 	}
-	if o.tfam != 0 && isV4(e.listen) != (o.tfam == 4) {
+	if o.tfam != 0 && !o.both && isV4(e.listen) != (o.tfam == 4) {
 		return fail(fmt.Errorf("%w: hostIP %q is %s but the target address %s is %s; the forwarder does not translate between families",
 			ErrFamily, m.HostIP, family(e.listen), netip.AddrFrom16(o.target).Unmap(), family(o.target)))
 	}
@@ -173,7 +214,7 @@ func (o *options) rule(e entry) wire.Rule {
 
 func (o *options) rangeRule(e entry, last, to uint16) wire.Rule {
 	r := wire.NewRule(e.proto, netip.AddrFrom16(e.listen), e.host, last, to, e.flags|o.flags)
-	r.Target = netip.AddrFrom16(o.target)
+	r.Target = netip.AddrFrom16(o.targetFor(e.listen))
 	r.IfName = o.ifname
 	return r
 }

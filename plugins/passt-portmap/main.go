@@ -22,7 +22,8 @@
 //	targetAddress  container-side address to forward to
 //	bindInterface  interface to bind the listeners to
 //	timeout        Go duration, default 5s: forwarder, lock and pasta start
-//	dataDir        default /var/lib/cni/passt-portmap: records/ and forwarders/
+//	dataDir        records/ and forwarders/; default /var/lib/cni/passt-portmap,
+//	               rootless $XDG_RUNTIME_DIR/passt-portmap (attach.DefaultDataDir)
 //	verify         bool, default true: check listeners after each update
 //	pasta, pastaArgs, allowChained   managed forwarder (pkg/forwarder)
 //	mapHostLoopback, loopbackToHost  managed: open the host's loopback (closed by default)
@@ -40,9 +41,9 @@
 //	50   STATUS: not ready (forwarder, pasta binary or data directory, and why)
 //	5    an ownership record that cannot be read (its path)
 //
-// Run by hand: "passt-portmap --version", and "passt-portmap show SOCKET
-// [PIDFILE]" to print a forwarder's tables in pesto's notation with each
-// rule's listening state.
+// Run by hand: "passt-portmap --version", "passt-portmap --help", and
+// "passt-portmap show SOCKET [PIDFILE]" to print a forwarder's tables in
+// pesto's notation with each rule's listening state.
 package main
 
 import (
@@ -52,6 +53,7 @@ import (
 	"github.com/passt-portmap/passt-portmap/plugins/passt-portmap/internal/cli"
 	"github.com/passt-portmap/passt-portmap/plugins/passt-portmap/internal/cni"
 	"github.com/passt-portmap/passt-portmap/plugins/passt-portmap/internal/netavark"
+	"github.com/passt-portmap/passt-portmap/plugins/passt-portmap/internal/version"
 )
 
 func main() {
@@ -64,7 +66,10 @@ func main() {
 	cni.Main(os.Stdout, os.Stderr)
 }
 
-// versions are the lines "--version" prints.
+// versions are the lines "--version" prints: the same version as CNI's
+// about line and netavark's info.
 func versions() []string {
-	return []string{cni.About(), "CNI versions: " + strings.Join(cni.SupportedVersions.SupportedVersions(), ", ")}
+	return []string{"passt-portmap " + version.Current().Describe(),
+		"CNI versions: " + strings.Join(cni.SupportedVersions.SupportedVersions(), ", "),
+		"netavark plugin API version: " + netavark.APIVersion}
 }

@@ -16,15 +16,19 @@ import (
 
 	"github.com/passt-portmap/passt-portmap/pkg/attach"
 	"github.com/passt-portmap/passt-portmap/pkg/forwarder"
+	"github.com/passt-portmap/passt-portmap/pkg/sidenet"
 	"github.com/passt-portmap/passt-portmap/pkg/translate"
 )
 
 // Defaults of the optional configuration keys.
 const (
 	defaultTimeout = 5 * time.Second
-	defaultDataDir = "/var/lib/cni/passt-portmap"
 	// argSocket is the CNI_ARGS key that overrides "socket" for one call.
 	argSocket = "PASST_SOCKET"
+	// argK8sNamespace and argK8sName are the CNI_ARGS keys a CRI runtime
+	// (containerd, CRI-O) sends: the call is a Kubernetes pod's.
+	argK8sNamespace = "K8S_POD_NAMESPACE"
+	argK8sName      = "K8S_POD_NAME"
 	// forwarderManaged is the value of "forwarder" that makes the plugin
 	// start pasta itself.
 	forwarderManaged = "managed"
@@ -65,6 +69,9 @@ type netConf[M any] struct {
 	AllowChained    bool     `json:"allowChained"`
 	MapHostLoopback string   `json:"mapHostLoopback"`
 	LoopbackToHost  bool     `json:"loopbackToHost"`
+	SideInterface   string   `json:"sideInterface"`
+	SideTable       *int     `json:"sideTable"`
+	SideNetwork     string   `json:"sideNetwork"`
 
 	Weak          bool    `json:"weak"`
 	TargetAddress string  `json:"targetAddress"`
@@ -124,9 +131,18 @@ type Config struct {
 	// LoopbackToHost forwards the container's loopback ports to the
 	// host's loopback ("loopbackToHost"); off by default.
 	LoopbackToHost bool
+	// Side shapes a chained attachment's side interface
+	// ("sideInterface", "sideTable", "sideNetwork"); zero values are the
+	// defaults.
+	Side attach.SideOptions
+	// Kubernetes is true when CNI_ARGS carries K8S_POD_NAMESPACE and
+	// K8S_POD_NAME, as the CRI runtimes (containerd, CRI-O) send them.
+	Kubernetes bool
 
-	Options  translate.Options // weak, targetAddress, bindInterface
-	Timeout  time.Duration
+	Options translate.Options // weak, targetAddress, bindInterface
+	Timeout time.Duration
+	// DataDir is "dataDir"; "" when not set: the core's default, which
+	// depends on who runs the plugin (attach.DefaultDataDir).
 	DataDir  string
 	Verify   bool
 	Mappings []translate.PortMapping
@@ -219,7 +235,7 @@ func ParseConfig(stdin []byte, env Env) (*Config, error) {
 
 // parseKeys validates every key but the mappings.
 func parseKeys[M any](nc *netConf[M], env Env) (*Config, error) {
-	c := &Config{Network: nc.Name, CNIVersion: nc.CNIVersion, Timeout: defaultTimeout, DataDir: defaultDataDir, Verify: true}
+	c := &Config{Network: nc.Name, CNIVersion: nc.CNIVersion, Timeout: defaultTimeout, Verify: true}
 	if err := c.parseVersion(); err != nil {
 		return nil, err
 	}
@@ -234,6 +250,12 @@ func parseKeys[M any](nc *netConf[M], env Env) (*Config, error) {
 	if err := c.parseForwarder(fwd, env); err != nil {
 		return nil, err
 	}
+	if err := c.parseSide(nc.SideInterface, nc.SideTable, nc.SideNetwork); err != nil {
+		return nil, err
+	}
+	_, ns := cniArg(env.Args, argK8sNamespace)
+	_, name := cniArg(env.Args, argK8sName)
+	c.Kubernetes = ns && name
 	opts := optionsConf{Weak: nc.Weak, TargetAddress: nc.TargetAddress, BindInterface: nc.BindInterface, Timeout: nc.Timeout, DataDir: nc.DataDir, Verify: nc.Verify}
 	if err := c.parseOptions(opts); err != nil {
 		return nil, err
@@ -393,6 +415,43 @@ func (c *Config) parseManaged(nc forwarderConf) error {
 	return nil
 }
 
+// parseSide checks the keys of a chained attachment's side interface.
+func (c *Config) parseSide(ifName string, table *int, network string) error {
+	if ifName != "" {
+		if err := translate.CheckInterface(ifName); err != nil {
+			return cfgErr("sideInterface", "not an interface name: %v", err)
+		}
+		c.Side.IfName = ifName
+	}
+	if table != nil {
+		if err := sidenet.CheckTable(*table); err != nil {
+			return cfgErr("sideTable", "%v", err)
+		}
+		c.Side.Table = *table
+	}
+	if network == "" {
+		return nil
+	}
+	for _, f := range strings.Split(network, ",") {
+		p, err := netip.ParsePrefix(strings.TrimSpace(f))
+		if err == nil {
+			err = sidenet.CheckNetwork(p)
+		}
+		if err != nil {
+			return cfgErr("sideNetwork", "%v (want an IPv4 link-local prefix, an IPv6 unique local one, or both separated by a comma, e.g. \"169.254.100.0/30,fd41:e00e:44f8::/64\")", err)
+		}
+		switch {
+		case p.Addr().Is4() && !c.Side.Network4.IsValid():
+			c.Side.Network4 = p
+		case p.Addr().Is6() && !c.Side.Network6.IsValid():
+			c.Side.Network6 = p
+		default:
+			return cfgErr("sideNetwork", "%q: at most one prefix of each IP version", network)
+		}
+	}
+	return nil
+}
+
 // optionsConf are the keys that apply to every rule and call.
 type optionsConf struct {
 	Weak                                  bool
@@ -433,8 +492,8 @@ func (c *Config) parseOptions(nc optionsConf) error {
 		if c.DataDir = *nc.DataDir; !filepath.IsAbs(c.DataDir) {
 			return cfgErr("dataDir", "%q is not an absolute path", c.DataDir)
 		}
+		c.DataDir = filepath.Clean(c.DataDir)
 	}
-	c.DataDir = filepath.Clean(c.DataDir)
 	if nc.Verify != nil {
 		c.Verify = *nc.Verify
 	}

@@ -22,7 +22,7 @@ func TestParseConfigDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Managed || c.Timeout != 5*time.Second || c.DataDir != "/var/lib/cni/passt-portmap" || !c.Verify || c.Options.Weak ||
+	if c.Managed || c.Timeout != 5*time.Second || c.DataDir != "" || !c.Verify || c.Options.Weak ||
 		c.Options.Target.IsValid() || c.Options.Interface != "" || c.PrevResult != nil || c.Network != "pasta-ports" || c.CNIVersion != "1.1.0" {
 		t.Errorf("defaults: %+v", c)
 	}
@@ -88,6 +88,78 @@ func TestParseConfigModes(t *testing.T) {
 	}
 }
 
+func TestParseConfigSide(t *testing.T) {
+	c, err := ParseConfig([]byte(`{"name":"n","sideInterface":"side0","sideTable":7,"sideNetwork":"fd00:1::/112, 169.254.9.0/29"}`), testEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := attach.SideOptions{IfName: "side0", Table: 7, Network4: netip.MustParsePrefix("169.254.9.0/29"), Network6: netip.MustParsePrefix("fd00:1::/112")}
+	if c.Side != want {
+		t.Errorf("side %+v, want %+v", c.Side, want)
+	}
+	c, err = ParseConfig([]byte(`{"name":"n"}`), testEnv)
+	if err != nil || c.Side != (attach.SideOptions{}) {
+		t.Errorf("defaults: %+v %v", c.Side, err)
+	}
+}
+
+func TestParseConfigKubernetes(t *testing.T) {
+	for _, tc := range []struct {
+		args string
+		want bool
+	}{
+		{"", false},
+		{"IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=web-0;K8S_POD_INFRA_CONTAINER_ID=abc;K8S_POD_UID=u", true},
+		{"K8S_POD_NAMESPACE=default", false},
+		{"K8S_POD_NAME=web-0", false},
+	} {
+		env := testEnv
+		env.Args = tc.args
+		c, err := ParseConfig([]byte(`{"name":"n"}`), env)
+		if err != nil || c.Kubernetes != tc.want {
+			t.Errorf("%q: Kubernetes %v %v, want %v", tc.args, c.Kubernetes, err, tc.want)
+		}
+	}
+}
+
+// prior reads what a previous result says earlier plugins made: which
+// interfaces are in the container and the families of its addresses
+// (the host side's are not the pod's).
+func TestPrior(t *testing.T) {
+	for _, tc := range []struct {
+		name, prev string
+		want       string
+	}{
+		{"none", ``, "<nil>"},
+		{"bridge, IPv4", `{"cniVersion":"1.0.0","interfaces":[{"name":"cni0"},{"name":"veth1"},{"name":"eth0","sandbox":"/run/netns/p"}],"ips":[{"address":"10.88.0.2/16","interface":2}]}`,
+			"&{Interfaces:[{Name:cni0 Sandbox:false} {Name:veth1 Sandbox:false} {Name:eth0 Sandbox:true}] IPv4:true IPv6:false}"},
+		{"dual-stack", `{"cniVersion":"1.0.0","interfaces":[{"name":"eth0","sandbox":"/p"}],"ips":[{"address":"10.88.0.2/16","interface":0},{"address":"fd00::2/64","interface":0}]}`,
+			"&{Interfaces:[{Name:eth0 Sandbox:true}] IPv4:true IPv6:true}"},
+		{"an IPv6 address of the host side only", `{"cniVersion":"1.0.0","interfaces":[{"name":"br0"},{"name":"eth0","sandbox":"/p"}],"ips":[{"address":"10.88.0.2/16","interface":1},{"address":"fd00::1/64","interface":0}]}`,
+			"&{Interfaces:[{Name:br0 Sandbox:false} {Name:eth0 Sandbox:true}] IPv4:true IPv6:false}"},
+		{"an address without an interface", `{"cniVersion":"1.0.0","ips":[{"address":"fd00::2/64"}]}`, "&{Interfaces:[] IPv4:false IPv6:true}"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			conf := `{"name":"n","cniVersion":"1.0.0"}`
+			if tc.prev != "" {
+				conf = `{"name":"n","cniVersion":"1.0.0","prevResult":` + tc.prev + `}`
+			}
+			c, err := ParseConfig([]byte(conf), testEnv)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p := prior(c.PrevResult)
+			got := "<nil>"
+			if p != nil {
+				got = fmt.Sprintf("%+v", p)
+			}
+			if got != tc.want {
+				t.Errorf("got  %s\nwant %s", got, tc.want)
+			}
+		})
+	}
+}
+
 func TestParseConfigErrors(t *testing.T) {
 	for _, tc := range []struct {
 		conf, args string
@@ -125,6 +197,13 @@ func TestParseConfigErrors(t *testing.T) {
 		{`{"name":"n","runtimeConfig":{"portMappings":[7]}}`, "", "runtimeConfig.portMappings[0]", "want an object"},
 		{`{"name":"n","cniVersion":"1.0.0","prevResult":{"cniVersion":"1.0.0","ips":"x"}}`, "", "prevResult", ""},
 		{`{"name":"n","cni.dev/valid-attachments":{}}`, "", "cni.dev/valid-attachments", "want a list"},
+		{`{"name":"n","sideInterface":"a/b"}`, "", "sideInterface", "not an interface name"},
+		{`{"name":"n","sideTable":254}`, "", "sideTable", "not main 254"},
+		{`{"name":"n","sideTable":"7"}`, "", "sideTable", "want an integer"},
+		{`{"name":"n","sideNetwork":"10.0.0.0/30"}`, "", "sideNetwork", "want an IPv4 link-local prefix"},
+		{`{"name":"n","sideNetwork":"169.254.1.0/31"}`, "", "sideNetwork", "16 to 30 bits"},
+		{`{"name":"n","sideNetwork":"169.254.1.0/30,169.254.2.0/30"}`, "", "sideNetwork", "at most one prefix of each IP version"},
+		{`{"name":"n","sideNetwork":"fe80::/64"}`, "", "sideNetwork", "IPv6 unique local prefix"},
 	} {
 		env := testEnv
 		env.Args = tc.args

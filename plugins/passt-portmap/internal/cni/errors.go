@@ -36,6 +36,13 @@ var codes = map[attach.Kind]uint{
 	attach.KindIO:           types.ErrIOFailure,
 }
 
+// dialect names the core's settings by the configuration's keys.
+type dialect struct{}
+
+func (dialect) Key(s attach.Setting) string { return s.String() } // the core's names are the keys
+func (dialect) Noun() string                { return "configuration key" }
+func (dialect) Mappings() string            { return "portMappings" }
+
 // cniErr converts a verb's error for skel: the core's words, the CNI code.
 func cniErr(err error) error {
 	if err == nil {
@@ -48,7 +55,7 @@ func toCNI(err error) *types.Error {
 	if te := (*types.Error)(nil); errors.As(err, &te) {
 		return te
 	}
-	d := attach.Describe(err)
+	d := attach.Describe(err, dialect{})
 	code, ok := codes[d.Kind]
 	if !ok {
 		code = codeUnknownFailed

@@ -62,6 +62,11 @@ func TestErrorTable(t *testing.T) {
 		{"unsafe path", fmt.Errorf("store: %w", &store.UnsafeError{Path: "/d/r.json", What: "is a FIFO"}), types.ErrIOFailure, []string{"/d/r.json", "is a FIFO", "unsafe"}},
 		{"socket path too long", cfgErr("socket", "expands to %q, %d bytes long", "/x", 200), 7, []string{"socket", "200 bytes"}},
 		{"data directory unusable", fmt.Errorf("store: %w", &fs.PathError{Op: "mkdir", Path: "/var/lib/x", Err: syscall.EACCES}), types.ErrIOFailure, []string{"/var/lib/x", "permission denied"}},
+		{"second network", &attach.SecondNetworkError{Why: "the previous result already has interface \"eth0\""}, 7,
+			[]string{`no "socket" to let it make the network`, `set "socket" to use a forwarder started elsewhere`, `"allowChained": true`}},
+		{"data directory from the core", &attach.ConfigError{Setting: attach.SettingDataDir, Err: errors.New("not set, and ...")}, 7, []string{"configuration key dataDir: not set"}},
+		{"rootless data directory, not ready", &attach.StatusError{Err: &attach.ConfigError{Setting: attach.SettingDataDir, Err: errors.New("not set")}}, 50, []string{"configuration key dataDir: not set"}},
+		{"mapping conflict", &translate.TableError{Pif: wire.PifHost, Rule: r8080, Err: translate.ErrConflict, Entries: []int{4}}, 100, []string{"rule made from portMappings entry 4"}},
 		{"passed through", types.NewError(42, "m", "d"), 42, []string{"d"}},
 		{"unnamed", errors.New("something"), 999, []string{"something"}},
 	} {

@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"runtime/debug"
 
 	"github.com/passt-portmap/passt-portmap/pkg/attach"
+	"github.com/passt-portmap/passt-portmap/pkg/ctlclient/procnet"
+	"github.com/passt-portmap/passt-portmap/pkg/podman"
+	"github.com/passt-portmap/passt-portmap/plugins/passt-portmap/internal/version"
 )
 
 // CoreBackend carries out setup and teardown with the runtime-neutral
@@ -108,8 +110,24 @@ func outcome(err error) error {
 	if errors.As(err, &fe) {
 		return err
 	}
-	return &outcomeError{d: attach.Describe(err)}
+	return &outcomeError{d: attach.Describe(err, dialect{})}
 }
+
+// dialect names the core's settings by the network's options: a
+// passt-portmap network always has its own pasta, so the CNI keys that
+// choose another forwarder (socket) or a second network (allowChained)
+// have no option here.
+type dialect struct{}
+
+func (dialect) Key(s attach.Setting) string {
+	switch s {
+	case attach.SettingSocket, attach.SettingAllowChained:
+		return ""
+	}
+	return s.String()
+}
+func (dialect) Noun() string     { return "network option" }
+func (dialect) Mappings() string { return "port_mappings" }
 
 // configuredOf is the core's account of the managed network, for the
 // StatusBlock.
@@ -138,17 +156,24 @@ func configuredOf(n *attach.Network) Configured {
 	return c
 }
 
+// processRuntime learns about the Podman that runs this process from
+// /proc and Podman's configuration files.
+type processRuntime struct{}
+
+func (processRuntime) ForwardsPorts() bool { return podman.RootlessNetavark(procnet.Root, os.Getpid()) }
+
+func (processRuntime) PortReservation() error {
+	return podman.CheckReservation(procnet.Root, os.Getpid(), "/", os.Getenv)
+}
+
 // Main runs the plugin API's command in args (without the program's
 // name) for a process: stdin, stdout and stderr, the core behind it. It
 // returns the exit status.
 func Main(args []string) int {
-	version := "(devel)"
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
-		version = bi.Main.Version
-	}
 	p := &Plugin{
 		Backend: CoreBackend{Core: &attach.Core{Warn: func(msg string) { fmt.Fprintln(os.Stderr, "passt-portmap:", msg) }}},
-		Version: version,
+		Runtime: processRuntime{},
+		Version: version.Current().String(),
 		Stdout:  os.Stdout,
 		Stderr:  os.Stderr,
 	}

@@ -15,11 +15,10 @@ import (
 	"github.com/passt-portmap/passt-portmap/pkg/translate"
 )
 
-// Defaults of the network options: those of the CNI configuration.
-const (
-	DefaultTimeout = 5 * time.Second
-	DefaultDataDir = "/var/lib/cni/passt-portmap"
-)
+// DefaultTimeout is the default of the timeout option, as of the CNI
+// configuration's key. dataDir's default is the core's
+// (attach.DefaultDataDir): an empty DataDir.
+const DefaultTimeout = 5 * time.Second
 
 // Options are a network's options ("podman network create -o KEY=VALUE"),
 // parsed. The keys are those of the CNI configuration that make sense for
@@ -27,7 +26,7 @@ const (
 type Options struct {
 	Pasta     string   // "pasta": the pasta binary; "" is pasta from PATH
 	PastaArgs []string // "pastaArgs": extra pasta arguments
-	DataDir   string   // "dataDir": records and forwarders' files
+	DataDir   string   // "dataDir": records and forwarders' files; "" the core's default
 	Timeout   time.Duration
 	Weak      bool // "weak": a port that cannot bind is not an error
 	Verify    bool // "verify": check that the rules listen (default true)
@@ -55,7 +54,7 @@ var optionKeys = []string{"bindInterface", "dataDir", "loopbackToHost", "mapHost
 // error: it is most likely a misspelt one, and create reports it when the
 // network is made, not when a container starts.
 func ParseOptions(opts map[string]string) (Options, error) {
-	o := Options{DataDir: DefaultDataDir, Timeout: DefaultTimeout, Verify: true}
+	o := Options{Timeout: DefaultTimeout, Verify: true}
 	keys := make([]string, 0, len(opts))
 	for k := range opts {
 		keys = append(keys, k)

@@ -10,7 +10,7 @@ import (
 )
 
 func TestParseOptions(t *testing.T) {
-	def := Options{DataDir: DefaultDataDir, Timeout: DefaultTimeout, Verify: true}
+	def := Options{Timeout: DefaultTimeout, Verify: true}
 	with := func(f func(*Options)) Options { o := def; f(&o); return o }
 	tests := []struct {
 		name string
@@ -27,7 +27,7 @@ func TestParseOptions(t *testing.T) {
 		{"pasta from PATH", map[string]string{"pasta": "pasta"}, with(func(o *Options) { o.Pasta = "pasta" }), ""},
 		{"pastaArgs as JSON", map[string]string{"pastaArgs": `["--search", "a b.test", "--mtu", "1500"]`},
 			with(func(o *Options) { o.PastaArgs = []string{"--search", "a b.test", "--mtu", "1500"} }), ""},
-		{"pastaArgs opening the host's loopback", map[string]string{"pastaArgs": "-T auto"}, def, "use the configuration key loopbackToHost"},
+		{"pastaArgs opening the host's loopback", map[string]string{"pastaArgs": "-T auto"}, def, "use loopbackToHost instead"},
 		{"pastaArgs aiming at the host's loopback", map[string]string{"pastaArgs": "--outbound 127.0.0.1 --map-guest-addr 169.254.1.2"}, def, "word 0: \"--outbound\": option -o (--outbound) with value \"127.0.0.1\" would aim the container at the host's loopback"},
 		{"pastaArgs with a loopback DNS host", map[string]string{"pastaArgs": `["--dns-host", "127.0.0.1", "--dns-forward", "169.254.1.3"]`}, def, "--dns-host with value \"127.0.0.1\""},
 		{"weak 1", map[string]string{"weak": "1"}, with(func(o *Options) { o.Weak = true }), ""},

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"strings"
+
+	"github.com/passt-portmap/passt-portmap/pkg/podman"
 )
 
 // Attachment is one container on one network, as setup and teardown ask
@@ -44,9 +46,25 @@ type Coder interface {
 // "invalid network config".
 const CodeBadInput = 7
 
+// Runtime is what the plugin learns of the Podman that runs it.
+type Runtime interface {
+	// ForwardsPorts reports whether the runtime forwards the published
+	// host ports itself: rootless Podman does, with rootlessport, from
+	// the host's network namespace straight to the container's address,
+	// while netavark and the plugin run in its rootless network
+	// namespace, where nothing reaches a listener of the forwarder.
+	ForwardsPorts() bool
+	// PortReservation is podman.CheckReservation's answer: a
+	// *podman.ReservationError when a rootful Podman holds the published
+	// host ports itself, so that the forwarder cannot bind them.
+	PortReservation() error
+}
+
 // Plugin runs the plugin API's commands.
 type Plugin struct {
 	Backend Backend
+	// Runtime, when set, is asked before a setup with port mappings.
+	Runtime Runtime
 	Version string    // the plugin's version, for info
 	Stdout  io.Writer // the answer, or {"error": ...}: nothing else
 	Stderr  io.Writer // logs
@@ -173,6 +191,9 @@ func (p *Plugin) setup(ctx context.Context, netns string, b []byte) (any, error)
 		// runtime logs it rather than pretend.
 		p.logf("container %.12s on network %s: static addresses and MAC (--ip, --mac-address) are not used: pasta gives the container the host's addresses", a.ContainerID, a.Network)
 	}
+	if a.Mappings, err = p.portsToForward(a.Mappings); err != nil {
+		return nil, fmt.Errorf("setup of container %.12s on network %s: %w", a.ContainerID, a.Network, err)
+	}
 	c, err := p.Backend.Setup(ctx, a)
 	if err != nil {
 		return nil, fmt.Errorf("setup of container %.12s on network %s: %w", a.ContainerID, a.Network, err)
@@ -182,6 +203,38 @@ func (p *Plugin) setup(ctx context.Context, netns string, b []byte) (any, error)
 	}
 	return StatusBlockOf(c), nil
 }
+
+// portsToForward returns the mappings the forwarder has to bind: none
+// when the runtime forwards them itself (rootless Podman), and all of
+// them otherwise, unless a rootful Podman holds them (refused with
+// CodeBadInput, naming the setting: the forwarder's ports would not
+// listen). A Podman configuration that cannot be read is logged, and the
+// listener check names the holder of a port that does not listen.
+func (p *Plugin) portsToForward(ms []Mapping) ([]Mapping, error) {
+	if len(ms) == 0 || p.Runtime == nil {
+		return ms, nil
+	}
+	if p.Runtime.ForwardsPorts() {
+		return nil, nil
+	}
+	err := p.Runtime.PortReservation()
+	var re *podman.ReservationError
+	switch {
+	case err == nil:
+		return ms, nil
+	case errors.As(err, &re):
+		return nil, &reservationError{re}
+	}
+	p.logf("%v", err)
+	return ms, nil
+}
+
+// reservationError is Podman's port reservation in the way: bad input
+// (the runtime's configuration), CodeBadInput.
+type reservationError struct{ *podman.ReservationError }
+
+func (e *reservationError) ExitCode() int { return CodeBadInput }
+func (e *reservationError) Unwrap() error { return e.ReservationError }
 
 func (p *Plugin) teardown(ctx context.Context, netns string, b []byte) error {
 	a, _, err := p.attachment(netns, b)
