@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -87,18 +86,30 @@ func (c *Core) add(ctx context.Context, k Key, o Options, ms []Mapping) (*Result
 	if err != nil {
 		return nil, err
 	}
-	owned, claimed := c.leaveOld(ctx, &o, st, prev, fw)
+	owned, claimed := c.leaveOld(ctx, &o, prev, fw)
 
 	next := fw.record(k, owned)
 	if len(ms) > 0 || len(claimed) > 0 {
-		if next.Rules, err = c.apply(ctx, &o, lock, comp, next, prev == nil, claimed); err != nil {
+		// The claimed rules count only in the forwarder they went to
+		// (see sameForwarder): the transaction's first connection
+		// checks that, and a forwarder restarted since gets a
+		// transaction of its own that claims none.
+		g := &guard{socket: fw.socket}
+		if len(claimed) > 0 {
+			g = expect(prev, fw.socket)
+		}
+		rules, err := c.apply(ctx, &o, lock, comp, next, g, prev == nil, claimed)
+		var ns *notSameError
+		if errors.As(err, &ns) {
+			c.warnf("%s; a byte-equal rule there now is another client's", ns.why)
+			next = fw.record(k, nil)
+			g = &guard{socket: fw.socket}
+			rules, err = c.apply(ctx, &o, lock, comp, next, g, prev == nil, nil)
+		}
+		if err != nil {
 			return nil, err
 		}
-		if forwarderID(fw.socket) != next.ForwarderID {
-			// Restarted during this ADD: which one holds the rules is
-			// not known.
-			next.ForwarderID = 0
-		}
+		next.Rules, next.Identity = rules, storeIdentity(g.reached)
 		if err := c.step("add: applied"); err != nil {
 			return nil, err
 		}
@@ -153,35 +164,9 @@ func findPasta(pasta string) error {
 	return &ConfigError{Setting: SettingPasta, Err: fmt.Errorf("%q cannot be run: %v; set it to the path of a pasta with a control socket (--conf-path)", name, err)}
 }
 
-// lockRecord takes the attachment's lock and reads its record. A record
-// that cannot be read (nor its backup copy) is an error: replacing it
-// would disown the rules it names, which would stay in the forwarder with
-// no owner. A managed record must name its own directory.
-func (c *Core) lockRecord(ctx context.Context, o *Options, st *store.Store, key store.Key) (*store.Locked, *store.Record, error) {
-	lctx, cancel := o.step(ctx)
-	lock, err := st.Lock(lctx, key)
-	cancel()
-	if err != nil {
-		return nil, nil, err
-	}
-	rec, err := lock.Read()
-	if err == nil {
-		c.warnDamaged(lock.Damaged())
-		if rec != nil && rec.Managed {
-			err = checkManagedDir(o, rec)
-		}
-	}
-	if err != nil {
-		lock.Unlock()
-		return nil, nil, err
-	}
-	return lock, rec, nil
-}
-
 // fwd is the forwarder an attachment uses in this call.
 type fwd struct {
 	socket, pidFile string
-	id              uint64 // forwarderID of the socket when found
 	managed         bool
 	cfg             forwarder.Config // managed only
 	side            *store.Side      // chained only
@@ -190,7 +175,7 @@ type fwd struct {
 // record is a record of the attachment at f owning rules.
 func (f *fwd) record(k Key, rules []wire.PifRule) *store.Record {
 	r := &store.Record{Network: k.Network, ContainerID: k.ContainerID, IfName: k.IfName, Netns: k.Netns,
-		Socket: f.socket, PIDFile: f.pidFile, ForwarderID: f.id, Managed: f.managed, Side: f.side, Rules: rules}
+		Socket: f.socket, PIDFile: f.pidFile, Managed: f.managed, Side: f.side, Rules: rules}
 	if f.managed {
 		r.Dir = f.cfg.Dir
 	}
@@ -204,10 +189,10 @@ func (f *fwd) record(k Key, rules []wire.PifRule) *store.Record {
 // forwarder are removed first) is returned in rec's place.
 func (c *Core) forwarderFor(ctx context.Context, o *Options, k Key, lock *store.Locked, rec *store.Record) (*fwd, *store.Record, error) {
 	if !o.Managed {
-		return &fwd{socket: o.Socket, pidFile: o.PIDFile, id: forwarderID(o.Socket)}, rec, nil
+		return &fwd{socket: o.Socket, pidFile: o.PIDFile}, rec, nil
 	}
 	dir := forwarderDir(o.DataDir, k.storeKey())
-	if err := store.EnsureDir(filepath.Dir(dir)); err != nil {
+	if err := ensureForwarders(o); err != nil {
 		return nil, nil, err
 	}
 	f := &fwd{managed: true, cfg: forwarder.Config{Pasta: o.Pasta, Args: o.PastaArgs, NetNS: k.Netns, IfName: k.IfName, Dir: dir, Timeout: o.timeout(),
@@ -228,7 +213,7 @@ func (c *Core) forwarderFor(ctx context.Context, o *Options, k Key, lock *store.
 	}
 	if rec == nil || !rec.Managed || rec.Dir != dir {
 		if rec != nil && len(rec.Rules) > 0 && rec.Socket != "" {
-			if err := c.removeRules(ctx, o, recordStore(o), rec.Key(), rec.Socket, rec.PIDFile, rec.Rules); err != nil {
+			if err := c.release(ctx, o, rec); err != nil {
 				c.warnf("could not remove the rules this attachment owned at %s: %v", rec.Socket, err)
 			}
 		}
@@ -245,24 +230,21 @@ func (c *Core) forwarderFor(ctx context.Context, o *Options, k Key, lock *store.
 	if err != nil {
 		return nil, nil, &forwarderError{Op: "start", Dir: dir, Err: err}
 	}
-	f.socket, f.pidFile, f.id = inst.Socket, inst.PIDFile, forwarderID(inst.Socket)
+	f.socket, f.pidFile = inst.Socket, inst.PIDFile
 	return f, rec, nil
 }
 
 // leaveOld lets go of what the previous record holds elsewhere: rules at
 // another forwarder, a managed forwarder no longer used. It returns the
-// rules the attachment owns and claims at f.
-func (c *Core) leaveOld(ctx context.Context, o *Options, st *store.Store, rec *store.Record, f *fwd) (owned, claimed []wire.PifRule) {
+// rules the attachment owns and claims at f (which count only if f's
+// forwarder is the one they went to: see Add).
+func (c *Core) leaveOld(ctx context.Context, o *Options, rec *store.Record, f *fwd) (owned, claimed []wire.PifRule) {
 	if rec == nil {
 		return nil, nil
 	}
 	owned, claimed = rec.Rules, rec.Claimed()
-	if now := forwarderID(rec.Socket); len(claimed) > 0 && restarted(rec, now) {
-		c.warnf("the forwarder at %s was restarted since this attachment's rules were added (control socket inode %d, now %d): they went with it, and a byte-equal rule there now is another client's", rec.Socket, rec.ForwarderID, now)
-		owned, claimed = nil, nil
-	}
 	if rec.Socket != f.socket && len(claimed) > 0 {
-		if err := c.removeRules(ctx, o, st, rec.Key(), rec.Socket, rec.PIDFile, claimed); err != nil {
+		if err := c.release(ctx, o, rec); err != nil {
 			c.warnf("could not remove the rules this attachment owned at %s: %v", rec.Socket, err)
 		}
 		owned, claimed = nil, nil
@@ -281,7 +263,7 @@ func (c *Core) leaveOld(ctx context.Context, o *Options, st *store.Store, rec *s
 // and returns the rules owned afterwards. next is the record to write
 // should the forwarder's state become unknown; fresh says there was no
 // record before.
-func (c *Core) apply(ctx context.Context, o *Options, lock *store.Locked, comp *compiler, next *store.Record, fresh bool, claimed []wire.PifRule) ([]wire.PifRule, error) {
+func (c *Core) apply(ctx context.Context, o *Options, lock *store.Locked, comp *compiler, next *store.Record, g *guard, fresh bool, claimed []wire.PifRule) ([]wire.PifRule, error) {
 	before := *next
 	before.Pending = wire.Minus(claimed, next.Rules)
 	wroteIntent := false
@@ -299,13 +281,16 @@ func (c *Core) apply(ctx context.Context, o *Options, lock *store.Locked, comp *
 		}
 		ahead := before
 		ahead.Pending = append(append([]wire.PifRule(nil), before.Pending...), extra...)
+		// The intent is written inside the transaction: the forwarder
+		// it goes to is the one the first connection reached.
+		ahead.Identity = storeIdentity(g.reached)
 		if err := lock.WriteIntent(&ahead); err != nil {
 			return err
 		}
 		wroteIntent = true
 		return c.step("add: intent written")
 	}
-	desired, err := c.transact(ctx, o, next.Socket, next.PIDFile, comp, claimed, intent)
+	desired, err := c.transact(ctx, o, next.Socket, next.PIDFile, g, comp, claimed, intent)
 	if err == nil {
 		return desired, nil
 	}
@@ -314,6 +299,7 @@ func (c *Core) apply(ctx context.Context, o *Options, lock *store.Locked, comp *
 		// A rollback that failed leaves this update's rules in unknown
 		// places: keep owning them so DEL removes them.
 		next.Rules = wire.Union(claimed, unknownState(err))
+		next.Identity = storeIdentity(g.reached)
 		if werr := lock.Write(next); werr != nil {
 			c.warnf("%v", werr)
 		}
@@ -323,6 +309,7 @@ func (c *Core) apply(ctx context.Context, o *Options, lock *store.Locked, comp *
 		// failed ADD then goes by a record that owns nothing, rather than
 		// by the mappings, which may match a rule that another client
 		// holds (the likely reason for the failure).
+		before.Identity = storeIdentity(g.reached)
 		if werr := lock.Write(&before); werr != nil {
 			c.warnf("%v", werr)
 		}
@@ -333,7 +320,7 @@ func (c *Core) apply(ctx context.Context, o *Options, lock *store.Locked, comp *
 // transact runs the one transaction of an ADD: the mappings compiled for
 // the live host table, the edits decided by the ownership policy, the
 // rules it adds written ahead by intent before anything is sent.
-func (c *Core) transact(ctx context.Context, o *Options, socket, pidFile string, comp *compiler, claimed []wire.PifRule, intent func([]wire.PifRule) error) ([]wire.PifRule, error) {
+func (c *Core) transact(ctx context.Context, o *Options, socket, pidFile string, g *guard, comp *compiler, claimed []wire.PifRule, intent func([]wire.PifRule) error) ([]wire.PifRule, error) {
 	var (
 		desired []wire.PifRule
 		rules   translate.Compiled
@@ -362,7 +349,7 @@ func (c *Core) transact(ctx context.Context, o *Options, socket, pidFile string,
 		desired = wire.RulesIn(wire.PifHost, rules.Rules)
 		return edits, nil
 	}
-	err := c.update(ctx, o, socket, pidFile, plan)
+	err := c.update(ctx, o, socket, pidFile, g, plan)
 	if err == nil {
 		return desired, nil
 	}

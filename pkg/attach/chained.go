@@ -226,7 +226,7 @@ func sideError(err error) error {
 // another mode, or with another side, is stopped first, its side removed.
 func (c *Core) chainedForwarder(ctx context.Context, o *Options, k Key, lock *store.Locked, rec *store.Record, s sidenet.Side) (*fwd, *store.Record, error) {
 	dir := forwarderDir(o.DataDir, k.storeKey())
-	if err := store.EnsureDir(filepath.Dir(dir)); err != nil {
+	if err := ensureForwarders(o); err != nil {
 		return nil, nil, err
 	}
 	fs := forwarder.Side{IfName: s.IfName, Addr4: s.Addr4, Gateway4: s.Gateway4, Addr6: s.Addr6, Gateway6: s.Gateway6}
@@ -253,7 +253,7 @@ func (c *Core) chainedForwarder(ctx context.Context, o *Options, k Key, lock *st
 	f.side = sideRecord(s)
 	if !same {
 		if rec != nil && !rec.Managed && len(rec.Rules) > 0 && rec.Socket != "" {
-			if err := c.removeRules(ctx, o, recordStore(o), rec.Key(), rec.Socket, rec.PIDFile, rec.Rules); err != nil {
+			if err := c.release(ctx, o, rec); err != nil {
 				c.warnf("could not remove the rules this attachment owned at %s: %v", rec.Socket, err)
 			}
 		}
@@ -279,14 +279,14 @@ func (c *Core) chainedForwarder(ctx context.Context, o *Options, k Key, lock *st
 		}
 		return nil, nil, &forwarderError{Op: "set up the side interface of", Dir: dir, Err: err}
 	}
-	f.socket, f.pidFile, f.id = inst.Socket, inst.PIDFile, forwarderID(inst.Socket)
+	f.socket, f.pidFile = inst.Socket, inst.PIDFile
 	return f, rec, nil
 }
 
 // releaseManaged stops a managed forwarder a record names, after
 // removing its side (a chained one's) from the pod's namespace.
 func (c *Core) releaseManaged(ctx context.Context, o *Options, rec *store.Record) error {
-	if err := checkManagedDir(o, rec); err != nil {
+	if err := checkRecord(o, rec); err != nil {
 		return err
 	}
 	if rec.Side != nil {

@@ -4,9 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 
 	"github.com/passt-portmap/passt-portmap/pkg/forwarder"
+	"github.com/passt-portmap/passt-portmap/pkg/store"
 	"github.com/passt-portmap/passt-portmap/pkg/wire"
 )
 
@@ -19,11 +19,7 @@ func (c *Core) Check(ctx context.Context, k Key, o Options, ms []Mapping) error 
 	if err := o.resolve(); err != nil {
 		return err
 	}
-	rec, damaged, err := recordStore(&o).Load(k.storeKey())
-	c.warnDamaged(damaged)
-	if errors.Is(err, fs.ErrNotExist) {
-		rec, err = nil, nil
-	}
+	rec, err := c.loadRecord(&o, k.storeKey())
 	if err != nil {
 		return err
 	}
@@ -34,15 +30,19 @@ func (c *Core) Check(ctx context.Context, k Key, o Options, ms []Mapping) error 
 		return &CheckError{Socket: o.Socket, Reasons: []string{fmt.Sprintf("no ownership record for %s: ADD did not complete", k)}}
 	}
 	if rec.Managed {
-		if err := checkManagedDir(&o, rec); err != nil {
-			return err
-		}
 		_, running, err := forwarder.Running(rec.Dir)
 		if err != nil {
 			return &CheckError{Socket: rec.Socket, Reasons: []string{fmt.Sprintf("managed forwarder in %s: %v", rec.Dir, err)}}
 		}
 		if !running {
 			return &CheckError{Socket: rec.Socket, Reasons: []string{fmt.Sprintf("managed forwarder in %s is not running", rec.Dir)}}
+		}
+		if err := forwarder.CheckSocket(rec.Dir); err != nil {
+			var ue *store.UnsafeError
+			if errors.As(err, &ue) {
+				return err
+			}
+			return &CheckError{Socket: rec.Socket, Reasons: []string{fmt.Sprintf("managed forwarder in %s: %v", rec.Dir, err)}}
 		}
 	}
 	reasons, err := checkSide(rec, nil)
@@ -51,7 +51,21 @@ func (c *Core) Check(ctx context.Context, k Key, o Options, ms []Mapping) error 
 	}
 	vctx, cancel := o.step(ctx)
 	defer cancel()
-	v, err := c.client(rec.Socket, rec.PIDFile).Verify(vctx, rec.Rules)
+	cl := c.client(rec.Socket, rec.PIDFile)
+	if len(rec.Rules) > 0 {
+		// Rules in another forwarder than the one they were added to
+		// are not this attachment's, byte-equal or not.
+		cl.Reached = expect(rec, rec.Socket).check
+	}
+	v, err := cl.Verify(vctx, rec.Rules)
+	var ns *notSameError
+	if errors.As(err, &ns) {
+		reasons := []string{ns.why}
+		for _, r := range rec.Rules {
+			reasons = append(reasons, "missing: "+r.String())
+		}
+		return &CheckError{Socket: rec.Socket, Reasons: reasons}
+	}
 	if err != nil {
 		return atSocket(rec.Socket, err)
 	}

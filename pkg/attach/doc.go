@@ -36,9 +36,12 @@
 // Ownership: an attachment owns the rules its record names, and claims
 // those plus the pending ones a run that died may have left. DEL and GC
 // remove claimed rules where present, except those another attachment of
-// the same network records at the same socket; a managed forwarder serves
-// one attachment and is stopped instead (a chained one after its side is
-// removed from the pod's namespace).
+// the same network records at the same socket, and only from the
+// forwarder they went to (identity.go: a restarted forwarder, or one that
+// cannot be told, gets nothing removed); a managed forwarder serves one
+// attachment and is stopped instead (a chained one after its side is
+// removed from the pod's namespace). Every record is read through one
+// check (record.go), whoever reads it.
 //
 // Every blocking step (record lock, forwarder start, transaction) is
 // bounded by Options.Timeout and by the caller's context.

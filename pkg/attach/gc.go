@@ -27,7 +27,7 @@ func (c *Core) GC(ctx context.Context, network string, o Options, valid []Key) e
 		return err
 	}
 	st := recordStore(&o)
-	entries, err := st.List(network)
+	entries, err := listRecords(&o, network)
 	if err != nil {
 		return err
 	}
@@ -72,7 +72,7 @@ func (c *Core) collect(ctx context.Context, o *Options, st *store.Store, key sto
 	}
 	defer lock.Unlock()
 	if rec != nil {
-		if err := c.release(ctx, o, st, rec); err != nil {
+		if err := c.release(ctx, o, rec); err != nil {
 			return err
 		}
 	}

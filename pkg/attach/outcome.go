@@ -203,6 +203,7 @@ func describeCall(err error, d Dialect) *Error {
 		gce *GCError
 		ste *StatusError
 		ce  *ConfigError
+		ke  *store.KeyError
 		sne *SecondNetworkError
 		me  *translate.MappingError
 	)
@@ -227,6 +228,8 @@ func describeCall(err error, d Dialect) *Error {
 			return outcome(err, KindBadConfig, "bad passt-portmap configuration", ce.named(d))
 		}
 		return outcome(err, KindBadConfig, "bad passt-portmap configuration", err.Error())
+	case errors.As(err, &ke):
+		return outcome(err, KindBadConfig, "the runtime named no attachment", ke.Error())
 	case errors.As(err, &sne):
 		return outcome(err, KindBadConfig, "a managed forwarder would be a second network in this namespace", sne.advice(d))
 	case errors.As(err, &me):
@@ -245,6 +248,7 @@ func describeForwarder(err error, at string, d Dialect) *Error {
 		mxe *ctlclient.MixedError
 		tbe *translate.TableError
 		ke  *CheckError
+		ofe *ctlclient.OtherForwarderError
 	)
 	switch {
 	case errors.As(err, &mm):
@@ -253,6 +257,8 @@ func describeForwarder(err error, at string, d Dialect) *Error {
 		return describeStatus(se, err)
 	case errors.As(err, &ue):
 		return outcome(err, KindUnreachable, "forwarder unreachable or busy", fmt.Sprintf("socket %s: %v", ue.Path, ue.Err))
+	case errors.As(err, &ofe):
+		return outcome(err, KindUnreachable, "the forwarder was replaced during this call; nothing was sent to the new one", at+ofe.Error())
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, os.ErrDeadlineExceeded):
 		return outcome(err, KindUnreachable, "forwarder busy past the timeout", at+err.Error())
 	case errors.As(err, &de):
@@ -288,6 +294,8 @@ func describeFiles(err error, at string, d Dialect) *Error {
 	switch {
 	case errors.As(err, &be):
 		return outcome(err, KindUnreachable, "another passt-portmap call holds this attachment", be.Error())
+	case errors.As(err, &use):
+		return outcome(err, KindIO, "passt-portmap refuses an unsafe path", err.Error())
 	case errors.As(err, &fe):
 		if errors.Is(err, exec.ErrNotFound) || errors.Is(err, fs.ErrNotExist) && fe.Op == "start" {
 			// The configured (or default) pasta is missing: Add checks
@@ -295,8 +303,6 @@ func describeFiles(err error, at string, d Dialect) *Error {
 			return outcome(err, KindBadConfig, "bad passt-portmap configuration: the pasta binary cannot be run", settingPhrase(d, SettingPasta)+": "+fe.Error())
 		}
 		return outcome(err, KindUnreachable, "managed forwarder failed", fe.Error())
-	case errors.As(err, &use):
-		return outcome(err, KindIO, "passt-portmap refuses an unsafe path", err.Error())
 	case errors.As(err, &rde):
 		return outcome(err, KindIO, "ownership record names a directory that is not its own", rde.Error())
 	case errors.As(err, &rse):

@@ -27,19 +27,19 @@ type forwarder struct {
 	why     string // why pid is 0 or inodes nil, for diagnostics
 }
 
-// findForwarder finds the process holding the listening control socket:
-// the one found last time, the peer (a forwarder that did not daemonize),
-// the PID file's process, else a scan of /proc/*/fd. It does not fail:
-// what it cannot find it leaves empty (see why).
-func (c *Client) findForwarder(peer ucred) forwarder {
-	f := forwarder{uid: peer.uid}
-	inodes, err := procnet.UnixListeners(c.Path)
-	if err != nil || len(inodes) == 0 {
-		f.why = fmt.Sprintf("no listening socket at %s in /proc/net/unix (%v)", c.Path, err)
-		return f
-	}
+// findForwarder finds the process holding the listening control socket
+// that session s reached: the one found last time, the peer (a forwarder
+// that did not daemonize), or the PID file's process, each checked in its
+// own network namespace (/proc/PID/net/unix: the forwarder may run in
+// another namespace than the caller, where the caller's /proc/net/unix
+// does not show its socket); else the holder of the listening socket the
+// caller's namespace shows; else the holder of the socket the forwarder
+// accepted for s (sock_diag names it), which it holds while it serves s.
+// It does not fail: what it cannot find it leaves empty (see why).
+func (c *Client) findForwarder(s *session) forwarder {
+	f := forwarder{uid: s.peer.uid}
 	var why []string
-	candidates := []int{c.cachedPID(), peer.pid}
+	candidates := []int{c.cachedPID(), s.peer.pid}
 	if c.PIDFile != "" {
 		pid, err := procnet.ReadPIDFile(c.PIDFile)
 		if err != nil {
@@ -51,6 +51,7 @@ func (c *Client) findForwarder(peer ucred) forwarder {
 		if pid <= 0 {
 			continue
 		}
+		inodes, _ := procnet.UnixListenersIn(filepath.Join(procnet.Root, strconv.Itoa(pid), "net"), c.Path)
 		fds, err := procnet.ReadFDs(pid)
 		if holdsAny(fds.Sockets, inodes) {
 			f.pid, f.fds, f.inodes = pid, fds, fds.Sockets
@@ -69,7 +70,14 @@ func (c *Client) findForwarder(peer ucred) forwarder {
 		}
 	}
 	if f.pid == 0 {
-		pid, err := procnet.FindHolder(inodes)
+		if inodes, err := procnet.UnixListeners(c.Path); err == nil && len(inodes) > 0 {
+			if pid, err := procnet.FindHolder(inodes); err == nil {
+				f.pid = pid
+			}
+		}
+	}
+	if f.pid == 0 {
+		pid, err := c.acceptedHolder(s)
 		if err != nil {
 			f.why = strings.Join(append(why, err.Error()), "; ")
 			return f
@@ -85,6 +93,27 @@ func (c *Client) findForwarder(peer ucred) forwarder {
 		}
 	}
 	return f
+}
+
+// acceptedHolder returns the process holding the socket the forwarder
+// accepted for s.
+func (c *Client) acceptedHolder(s *session) (int, error) {
+	rc, err := s.conn.SyscallConn()
+	if err != nil {
+		return 0, err
+	}
+	var peer uint64
+	var perr error
+	if err := rc.Control(func(fd uintptr) { peer, perr = procnet.UnixPeer(int(fd)) }); err != nil {
+		return 0, err
+	}
+	if perr != nil {
+		return 0, fmt.Errorf("the forwarder's end of the connection to %s: %w", c.Path, perr)
+	}
+	if peer == 0 {
+		return 0, fmt.Errorf("the connection to %s has no peer", c.Path)
+	}
+	return procnet.FindHolder([]uint64{peer})
 }
 
 // reread reads f's fd table again, after listeners with the inodes seen
@@ -365,7 +394,7 @@ func (c *Client) lookSettled(ctx context.Context, mine func(wire.Tables) []PifRu
 	// While the connection is held, the forwarder is the same process and
 	// only opens sockets (retrying failed binds): a retry reads its fd
 	// table again only where an unattributed listener appeared.
-	f := c.findForwarder(s.peer)
+	f := c.findForwarder(s)
 	for {
 		lc, err := c.checkOnce(f, snap.Tables, rules)
 		if err == nil && len(lc.unknown) > 0 {

@@ -51,7 +51,7 @@ func TestChainedArgs(t *testing.T) {
 			if _, err := parseArgs(got[:len(got)-2]); err != nil {
 				t.Errorf("pasta would not parse the arguments: %v", err)
 			}
-			if !cmdlineHasSocket(got, inst.Socket) {
+			if v, ok := argValue(got, "conf-path"); !ok || v != inst.Socket {
 				t.Errorf("the arguments do not name the socket: %q", got)
 			}
 		})

@@ -6,7 +6,6 @@ import (
 	"io/fs"
 	"net"
 	"net/netip"
-	"os"
 	"slices"
 	"strings"
 
@@ -153,12 +152,8 @@ func ReadResult(cfg Config) (*current.Result, error) {
 	}
 
 	if cfg.Dir != "" {
-		inst, err := instanceFor(cfg.Dir)
+		b, err := readOutput(cfg.Dir)
 		if err != nil {
-			return nil, err
-		}
-		b, err := os.ReadFile(inst.OutFile)
-		if err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return nil, fmt.Errorf("forwarder: read pasta's start-up output: %w", err)
 		}
 		res.DNS = parseStartupDNS(b)
@@ -277,4 +272,23 @@ func parseStartupDNS(out []byte) types.DNS {
 		}
 	}
 	return dns
+}
+
+// readOutput reads pasta's start-up output in the attachment directory
+// dir (see package safefs); nothing when there is none.
+func readOutput(dir string) ([]byte, error) {
+	inst, err := instanceFor(dir)
+	if err != nil {
+		return nil, err
+	}
+	d, err := openDir(inst.Dir, false)
+	if err != nil {
+		return nil, err
+	}
+	defer d.Close()
+	b, err := d.ReadFile(OutFileName, maxOutput)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	return b, err
 }

@@ -49,20 +49,30 @@ func (k Key) String() string {
 	return fmt.Sprintf("network %q container %q interface %q", k.Network, k.ContainerID, k.IfName)
 }
 
-// Validate reports an empty component or one holding a NUL byte.
+// Validate reports an empty component or one holding a NUL byte, as a
+// *KeyError.
 func (k Key) Validate() error {
 	for _, c := range []struct{ name, v string }{{"network", k.Network}, {"container ID", k.ContainerID}, {"interface", k.IfName}} {
 		if c.v == "" {
-			return fmt.Errorf("store key: empty %s", c.name)
+			return &KeyError{Part: c.name, Why: "is empty"}
 		}
 		for i := 0; i < len(c.v); i++ {
 			if c.v[i] == 0 {
-				return fmt.Errorf("store key: %s %q holds a NUL byte", c.name, c.v)
+				return &KeyError{Part: c.name, Why: fmt.Sprintf("%q holds a NUL byte", c.v)}
 			}
 		}
 	}
 	return nil
 }
+
+// KeyError is a key that names no attachment: the caller's input is at
+// fault (an empty interface name, say).
+type KeyError struct {
+	Part string // "network", "container ID" or "interface"
+	Why  string
+}
+
+func (e *KeyError) Error() string { return "attachment key: the " + e.Part + " " + e.Why }
 
 // Record is what one attachment owns.
 type Record struct {
@@ -76,10 +86,15 @@ type Record struct {
 	Socket string `json:"socket"`
 	// PIDFile is the forwarder's PID file, if known.
 	PIDFile string `json:"pidFile,omitempty"`
-	// ForwarderID identifies the forwarder process that Rules and Pending
-	// were written to: the inode of its listening control socket (0 when
-	// unknown). A forwarder restarted at the same path has another one,
-	// and none of the rules of before.
+	// Identity identifies the forwarder that Rules and Pending were
+	// written to (nil when it could not be established): a forwarder
+	// restarted at the same path has another one, and none of the rules
+	// of before. It works across network namespaces (see Identity).
+	Identity *Identity `json:"identity,omitempty"`
+	// ForwarderID is what records of earlier versions identified the
+	// forwarder by: the inode of its listening control socket in the
+	// plugin's /proc/net/unix (0 when unknown). It is read, never
+	// written.
 	ForwarderID uint64 `json:"forwarderID,omitempty"`
 	// Managed is true when the plugin started the forwarder itself; Dir
 	// is then its per-attachment directory.
@@ -116,6 +131,16 @@ type Side struct {
 	Gateway4   netip.Addr   `json:"gateway4,omitzero"`
 	Addr6      netip.Prefix `json:"addr6,omitzero"`
 	Gateway6   netip.Addr   `json:"gateway6,omitzero"`
+}
+
+// Identity names one forwarder (see ctlclient.Identity): the pid that
+// created its listening control socket (SO_PEERCRED) and the device,
+// inode and creation time of its socket file.
+type Identity struct {
+	PeerPID int32  `json:"peerPID"`
+	Dev     uint64 `json:"dev"`
+	Ino     uint64 `json:"ino"`
+	Born    int64  `json:"born"`
 }
 
 // Claimed returns the owned rules followed by the pending ones not among

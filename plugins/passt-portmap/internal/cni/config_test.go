@@ -79,8 +79,11 @@ func TestParseConfigModes(t *testing.T) {
 			t.Errorf("%s: managed %v socket %q, want %v %q", tc.name, c.Managed, c.Socket, tc.managed, tc.socket)
 		}
 	}
-	c, _ := ParseConfig([]byte(`{"name":"n","pasta":"/p","pastaArgs":["-a","b"],"allowChained":true}`), testEnv)
-	if c.Pasta != "/p" || strings.Join(c.PastaArgs, " ") != "-a b" || !c.AllowChained {
+	c, err := ParseConfig([]byte(`{"name":"n","pasta":"/p","pastaArgs":["-a","192.0.2.9"],"allowChained":true}`), testEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Pasta != "/p" || strings.Join(c.PastaArgs, " ") != "-a 192.0.2.9" || !c.AllowChained {
 		t.Errorf("managed keys: %+v", c)
 	}
 }

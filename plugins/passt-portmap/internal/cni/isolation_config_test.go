@@ -40,6 +40,9 @@ func TestParseConfigHostAccess(t *testing.T) {
 		{`{"name":"n","pastaArgs":["-q","-4c","/x"]}`, "pastaArgs[1]", `"-4c": option -c (--conf-path) is set by the managed forwarder itself`},
 		{`{"name":"n","pastaArgs":["--map-host-loopback=169.254.1.2"]}`, "pastaArgs[0]", "use mapHostLoopback instead"},
 		{`{"name":"n","pastaArgs":["-T","auto"]}`, "pastaArgs[0]", "use loopbackToHost instead"},
+		{`{"name":"n","pastaArgs":["--outbound","127.0.0.1","--map-guest-addr","169.254.1.2"]}`, "pastaArgs[0]", `option -o (--outbound) with value "127.0.0.1" would aim the container at the host's loopback`},
+		{`{"name":"n","pastaArgs":["-q","--dns-host=::1","--dns-forward","169.254.1.3"]}`, "pastaArgs[1]", `option --dns-host with value "::1"`},
+		{`{"name":"n","pastaArgs":["--outbound-if4","lo"]}`, "pastaArgs[0]", "loopback interface"},
 		{`{"name":"n","pastaArgs":["sh"]}`, "pastaArgs[0]", "not an option"},
 	} {
 		_, err := ParseConfig([]byte(tc.conf), testEnv)

@@ -292,6 +292,9 @@ func perNetworkOptions(o obj) (PerNetworkOptions, error) {
 	if _, err := get(o, "interface_name", true, "a string", &p.InterfaceName); err != nil {
 		return p, err
 	}
+	if p.InterfaceName == "" {
+		return p, fieldErr(o.path+".interface_name", "is empty: the managed pasta needs the name of the interface to make in the namespace")
+	}
 	var err error
 	if p.Aliases, err = o.strings("aliases"); err != nil {
 		return p, err

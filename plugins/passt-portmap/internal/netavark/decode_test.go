@@ -68,6 +68,7 @@ func TestDecodeExecErrors(t *testing.T) {
 		{"subnet without subnet", `{"container_id":"c","network":{"name":"n","subnets":[{"gateway":null}]},"network_options":{"interface_name":"eth0"}}`, "network.subnets[0].subnet", "missing"},
 		{"dns server number", `{"container_id":"c","network":{"name":"n","network_dns_servers":[1]},"network_options":{"interface_name":"eth0"}}`, "network.network_dns_servers[0]", "want a string"},
 		{"no interface_name", `{"container_id":"c","network":{"name":"n"},"network_options":{}}`, "network_options.interface_name", "missing"},
+		{"empty interface_name", `{"container_id":"c","network":{"name":"n"},"network_options":{"interface_name":""}}`, "network_options.interface_name", "is empty"},
 		{"static_ips null element", `{"container_id":"c","network":{"name":"n"},"network_options":{"interface_name":"eth0","static_ips":[null]}}`, "network_options.static_ips[0]", "want a string"},
 		{"port_mappings object", `{"container_id":"c","port_mappings":{},"network":{"name":"n"},"network_options":{"interface_name":"eth0"}}`, "port_mappings", "list of objects"},
 		{"mapping null", `{"container_id":"c","port_mappings":[null],"network":{"name":"n"},"network_options":{"interface_name":"eth0"}}`, "port_mappings[0]", "is null"},

@@ -28,6 +28,8 @@ func TestParseOptions(t *testing.T) {
 		{"pastaArgs as JSON", map[string]string{"pastaArgs": `["--search", "a b.test", "--mtu", "1500"]`},
 			with(func(o *Options) { o.PastaArgs = []string{"--search", "a b.test", "--mtu", "1500"} }), ""},
 		{"pastaArgs opening the host's loopback", map[string]string{"pastaArgs": "-T auto"}, def, "use loopbackToHost instead"},
+		{"pastaArgs aiming at the host's loopback", map[string]string{"pastaArgs": "--outbound 127.0.0.1 --map-guest-addr 169.254.1.2"}, def, "word 0: \"--outbound\": option -o (--outbound) with value \"127.0.0.1\" would aim the container at the host's loopback"},
+		{"pastaArgs with a loopback DNS host", map[string]string{"pastaArgs": `["--dns-host", "127.0.0.1", "--dns-forward", "169.254.1.3"]`}, def, "--dns-host with value \"127.0.0.1\""},
 		{"weak 1", map[string]string{"weak": "1"}, with(func(o *Options) { o.Weak = true }), ""},
 		{"pastaArgs outside the allow-list", map[string]string{"pastaArgs": "--dns-forward 10.0.2.3 -c /tmp/x"}, def, "network.options.pastaArgs: word 2: \"-c\""},
 		{"bad JSON pastaArgs", map[string]string{"pastaArgs": `["x",1]`}, def, "network.options.pastaArgs: "},

@@ -11,6 +11,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/passt-portmap/passt-portmap/pkg/store"
 )
 
 // fakeBackend records the calls and answers as told.
@@ -133,6 +135,11 @@ func TestErrors(t *testing.T) {
 			[]string{"setup", "/ns"}, CodeBadInput, "network.options.timeout", 0},
 		{"bad option at teardown", nil, `{"container_id":"c","network":{"name":"n","options":{"dataDir":"rel"}},"network_options":{"interface_name":"eth0"}}`,
 			[]string{"teardown", "/ns"}, CodeBadInput, "network.options.dataDir", 0},
+		{"empty interface name", nil, `{"container_id":"c","network":{"name":"n"},"network_options":{"interface_name":""}}`,
+			[]string{"setup", "/ns"}, CodeBadInput, "network_options.interface_name: is empty", 0},
+		{"empty interface name at teardown", nil, `{"container_id":"c","network":{"name":"n"},"network_options":{"interface_name":""}}`,
+			[]string{"teardown", "/ns"}, CodeBadInput, "network_options.interface_name: is empty", 0},
+		{"core refuses an empty key part", attachKeyErr(), minimal, []string{"setup", "/ns"}, CodeBadInput, "attachment key: the interface is empty", 1},
 		{"backend outcome code", codedErr{101}, minimal, []string{"setup", "/ns"}, 101, "setup of container c1 on network n: outcome 101", 1},
 		{"backend error", errors.New("boom"), minimal, []string{"teardown", "/ns"}, 1, "teardown of container c1 on network n: boom", 1},
 	}
@@ -195,3 +202,7 @@ func TestCreate(t *testing.T) {
 		})
 	}
 }
+
+// attachKeyErr is what the core backend returns for a key the core
+// refuses: the core's outcome, with its exit status.
+func attachKeyErr() error { return outcome(&store.KeyError{Part: "interface", Why: "is empty"}) }
