@@ -163,7 +163,7 @@ func (p *Plugin) add(args *skel.CmdArgs) error {
 	case c.cfg.PrevResult != nil:
 		out = c.cfg.PrevResult
 	case res.Network != nil:
-		out = res.Network.CNIResult()
+		out = cniResult(res.Network)
 	default:
 		out = &current.Result{CNIVersion: current.ImplementedSpecVersion}
 	}
@@ -172,6 +172,24 @@ func (p *Plugin) add(args *skel.CmdArgs) error {
 		return types.NewError(types.ErrIncompatibleCNIVersion, "cannot convert the result", fmt.Sprintf("to version %s: %v", c.cfg.CNIVersion, err))
 	}
 	return conv.PrintTo(p.Stdout)
+}
+
+// cniResult is the network a managed forwarder made, as a CNI result
+// (CNIVersion current.ImplementedSpecVersion): its one interface, in the
+// container's namespace, with the addresses and routes on it.
+func cniResult(n *attach.Network) *current.Result {
+	res := &current.Result{
+		CNIVersion: current.ImplementedSpecVersion,
+		Interfaces: []*current.Interface{{Name: n.Interface.Name, Mac: n.Interface.MAC, Mtu: n.Interface.MTU, Sandbox: n.Interface.Sandbox}},
+		DNS:        types.DNS{Nameservers: n.DNS.Nameservers, Domain: n.DNS.Domain, Search: n.DNS.Search, Options: n.DNS.Options},
+	}
+	for _, r := range n.Routes {
+		res.Routes = append(res.Routes, &types.Route{Dst: r.Dst, GW: r.Gateway, Priority: r.Priority})
+	}
+	for _, a := range n.Addresses {
+		res.IPs = append(res.IPs, &current.IPConfig{Interface: current.Int(0), Address: a.Prefix, Gateway: a.Gateway})
+	}
+	return res
 }
 
 // Del is CNI DEL: remove exactly what this attachment owns, then its
