@@ -93,18 +93,16 @@ func parse(args *skel.CmdArgs, resolve bool) (*call, error) {
 		return nil, err
 	}
 	c := &call{cfg: cfg, key: attach.Key{Network: cfg.Network, ContainerID: args.ContainerID, IfName: args.IfName, Netns: args.Netns}}
-	c.opts = attach.Options{DataDir: cfg.DataDir, Timeout: cfg.Timeout, Managed: cfg.Managed,
-		Pasta: cfg.Pasta, PastaArgs: cfg.PastaArgs, AllowChained: cfg.AllowChained, Side: cfg.Side,
-		MapHostLoopback: cfg.MapHostLoopback, LoopbackToHost: cfg.LoopbackToHost,
-		Weak: cfg.Options.Weak, TargetAddress: cfg.Options.Target, BindInterface: cfg.Options.Interface, Verify: cfg.Verify,
-		NoNetwork: cfg.PrevResult != nil, Prior: prior(cfg.PrevResult), Kubernetes: cfg.Kubernetes}
+	c.opts = cfg.Options
+	c.opts.Managed, c.opts.Kubernetes = cfg.Managed, cfg.Kubernetes
+	c.opts.Prior, c.opts.NoNetwork = prior(cfg.PrevResult), cfg.PrevResult != nil
 	if resolve && !cfg.Managed {
 		if c.opts.Socket, c.opts.PIDFile, err = resolveSocket(cfg, env); err != nil {
 			return nil, err
 		}
 	}
 	for _, m := range cfg.Mappings {
-		c.maps = append(c.maps, attach.Mapping{HostIP: m.HostIP, HostPort: m.HostPort, ContainerPort: m.ContainerPort, Protocols: []string{m.Protocol}})
+		c.maps = append(c.maps, m.mapping())
 	}
 	return c, nil
 }
@@ -169,7 +167,7 @@ func (p *Plugin) add(args *skel.CmdArgs) error {
 	}
 	conv, err := out.GetAsVersion(c.cfg.CNIVersion)
 	if err != nil {
-		return types.NewError(types.ErrIncompatibleCNIVersion, "cannot convert the result", fmt.Sprintf("to version %s: %v", c.cfg.CNIVersion, err))
+		return cfgErr("cniVersion", "the result cannot be given in version %s: %w", c.cfg.CNIVersion, err)
 	}
 	return conv.PrintTo(p.Stdout)
 }
