@@ -3,6 +3,7 @@ module github.com/passt-portmap/passt-portmap
 go 1.26.8
 
 require (
+	github.com/BurntSushi/toml v1.5.0
 	github.com/containernetworking/cni v1.3.1
 	github.com/containernetworking/plugins v1.9.1
 	github.com/vishvananda/netlink v1.3.1

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/netip"
 	"path/filepath"
-	"strings"
 
 	"github.com/passt-portmap/passt-portmap/pkg/forwarder"
 	"github.com/passt-portmap/passt-portmap/pkg/sidenet"
@@ -108,20 +107,13 @@ func checkChainedOptions(o *Options) error {
 	const why = "not for a chained attachment (after the pod network)"
 	switch {
 	case o.TargetAddress.IsValid():
-		return &ConfigError{Key: "targetAddress", Err: fmt.Errorf("%s: its rules forward to the side interface's addresses", why)}
+		return settingErr(SettingTargetAddress, "%s: its rules forward to the side interface's addresses", why)
 	case len(o.MapHostLoopback) > 0:
-		return &ConfigError{Key: "mapHostLoopback", Err: fmt.Errorf("%s: its pasta opens no path to the node", why)}
+		return settingErr(SettingMapHostLoopback, "%s: its pasta opens no path to the node", why)
 	case o.LoopbackToHost:
-		return &ConfigError{Key: "loopbackToHost", Err: fmt.Errorf("%s: its pasta opens no path to the node", why)}
+		return settingErr(SettingLoopbackToHost, "%s: its pasta opens no path to the node", why)
 	}
-	if err := forwarder.CheckChainedArgs(o.PastaArgs); err != nil {
-		var ae *forwarder.ArgError
-		if errors.As(err, &ae) {
-			return &ConfigError{Key: fmt.Sprintf("pastaArgs[%d]", ae.Index), Err: errors.New(ae.Detail())}
-		}
-		return &ConfigError{Key: "pastaArgs", Err: err}
-	}
-	return nil
+	return argsErr(forwarder.CheckChainedArgs(o.PastaArgs))
 }
 
 // planSide is the side a chained ADD sets up in the namespace netns: an
@@ -146,7 +138,7 @@ func planSide(o *Options, netns string) (sidenet.Side, error) {
 	}
 	s, err := sidenet.Plan(netns, ifName, table, net4, net6)
 	if err != nil {
-		return sidenet.Side{}, &ConfigError{Key: "sideNetwork", Err: err}
+		return sidenet.Side{}, &ConfigError{Setting: SettingSideNetwork, Err: err}
 	}
 	return s, nil
 }
@@ -202,19 +194,22 @@ func sameSide(rec *store.Side, s sidenet.Side) bool {
 }
 
 // sideError maps a side that clashes with the pod's network onto the
-// configuration keys that choose it.
+// settings that choose it.
 func sideError(err error) error {
 	var ce *sidenet.ClashError
 	if errors.As(err, &ce) {
-		var keys []string
+		var settings []Setting
 		for _, p := range ce.Parts() {
-			keys = append(keys, [...]string{"sideInterface", "sideTable", "sideNetwork"}[p])
+			settings = append(settings, [...]Setting{SettingSideInterface, SettingSideTable, SettingSideNetwork}[p])
 		}
-		return &ConfigError{Key: strings.Join(keys, ", "), Err: fmt.Errorf("%w; set the key to another value", err)}
+		if len(settings) == 0 {
+			return err
+		}
+		return &ConfigError{Setting: settings[0], Also: settings[1:], Err: fmt.Errorf("%w; set it to another value", err)}
 	}
 	var oe *forwarder.OutboundError
 	if errors.As(err, &oe) {
-		return &ConfigError{Key: "sideNetwork", Err: err}
+		return &ConfigError{Setting: SettingSideNetwork, Err: err}
 	}
 	return err
 }

@@ -74,8 +74,12 @@ func TestCheckChainedOptions(t *testing.T) {
 				return
 			}
 			var ce *ConfigError
-			if !errors.As(err, &ce) || ce.Key != tc.key {
+			if !errors.As(err, &ce) || !strings.HasPrefix(ce.Error(), tc.key+": ") {
 				t.Fatalf("got %v, want a configuration error naming %s", err, tc.key)
+			}
+			// Named by the setting, in the front end's words.
+			if d := Describe(err, otherDialect{}); !strings.Contains(d.Details, "option opt-"+tc.key+": ") {
+				t.Errorf("in another front end's words: %q", d.Details)
 			}
 		})
 	}
@@ -152,10 +156,12 @@ func TestSideError(t *testing.T) {
 	clash := &sidenet.ClashError{NetNS: "/p", Clashes: []sidenet.Clash{
 		{What: sidenet.PartNetwork, Detail: "a"}, {What: sidenet.PartInterface, Detail: "b"}, {What: sidenet.PartNetwork, Detail: "c"}}}
 	var ce *ConfigError
-	if err := sideError(clash); !errors.As(err, &ce) || ce.Key != "sideInterface, sideNetwork" {
+	if err := sideError(clash); !errors.As(err, &ce) || !strings.HasPrefix(ce.Error(), "sideInterface, sideNetwork: the side interface would clash") ||
+		!strings.Contains(Describe(err, otherDialect{}).Details, "option opt-sideInterface, opt-sideNetwork: ") {
 		t.Errorf("clash: %v", err)
 	}
-	if err := sideError(&forwarder.OutboundError{Addr: netip.MustParseAddr("169.254.100.1"), Interface: "eth9"}); !errors.As(err, &ce) || ce.Key != "sideNetwork" {
+	if err := sideError(&forwarder.OutboundError{Addr: netip.MustParseAddr("169.254.100.1"), Interface: "eth9"}); !errors.As(err, &ce) || !strings.HasPrefix(ce.Error(), "sideNetwork: the node has the side gateway address") ||
+		!strings.Contains(Describe(err, otherDialect{}).Details, "option opt-sideNetwork: ") {
 		t.Errorf("outbound: %v", err)
 	}
 	other := errors.New("x")

@@ -68,18 +68,3 @@ func DefaultDataDir(id Identity) (string, error) {
 	}
 	return filepath.Join(filepath.Clean(id.RuntimeDir), runtimeSubdir), nil
 }
-
-// resolve fills in the defaults of unset options that depend on who runs
-// the plugin: DataDir ("" is DefaultDataDir). Every entry point of the
-// core calls it first.
-func (o *Options) resolve() error {
-	if o.DataDir != "" {
-		return nil
-	}
-	d, err := DefaultDataDir(ProcessIdentity())
-	if err != nil {
-		return err
-	}
-	o.DataDir = d
-	return nil
-}

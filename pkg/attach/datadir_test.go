@@ -34,7 +34,7 @@ func TestDefaultDataDir(t *testing.T) {
 			if !errors.As(err, &ce) || ce.Setting != SettingDataDir || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("%q, %v; want a ConfigError of dataDir saying %q", got, err, tc.want)
 			}
-			if d := Describe(err, nil); d.Kind != KindBadConfig || !strings.Contains(d.Details, "setting dataDir: not set") {
+			if d := Describe(err, nil); d.Kind != KindBadConfig || !strings.Contains(d.Details, "dataDir: not set") {
 				t.Errorf("described as %v", d)
 			}
 		})

@@ -1,24 +1,31 @@
 // Package attach is the runtime-neutral core of passt-portmap: the
 // lifecycle of one attachment of a container to a forwarder (pasta's
 // control socket), whatever runtime asks for it. Front ends (the CNI
-// plugin, the netavark plugin) parse their runtime's input into a Key,
-// Options and Mappings, call the core, and map its errors onto their
-// runtime's codes with Describe; the core knows nothing of CNI or
-// netavark: its errors name settings neutrally (Setting), and each front
-// end's Dialect says how its users write them. Options left empty get the
-// core's defaults; the data directory's depends on who runs the plugin
-// (DefaultDataDir).
+// plugin, the netavark plugin) only decode their runtime's input: into a
+// Key, an Input and Mappings. The core reads and checks every setting
+// once, with its defaults (Input.Options, then Options.Check at every
+// entry point; the data directory's default depends on who runs the
+// plugin, DefaultDataDir), and every mapping (CheckMappings). The front
+// ends render what the core returns: a Result, whose Network is in no
+// runtime's format, or an error that Describe puts into words, with the
+// number of its Kind from the one table (Kind.Code). The core knows
+// nothing of CNI or netavark: its errors name settings and mappings
+// neutrally (Setting, Field), and each front end's Dialect says how its
+// input writes them.
 //
 // The API:
 //
+//	opts, err := in.Options()                        // in: an attach.Input the front end decoded
 //	c := &attach.Core{Warn: ..., Client: nil}        // zero value works
 //	res, err := c.Add(ctx, key, opts, mappings)      // *Result: socket, owned rules, managed network
 //	err = c.Del(ctx, key, opts, mappings)            // mappings only matter without a record
 //	err = c.Check(ctx, key, opts, mappings)
 //	err = c.GC(ctx, network, opts, validKeys)
 //	err = c.Status(ctx, opts)
+//	err = attach.CheckMappings(ms)                   // also part of Add and Check
 //	d := attach.Describe(err, dialect)               // Kind (the status), Msg, Details: the words, once,
 //	                                                 // settings and mappings named as the front end's input names them
+//	code := d.Kind.Code(unnamed)                     // the one table; unnamed: the runtime's number for KindUnknown
 //
 // What the core does for an ADD, in order: decide the mode (chained.go:
 // attached, managed, or chained after the pod network an earlier plugin

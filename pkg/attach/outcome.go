@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/passt-portmap/passt-portmap/pkg/ctlclient"
+	"github.com/passt-portmap/passt-portmap/pkg/podman"
 	"github.com/passt-portmap/passt-portmap/pkg/store"
 	"github.com/passt-portmap/passt-portmap/pkg/translate"
 	"github.com/passt-portmap/passt-portmap/pkg/wire"
@@ -37,10 +38,46 @@ var kindNames = [...]string{"unknown", "bad configuration", "unreachable", "not 
 	"socket fail", "rollback fail", "protocol mismatch", "check failed", "I/O"}
 
 func (k Kind) String() string {
-	if int(k) < len(kindNames) {
+	if k >= 0 && int(k) < len(kindNames) {
 		return kindNames[k]
 	}
 	return fmt.Sprintf("kind %d", int(k))
+}
+
+// Kinds returns every kind, KindUnknown first.
+func Kinds() []Kind {
+	out := make([]Kind, len(kindNames))
+	for i := range out {
+		out[i] = Kind(i)
+	}
+	return out
+}
+
+// kindCodes is the one table from kind to number (the README's error
+// table). 7, 11 and 50 are the CNI specification's own codes, 5 its I/O
+// failure; 100 to 104 are the plugin's.
+var kindCodes = map[Kind]int{
+	KindBadConfig:    7,
+	KindUnreachable:  11,
+	KindNotAvailable: 50,
+	KindSafeFail:     100,
+	KindSocketFail:   101,
+	KindRollbackFail: 102,
+	KindMismatch:     103,
+	KindCheckFailed:  104,
+	KindIO:           5,
+}
+
+// Code is the number of a failure of kind k, the same whatever front end
+// reports it: the CNI error code and the netavark driver's exit status,
+// so that a user reads the same number from either runtime. What cannot
+// be named (KindUnknown) has a number of each runtime's own, unnamed
+// (CNI 999; an exit status, 1).
+func (k Kind) Code(unnamed int) int {
+	if c, ok := kindCodes[k]; ok {
+		return c
+	}
+	return unnamed
 }
 
 // Error is a failure put into words: its kind, a short message and the
@@ -66,13 +103,18 @@ func (e *Error) Error() string {
 
 func (e *Error) Unwrap() error { return e.Err }
 
-// ConfigError is a bad configuration value. A front end that found it
-// names it by Key, in its input's words, with a path for nested keys
-// (e.g. "runtimeConfig.portMappings[2].hostPort"); the core names it by
-// Setting, which the front end's Dialect renders.
+// ConfigError is a bad configuration value. The core names it by
+// Setting, which the front end's Dialect renders (List and Entry name an
+// entry of a list setting, pastaArgs; Also more settings at fault with
+// it, such as the parts of a side that clash); a front end names what
+// only its input has by Key, a place its Dialect's Locate takes (CNI's
+// "cniVersion", netavark's "network_options.interface_name").
 type ConfigError struct {
 	Key     string
 	Setting Setting
+	List    bool
+	Entry   int
+	Also    []Setting
 	Err     error
 }
 
@@ -80,10 +122,33 @@ func (e *ConfigError) Error() string { return e.named(neutral{}) }
 func (e *ConfigError) Unwrap() error { return e.Err }
 
 func (e *ConfigError) named(d Dialect) string {
-	if e.Key == "" && e.Setting != 0 {
-		return settingPhrase(d, e.Setting) + ": " + e.Err.Error()
+	place := e.Key
+	if e.Setting != 0 {
+		place = settingName(d, e.Setting)
+		if e.List {
+			place += fmt.Sprintf("[%d]", e.Entry)
+		}
+		for _, s := range e.Also {
+			place += ", " + settingName(d, s)
+		}
 	}
-	return "configuration key " + e.Key + ": " + e.Err.Error()
+	return d.Locate(place) + ": " + e.Err.Error()
+}
+
+// MappingError is a bad port mapping: the Index-th of the caller's list,
+// the field at fault (FieldNone: the mapping as a whole), and why. The
+// front end's Dialect names the field.
+type MappingError struct {
+	Index int
+	Field Field
+	Err   error
+}
+
+func (e *MappingError) Error() string { return e.named(neutral{}) }
+func (e *MappingError) Unwrap() error { return e.Err }
+
+func (e *MappingError) named(d Dialect) string {
+	return d.Locate(d.Mapping(e.Index, e.Field)) + ": " + e.Err.Error()
 }
 
 // SecondNetworkError refuses a managed forwarder in a namespace that
@@ -94,7 +159,7 @@ type SecondNetworkError struct{ Why string }
 func (e *SecondNetworkError) Error() string { return e.advice(neutral{}) }
 
 func (e *SecondNetworkError) advice(d Dialect) string {
-	socket, chained := d.Key(SettingSocket), d.Key(SettingAllowChained)
+	socket, chained := d.Setting(SettingSocket), d.Setting(SettingAllowChained)
 	if socket != "" && chained != "" {
 		return fmt.Sprintf("%s, but no previous result names it; list passt-portmap after the plugin that made it (the previous result then chains it: host ports only, that network untouched), "+
 			"put passt-portmap first with no %q to let it make the network, set %q to use a forwarder started elsewhere, or set %q: true for pasta's network as a second one",
@@ -205,7 +270,9 @@ func describeCall(err error, d Dialect) *Error {
 		ce  *ConfigError
 		ke  *store.KeyError
 		sne *SecondNetworkError
-		me  *translate.MappingError
+		me  *MappingError
+		tme *translate.MappingError
+		re  *podman.ReservationError
 	)
 	switch {
 	case errors.As(err, &ae):
@@ -218,24 +285,46 @@ func describeCall(err error, d Dialect) *Error {
 		}
 		return outcome(err, first.Kind, fmt.Sprintf("GC could not release %d stale attachment(s)", len(gce.Failed)), strings.Join(msgs, " | "))
 	case errors.As(err, &ste):
-		if errors.As(ste.Err, &ce) && ce.Key == "" {
+		if errors.As(ste.Err, &ce) {
 			return outcome(err, KindNotAvailable, "passt-portmap is not ready", ce.named(d))
 		}
 		return outcome(err, KindNotAvailable, "passt-portmap is not ready", ste.Error())
 	case errors.As(err, &ce):
-		if ce.Key == "" {
-			// The core's own: named in the front end's words.
-			return outcome(err, KindBadConfig, "bad passt-portmap configuration", ce.named(d))
-		}
-		return outcome(err, KindBadConfig, "bad passt-portmap configuration", err.Error())
+		return outcome(err, KindBadConfig, "bad passt-portmap configuration", ce.named(d))
+	case errors.As(err, &me):
+		return outcome(err, KindBadConfig, "bad port mapping", me.named(d))
+	case errors.As(err, &tme):
+		return outcome(err, KindBadConfig, "bad port mapping", translated(tme, d))
 	case errors.As(err, &ke):
 		return outcome(err, KindBadConfig, "the runtime named no attachment", ke.Error())
 	case errors.As(err, &sne):
 		return outcome(err, KindBadConfig, "a managed forwarder would be a second network in this namespace", sne.advice(d))
-	case errors.As(err, &me):
-		return outcome(err, KindBadConfig, "bad port mapping", me.In(d.Mappings()))
+	case errors.As(err, &re):
+		// The runtime's own configuration is in the way.
+		return outcome(err, KindBadConfig, re.Msg(), re.Details())
 	}
 	return nil
+}
+
+// translated names what translate refused, once the mappings passed
+// CheckMappings: what depends on the options (a hostIP of another family
+// than the target address), named by the mapping's field, or the option.
+func translated(e *translate.MappingError, d Dialect) string {
+	if e.Index < 0 {
+		s := SettingTargetAddress
+		if errors.Is(e.Err, translate.ErrInterface) {
+			s = SettingBindInterface
+		}
+		return settingPhrase(d, s) + ": " + e.Err.Error()
+	}
+	f := FieldNone
+	switch {
+	case errors.Is(e.Err, translate.ErrFamily), errors.Is(e.Err, translate.ErrAddress):
+		f = FieldHostIP
+	case errors.Is(e.Err, translate.ErrProtocol):
+		f = FieldProtocol
+	}
+	return d.Locate(d.Mapping(e.Index, f)) + ": " + e.Err.Error()
 }
 
 // describeForwarder describes what the forwarder answered, or did not.

@@ -18,7 +18,7 @@ func (c *Core) Status(ctx context.Context, o Options) error {
 		return &StatusError{Err: err}
 	}
 	if err := canRecord(&o); err != nil {
-		return &StatusError{Err: fmt.Errorf("data directory (dataDir) %s cannot take a record: %w", o.DataDir, err)}
+		return &StatusError{Err: settingErr(SettingDataDir, "%s cannot take a record: %w", o.DataDir, err)}
 	}
 	sctx, cancel := o.step(ctx)
 	defer cancel()

@@ -40,8 +40,11 @@ type Mapping struct {
 }
 
 // Options say which forwarder to use and how, and what every rule gets.
-// Front ends fill in their defaults (Verify true); the data directory's
-// is the core's.
+// A front end makes them from its input with Input.Options, which reads
+// every setting and fills in the core's defaults (Verify true, Timeout
+// DefaultTimeout), then sets what it decides itself: the mode (Managed,
+// Socket, PIDFile), Prior, Kubernetes, NoNetwork. Every entry point of
+// the core checks them again (Check).
 type Options struct {
 	// DataDir holds records/ (ownership records) and forwarders/ (the
 	// managed forwarders' directories); "" is DefaultDataDir, which

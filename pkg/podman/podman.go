@@ -89,12 +89,6 @@ func InUserNamespace(proc string) (bool, error) {
 	return strings.Join(strings.Fields(string(b)), " ") != "0 0 4294967295", nil
 }
 
-// The setting and where Podman reads it.
-const (
-	Table   = "engine"
-	Setting = "enable_port_reservation"
-)
-
 // Reservation is the effective enable_port_reservation of a Podman.
 type Reservation struct {
 	Enabled bool
@@ -156,8 +150,9 @@ func dropIns(dir string) ([]string, error) {
 }
 
 // PortReservation reads Podman's effective enable_port_reservation from
-// the files ConfigFiles names. A file that cannot be read or parsed is an
-// error naming it.
+// the files ConfigFiles names, in their order: the last file that sets it
+// wins. A file that cannot be read or parsed is an error naming it (and
+// the line).
 func PortReservation(root string, getenv func(string) string) (Reservation, error) {
 	files, err := ConfigFiles(root, getenv)
 	if err != nil {
@@ -169,7 +164,7 @@ func PortReservation(root string, getenv func(string) string) (Reservation, erro
 		if err != nil {
 			return Reservation{}, fmt.Errorf("read Podman configuration: %w", err)
 		}
-		v, ok, err := TableBool(b, Table, Setting)
+		v, ok, err := reservationIn(b)
 		if err != nil {
 			return Reservation{}, fmt.Errorf("Podman configuration %s: %w", f, err)
 		}

@@ -104,9 +104,9 @@ func CheckTarget(t netip.Addr) error {
 	return fmt.Errorf("target address %s: %s", t, why)
 }
 
-// parseProto maps a CNI protocol name to the wire's. An empty protocol is
-// TCP, as Kubernetes and Podman default it.
-func parseProto(s string) (wire.Proto, error) {
+// ParseProtocol maps a protocol name ("tcp" or "udp", in any case) to
+// the wire's. An empty one is TCP, as Kubernetes and Podman default it.
+func ParseProtocol(s string) (wire.Proto, error) {
 	switch strings.ToLower(s) {
 	case "tcp", "":
 		return wire.ProtoTCP, nil
@@ -116,11 +116,28 @@ func parseProto(s string) (wire.Proto, error) {
 	return 0, fmt.Errorf("%w %q: the forwarder forwards TCP and UDP only", ErrProtocol, s)
 }
 
-func parsePort(what string, p int) (uint16, error) {
+// CheckPort reports a port number outside 1..65535.
+func CheckPort(p int) error {
 	if p < 1 || p > 65535 {
-		return 0, fmt.Errorf("%w: %s %d is not in 1..65535", ErrPort, what, p)
+		return fmt.Errorf("%w: %d is not in 1..65535", ErrPort, p)
 	}
-	return uint16(p), nil
+	return nil
+}
+
+// ParseHostIP reads a listening address: an IP address without a zone
+// (the listeners' interface is an option of its own) that a listener can
+// bind, so not multicast or broadcast.
+func ParseHostIP(s string) (netip.Addr, error) {
+	a, err := netip.ParseAddr(s)
+	switch {
+	case err != nil:
+		return netip.Addr{}, fmt.Errorf("%w: %q is not an IP address", ErrAddress, s)
+	case a.Zone() != "":
+		return netip.Addr{}, fmt.Errorf("%w: %q has a zone; bind the listeners to an interface with bindInterface instead", ErrAddress, s)
+	case isMulticast(addr16(a)):
+		return netip.Addr{}, fmt.Errorf("%w: %q is a multicast or broadcast address, which a listener cannot bind", ErrAddress, s)
+	}
+	return a, nil
 }
 
 var (
@@ -154,15 +171,16 @@ func parseEntry(i int, m PortMapping, o *options, caps wire.Caps) (entry, error)
 	e := entry{idx: i}
 	fail := func(err error) (entry, error) { return entry{}, &MappingError{Index: i, Mapping: m, Err: err} }
 	var err error
-	if e.proto, err = parseProto(m.Protocol); err != nil {
+	if e.proto, err = ParseProtocol(m.Protocol); err != nil {
 		return fail(err)
 	}
-	if e.host, err = parsePort("hostPort", m.HostPort); err != nil {
-		return fail(err)
+	if err := CheckPort(m.HostPort); err != nil {
+		return fail(fmt.Errorf("hostPort: %w", err))
 	}
-	if e.cont, err = parsePort("containerPort", m.ContainerPort); err != nil {
-		return fail(err)
+	if err := CheckPort(m.ContainerPort); err != nil {
+		return fail(fmt.Errorf("containerPort: %w", err))
 	}
+	e.host, e.cont = uint16(m.HostPort), uint16(m.ContainerPort)
 	switch m.HostIP {
 	case "":
 		switch {
@@ -183,18 +201,15 @@ func parseEntry(i int, m PortMapping, o *options, caps wire.Caps) (entry, error)
 				"%w: hostIP \"\" listens on every address, but the table has neither IPv4 nor IPv6 (caps %s)", ErrCapability, caps)}
 		}
 	default:
-		a, perr := netip.ParseAddr(m.HostIP)
-		switch {
-		case perr != nil:
-			return fail(fmt.Errorf("%w: hostIP %q is not an IP address", ErrAddress, m.HostIP))
-		case a.Zone() != "":
-			return fail(fmt.Errorf("%w: hostIP %q has a zone; use the interface option instead", ErrAddress, m.HostIP))
+		a, perr := ParseHostIP(m.HostIP)
+		if perr != nil {
+			return fail(fmt.Errorf("hostIP: %w", perr))
 		}
 		e.listen = addr16(a)
 	}
 	if o.tfam != 0 && !o.both && isV4(e.listen) != (o.tfam == 4) {
-		return fail(fmt.Errorf("%w: hostIP %q is %s but the target address %s is %s; the forwarder does not translate between families",
-			ErrFamily, m.HostIP, family(e.listen), netip.AddrFrom16(o.target).Unmap(), family(o.target)))
+		return fail(fmt.Errorf("%w: the listening address %s is %s but the target address %s is %s; the forwarder does not translate between families",
+			ErrFamily, netip.AddrFrom16(e.listen).Unmap(), family(e.listen), netip.AddrFrom16(o.target).Unmap(), family(o.target)))
 	}
 	r := o.rule(e)
 	if err := checkRule(r, caps); err != nil {

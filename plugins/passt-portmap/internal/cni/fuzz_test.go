@@ -20,13 +20,17 @@ func FuzzParseConfig(f *testing.F) {
 		env := Env{ContainerID: "c1", IfName: "eth0", Netns: "/run/netns/x", Args: args}
 		c, err := ParseConfig(conf, env)
 		if err != nil {
-			if cerr := toCNI(err); cerr.Code != codeBadConfig {
+			if cerr := toCNI(err); cerr.Code != 7 {
 				t.Fatalf("ParseConfig error mapped to code %d: %v", cerr.Code, err)
 			}
 			return
 		}
-		if c.Timeout <= 0 || c.DataDir != "" && (!filepath.IsAbs(c.DataDir) || filepath.Clean(c.DataDir) != c.DataDir) || c.Network == "" {
+		o := c.Options
+		if o.Timeout <= 0 || o.DataDir != "" && (!filepath.IsAbs(o.DataDir) || filepath.Clean(o.DataDir) != o.DataDir) || c.Network == "" {
 			t.Fatalf("accepted %+v", c)
+		}
+		if err := o.Check(); err != nil {
+			t.Fatalf("accepted options the core's check refuses: %v", err)
 		}
 		if c.Managed == (c.Socket != "") {
 			t.Fatalf("managed %v with socket %q", c.Managed, c.Socket)

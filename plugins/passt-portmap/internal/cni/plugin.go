@@ -93,18 +93,16 @@ func parse(args *skel.CmdArgs, resolve bool) (*call, error) {
 		return nil, err
 	}
 	c := &call{cfg: cfg, key: attach.Key{Network: cfg.Network, ContainerID: args.ContainerID, IfName: args.IfName, Netns: args.Netns}}
-	c.opts = attach.Options{DataDir: cfg.DataDir, Timeout: cfg.Timeout, Managed: cfg.Managed,
-		Pasta: cfg.Pasta, PastaArgs: cfg.PastaArgs, AllowChained: cfg.AllowChained, Side: cfg.Side,
-		MapHostLoopback: cfg.MapHostLoopback, LoopbackToHost: cfg.LoopbackToHost,
-		Weak: cfg.Options.Weak, TargetAddress: cfg.Options.Target, BindInterface: cfg.Options.Interface, Verify: cfg.Verify,
-		NoNetwork: cfg.PrevResult != nil, Prior: prior(cfg.PrevResult), Kubernetes: cfg.Kubernetes}
+	c.opts = cfg.Options
+	c.opts.Managed, c.opts.Kubernetes = cfg.Managed, cfg.Kubernetes
+	c.opts.Prior, c.opts.NoNetwork = prior(cfg.PrevResult), cfg.PrevResult != nil
 	if resolve && !cfg.Managed {
 		if c.opts.Socket, c.opts.PIDFile, err = resolveSocket(cfg, env); err != nil {
 			return nil, err
 		}
 	}
 	for _, m := range cfg.Mappings {
-		c.maps = append(c.maps, attach.Mapping{HostIP: m.HostIP, HostPort: m.HostPort, ContainerPort: m.ContainerPort, Protocols: []string{m.Protocol}})
+		c.maps = append(c.maps, m.mapping())
 	}
 	return c, nil
 }
@@ -163,15 +161,33 @@ func (p *Plugin) add(args *skel.CmdArgs) error {
 	case c.cfg.PrevResult != nil:
 		out = c.cfg.PrevResult
 	case res.Network != nil:
-		out = res.Network.CNIResult()
+		out = cniResult(res.Network)
 	default:
 		out = &current.Result{CNIVersion: current.ImplementedSpecVersion}
 	}
 	conv, err := out.GetAsVersion(c.cfg.CNIVersion)
 	if err != nil {
-		return types.NewError(types.ErrIncompatibleCNIVersion, "cannot convert the result", fmt.Sprintf("to version %s: %v", c.cfg.CNIVersion, err))
+		return cfgErr("cniVersion", "the result cannot be given in version %s: %w", c.cfg.CNIVersion, err)
 	}
 	return conv.PrintTo(p.Stdout)
+}
+
+// cniResult is the network a managed forwarder made, as a CNI result
+// (CNIVersion current.ImplementedSpecVersion): its one interface, in the
+// container's namespace, with the addresses and routes on it.
+func cniResult(n *attach.Network) *current.Result {
+	res := &current.Result{
+		CNIVersion: current.ImplementedSpecVersion,
+		Interfaces: []*current.Interface{{Name: n.Interface.Name, Mac: n.Interface.MAC, Mtu: n.Interface.MTU, Sandbox: n.Interface.Sandbox}},
+		DNS:        types.DNS{Nameservers: n.DNS.Nameservers, Domain: n.DNS.Domain, Search: n.DNS.Search, Options: n.DNS.Options},
+	}
+	for _, r := range n.Routes {
+		res.Routes = append(res.Routes, &types.Route{Dst: r.Dst, GW: r.Gateway, Priority: r.Priority})
+	}
+	for _, a := range n.Addresses {
+		res.IPs = append(res.IPs, &current.IPConfig{Interface: current.Int(0), Address: a.Prefix, Gateway: a.Gateway})
+	}
+	return res
 }
 
 // Del is CNI DEL: remove exactly what this attachment owns, then its

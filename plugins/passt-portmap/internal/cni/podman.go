@@ -4,8 +4,6 @@ import (
 	"errors"
 	"os"
 
-	"github.com/containernetworking/cni/pkg/types"
-
 	"github.com/passt-portmap/passt-portmap/pkg/ctlclient/procnet"
 	"github.com/passt-portmap/passt-portmap/pkg/podman"
 )
@@ -25,7 +23,7 @@ func (p *Plugin) refusePodmanReservation(cfg *Config) error {
 	case err == nil:
 		return nil
 	case errors.As(err, &re):
-		return types.NewError(codeBadConfig, re.Msg(), re.Details())
+		return err // the core describes it (bad configuration, 7)
 	}
 	p.core().Warn(err.Error())
 	return nil

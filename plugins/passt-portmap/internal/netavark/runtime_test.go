@@ -43,8 +43,8 @@ func TestSetupRuntime(t *testing.T) {
 		{"no runtime known", nil, 0, 2, ""},
 		{"rootful, reservation off", fakeRuntime{}, 0, 2, ""},
 		{"rootless: Podman forwards the ports", fakeRuntime{forwards: true, reservation: reserved}, 0, 0, ""},
-		{"rootful, reservation on", fakeRuntime{reservation: reserved}, CodeBadInput, -1,
-			"setup of container 6e4c…b4c5 on network nvspikenet: Podman reserves the published host ports itself: set enable_port_reservation = false: passt-portmap runs under Podman (pid 4242)"},
+		{"rootful, reservation on", fakeRuntime{reservation: reserved}, 7, -1,
+			"setup of container 6e4c…b4c5 on network nvspikenet: Podman reserves the published host ports itself: set enable_port_reservation = false; passt-portmap runs under Podman (pid 4242)"},
 		{"configuration unreadable", fakeRuntime{reservation: errors.New("cannot tell: bad TOML")}, 0, 2, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -80,11 +80,14 @@ func TestDialect(t *testing.T) {
 		!strings.Contains(d.Error(), "connect the container to this network alone") {
 		t.Errorf("second network: %v", d)
 	}
-	d = attach.Describe(&attach.ConfigError{Setting: attach.SettingDataDir, Err: errors.New("too long")}, dialect{})
-	if !strings.Contains(d.Error(), "network option dataDir: too long") {
-		t.Errorf("dataDir: %v", d)
+	msg, code := render(&attach.ConfigError{Setting: attach.SettingDataDir, Err: errors.New("too long")})
+	if code != 7 || !strings.Contains(msg, "network.options.dataDir: too long") {
+		t.Errorf("dataDir: exit %d, %q", code, msg)
 	}
-	if code := (&outcomeError{d: d}).ExitCode(); code != CodeBadInput {
-		t.Errorf("exit code %d", code)
+	for _, s := range attach.Settings() {
+		_, option := optionOf(s.String())
+		if got := (dialect{}).Setting(s); option != (got == "network.options."+s.String()) || !option && got != "" {
+			t.Errorf("%v is named %q", s, got)
+		}
 	}
 }
