@@ -3,6 +3,8 @@ package integration
 import (
 	"context"
 	"encoding/binary"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -12,6 +14,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -471,4 +474,147 @@ func firstLine(s string) string {
 		}
 	}
 	return ""
+}
+
+// servePeer answers every TCP connection to addr inside n with the
+// address the connection came from, as n saw it.
+func servePeer(t *testing.T, n *pastatest.NetNS, addr string) {
+	t.Helper()
+	var ln net.Listener
+	if err := n.Do(func() (err error) { ln, err = net.Listen("tcp", addr); return err }); err != nil {
+		t.Fatalf("listen %s in %s: %v", addr, n.Name, err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			_, _ = c.Write([]byte(c.RemoteAddr().(*net.TCPAddr).IP.String()))
+			c.Close()
+		}
+	}()
+}
+
+// rawPasta starts the real pasta in the sandbox's "host" as the managed
+// forwarder would be started, with args added as they are, unchecked
+// (what the plugin would run if it did not check pastaArgs), for a fresh
+// container namespace, and stops it when the test ends.
+func (s *sandbox) rawPasta(t *testing.T, args []string) *pastatest.NetNS {
+	t.Helper()
+	c := pastatest.NewNetNS(t)
+	dir := managedDir(t)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	full := []string{"--config-net", "-c", filepath.Join(dir, "s"), "-P", filepath.Join(dir, "p"), "--runas", "0",
+		"-t", "none", "-u", "none", "-T", "none", "-U", "none", "--no-map-gw", "-I", "eth0"}
+	if !slices.Contains(args, "--dns-forward") {
+		full = append(full, "--dns-forward", forwarder.DNSForwardAddr)
+	}
+	full = append(append(full, args...), "--netns", c.Path)
+	ctx, cancel := context.WithTimeout(context.Background(), managedTimeout)
+	defer cancel()
+	if out, err := exec.CommandContext(ctx, s.pasta, full...).CombinedOutput(); err != nil {
+		t.Fatalf("pasta %s: %v: %s", strings.Join(full, " "), err, out)
+	}
+	t.Cleanup(func() {
+		if b, err := os.ReadFile(filepath.Join(dir, "p")); err == nil {
+			if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+	})
+	return c
+}
+
+// TestIsolationPastaArgsLoopback: pastaArgs whose values aim the
+// container at the host's loopback are refused (7, naming pastaArgs[i]
+// and the option) by the CNI front end, although pasta would take them;
+// run by hand, pasta shows the path each would open: host services see
+// the container's connections come from 127.0.0.1, or its DNS queries
+// reach a server on the host's 127.0.0.1:53. The same options with
+// addresses off the loopback are accepted and open no such path.
+func TestIsolationPastaArgsLoopback(t *testing.T) {
+	s := newSandbox(t)
+	const peerPort, mapped, dnsFwd = 8084, "169.254.1.9", "169.254.1.3"
+	servePeer(t, s.host, fmt.Sprintf("198.51.100.2:%d", peerPort))
+	serveDNS(t, s.host, "127.0.0.1:53") // a loopback-only service of the host
+	serveDNS(t, s.other, gateway4+":53")
+	// peerVia is the address the host saw a connection from the
+	// container come from ("" when there was none).
+	peerVia := func(t *testing.T, c *pastatest.NetNS) string {
+		t.Helper()
+		got, err := askFromNetns(c, net.JoinHostPort(mapped, strconv.Itoa(peerPort)))
+		if err != nil {
+			t.Logf("from the container to %s:%d: %v", mapped, peerPort, err)
+		}
+		return got
+	}
+	resolves := func(c *pastatest.NetNS) bool {
+		got, err := resolveFrom(context.Background(), c, dnsFwd, probeName)
+		return err == nil && slices.Contains(got, probeAddr)
+	}
+	dataDir, err := os.MkdirTemp("/tmp", "iso-args-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(dataDir) })
+
+	for _, tc := range []struct {
+		name   string
+		args   []string
+		option string
+		opened func(t *testing.T, c *pastatest.NetNS) bool // the path, through raw pasta
+	}{
+		{"outbound on loopback", []string{"--outbound", "127.0.0.1", "--map-guest-addr", mapped}, "-o (--outbound)",
+			func(t *testing.T, c *pastatest.NetNS) bool { return peerVia(t, c) == "127.0.0.1" }},
+		{"DNS host on loopback", []string{"--dns-host", "127.0.0.1", "--dns-forward", dnsFwd}, "--dns-host",
+			func(t *testing.T, c *pastatest.NetNS) bool { return resolves(c) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if !tc.opened(t, s.rawPasta(t, tc.args)) {
+				t.Fatalf("pasta %q opens no path to the host's loopback here: the test no longer shows why they are refused", tc.args)
+			}
+			var ae *forwarder.ArgError
+			if err := forwarder.CheckArgs(tc.args); !errors.As(err, &ae) || ae.Index != 0 || ae.Option != tc.option {
+				t.Fatalf("CheckArgs(%q) = %v, want pastaArgs[0] refused, naming %s", tc.args, err, tc.option)
+			}
+			c := pastatest.NewNetNS(t)
+			args, _ := json.Marshal(tc.args)
+			conf := fmt.Sprintf(`{"cniVersion": "1.1.0", "name": "iso-args",
+			  "plugins": [{"type": "passt-portmap", "pasta": %q, "dataDir": %q, "timeout": "15s", "pastaArgs": %s,
+			               "capabilities": {"portMappings": true}}]}`, s.pasta, dataDir, args)
+			list, err := libcni.ConfListFromBytes([]byte(conf))
+			if err != nil {
+				t.Fatal(err)
+			}
+			cni := libcni.NewCNIConfigWithCacheDir([]string{managedPlugin(t)}, filepath.Join(dataDir, "cache"), nil)
+			rt := &libcni.RuntimeConf{ContainerID: "iso-" + c.Name, NetNS: c.Path, IfName: "eth0"}
+			ctx, cancel := context.WithTimeout(context.Background(), managedTimeout)
+			defer cancel()
+			_, err = cni.AddNetworkList(ctx, list, rt)
+			if te := wantCode(t, "ADD with pastaArgs "+string(args), err, 7); !strings.Contains(te.Details, "pastaArgs[0]") || !strings.Contains(te.Details, tc.option) {
+				t.Errorf("ADD's error %v does not name pastaArgs[0] and %s", te, tc.option)
+			}
+			if tc.opened(t, c) {
+				t.Errorf("after the refused ADD, the container reaches the host's loopback")
+			}
+		})
+	}
+
+	// The plain options: accepted, and no loopback.
+	cfg, c := s.config(t)
+	cfg.Args = []string{"--outbound", "198.51.100.2", "--map-guest-addr", mapped, "--dns-host", gateway4, "--dns-forward", dnsFwd}
+	ensure(t, cfg)
+	if got := peerVia(t, c); got != "198.51.100.2" {
+		t.Errorf("with --outbound 198.51.100.2 the host saw the container's connection from %s", got)
+	}
+	if !resolves(c) {
+		t.Errorf("with --dns-host %s the container cannot resolve through %s", gateway4, dnsFwd)
+	}
+	for _, r := range closedPaths() {
+		mustNotReach(t, c, r)
+	}
 }

@@ -24,9 +24,11 @@ import (
 // attachments on one real pasta and kills it with SIGKILL after a delay
 // drawn from a fixed seed, so at any moment of its work (the delays are
 // seeded; where they land is up to the machine). A rule pesto added stays
-// through it all; after every call each rule in the table is pesto's or
-// claimed by exactly one record; a DEL that finished leaves no rule of its
-// attachment; and DELs that run to the end leave only pesto's rule.
+// through it all, claimed by no record; after every call each other rule
+// in the table is claimed by exactly one record; a DEL that finished leaves no rule of its
+// attachment, and an ADD that finished leaves its rule; DELs that run to
+// the end leave only pesto's rule; and the run killed some calls and
+// completed some.
 func TestPluginKilledAtRandom(t *testing.T) {
 	r := newPlugRun(t)
 	pastatest.ServeTCP(t, r.f.NS, ":80", "k80")
@@ -70,6 +72,9 @@ func TestPluginKilledAtRandom(t *testing.T) {
 				owners[o.Rule.Key()]++
 			}
 		}
+		if n := owners[foreign.Key()]; n != 0 {
+			t.Fatalf("%s: pesto's rule %s is claimed by %d records: adopted", step, foreign, n)
+		}
 		for _, x := range host.Rules {
 			if x.Equal(foreign) {
 				continue
@@ -81,7 +86,7 @@ func TestPluginKilledAtRandom(t *testing.T) {
 	}
 
 	rng := rand.New(rand.NewPCG(7, 11))
-	killed := 0
+	killed, completed := 0, 0
 	for i := 0; i < 40; i++ {
 		a := rng.IntN(atts)
 		verb := "ADD"
@@ -105,16 +110,26 @@ func TestPluginKilledAtRandom(t *testing.T) {
 		case errors.As(err, &ee) && ee.Sys().(syscall.WaitStatus).Signaled():
 			killed++
 		case err == nil:
+			completed++
 			step = fmt.Sprintf("%d: %s %s", i, verb, cid(a))
 			if verb == "DEL" && hostRules().Contains(own(a)) {
 				t.Fatalf("%s: DEL succeeded and left %s", step, own(a))
+			}
+			if verb == "ADD" && !hostRules().Contains(own(a)) {
+				t.Fatalf("%s: ADD succeeded and its rule %s is not in the table", step, own(a))
 			}
 		default:
 			step = fmt.Sprintf("%d: %s %s failed: %v", i, verb, cid(a), err)
 		}
 		check(step)
 	}
-	t.Logf("%d of 40 calls killed", killed)
+	t.Logf("%d of 40 calls killed, %d completed", killed, completed)
+	// A run that killed nothing, or in which nothing completed, showed
+	// nothing: the delays no longer land inside the plugin's work, or the
+	// plugin no longer works.
+	if killed == 0 || completed == 0 {
+		t.Fatalf("%d calls killed and %d completed of 40: want some of each", killed, completed)
+	}
 	for a := 0; a < atts; a++ {
 		r.must("DEL", cid(a), conf(a))
 	}

@@ -15,7 +15,7 @@ import (
 
 // BenchmarkManagedStart measures what a managed ADD spends on the
 // forwarder itself: starting pasta on a bare namespace until its control
-// socket answers, then reading the network back (Ensure + ReadResult).
+// socket answers, then reading the network back (Ensure + ReadNetwork).
 // Making and deleting the namespace, and Stop, are not timed.
 //
 //	go test -run XXX -bench ManagedStart -benchtime 20x ./integration/
@@ -52,8 +52,8 @@ func benchManaged(b *testing.B, start bool) {
 			b.Fatalf("Ensure: %v", err)
 		}
 		if start {
-			if _, err := forwarder.ReadResult(cfg); err != nil {
-				b.Fatalf("ReadResult: %v", err)
+			if _, err := forwarder.ReadNetwork(cfg); err != nil {
+				b.Fatalf("ReadNetwork: %v", err)
 			}
 			b.StopTimer()
 		} else {

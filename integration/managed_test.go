@@ -20,9 +20,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/containernetworking/cni/pkg/types"
-	current "github.com/containernetworking/cni/pkg/types/100"
-
 	"github.com/passt-portmap/passt-portmap/integration/pastatest"
 	"github.com/passt-portmap/passt-portmap/pkg/forwarder"
 	"github.com/passt-portmap/passt-portmap/pkg/wire"
@@ -70,7 +67,7 @@ func managedConfig(t *testing.T) (forwarder.Config, *pastatest.NetNS) {
 	return cfg, n
 }
 
-func dumpManagedLogs(t *testing.T, dir string) {
+func dumpManagedLogs(t testing.TB, dir string) {
 	inst := forwarder.Paths(dir)
 	for _, p := range []string{inst.OutFile, inst.LogFile} {
 		if b, err := os.ReadFile(p); err == nil {
@@ -288,14 +285,14 @@ func ipJSON(t *testing.T, n *pastatest.NetNS, v any, args ...string) {
 	}
 }
 
-// TestManagedReadResult: the CNI result describes what `ip` sees in the
-// namespace, and the DNS pasta announced.
-func TestManagedReadResult(t *testing.T) {
+// TestManagedReadNetwork: the network read back describes what `ip` sees
+// in the namespace, and the DNS pasta announced.
+func TestManagedReadNetwork(t *testing.T) {
 	cfg, n := managedConfig(t)
 	ensure(t, cfg)
-	res, err := forwarder.ReadResult(cfg)
+	res, err := forwarder.ReadNetwork(cfg)
 	if err != nil {
-		t.Fatalf("ReadResult: %v", err)
+		t.Fatalf("ReadNetwork: %v", err)
 	}
 	t.Logf("result: %s", mustJSON(t, res))
 
@@ -314,12 +311,9 @@ func TestManagedReadResult(t *testing.T) {
 	if len(links) != 1 {
 		t.Fatalf("ip addr show dev ctr0: %d links", len(links))
 	}
-	if len(res.Interfaces) != 1 {
-		t.Fatalf("result has %d interfaces, want 1", len(res.Interfaces))
-	}
-	iface := res.Interfaces[0]
-	if iface.Name != "ctr0" || iface.Mac != links[0].Address || iface.Sandbox != cfg.NetNS || iface.Mtu != links[0].MTU {
-		t.Errorf("interface %+v, want name ctr0, MAC %s, MTU %d, sandbox %s", *iface, links[0].Address, links[0].MTU, cfg.NetNS)
+	iface := res.Interface
+	if iface.Name != "ctr0" || iface.MAC != links[0].Address || iface.Sandbox != cfg.NetNS || iface.MTU != links[0].MTU {
+		t.Errorf("interface %+v, want name ctr0, MAC %s, MTU %d, sandbox %s", iface, links[0].Address, links[0].MTU, cfg.NetNS)
 	}
 
 	var want []string
@@ -329,12 +323,9 @@ func TestManagedReadResult(t *testing.T) {
 		}
 	}
 	var got []string
-	for _, ip := range res.IPs {
-		p, _ := netip.ParsePrefix(ip.Address.String())
+	for _, ad := range res.Addresses {
+		p, _ := netip.ParsePrefix(ad.Prefix.String())
 		got = append(got, fmt.Sprintf("%s/%d", p.Addr(), p.Bits()))
-		if ip.Interface == nil || *ip.Interface != 0 {
-			t.Errorf("IP %s: interface index %v, want 0", ip.Address.String(), ip.Interface)
-		}
 	}
 	slices.Sort(want)
 	slices.Sort(got)
@@ -356,14 +347,14 @@ func TestManagedReadResult(t *testing.T) {
 	}
 	for _, d := range defaults {
 		gw := net.ParseIP(d.Gateway)
-		if !slices.ContainsFunc(res.Routes, func(r *types.Route) bool {
+		if !slices.ContainsFunc(res.Routes, func(r forwarder.Route) bool {
 			ones, _ := r.Dst.Mask.Size()
-			return ones == 0 && r.GW.Equal(gw)
+			return ones == 0 && r.Gateway.Equal(gw)
 		}) {
-			t.Errorf("default route via %s missing from the result's routes", d.Gateway)
+			t.Errorf("default route via %s missing from the network's routes", d.Gateway)
 		}
-		if !slices.ContainsFunc(res.IPs, func(ip *current.IPConfig) bool { return ip.Gateway.Equal(gw) }) {
-			t.Errorf("no address of the result has gateway %s", d.Gateway)
+		if !slices.ContainsFunc(res.Addresses, func(a forwarder.Address) bool { return a.Gateway.Equal(gw) }) {
+			t.Errorf("no address of the network has gateway %s", d.Gateway)
 		}
 	}
 
@@ -615,17 +606,17 @@ func TestManagedPastaArgs(t *testing.T) {
 	cfg, n := managedConfig(t)
 	cfg.Args = []string{"-I", "net1", "--mtu", "1400"}
 	ensure(t, cfg)
-	res, err := forwarder.ReadResult(cfg)
+	res, err := forwarder.ReadNetwork(cfg)
 	if err != nil {
-		t.Fatalf("ReadResult: %v", err)
+		t.Fatalf("ReadNetwork: %v", err)
 	}
-	if len(res.Interfaces) != 1 || res.Interfaces[0].Name != "net1" {
-		t.Fatalf("interfaces %v, want net1", res.Interfaces)
+	if res.Interface.Name != "net1" {
+		t.Fatalf("interface %+v, want net1", res.Interface)
 	}
 	if out := n.IP(t, "link", "show", "dev", "net1"); !strings.Contains(out, "mtu 1400") {
 		t.Errorf("net1 in the namespace: %s; want mtu 1400", out)
 	}
-	if res.Interfaces[0].Mtu != 1400 {
-		t.Errorf("result MTU %d, want 1400", res.Interfaces[0].Mtu)
+	if res.Interface.MTU != 1400 {
+		t.Errorf("network MTU %d, want 1400", res.Interface.MTU)
 	}
 }

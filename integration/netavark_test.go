@@ -474,7 +474,7 @@ func TestNetavarkDispatch(t *testing.T) {
 		t.Errorf("create printed %s, want the network back unchanged", out)
 	}
 	out, err = run(strings.Replace(network, `"weak":"true"`, `"weak":"sometimes"`, 1), nil, "create")
-	if err == nil || !strings.Contains(out, `{"error":"network.options.weak: \"sometimes\": want true or false"}`) {
+	if err == nil || !strings.HasPrefix(out, `{"error":"`) || !strings.Contains(out, `network.options.weak: \"sometimes\": want true or false"}`) {
 		t.Errorf("create with a bad option: %v, %q", err, out)
 	}
 

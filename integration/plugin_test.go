@@ -182,7 +182,7 @@ func TestPluginRealPasta(t *testing.T) {
 		t.Errorf("after a safe fail:\n got %s\nwant %s", got, tablesBefore)
 	}
 	// Bad mapping: 7, naming the entry.
-	r.mustFail("ADD", "pp-c5", r.conf("", [2]uint16{0, 80}), 7, "entry 0")
+	r.mustFail("ADD", "pp-c5", r.conf("", [2]uint16{0, 80}), 7, "configuration key runtimeConfig.portMappings[0].hostPort: port out of range")
 
 	// GC keeps c2, drops c1 (and c4, which ADD made meanwhile).
 	r.must("ADD", "pp-c4", r.conf("", [2]uint16{p + 3, 80}))

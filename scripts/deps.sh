@@ -18,9 +18,11 @@ base=(iproute2 ca-certificates debian-archive-keyring gpgv git)
 # backend; containerd 1.6 and runc; Debian's CNI plugins for containerd's
 # loopback and as the conformance report's reference bridge, host-local
 # and portmap, with the iptables portmap needs); a static busybox for the
-# test images; uidmap, slirp4netns and acl for rootless Podman.
+# test images; uidmap, slirp4netns and acl for rootless Podman; debootstrap
+# for the Debian unstable root that runs Podman 5 (scripts/sidroot.sh); the
+# image registry of the critest run (docker-registry).
 tests=(podman conmon containerd runc containernetworking-plugins busybox-static
-	uidmap slirp4netns acl tar iptables)
+	uidmap slirp4netns acl tar iptables debootstrap docker-registry)
 
 case "${1:-test}" in
 demo) want=("${base[@]}") ;;

@@ -4,15 +4,23 @@
 #      (scripts/deps.sh; nothing when they are there already);
 #   1. get the real pasta and pesto (scripts/fetch-pasta.sh) and export
 #      PASST_BIN_DIR for the integration tests; get the real netavark
-#      (scripts/fetch-netavark.sh) and export NETAVARK_BIN_DIR;
+#      (scripts/fetch-netavark.sh) and export NETAVARK_BIN_DIR; get
+#      critest and crane (scripts/fetch-critest.sh, built once from the Go
+#      module proxy and cached) and export CRITEST_BIN_DIR; make (once)
+#      the Debian unstable root with Podman 5 (scripts/sidroot.sh) and
+#      export PODMAN5_ROOT for integration/podman5;
 #   2. go vet ./...;
 #   3. go test ./... (unit tests, and the integration tests that drive the
-#      plugin through libcni against the real pasta in network namespaces);
+#      plugin through libcni, Podman 4 and 5, netavark and containerd
+#      against the real pasta in network namespaces; TestCritest runs
+#      Kubernetes' critest and compares its results with the README's);
 #   4. the CNI conformance report, compared with docs/conformance.md;
-#   5. every fuzz target for a short time, one target per go test run.
-# Steps 2-5 all run even when one fails, so one run shows every failure;
+#   5. the README's demo (scripts/demo.sh: cnitool and the plugin);
+#   6. every fuzz target for a short time, one target per go test run.
+# Steps 2-6 all run even when one fails, so one run shows every failure;
 # it exits non-zero when any step failed, and at once when the forwarder
-# cannot be had: nothing is skipped.
+# cannot be had: nothing is skipped. A Podman 5 root that cannot be made
+# fails the run too (and integration/podman5, which then has no root).
 #
 # Environment:
 #   FUZZTIME       time per fuzz target (default 10s; 0 skips fuzzing,
@@ -20,6 +28,8 @@
 #   GOTESTFLAGS    extra flags for step 3, e.g. "-race" or "-run TestGC"
 #   PASST_CACHE, PASST_VERSION, PASST_FORCE_DOWNLOAD: see fetch-pasta.sh
 #   NETAVARK_VERSION: see fetch-netavark.sh
+#   SIDROOT_MIRROR, SIDROOT_REBUILD: see sidroot.sh
+#   CRITOOLS_VERSION, CRANE_VERSION: see fetch-critest.sh
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -59,7 +69,28 @@ fi
 export NETAVARK_BIN_DIR=$nvdir
 echo "testing against: $netavark_version ($nvdir)"
 
+step "critest"
+# Kubernetes' CRI validation suite and crane, for integration/critest.
+crdir=$(scripts/fetch-critest.sh | tail -n1)
+if [ ! -x "$crdir/critest" ] || [ ! -x "$crdir/crane" ]; then
+	echo "test.sh: no critest/crane in '$crdir': failing" >&2
+	exit 1
+fi
+export CRITEST_BIN_DIR=$crdir
+echo "testing with: critest $("$crdir/critest" -version 2>/dev/null | sed -n 's/^critest version: //p') ($crdir)"
+
 failed=()
+step "Podman 5 root (scripts/sidroot.sh)"
+# integration/podman5 runs Debian unstable's Podman 5 in it.
+start=$(date +%s)
+if p5root=$(scripts/sidroot.sh | tail -n1) && [ -x "$p5root/usr/bin/podman" ]; then
+	export PODMAN5_ROOT=$p5root
+	echo "testing against: $(sed -n 's/.*\(podman [^ ]*\).*/\1/p' "$(dirname "$p5root")/installed") in $p5root ($(($(date +%s) - start))s)"
+else
+	echo "test.sh: the Podman 5 root cannot be made: integration/podman5 will fail" >&2
+	failed+=("podman5 root")
+fi
+
 step "go vet ./..."
 go vet ./... || failed+=("go vet")
 
@@ -94,6 +125,14 @@ fuzz() {
 	done
 	echo "($target: counted as passed: two deadline races and no failing input)"
 }
+
+step "the README's demo (scripts/demo.sh)"
+if demo_out=$(scripts/demo.sh 2>&1); then
+	echo "$demo_out" | grep -E '^(Hello|CHECK:|port [0-9]+ no longer answers)'
+else
+	echo "$demo_out" | tail -n 40
+	failed+=("demo")
+fi
 
 if [ "$fuzztime" != 0 ]; then
 	step "fuzz targets, $fuzztime each"

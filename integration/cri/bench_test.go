@@ -21,7 +21,7 @@ func BenchmarkCRIPodSandbox(b *testing.B) {
 	for i := 0; b.Loop(); i++ {
 		name := fmt.Sprintf("bench-%d", i)
 		cx, cancel := ctx(b)
-		r, err := c.rt.RunPodSandbox(cx, &runtimeapi.RunPodSandboxRequest{Config: &runtimeapi.PodSandboxConfig{
+		r, err := c.RT.RunPodSandbox(cx, &runtimeapi.RunPodSandboxRequest{Config: &runtimeapi.PodSandboxConfig{
 			Metadata:     &runtimeapi.PodSandboxMetadata{Name: name, Uid: name, Namespace: "passt-portmap-test"},
 			PortMappings: []*runtimeapi.PortMapping{{Protocol: runtimeapi.Protocol_TCP, ContainerPort: 80, HostPort: int32(port)}},
 			Linux:        &runtimeapi.LinuxPodSandboxConfig{},
@@ -29,10 +29,10 @@ func BenchmarkCRIPodSandbox(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		if _, err := c.rt.StopPodSandbox(cx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: r.PodSandboxId}); err != nil {
+		if _, err := c.RT.StopPodSandbox(cx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: r.PodSandboxId}); err != nil {
 			b.Fatal(err)
 		}
-		if _, err := c.rt.RemovePodSandbox(cx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: r.PodSandboxId}); err != nil {
+		if _, err := c.RT.RemovePodSandbox(cx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: r.PodSandboxId}); err != nil {
 			b.Fatal(err)
 		}
 		cancel()

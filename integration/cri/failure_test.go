@@ -25,7 +25,7 @@ func (c *containerd) failLoopback(t *testing.T, pod string) string {
 	if err := os.Rename(bin, real); err != nil {
 		t.Fatal(err)
 	}
-	flag := filepath.Join(c.dir, "fail-"+pod)
+	flag := filepath.Join(c.Dir, "fail-"+pod)
 	if err := os.WriteFile(flag, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -50,7 +50,7 @@ func (c *containerd) podByName(t *testing.T, name string) *runtimeapi.PodSandbox
 	t.Helper()
 	cx, cancel := ctx(t)
 	defer cancel()
-	r, err := c.rt.ListPodSandbox(cx, &runtimeapi.ListPodSandboxRequest{})
+	r, err := c.RT.ListPodSandbox(cx, &runtimeapi.ListPodSandboxRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,7 +78,7 @@ func TestCRIOtherNetworkFails(t *testing.T) {
 	}
 	sb := c.podByName(t, "failing")
 	if sb == nil {
-		t.Fatalf("containerd keeps no sandbox after a failed cleanup\n%s", c.log())
+		t.Fatalf("containerd keeps no sandbox after a failed cleanup\n%s", c.Log())
 	}
 	p := &pod{id: sb.Id, name: "failing", tcp: tcp, udp: udp}
 	rec := c.record(t, p)
@@ -124,7 +124,7 @@ func TestCRIReapAfterConfigChange(t *testing.T) {
 
 	// Another network (here: the plugin with another name and data
 	// directory; containerd needs an interface with an address).
-	c.setNetwork(t, "other", strings.Replace(c.managed(), c.dataDir, filepath.Join(c.dir, "other"), 1))
+	c.SetNetwork(t, "other", c.podNetwork(), strings.Replace(c.plugin(), c.dataDir, filepath.Join(c.Dir, "other"), 1))
 	c.waitNetwork(t, false)
 	c.stopPod(t, old)
 	c.removePod(t, old)
@@ -136,7 +136,7 @@ func TestCRIReapAfterConfigChange(t *testing.T) {
 		t.Fatal("record of the removed pod gone without a DEL")
 	}
 
-	c.setNetwork(t, network, c.managed())
+	c.SetNetwork(t, network, c.chain()...)
 	c.waitNetwork(t, true)
 	next, err := c.runPod("next", ports[1], udps[1])
 	if err != nil {
@@ -164,7 +164,7 @@ func (c *containerd) waitNetwork(t *testing.T, ours bool) {
 	for i := 0; ; i++ {
 		name := fmt.Sprintf("probe-%d", i)
 		cx, cancel := ctx(t)
-		r, err := c.rt.RunPodSandbox(cx, &runtimeapi.RunPodSandboxRequest{Config: &runtimeapi.PodSandboxConfig{
+		r, err := c.RT.RunPodSandbox(cx, &runtimeapi.RunPodSandboxRequest{Config: &runtimeapi.PodSandboxConfig{
 			Metadata: &runtimeapi.PodSandboxMetadata{Name: name, Uid: name, Namespace: "passt-portmap-test"},
 			Linux:    &runtimeapi.LinuxPodSandboxConfig{},
 		}})
@@ -180,7 +180,7 @@ func (c *containerd) waitNetwork(t *testing.T, ours bool) {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("containerd did not load the changed CNI configuration\n%s", c.log())
+			t.Fatalf("containerd did not load the changed CNI configuration\n%s", c.Log())
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

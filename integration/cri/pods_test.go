@@ -45,17 +45,17 @@ func (c *containerd) runPodHostIP(p *pod) (*pod, error) {
 	cfg := &runtimeapi.PodSandboxConfig{
 		Metadata:     &runtimeapi.PodSandboxMetadata{Name: name, Uid: name + "-uid", Namespace: "passt-portmap-test"},
 		PortMappings: mappings,
-		LogDirectory: filepath.Join(c.dir, "logs", name),
+		LogDirectory: filepath.Join(c.Dir, "logs", name),
 		Linux:        &runtimeapi.LinuxPodSandboxConfig{},
 	}
 	cx, cancel := ctx(c.t)
 	defer cancel()
-	r, err := c.rt.RunPodSandbox(cx, &runtimeapi.RunPodSandboxRequest{Config: cfg})
+	r, err := c.RT.RunPodSandbox(cx, &runtimeapi.RunPodSandboxRequest{Config: cfg})
 	if err != nil {
 		return nil, fmt.Errorf("run pod %s: %w", name, err)
 	}
 	p.id = r.PodSandboxId
-	cr, err := c.rt.CreateContainer(cx, &runtimeapi.CreateContainerRequest{
+	cr, err := c.RT.CreateContainer(cx, &runtimeapi.CreateContainerRequest{
 		PodSandboxId: p.id,
 		Config: &runtimeapi.ContainerConfig{
 			Metadata: &runtimeapi.ContainerMetadata{Name: "web"},
@@ -67,7 +67,7 @@ func (c *containerd) runPodHostIP(p *pod) (*pod, error) {
 	if err != nil {
 		return p, fmt.Errorf("create the container of pod %s: %w", name, err)
 	}
-	if _, err := c.rt.StartContainer(cx, &runtimeapi.StartContainerRequest{ContainerId: cr.ContainerId}); err != nil {
+	if _, err := c.RT.StartContainer(cx, &runtimeapi.StartContainerRequest{ContainerId: cr.ContainerId}); err != nil {
 		return p, fmt.Errorf("start the container of pod %s: %w", name, err)
 	}
 	return p, nil
@@ -77,7 +77,7 @@ func (c *containerd) stopPod(t *testing.T, p *pod) {
 	t.Helper()
 	cx, cancel := ctx(t)
 	defer cancel()
-	if _, err := c.rt.StopPodSandbox(cx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: p.id}); err != nil {
+	if _, err := c.RT.StopPodSandbox(cx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: p.id}); err != nil {
 		t.Fatalf("StopPodSandbox %s: %v", p.name, err)
 	}
 }
@@ -86,7 +86,7 @@ func (c *containerd) removePod(t *testing.T, p *pod) {
 	t.Helper()
 	cx, cancel := ctx(t)
 	defer cancel()
-	if _, err := c.rt.RemovePodSandbox(cx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: p.id}); err != nil {
+	if _, err := c.RT.RemovePodSandbox(cx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: p.id}); err != nil {
 		t.Fatalf("RemovePodSandbox %s: %v", p.name, err)
 	}
 }
@@ -149,10 +149,10 @@ func (c *containerd) calls(t *testing.T, p *pod, command string) (n, failed int)
 	return n, failed
 }
 
-// TestCRIPods: pod sandboxes started concurrently, each with its own host
-// ports, are served on 127.0.0.1 and [::1] over TCP and UDP (and on the
-// one address a mapping's hostIP names) through their own managed
-// forwarders; StopPodSandbox closes a pod's ports and stops
+// TestCRIPods: pod sandboxes started concurrently on a bridge network,
+// each with its own host ports, are served on 127.0.0.1 and [::1] over TCP
+// and UDP (and on the one address a mapping's hostIP names) through their
+// own chained forwarders; StopPodSandbox closes a pod's ports and stops
 // its pasta while the others keep serving; RemovePodSandbox (a second DEL,
 // with no namespace and no previous result) succeeds and leaves no record.
 func TestCRIPods(t *testing.T) {
@@ -170,15 +170,15 @@ func TestCRIPods(t *testing.T) {
 	wg.Wait()
 	for _, err := range errs {
 		if err != nil {
-			t.Fatalf("%v\n%s", err, c.log())
+			t.Fatalf("%v\n%s", err, c.Log())
 		}
 	}
 	dirs := map[string]bool{}
 	for _, p := range pods {
 		p.mustServe(t)
 		rec := c.record(t, p)
-		if rec == nil || !rec.Managed || rec.Dir == "" || len(runtimetest.ProcessesWith(rec.Dir)) != 1 {
-			t.Fatalf("pod %s: record %+v, want a managed forwarder running", p.name, rec)
+		if rec == nil || !rec.Managed || rec.Dir == "" || rec.Side == nil || len(runtimetest.ProcessesWith(rec.Dir)) != 1 {
+			t.Fatalf("pod %s: record %+v, want a chained forwarder running", p.name, rec)
 		}
 		dirs[rec.Dir] = true
 	}

@@ -31,6 +31,7 @@ type Forwarder struct {
 
 	pasta, pesto string
 	args         []string
+	in           *NetNS // where pasta itself runs; nil: the test's namespace
 }
 
 // Option changes how Start runs pasta.
@@ -38,12 +39,18 @@ type Option func(*config)
 
 type config struct {
 	ns     *NetNS
+	in     *NetNS
 	socket string
 	args   []string
 }
 
 // WithNetNS attaches pasta to an existing namespace instead of a new one.
 func WithNetNS(n *NetNS) Option { return func(c *config) { c.ns = n } }
+
+// InNetNS runs pasta itself inside n (through ip netns exec), rather
+// than in the test's namespace: its listeners are n's, and its control
+// socket is in n's /proc/net/unix, not the test's.
+func InNetNS(n *NetNS) Option { return func(c *config) { c.in = n } }
 
 // WithSocket sets the control socket path (default: a short path in a
 // directory of the test's own).
@@ -84,6 +91,7 @@ func Start(t testing.TB, opts ...Option) *Forwarder {
 		pasta:   pasta,
 		pesto:   pesto,
 		args:    cfg.args,
+		in:      cfg.in,
 	}
 	t.Cleanup(func() {
 		f.stop()
@@ -113,6 +121,9 @@ func (f *Forwarder) start() error {
 	_ = os.Remove(f.PIDFile)
 	fmt.Fprintf(logf, "### %s %s\n", f.pasta, strings.Join(args, " "))
 	cmd := exec.CommandContext(ctx, f.pasta, args...)
+	if f.in != nil {
+		cmd = exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", f.in.Name, f.pasta}, args...)...)
+	}
 	// Files, not pipes: the daemon keeps them, and Wait must not wait for it.
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Run(); err != nil {

@@ -82,7 +82,9 @@ func newRootless(t testing.TB) *rootless {
 	// The plugin, pasta and data directory where the user reaches them.
 	r.pluginDir = runtimetest.PluginDir(t)
 	r.pasta = r.userPasta()
-	r.dataDir = filepath.Join(r.dir, "data")
+	// No dataDir in the configuration: the default for a plugin that runs
+	// rootless, under the user's XDG_RUNTIME_DIR (see run).
+	r.dataDir = filepath.Join(r.dir, "run", "passt-portmap")
 	r.conf = filepath.Join(r.dir, "containers.conf")
 	netDir := filepath.Join(r.dir, "net.d")
 	if err := os.MkdirAll(netDir, 0o755); err != nil {
@@ -93,8 +95,8 @@ func newRootless(t testing.TB) *rootless {
 	if err := os.WriteFile(r.conf, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	list := fmt.Sprintf(`{"cniVersion": "1.0.0", "name": "pp", "plugins": [{"type": %q, "pasta": %q, "dataDir": %q, "timeout": "20s", "capabilities": {"portMappings": true}}]}`,
-		runtimetest.PluginName, r.pasta, r.dataDir)
+	list := fmt.Sprintf(`{"cniVersion": "1.0.0", "name": "pp", "plugins": [{"type": %q, "pasta": %q, "timeout": "20s", "capabilities": {"portMappings": true}}]}`,
+		runtimetest.PluginName, r.pasta)
 	if err := os.WriteFile(filepath.Join(netDir, "pp.conflist"), []byte(list), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -245,7 +247,9 @@ func (r *rootless) processes() []int {
 // binds the published host port; Podman's rootlessport holds the port on
 // the host and forwards into that namespace. TCP and UDP answer on
 // 127.0.0.1 and [::1]; after "podman rm" no pasta or record is left.
-// Port reservation does not apply rootless: the plugin does not refuse.
+// The configuration names no dataDir: the plugin's records go under the
+// user's XDG_RUNTIME_DIR. Port reservation does not apply rootless: the
+// plugin does not refuse.
 func TestPodmanRootless(t *testing.T) {
 	r := newRootless(t)
 	tcp, udp := pastatest.FreePort(t, "tcp"), pastatest.FreePort(t, "udp")

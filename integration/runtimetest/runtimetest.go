@@ -55,9 +55,9 @@ func moduleRoot() string {
 	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
 }
 
-// build compiles the plugin, the timing shim and udpecho once per test
-// binary, without cgo so that udpecho runs in an image that holds
-// nothing else.
+// build compiles the plugin, the timing shim and the servers of the test
+// images (udpecho, critestweb) once per test binary, without cgo so that
+// the servers run in an image that holds nothing else.
 func build() (string, error) {
 	buildOnce.Do(func() {
 		dir, err := os.MkdirTemp("/tmp", "rt-build-")
@@ -69,9 +69,10 @@ func build() (string, error) {
 			return
 		}
 		for name, pkg := range map[string]string{
-			PluginName: "./plugins/passt-portmap",
-			"cnitime":  "./integration/cmd/cnitime",
-			"udpecho":  "./integration/cmd/udpecho",
+			PluginName:   "./plugins/passt-portmap",
+			"cnitime":    "./integration/cmd/cnitime",
+			"udpecho":    "./integration/cmd/udpecho",
+			"critestweb": "./integration/cmd/critestweb",
 		} {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 			defer cancel()
@@ -145,6 +146,39 @@ func PluginDir(t testing.TB, system ...string) string {
 	return dir
 }
 
+// Plugin returns the plugin binary itself (static, without the timing
+// shim), built once per test binary.
+func Plugin(t testing.TB) string {
+	t.Helper()
+	return Binary(t, PluginName)
+}
+
+// Binary returns the path of a program build compiled: PluginName,
+// "cnitime", "udpecho" or "critestweb".
+func Binary(t testing.TB, name string) string {
+	t.Helper()
+	src, err := build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(src, name)
+	if _, err := os.Stat(p); err != nil {
+		t.Fatalf("no built program %s: %v", name, err)
+	}
+	return p
+}
+
+// TimePlugin puts the cnitime shim in front of plugin name of a PluginDir
+// too (one of /usr/lib/cni's that PluginDir copied), so that Timings
+// holds its runs.
+func TimePlugin(t testing.TB, dir, name string) {
+	t.Helper()
+	if err := os.Rename(filepath.Join(dir, name), filepath.Join(dir, "real", name)); err != nil {
+		t.Fatal(err)
+	}
+	copyFile(t, filepath.Join(dir, PluginName), filepath.Join(dir, name))
+}
+
 func copyFile(t testing.TB, from, to string) {
 	t.Helper()
 	b, err := os.ReadFile(from)
@@ -212,7 +246,7 @@ func Rootfs(t testing.TB, dir string) {
 	if err != nil {
 		t.Fatalf("busybox: %v (Debian's busybox-static)", err)
 	}
-	if err := static(bb); err != nil {
+	if err := Static(bb); err != nil {
 		t.Fatalf("%v (install busybox-static)", err)
 	}
 	for _, d := range []string{"bin", "tmp", "proc", "sys", "dev", "etc"} {
@@ -243,9 +277,9 @@ func Rootfs(t testing.TB, dir string) {
 	}
 }
 
-// static fails unless the ELF file at path has no program interpreter:
+// Static fails unless the ELF file at path has no program interpreter:
 // the image has no dynamic loader or C library.
-func static(path string) error {
+func Static(path string) error {
 	f, err := elf.Open(path)
 	if err != nil {
 		return err
@@ -262,11 +296,17 @@ func static(path string) error {
 // Get fetches "/" over HTTP from addr (host:port on the loopback) and
 // returns the body.
 func Get(ctx context.Context, addr string) (string, error) {
+	var d net.Dialer
+	return GetVia(ctx, d.DialContext, addr)
+}
+
+// GetVia is Get with the connection made by dial (e.g. inside a network
+// namespace that stands for a node: its loopback is the node's).
+func GetVia(ctx context.Context, dial func(ctx context.Context, network, addr string) (net.Conn, error), addr string) (string, error) {
 	if err := loopback(addr); err != nil {
 		return "", err
 	}
-	var d net.Dialer
-	c, err := d.DialContext(ctx, "tcp", addr)
+	c, err := dial(ctx, "tcp", addr)
 	if err != nil {
 		return "", err
 	}

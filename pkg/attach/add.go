@@ -7,12 +7,12 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/passt-portmap/passt-portmap/pkg/ctlclient"
 	"github.com/passt-portmap/passt-portmap/pkg/forwarder"
+	"github.com/passt-portmap/passt-portmap/pkg/sidenet"
 	"github.com/passt-portmap/passt-portmap/pkg/store"
 	"github.com/passt-portmap/passt-portmap/pkg/translate"
 	"github.com/passt-portmap/passt-portmap/pkg/wire"
@@ -27,22 +27,47 @@ const allCaps = wire.CapIPv4 | wire.CapIPv6 | wire.CapTCP | wire.CapUDP | wire.C
 // (or reused) first. It is idempotent: a repeated Add asks for what is
 // there and changes nothing.
 func (c *Core) Add(ctx context.Context, k Key, o Options, ms []Mapping) (*Result, error) {
+	if err := o.resolve(); err != nil {
+		return nil, err
+	}
 	res, err := c.add(ctx, k, o, ms)
 	return res, explainHolders(err)
 }
 
 func (c *Core) add(ctx context.Context, k Key, o Options, ms []Mapping) (*Result, error) {
+	m, err := modeOf(&o)
+	if err != nil {
+		return nil, err
+	}
+	var side *sidenet.Side
+	if m == modeChained {
+		if err := checkChainedOptions(&o); err != nil {
+			return nil, err
+		}
+		s, err := planSide(&o, k.Netns)
+		if err != nil {
+			return nil, err
+		}
+		side = &s
+	}
 	c.reapOrphans(ctx, &o, k.storeKey())
 	comp, err := newCompiler(ms, &o)
 	if err != nil {
 		return nil, err
+	}
+	if side != nil {
+		comp.chainedTargets(side.Addr4, side.Addr6)
 	}
 	// Bad mappings fail here, before any lock or socket: what fails with
 	// every capability is the mapping's fault, not the forwarder's.
 	if _, err := comp.rules(allCaps); err != nil {
 		var me *translate.MappingError
 		if errors.As(err, &me) {
-			return nil, err
+			var s sidenet.Side
+			if side != nil {
+				s = *side
+			}
+			return nil, familyNote(err, s)
 		}
 	}
 	if err := checkPaths(&o, k); err != nil {
@@ -53,7 +78,7 @@ func (c *Core) add(ctx context.Context, k Key, o Options, ms []Mapping) (*Result
 		// share its transactions (queue.go).
 		return c.addQueued(ctx, k, o, ms)
 	}
-	j, err := c.openJob(ctx, k, o, ms, true)
+	j, err := c.openJob(ctx, k, o, comp, len(ms), side, true)
 	if err != nil {
 		return nil, err
 	}
@@ -61,11 +86,11 @@ func (c *Core) add(ctx context.Context, k Key, o Options, ms []Mapping) (*Result
 	if j.transacting() {
 		c.runBatch(ctx, &o, j.fw.socket, j.fw.pidFile, []*job{j})
 	}
-	res, err := c.finishJob(j, forwarderID(j.fw.socket))
+	res, err := c.finishJob(j)
 	if err != nil {
 		return nil, err
 	}
-	if !o.NoNetwork {
+	if !o.NoNetwork && side == nil {
 		if res.Network, err = forwarder.ReadNetwork(j.fw.cfg); err != nil {
 			return nil, &forwarderError{Op: "read back the network of", Dir: j.fw.cfg.Dir, Err: err}
 		}
@@ -77,14 +102,13 @@ func (c *Core) add(ctx context.Context, k Key, o Options, ms []Mapping) (*Result
 // lock and another call holds it.
 var errLockBusy = errors.New("record lock held by another call")
 
-// openJob starts an attachment's ADD: its record lock (waiting for it
-// when wait says so), what it claims, and its forwarder (a managed one is
-// started or reused). On success the caller owns j.lock.
-func (c *Core) openJob(ctx context.Context, k Key, o Options, ms []Mapping, wait bool) (*job, error) {
-	comp, err := newCompiler(ms, &o)
-	if err != nil {
-		return nil, err
-	}
+// openJob starts an attachment's ADD of nmaps mappings, compiled by comp:
+// its record lock (waiting for it when wait says so), its record, read
+// and checked (lockRecord), what it claims, and its forwarder (a managed
+// one is started or reused; side, when set, is a chained one's). On
+// success the caller owns j.lock. Whether the claims count is judged
+// in the transaction, by the forwarder it reaches (see runBatch).
+func (c *Core) openJob(ctx context.Context, k Key, o Options, comp *compiler, nmaps int, side *sidenet.Side, wait bool) (*job, error) {
 	st := recordStore(&o)
 	lctx := ctx
 	if !wait {
@@ -114,27 +138,26 @@ func (c *Core) openJob(ctx context.Context, k Key, o Options, ms []Mapping, wait
 			return fail(err)
 		}
 	}
-	fw, prev, err := c.forwarderFor(ctx, &o, k, lock, prev)
+	var fw *fwd
+	if side != nil {
+		fw, prev, err = c.chainedForwarder(ctx, &o, k, lock, prev, *side)
+	} else {
+		fw, prev, err = c.forwarderFor(ctx, &o, k, lock, prev)
+	}
 	if err != nil {
 		return fail(err)
 	}
-	owned, claimed := c.leaveOld(ctx, &o, st, prev, fw)
-	return &job{core: c, k: k, o: o, comp: comp, nmaps: len(ms), lock: lock, prev: prev, fw: fw,
+	owned, claimed := c.leaveOld(ctx, &o, prev, fw)
+	return &job{core: c, k: k, o: o, comp: comp, nmaps: nmaps, lock: lock, prev: prev, fw: fw,
 		owned: owned, claimed: claimed, next: fw.record(k, owned)}, nil
 }
 
-// finishJob stores the record an ADD leaves and returns its result. idNow
-// is the forwarder's identity after the update (forwarderID): one that
-// restarted during the ADD took the rules, and which one holds them is
-// not known.
-func (c *Core) finishJob(j *job, idNow uint64) (*Result, error) {
+// finishJob stores the record an ADD leaves and returns its result.
+func (c *Core) finishJob(j *job) (*Result, error) {
 	if j.err != nil {
 		return nil, j.err
 	}
 	if j.transacting() {
-		if idNow != j.next.ForwarderID {
-			j.next.ForwarderID = 0
-		}
 		if err := c.step("add: applied"); err != nil {
 			return nil, err
 		}
@@ -158,7 +181,7 @@ func checkPaths(o *Options, k Key) error {
 			return err
 		}
 		if s := forwarder.Paths(forwarderDir(o.DataDir, k.storeKey())).Socket; len(s) > forwarder.MaxSocketPath {
-			return &ConfigError{Key: "dataDir", Err: fmt.Errorf("%q is too long: the managed forwarder's socket %s would be %d bytes, a UNIX socket address holds at most %d", o.DataDir, s, len(s), forwarder.MaxSocketPath)}
+			return &ConfigError{Setting: SettingDataDir, Err: fmt.Errorf("%q is too long: the managed forwarder's socket %s would be %d bytes, a UNIX socket address holds at most %d", o.DataDir, s, len(s), forwarder.MaxSocketPath)}
 		}
 	}
 	return store.EnsureDir(o.DataDir)
@@ -178,48 +201,23 @@ func findPasta(pasta string) error {
 		return nil
 	}
 	if pasta == "" {
-		return &ConfigError{Key: "pasta", Err: fmt.Errorf("not set, and no %q in PATH (%s): %v; set \"pasta\" to the path of a pasta with a control socket (--conf-path)", name, os.Getenv("PATH"), err)}
+		return &ConfigError{Setting: SettingPasta, Err: fmt.Errorf("not set, and no %q in PATH (%s): %v; set it to the path of a pasta with a control socket (--conf-path)", name, os.Getenv("PATH"), err)}
 	}
-	return &ConfigError{Key: "pasta", Err: fmt.Errorf("%q cannot be run: %v; set it to the path of a pasta with a control socket (--conf-path)", name, err)}
-}
-
-// lockRecord takes the attachment's lock and reads its record. A record
-// that cannot be read (nor its backup copy) is an error: replacing it
-// would disown the rules it names, which would stay in the forwarder with
-// no owner. A managed record must name its own directory.
-func (c *Core) lockRecord(ctx context.Context, o *Options, st *store.Store, key store.Key) (*store.Locked, *store.Record, error) {
-	lctx, cancel := o.step(ctx)
-	lock, err := st.Lock(lctx, key)
-	cancel()
-	if err != nil {
-		return nil, nil, err
-	}
-	rec, err := lock.Read()
-	if err == nil {
-		c.warnDamaged(lock.Damaged())
-		if rec != nil && rec.Managed {
-			err = checkManagedDir(o, rec)
-		}
-	}
-	if err != nil {
-		lock.Unlock()
-		return nil, nil, err
-	}
-	return lock, rec, nil
+	return &ConfigError{Setting: SettingPasta, Err: fmt.Errorf("%q cannot be run: %v; set it to the path of a pasta with a control socket (--conf-path)", name, err)}
 }
 
 // fwd is the forwarder an attachment uses in this call.
 type fwd struct {
 	socket, pidFile string
-	id              uint64 // forwarderID of the socket when found
 	managed         bool
 	cfg             forwarder.Config // managed only
+	side            *store.Side      // chained only
 }
 
 // record is a record of the attachment at f owning rules.
 func (f *fwd) record(k Key, rules []wire.PifRule) *store.Record {
 	r := &store.Record{Network: k.Network, ContainerID: k.ContainerID, IfName: k.IfName, Netns: k.Netns,
-		Socket: f.socket, PIDFile: f.pidFile, ForwarderID: f.id, Managed: f.managed, Rules: rules}
+		Socket: f.socket, PIDFile: f.pidFile, Managed: f.managed, Side: f.side, Rules: rules}
 	if f.managed {
 		r.Dir = f.cfg.Dir
 	}
@@ -233,14 +231,22 @@ func (f *fwd) record(k Key, rules []wire.PifRule) *store.Record {
 // forwarder are removed first) is returned in rec's place.
 func (c *Core) forwarderFor(ctx context.Context, o *Options, k Key, lock *store.Locked, rec *store.Record) (*fwd, *store.Record, error) {
 	if !o.Managed {
-		return &fwd{socket: o.Socket, pidFile: o.PIDFile, id: c.forwarderID(o.Socket)}, rec, nil
+		return &fwd{socket: o.Socket, pidFile: o.PIDFile}, rec, nil
 	}
 	dir := forwarderDir(o.DataDir, k.storeKey())
-	if err := store.EnsureDir(filepath.Dir(dir)); err != nil {
+	if err := ensureForwarders(o); err != nil {
 		return nil, nil, err
 	}
 	f := &fwd{managed: true, cfg: forwarder.Config{Pasta: o.Pasta, Args: o.PastaArgs, NetNS: k.Netns, IfName: k.IfName, Dir: dir, Timeout: o.timeout(),
 		MapHostLoopback: o.MapHostLoopback, LoopbackToHost: o.LoopbackToHost}}
+	if rec != nil && rec.Side != nil {
+		// Chained before: its forwarder runs another mode, and its side
+		// is in the namespace.
+		if err := c.releaseManaged(ctx, o, rec); err != nil {
+			return nil, nil, err
+		}
+		rec.Managed, rec.Side, rec.Rules, rec.Pending = false, nil, nil, nil
+	}
 	// An interface this attachment's own forwarder made in this namespace
 	// (one that just died leaves it for a moment) is not another network.
 	ours := rec != nil && rec.Managed && rec.Dir == dir && rec.Netns == k.Netns
@@ -249,7 +255,7 @@ func (c *Core) forwarderFor(ctx context.Context, o *Options, k Key, lock *store.
 	}
 	if rec == nil || !rec.Managed || rec.Dir != dir {
 		if rec != nil && len(rec.Rules) > 0 && rec.Socket != "" {
-			if err := c.removeRules(ctx, o, recordStore(o), rec.Key(), rec.Socket, rec.PIDFile, rec.Rules); err != nil {
+			if err := c.release(ctx, o, rec); err != nil {
 				c.warnf("could not remove the rules this attachment owned at %s: %v", rec.Socket, err)
 			}
 		}
@@ -268,26 +274,21 @@ func (c *Core) forwarderFor(ctx context.Context, o *Options, k Key, lock *store.
 	if err != nil {
 		return nil, nil, &forwarderError{Op: "start", Dir: dir, Err: err}
 	}
-	f.socket, f.pidFile, f.id = inst.Socket, inst.PIDFile, forwarderID(inst.Socket)
+	f.socket, f.pidFile = inst.Socket, inst.PIDFile
 	return f, rec, nil
 }
 
 // leaveOld lets go of what the previous record holds elsewhere: rules at
 // another forwarder, a managed forwarder no longer used. It returns the
-// rules the attachment owns and claims at f.
-func (c *Core) leaveOld(ctx context.Context, o *Options, st *store.Store, rec *store.Record, f *fwd) (owned, claimed []wire.PifRule) {
+// rules the attachment owns and claims at f (which count only if f's
+// forwarder is the one they went to: see Add).
+func (c *Core) leaveOld(ctx context.Context, o *Options, rec *store.Record, f *fwd) (owned, claimed []wire.PifRule) {
 	if rec == nil {
 		return nil, nil
 	}
 	owned, claimed = rec.Rules, rec.Claimed()
-	if len(claimed) == 0 {
-		// Nothing at any forwarder to let go of or to judge.
-	} else if now := c.forwarderID(rec.Socket); restarted(rec, now) {
-		c.warnf("the forwarder at %s was restarted since this attachment's rules were added (control socket inode %d, now %d): they went with it, and a byte-equal rule there now is another client's", rec.Socket, rec.ForwarderID, now)
-		owned, claimed = nil, nil
-	}
 	if rec.Socket != f.socket && len(claimed) > 0 {
-		if err := c.removeRules(ctx, o, st, rec.Key(), rec.Socket, rec.PIDFile, claimed); err != nil {
+		if err := c.release(ctx, o, rec); err != nil {
 			c.warnf("could not remove the rules this attachment owned at %s: %v", rec.Socket, err)
 		}
 		owned, claimed = nil, nil

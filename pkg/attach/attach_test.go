@@ -31,8 +31,8 @@ func TestCompilerExpands(t *testing.T) {
 			[]string{"TCP [127.0.0.1]:9000-9002  =>  90-92", "UDP [127.0.0.1]:9000-9002  =>  90-92"}, ""},
 		{"range 1 is one port", []Mapping{{HostPort: 53, ContainerPort: 53, Range: 1, Protocols: []string{"udp"}}}, []string{"UDP [*]:53  =>  53"}, ""},
 		{"a bad second mapping is named", []Mapping{{HostPort: 1, ContainerPort: 1, Range: 5}, {HostPort: 7, ContainerPort: 7, Protocols: []string{"sctp"}}},
-			nil, "portMappings entry 1"},
-		{"a range past the last port", []Mapping{{HostPort: 65535, ContainerPort: 80, Range: 2}}, nil, "port out of range"},
+			nil, "portMappings[1].protocol: unsupported protocol \"sctp\""},
+		{"a range past the last port", []Mapping{{HostPort: 65535, ContainerPort: 80, Range: 2}}, nil, "portMappings[0].hostPort: port out of range"},
 		{"a negative range", []Mapping{{HostPort: 80, ContainerPort: 80, Range: -1}}, nil, "range -1"},
 		{"a conflict names both mappings", []Mapping{{HostPort: 100, ContainerPort: 100, Range: 10}, {HostPort: 105, ContainerPort: 1, Range: 2, Protocols: []string{"tcp", "udp"}}},
 			nil, "entry 1"},
@@ -142,7 +142,7 @@ func TestAddDelRange(t *testing.T) {
 	k2 := Key{Network: "net", ContainerID: "c2", IfName: "eth0"}
 	_, err = c.Add(ctx, k2, o, ms)
 	var d *Error
-	if d = Describe(err); d == nil || d.Kind != KindSafeFail || !errors.Is(err, translate.ErrConflict) || !strings.Contains(d.Details, "does not own it") {
+	if d = Describe(err, nil); d == nil || d.Kind != KindSafeFail || !errors.Is(err, translate.ErrConflict) || !strings.Contains(d.Details, "does not own it") {
 		t.Fatalf("Add of another's rule: %v (%+v)", err, d)
 	}
 	if err := c.Del(ctx, k2, o, ms); err != nil {
@@ -160,7 +160,7 @@ func TestAddDelRange(t *testing.T) {
 			t.Errorf("rule %s left after Del", r)
 		}
 	}
-	if err := c.Check(ctx, k, o, ms); Describe(err) == nil || Describe(err).Kind != KindCheckFailed {
+	if err := c.Check(ctx, k, o, ms); Describe(err, nil) == nil || Describe(err, nil).Kind != KindCheckFailed {
 		t.Errorf("Check after Del: %v", err)
 	}
 }

@@ -3,8 +3,6 @@ package attach
 import (
 	"context"
 	"errors"
-	"fmt"
-	"strings"
 
 	"github.com/passt-portmap/passt-portmap/pkg/ctlclient"
 	"github.com/passt-portmap/passt-portmap/pkg/store"
@@ -20,13 +18,20 @@ import (
 //  1. Under each attachment's record lock, read what it claims (its
 //     record, or the intent a killed call left, see store.Locked.Arm).
 //  2. Connect, read every table: the forwarder now serves no other client
-//     until this connection closes.
-//  3. For each attachment, in order, plan its edits against the tables
-//     as the attachments before it leave them (translate.Plan and the
-//     ownership policy: a desired rule present and not claimed is another
-//     client's, and refuses that attachment alone).
+//     until this connection closes. Its identity (ctlclient.Identity) is
+//     that of every connection of the update (guard): one that reaches
+//     another forwarder ends the update before anything is sent to it.
+//  3. For each attachment, in order: what it claims counts only if its
+//     record names this forwarder (sameForwarder; a forwarder restarted
+//     since, or one whose identity is unknown, then or now, holds none of
+//     its rules: it claims nothing here, and a byte-equal rule is another
+//     client's). Then plan its edits against the tables as the
+//     attachments before it leave them (translate.Plan and the ownership
+//     policy: a desired rule present and not claimed is another client's,
+//     and refuses that attachment alone).
 //  4. Arm each attachment's intent: the rules it is about to add, all
-//     absent from the table, written as pending into its held lock file
+//     absent from the table, written as pending, with the forwarder's
+//     identity, into its held lock file
 //     by one pwrite, a copy into the page cache (no file made, renamed or
 //     synced). This is the only thing done on the file system while the
 //     forwarder is held, and it has to be done there: a rule it names
@@ -72,6 +77,7 @@ type job struct {
 	next           *store.Record
 
 	// Set while planning, inside the transaction.
+	id       ctlclient.Identity // the forwarder the update reached
 	rules    translate.Compiled
 	adding   []wire.PifRule // rules it adds, absent from the table
 	removing bool           // it takes claimed rules out
@@ -98,6 +104,21 @@ func (j *job) before() store.Record {
 // desired are the host rules of its mappings, as compiled for the
 // forwarder.
 func (j *job) desired() []wire.PifRule { return wire.RulesIn(wire.PifHost, j.rules.Rules) }
+
+// judge lets go of the job's claims when the forwarder the update reached
+// (id) is not the one they went to: they went with that one, and none of
+// them can be proved the attachment's here.
+func (j *job) judge(id ctlclient.Identity) {
+	j.id = id
+	if len(j.claimed) == 0 {
+		return
+	}
+	if same, why := sameForwarder(j.prev, j.fw.socket, id); !same {
+		j.core.warnf("%s; a byte-equal rule there now is another client's", why)
+		j.owned, j.claimed = nil, nil
+		j.next = j.fw.record(j.k, nil)
+	}
+}
 
 // plan decides the job's edits against work, the tables as the jobs
 // before it in the batch leave them.
@@ -137,6 +158,7 @@ func (j *job) arm() error {
 	}
 	ahead := j.before()
 	ahead.Pending = append(append([]wire.PifRule(nil), ahead.Pending...), extra...)
+	ahead.Identity = storeIdentity(j.id)
 	ahead.Intent = j.lock.NextIntent()
 	if err := j.lock.Arm(&ahead); err != nil {
 		return err
@@ -154,7 +176,7 @@ func (j *job) writeAhead(w *writer) {
 		return
 	}
 	rec := *j.next
-	rec.Rules = j.desired()
+	rec.Rules, rec.Identity = j.desired(), storeIdentity(j.id)
 	if sameRecord(j.prev, &rec) && j.lock.Damaged() == nil && !j.lock.FromIntent() && !j.armed {
 		return
 	}
@@ -226,12 +248,14 @@ func (c *Core) runBatch(ctx context.Context, o *Options, socket, pidFile string,
 		return
 	}
 	var sent []*job // the jobs whose edits went into the update
+	g := &guard{socket: socket}
 	plan := func(tables wire.Tables) ([]wire.Edit, error) {
 		sent = sent[:0]
 		work := tables.Clone()
 		var all []wire.Edit
 		for _, j := range live {
 			j.err, j.armed = nil, false
+			j.judge(g.reached)
 			edits, err := j.plan(work)
 			if err == nil {
 				err = j.arm()
@@ -269,7 +293,7 @@ func (c *Core) runBatch(ctx context.Context, o *Options, socket, pidFile string,
 		w.close()
 		return all, nil
 	}
-	err := c.update(ctx, o, socket, pidFile, plan)
+	err := c.update(ctx, o, socket, pidFile, g, plan)
 	var se *ctlclient.StatusError
 	if errors.As(err, &se) && se.Result != nil && se.Result.Status == ctlclient.StatusSafeFail && len(sent) == 1 {
 		err = annotateRefusal(sent[0], err)
@@ -278,7 +302,7 @@ func (c *Core) runBatch(ctx context.Context, o *Options, socket, pidFile string,
 	switch {
 	case err == nil:
 		for _, j := range sent {
-			j.next.Rules = j.desired()
+			j.next.Rules, j.next.Identity = j.desired(), storeIdentity(j.id)
 		}
 	case len(sent) > 1 && nothingChanged(err):
 		// The batch was refused or rolled back as a whole: the tables are
@@ -340,6 +364,7 @@ func (j *job) settle() {
 		// A rollback that failed leaves this update's rules in unknown
 		// places: keep owning them so DEL removes them.
 		j.next.Rules = wire.Union(j.claimed, intersect(unknownState(err), j.adding))
+		j.next.Identity = storeIdentity(j.id)
 		if werr := j.lock.Write(j.next); werr != nil {
 			j.core.warnf("%v", werr)
 		}
@@ -351,6 +376,7 @@ func (j *job) settle() {
 		// by the mappings, which may match a rule that another client
 		// holds (the likely reason for the failure).
 		b := j.before()
+		b.Identity = storeIdentity(j.id)
 		if werr := j.lock.Write(&b); werr != nil {
 			j.core.warnf("%v", werr)
 		}
@@ -366,14 +392,14 @@ func intersect(a, b []wire.PifRule) []wire.PifRule {
 // annotateRefusal names the mappings behind each rule of a job's update
 // that the forwarder refused: it does not say which rule it refused.
 func annotateRefusal(j *job, err error) error {
-	var notes []string
+	var from []ruleFrom
 	for _, r := range j.rules.Rules {
 		if idx := j.comp.mappings(j.rules.Entries(r)); len(idx) > 0 {
-			notes = append(notes, fmt.Sprintf("%s from portMappings %s", wire.PifRule{Pif: wire.PifHost, Rule: r}, entryNames(idx)))
+			from = append(from, ruleFrom{Rule: wire.PifRule{Pif: wire.PifHost, Rule: r}, Entries: idx})
 		}
 	}
-	if len(notes) == 0 {
+	if len(from) == 0 {
 		return err
 	}
-	return &annotated{Err: err, Note: strings.Join(notes, "; ")}
+	return &annotated{Err: err, From: from}
 }

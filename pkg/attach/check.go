@@ -4,23 +4,22 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 
 	"github.com/passt-portmap/passt-portmap/pkg/forwarder"
+	"github.com/passt-portmap/passt-portmap/pkg/store"
 	"github.com/passt-portmap/passt-portmap/pkg/wire"
 )
 
 // Check verifies, changing nothing: every owned rule is in the
 // forwarder's live tables and listening (a weak rule on at least one
-// port); a managed
-// forwarder runs; the mappings ms are all owned. A failure is a
-// *CheckError.
+// port); a managed forwarder runs, and a chained one's side interface,
+// addresses, rules and routes are in the pod's namespace; the mappings ms
+// are all owned. A failure is a *CheckError.
 func (c *Core) Check(ctx context.Context, k Key, o Options, ms []Mapping) error {
-	rec, damaged, err := recordStore(&o).Load(k.storeKey())
-	c.warnDamaged(damaged)
-	if errors.Is(err, fs.ErrNotExist) {
-		rec, err = nil, nil
+	if err := o.resolve(); err != nil {
+		return err
 	}
+	rec, err := c.loadRecord(&o, k.storeKey())
 	if err != nil {
 		return err
 	}
@@ -31,9 +30,6 @@ func (c *Core) Check(ctx context.Context, k Key, o Options, ms []Mapping) error 
 		return &CheckError{Socket: o.Socket, Reasons: []string{fmt.Sprintf("no ownership record for %s: ADD did not complete", k)}}
 	}
 	if rec.Managed {
-		if err := checkManagedDir(&o, rec); err != nil {
-			return err
-		}
 		_, running, err := forwarder.Running(rec.Dir)
 		if err != nil {
 			return &CheckError{Socket: rec.Socket, Reasons: []string{fmt.Sprintf("managed forwarder in %s: %v", rec.Dir, err)}}
@@ -41,15 +37,39 @@ func (c *Core) Check(ctx context.Context, k Key, o Options, ms []Mapping) error 
 		if !running {
 			return &CheckError{Socket: rec.Socket, Reasons: []string{fmt.Sprintf("managed forwarder in %s is not running", rec.Dir)}}
 		}
+		if err := forwarder.CheckSocket(rec.Dir); err != nil {
+			var ue *store.UnsafeError
+			if errors.As(err, &ue) {
+				return err
+			}
+			return &CheckError{Socket: rec.Socket, Reasons: []string{fmt.Sprintf("managed forwarder in %s: %v", rec.Dir, err)}}
+		}
+	}
+	reasons, err := checkSide(rec, nil)
+	if err != nil {
+		return err
 	}
 	vctx, cancel := o.step(ctx)
 	defer cancel()
-	v, err := c.client(rec.Socket, rec.PIDFile).Verify(vctx, rec.Rules)
+	cl := c.client(rec.Socket, rec.PIDFile)
+	if len(rec.Rules) > 0 {
+		// Rules in another forwarder than the one they were added to
+		// are not this attachment's, byte-equal or not.
+		cl.Reached = expect(rec, rec.Socket).check
+	}
+	v, err := cl.Verify(vctx, rec.Rules)
+	var ns *notSameError
+	if errors.As(err, &ns) {
+		reasons := []string{ns.why}
+		for _, r := range rec.Rules {
+			reasons = append(reasons, "missing: "+r.String())
+		}
+		return &CheckError{Socket: rec.Socket, Reasons: reasons}
+	}
 	if err != nil {
 		return atSocket(rec.Socket, err)
 	}
 	c.reportWarnings(rec.Socket, v.Warnings)
-	var reasons []string
 	for _, m := range v.Missing {
 		reasons = append(reasons, "missing: "+m.String())
 	}
@@ -64,6 +84,9 @@ func (c *Core) Check(ctx context.Context, k Key, o Options, ms []Mapping) error 
 	comp, err := newCompiler(ms, &o)
 	if err != nil {
 		return err
+	}
+	if rec.Side != nil {
+		comp.chainedTargets(rec.Side.Addr4, rec.Side.Addr6)
 	}
 	reasons = append(reasons, unowned(comp, len(ms) > 0, rec.Rules, v.Tables)...)
 	if len(reasons) > 0 {

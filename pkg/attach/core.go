@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/passt-portmap/passt-portmap/pkg/ctlclient"
-	"github.com/passt-portmap/passt-portmap/pkg/ctlclient/procnet"
 	"github.com/passt-portmap/passt-portmap/pkg/forwarder"
 	"github.com/passt-portmap/passt-portmap/pkg/store"
 	"github.com/passt-portmap/passt-portmap/pkg/wire"
@@ -87,8 +86,12 @@ func recordStore(o *Options) *store.Store {
 // often 64 characters long. The record names the directory.
 func forwarderDir(dataDir string, k store.Key) string {
 	h := sha256.Sum256([]byte(k.Network + "\x00" + k.ContainerID + "\x00" + k.IfName))
-	return filepath.Join(dataDir, "forwarders", hex.EncodeToString(h[:8]))
+	return filepath.Join(dataDir, forwardersName, hex.EncodeToString(h[:8]))
 }
+
+// forwardersName is the directory of the managed forwarders' directories
+// in dataDir.
+const forwardersName = "forwarders"
 
 // socketErr ties an error to the socket it happened on, for messages.
 type socketErr struct {
@@ -126,18 +129,22 @@ func ForwarderGone(ctx context.Context, socket string) bool {
 }
 
 // update runs one transaction on the forwarder at socket, bounded by the
-// timeout, and reports other owners' rules that do not listen.
-func (c *Core) update(ctx context.Context, o *Options, socket, pidFile string, plan ctlclient.Planner) error {
-	return c.updateWith(ctx, o, socket, pidFile, plan, 0)
+// timeout, and reports other owners' rules that do not listen. g, when
+// set, follows the forwarder across its connections (see guard).
+func (c *Core) update(ctx context.Context, o *Options, socket, pidFile string, g *guard, plan ctlclient.Planner) error {
+	return c.updateWith(ctx, o, socket, pidFile, g, plan, 0)
 }
 
 // updateWith is update with the client's StartWait (0: its default).
-func (c *Core) updateWith(ctx context.Context, o *Options, socket, pidFile string, plan ctlclient.Planner, startWait time.Duration) error {
+func (c *Core) updateWith(ctx context.Context, o *Options, socket, pidFile string, g *guard, plan ctlclient.Planner, startWait time.Duration) error {
 	ctx, cancel := o.step(ctx)
 	defer cancel()
 	cl := c.client(socket, pidFile)
 	if startWait > 0 {
 		cl.StartWait = startWait
+	}
+	if g != nil {
+		cl.Reached = g.check
 	}
 	res, err := cl.Update(ctx, plan, ctlclient.UpdateOptions{NoVerify: !o.Verify})
 	if res != nil {
@@ -150,37 +157,4 @@ func (c *Core) reportWarnings(socket string, ws []ctlclient.RuleFailure) {
 	for _, w := range ws {
 		c.warnf("forwarder at %s: rule of another owner does not listen: %s: host ports %s", socket, w.PifRule, wire.PortList(w.Ports))
 	}
-}
-
-// forwarderID identifies the forwarder listening at socket now: the inode
-// of its listening control socket in /proc/net/unix, 0 when none listens
-// there or it cannot be told. A forwarder that exits takes its rules with
-// it; one started again at the same path has another inode.
-func forwarderID(socket string) uint64 {
-	inodes, err := procnet.UnixListeners(socket)
-	if err != nil || len(inodes) != 1 {
-		return 0
-	}
-	return inodes[0]
-}
-
-// forwarderID is forwarderID(socket), once per socket for the length of
-// a batch (see lead): the jobs of a batch share a forwarder.
-func (c *Core) forwarderID(socket string) uint64 {
-	if c.ids == nil {
-		return forwarderID(socket)
-	}
-	id, ok := c.ids[socket]
-	if !ok {
-		id = forwarderID(socket)
-		c.ids[socket] = id
-	}
-	return id
-}
-
-// restarted reports whether rec's rules were written to a forwarder other
-// than the one listening at its socket now (id now): they went with that
-// one, and a byte-equal rule in the running one is another client's.
-func restarted(rec *store.Record, now uint64) bool {
-	return rec.ForwarderID != 0 && now != 0 && now != rec.ForwarderID
 }

@@ -2,8 +2,10 @@ package attach
 
 import (
 	"context"
+	"errors"
 	"time"
 
+	"github.com/passt-portmap/passt-portmap/pkg/ctlclient"
 	"github.com/passt-portmap/passt-portmap/pkg/store"
 	"github.com/passt-portmap/passt-portmap/pkg/wire"
 )
@@ -16,6 +18,9 @@ import (
 // ms is another client's). A record that cannot be read is an error that
 // says what to do.
 func (c *Core) Del(ctx context.Context, k Key, o Options, ms []Mapping) error {
+	if err := o.resolve(); err != nil {
+		return err
+	}
 	if err := store.EnsureDir(o.DataDir); err != nil {
 		return err
 	}
@@ -30,7 +35,7 @@ func (c *Core) Del(ctx context.Context, k Key, o Options, ms []Mapping) error {
 		return err
 	}
 	if rec != nil {
-		if err := c.release(ctx, &o, st, rec); err != nil {
+		if err := c.release(ctx, &o, rec); err != nil {
 			return err
 		}
 		if err := c.step("del: released"); err != nil {
@@ -52,26 +57,27 @@ func (c *Core) Del(ctx context.Context, k Key, o Options, ms []Mapping) error {
 
 // release removes a recorded attachment's rules, or stops its managed
 // forwarder, which serves this attachment alone and takes its rules with
-// it.
-func (c *Core) release(ctx context.Context, o *Options, st *store.Store, rec *store.Record) error {
+// it (a chained one's side is removed from the pod's namespace first).
+// Rules are removed only from the forwarder they were added to: when the
+// one at the socket now is another, or cannot be told (see
+// sameForwarder), none is, and a warning says so.
+func (c *Core) release(ctx context.Context, o *Options, rec *store.Record) error {
 	if rec.Managed {
-		return stopManaged(ctx, o, rec.Dir)
+		return c.releaseManaged(ctx, o, rec)
 	}
 	if claimed := rec.Claimed(); len(claimed) > 0 && rec.Socket != "" {
-		if now := forwarderID(rec.Socket); restarted(rec, now) {
-			c.warnf("the forwarder at %s was restarted since this attachment's rules were added (control socket inode %d, now %d): they went with it; byte-equal rules there now are another client's and stay", rec.Socket, rec.ForwarderID, now)
-			return nil
-		}
-		return c.removeRules(ctx, o, st, rec.Key(), rec.Socket, rec.PIDFile, claimed)
+		return c.removeRules(ctx, o, rec, claimed)
 	}
 	return nil
 }
 
-// removeRules takes rules out of the forwarder at socket in one
-// transaction, leaving any rule that another attachment also owns. A
-// forwarder that is gone has no rules left: that is success.
-func (c *Core) removeRules(ctx context.Context, o *Options, st *store.Store, self store.Key, socket, pidFile string, rules []wire.PifRule) error {
-	shared := sharedRules(st, self, socket)
+// removeRules takes rules of rec out of its forwarder in one transaction,
+// leaving any rule that another attachment also owns. A forwarder that is
+// gone has no rules left: that is success. So is another forwarder at the
+// socket, or one that cannot be told: nothing is removed from it.
+func (c *Core) removeRules(ctx context.Context, o *Options, rec *store.Record, rules []wire.PifRule) error {
+	socket := rec.Socket
+	shared := sharedRules(o, rec.Key(), socket)
 	var mine []wire.PifRule
 	for _, r := range rules {
 		if shared[r.Key()] {
@@ -87,8 +93,21 @@ func (c *Core) removeRules(ctx context.Context, o *Options, st *store.Store, sel
 	// A forwarder that is gone has none of the rules; one that is only
 	// starting is another process, with none of them either: the
 	// removal does not wait for either to answer (see ForwarderGone).
-	err := c.updateWith(ctx, o, socket, pidFile, plan, time.Millisecond)
+	// Rules are taken out only of the forwarder they went to (expect).
+	err := c.updateWith(ctx, o, socket, rec.PIDFile, expect(rec, socket), plan, time.Millisecond)
 	if gone(err) {
+		return nil
+	}
+	var (
+		ns  *notSameError
+		ofe *ctlclient.OtherForwarderError
+	)
+	switch {
+	case errors.As(err, &ns):
+		c.warnf("%s; none of them was removed: byte-equal rules there now are another client's and stay", ns.why)
+		return nil
+	case errors.As(err, &ofe):
+		c.warnf("%v; none of this attachment's rules was removed from it", err)
 		return nil
 	}
 	return atSocket(socket, err)

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/passt-portmap/passt-portmap/pkg/ctlclient"
+	"github.com/passt-portmap/passt-portmap/pkg/podman"
 	"github.com/passt-portmap/passt-portmap/pkg/store"
 	"github.com/passt-portmap/passt-portmap/pkg/translate"
 	"github.com/passt-portmap/passt-portmap/pkg/wire"
@@ -58,7 +59,9 @@ func TestDescribe(t *testing.T) {
 		{"busy", atSocket(sock, &ctlclient.UnreachableError{Path: sock, Err: context.DeadlineExceeded}), KindUnreachable, []string{sock, "deadline"}},
 		{"record lock busy", &store.BusyError{Path: "/d/x.lock", Err: context.DeadlineExceeded}, KindUnreachable, []string{"/d/x.lock"}},
 		{"bad config", &ConfigError{Key: "timeout", Err: errors.New("bad")}, KindBadConfig, []string{"timeout"}},
-		{"bad mapping", &translate.MappingError{Index: 3, Mapping: translate.PortMapping{HostPort: 0}, Err: translate.ErrPort}, KindBadConfig, []string{"entry 3", "port out of range"}},
+		{"bad mapping", &MappingError{Index: 3, Field: FieldHostPort, Err: fmt.Errorf("%w: 0 is not in 1..65535", translate.ErrPort)}, KindBadConfig, []string{"portMappings[3].hostPort", "port out of range"}},
+		{"bad mapping found by translate", &translate.MappingError{Index: 3, Mapping: translate.PortMapping{HostPort: 80, HostIP: "::1"}, Err: translate.ErrFamily}, KindBadConfig, []string{"portMappings[3].hostIP", "families differ"}},
+		{"Podman reserves the ports", &podman.ReservationError{Podman: podman.Process{PID: 42}, Reservation: podman.Reservation{Enabled: true}}, KindBadConfig, []string{"enable_port_reservation = false", "pid 42"}},
 		{"status", &StatusError{Err: errors.New("forwarder at /s: refused")}, KindNotAvailable, []string{"/s", "refused"}},
 		{"pasta missing", &forwarderError{Op: "start", Dir: "/d", Err: exec.ErrNotFound}, KindBadConfig, []string{"/d", "pasta"}},
 		{"pasta did not come up", &forwarderError{Op: "start", Dir: "/d", Err: errors.New("no hello within 5s")}, KindUnreachable, []string{"/d", "no hello"}},
@@ -69,7 +72,7 @@ func TestDescribe(t *testing.T) {
 		{"passed through", &Error{Kind: KindSafeFail, Msg: "m", Details: "d"}, KindSafeFail, []string{"d"}},
 		{"unnamed", errors.New("something"), KindUnknown, []string{"something"}},
 	} {
-		e := Describe(tc.err)
+		e := Describe(tc.err, nil)
 		if e.Kind != tc.kind {
 			t.Errorf("%s: kind %v, want %v (%v)", tc.name, e.Kind, tc.kind, e)
 		}
@@ -79,7 +82,52 @@ func TestDescribe(t *testing.T) {
 			}
 		}
 	}
-	if Describe(nil) != nil {
+	if Describe(nil, nil) != nil {
 		t.Error("nil error mapped to an error")
+	}
+}
+
+// otherDialect is a front end whose input names things differently and
+// has no socket or allowChained setting.
+type otherDialect struct{}
+
+func (otherDialect) Setting(s Setting) string {
+	if s == SettingSocket || s == SettingAllowChained {
+		return ""
+	}
+	return "opt-" + s.String()
+}
+func (otherDialect) Mapping(i int, f Field) string { return fmt.Sprintf("port_mappings[%d].f%d", i, f) }
+func (otherDialect) Mappings() string              { return "port_mappings" }
+func (otherDialect) Locate(place string) string    { return "option " + place }
+
+// TestDescribeDialect: the core's errors name settings and mappings in
+// the front end's words, and never what its input does not have.
+func TestDescribeDialect(t *testing.T) {
+	r8080 := wire.NewRule(wire.ProtoTCP, netip.Addr{}, 8080, 8080, 80, wire.FlagDualStack)
+	refused := &ctlclient.StatusError{Path: "/s", Result: &ctlclient.Result{Status: ctlclient.StatusSafeFail}}
+	for _, tc := range []struct {
+		name string
+		err  error
+		want string
+	}{
+		{"second network", &SecondNetworkError{Why: "namespace /ns already has an interface other than lo"}, "connect the container to this network alone"},
+		{"a setting", &ConfigError{Setting: SettingDataDir, Err: errors.New("too long")}, "option opt-dataDir: too long"},
+		{"a setting, not ready", &StatusError{Err: &ConfigError{Setting: SettingDataDir, Err: errors.New("not set")}}, "option opt-dataDir: not set"},
+		{"pasta found late", &forwarderError{Op: "start", Dir: "/d", Err: exec.ErrNotFound}, "option opt-pasta: "},
+		{"a mapping", &MappingError{Index: 3, Field: FieldHostPort, Err: translate.ErrPort}, "option port_mappings[3].f1: port out of range"},
+		{"a mapping translate refused", &translate.MappingError{Index: 3, Err: translate.ErrFamily}, "option port_mappings[3].f4: address families differ"},
+		{"an entry of a list", &ConfigError{Setting: SettingPastaArgs, List: true, Entry: 2, Err: errors.New("bad")}, "option opt-pastaArgs[2]: bad"},
+		{"several settings", &ConfigError{Setting: SettingSideInterface, Also: []Setting{SettingSideTable}, Err: errors.New("clash")}, "option opt-sideInterface, opt-sideTable: clash"},
+		{"a front end's own key", &ConfigError{Key: "network_options.interface_name", Err: errors.New("is empty")}, "option network_options.interface_name: is empty"},
+		{"a conflict", &translate.TableError{Pif: wire.PifHost, Rule: r8080, Err: translate.ErrConflict, Entries: []int{2, 3}}, "rule made from port_mappings entries 2-3"},
+		{"a refused update", &annotated{Err: refused, From: []ruleFrom{{Rule: wire.PifRule{Pif: wire.PifHost, Rule: r8080}, Entries: []int{0}}}},
+			"HOST TCP [*]:8080  =>  80 from port_mappings entry 0"},
+	} {
+		e := Describe(tc.err, otherDialect{})
+		if s := e.Error(); !strings.Contains(s, tc.want) || strings.Contains(s, "portMappings") || strings.Contains(s, `"socket"`) ||
+			strings.Contains(s, "allowChained") || strings.Contains(s, "configuration key") || strings.Contains(s, "hostPort") {
+			t.Errorf("%s: %q, want %q in the front end's words only", tc.name, s, tc.want)
+		}
 	}
 }

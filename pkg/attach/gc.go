@@ -14,6 +14,9 @@ import (
 // networks are not looked at. A failure is a *GCError naming each stale
 // attachment that could not be released.
 func (c *Core) GC(ctx context.Context, network string, o Options, valid []Key) error {
+	if err := o.resolve(); err != nil {
+		return err
+	}
 	keep := map[[2]string]bool{}
 	for _, k := range valid {
 		keep[[2]string{k.ContainerID, k.IfName}] = true
@@ -24,7 +27,7 @@ func (c *Core) GC(ctx context.Context, network string, o Options, valid []Key) e
 		return err
 	}
 	st := recordStore(&o)
-	entries, err := st.List(network)
+	entries, err := listRecords(&o, network)
 	if err != nil {
 		return err
 	}
@@ -69,7 +72,7 @@ func (c *Core) collect(ctx context.Context, o *Options, st *store.Store, key sto
 	}
 	defer lock.Unlock()
 	if rec != nil {
-		if err := c.release(ctx, o, st, rec); err != nil {
+		if err := c.release(ctx, o, rec); err != nil {
 			return err
 		}
 	}

@@ -30,7 +30,7 @@ func TestExplainHolders(t *testing.T) {
 	comm, _ := os.ReadFile("/proc/self/comm")
 
 	got := explainHolders(failed)
-	e := Describe(got)
+	e := Describe(got, nil)
 	if e.Kind != KindSocketFail {
 		t.Fatalf("kind %v, want %v", e.Kind, KindSocketFail)
 	}

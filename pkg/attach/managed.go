@@ -5,22 +5,20 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"path/filepath"
 
 	"github.com/passt-portmap/passt-portmap/pkg/forwarder"
-	"github.com/passt-portmap/passt-portmap/pkg/store"
+	"github.com/passt-portmap/passt-portmap/pkg/safefs"
 )
 
 // checkChained refuses to start a second network in a namespace that
-// another plugin has already configured, unless AllowChained says so.
-// ours says the attachment's own forwarder ran in this namespace.
+// another plugin has already configured without saying so in a previous
+// result (which would make the attachment chained, see modeOf), unless
+// AllowChained says so. ours says the attachment's own forwarder ran in
+// this namespace.
 func checkChained(o *Options, fcfg forwarder.Config, ours bool) error {
 	if o.AllowChained {
 		return nil
-	}
-	if o.PriorInterface != "" {
-		return chainedErr(fmt.Sprintf("the previous result already has interface %q", o.PriorInterface))
 	}
 	if _, running, _ := forwarder.Running(fcfg.Dir); running || ours {
 		return nil // our own forwarder made the interface
@@ -36,58 +34,68 @@ func checkChained(o *Options, fcfg forwarder.Config, ours bool) error {
 }
 
 func chainedErr(why string) error {
-	return &Error{Kind: KindBadConfig, Msg: "a managed forwarder would be a second network in this namespace",
-		Details: why + `; put passt-portmap first with no "socket" to let it make the network, set "socket" to use a forwarder started elsewhere, or set "allowChained": true`}
+	return &SecondNetworkError{Why: why}
+}
+
+// forwardersDir opens dataDir/forwarders (see package safefs), making it
+// with create.
+func forwardersDir(o *Options, create bool) (*safefs.Dir, error) {
+	var (
+		root *safefs.Dir
+		err  error
+	)
+	if create {
+		root, err = safefs.Ensure(o.DataDir, 0o750)
+	} else {
+		root, err = safefs.Open(o.DataDir)
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer root.Close()
+	return root.Sub(forwardersName, create, 0o750)
+}
+
+// ensureForwarders makes and checks dataDir/forwarders.
+func ensureForwarders(o *Options) error {
+	d, err := forwardersDir(o, true)
+	if err != nil {
+		return err
+	}
+	return d.Close()
 }
 
 // stopManaged stops the managed forwarder in dir, an attachment's
-// directory under dataDir/forwarders, and removes the directory. A
-// directory that is not a real one of ours (a symbolic link, or in a
-// forwarders directory others could write to) is left alone.
+// directory under dataDir/forwarders (checkRecord made sure of that), and
+// removes the directory, through descriptors: nothing in it, or in its
+// place, is followed. A directory in an unsafe place (a forwarders
+// directory others could write to, a link in its place) is refused.
 func stopManaged(ctx context.Context, o *Options, dir string) error {
-	if err := store.CheckDir(filepath.Dir(dir)); errors.Is(err, fs.ErrNotExist) {
+	fw, err := forwardersDir(o, false)
+	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	} else if err != nil {
 		return err
 	}
-	if fi, err := os.Lstat(dir); errors.Is(err, fs.ErrNotExist) {
-		return nil
-	} else if err != nil {
+	defer fw.Close()
+	name := filepath.Base(dir)
+	if filepath.Join(fw.Path(), name) != filepath.Clean(dir) {
+		return &recordDirError{Dir: dir, Want: filepath.Join(fw.Path(), name)}
+	}
+	if ok, err := fw.Exists(name); err != nil {
 		return &forwarderError{Op: "inspect the directory of", Dir: dir, Err: err}
-	} else if !fi.IsDir() {
-		return &store.UnsafeError{Path: dir, What: "is not a directory (a managed forwarder's directory is one)"}
+	} else if !ok {
+		return nil
 	}
 	ctx, cancel := o.step(ctx)
 	defer cancel()
 	if err := forwarder.Stop(ctx, dir); err != nil {
 		return &forwarderError{Op: "stop", Dir: dir, Err: err}
 	}
-	if err := os.RemoveAll(dir); err != nil {
+	if err := fw.RemoveAll(name); err != nil {
 		return &forwarderError{Op: "remove the directory of", Dir: dir, Err: err}
 	}
 	return nil
-}
-
-// checkManagedDir refuses a record of a managed forwarder whose directory
-// is not the one the core makes for its key under dataDir: the directory
-// is stopped and removed by Del and GC, so a record must never be able to
-// name another.
-func checkManagedDir(o *Options, rec *store.Record) error {
-	if want := forwarderDir(o.DataDir, rec.Key()); rec.Dir != want {
-		return &recordDirError{Dir: rec.Dir, Want: want, Key: rec.Key()}
-	}
-	return nil
-}
-
-// recordDirError is a record naming a managed forwarder directory that is
-// not its attachment's.
-type recordDirError struct {
-	Dir, Want string
-	Key       store.Key
-}
-
-func (e *recordDirError) Error() string {
-	return fmt.Sprintf("the record of %s names the managed forwarder directory %q, not this attachment's %s; nothing was stopped or removed: stop that forwarder by hand if it is one, then remove the record", e.Key, e.Dir, e.Want)
 }
 
 // forwarderError is a managed forwarder that could not be started,

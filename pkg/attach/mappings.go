@@ -2,7 +2,6 @@ package attach
 
 import (
 	"errors"
-	"fmt"
 	"slices"
 
 	"github.com/passt-portmap/passt-portmap/pkg/translate"
@@ -10,9 +9,9 @@ import (
 )
 
 // compiler translates an attachment's mappings under its options. The
-// mappings are expanded to one entry per port and protocol for
-// pkg/translate, which compacts them again; errors name the caller's
-// mapping, not the expanded entry.
+// mappings, checked first (checkMapping), are expanded to one entry per
+// port and protocol for pkg/translate, which compacts them again; errors
+// name the caller's mapping, not the expanded entry.
 type compiler struct {
 	entries []translate.PortMapping
 	origin  []int // origin[i]: the Mapping that entries[i] came from
@@ -22,14 +21,11 @@ type compiler struct {
 func newCompiler(ms []Mapping, o *Options) (*compiler, error) {
 	c := &compiler{opts: translate.Options{Weak: o.Weak, Target: o.TargetAddress, Interface: o.BindInterface}}
 	for i, m := range ms {
+		protos, err := checkMapping(i, m)
+		if err != nil {
+			return nil, err
+		}
 		n := max(m.Range, 1)
-		if m.Range < 0 || m.Range > 65535 {
-			return nil, &translate.MappingError{Index: i, Mapping: single(m, ""), Err: fmt.Errorf("%w: range %d is not in 1..65535", translate.ErrPort, m.Range)}
-		}
-		protos := m.Protocols
-		if len(protos) == 0 {
-			protos = []string{""}
-		}
 		for _, p := range protos {
 			for j := range n {
 				e := single(m, p)

@@ -72,9 +72,9 @@ func removalEdits(live wire.Tables, rules []wire.PifRule) []wire.Edit {
 
 // sharedRules returns the rules that other attachments of the network
 // record as theirs on the same socket: a removal must leave them alone.
-func sharedRules(st *store.Store, self store.Key, socket string) map[wire.PifRuleKey]bool {
+func sharedRules(o *Options, self store.Key, socket string) map[wire.PifRuleKey]bool {
 	out := map[wire.PifRuleKey]bool{}
-	es, err := st.List(self.Network)
+	es, err := listRecords(o, self.Network)
 	if err != nil {
 		return out
 	}

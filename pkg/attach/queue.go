@@ -43,11 +43,17 @@ import (
 // inotify (store.Ticket.Await).
 const queuePoll = 5 * time.Millisecond
 
-// queueDir is the queue of the forwarder at socket: named by a hash of
-// its path, as a forwarder directory is.
-func queueDir(dataDir, socket string) string {
+// queueName is the name of the queue of the forwarder at socket in
+// dataDir/queue: a hash of its path, as a forwarder directory's is.
+func queueName(socket string) string {
 	h := sha256.Sum256([]byte(socket))
-	return filepath.Join(dataDir, "queue", hex.EncodeToString(h[:8]))
+	return hex.EncodeToString(h[:8])
+}
+
+// queueDir is the path of that queue's directory, for messages and tests
+// (the queue itself is reached through store.OpenQueue).
+func queueDir(dataDir, socket string) string {
+	return filepath.Join(dataDir, store.QueuesName, queueName(socket))
 }
 
 // request is what a waiting ADD hands to the leader.
@@ -80,7 +86,9 @@ func (r *request) options() Options {
 }
 
 // answer is the leader's answer to one request: the result, or the error
-// in words (Describe), and the warnings of the call.
+// in words (Describe, with the names of settings and mappings left for
+// the waiter's front end to fill in: see waitedError), and the warnings
+// of the call. Kind is the number of its Kind.
 type answer struct {
 	Socket   string         `json:"socket,omitempty"`
 	PIDFile  string         `json:"pidFile,omitempty"`
@@ -105,7 +113,7 @@ type answerFailure struct {
 func answerOf(res *Result, err error, warnings []string) answer {
 	a := answer{Warnings: warnings}
 	if err != nil {
-		d := Describe(err)
+		d := Describe(err, placeholders{})
 		ae := &answerErr{Kind: d.Kind, Msg: d.Msg, Details: d.Details}
 		for _, f := range d.Failed {
 			ae.Failed = append(ae.Failed, answerFailure{Rule: f.PifRule, Ports: f.Ports, BlockedBy: f.BlockedBy})
@@ -120,9 +128,9 @@ func answerOf(res *Result, err error, warnings []string) answer {
 // result turns an answer back into what Add returns.
 func (a *answer) result() (*Result, error) {
 	if a.Err != nil {
-		e := &Error{Kind: a.Err.Kind, Msg: a.Err.Msg, Details: a.Err.Details}
+		e := &waitedError{Error{Kind: a.Err.Kind, Msg: a.Err.Msg, Details: a.Err.Details}}
 		for _, f := range a.Err.Failed {
-			e.Failed = append(e.Failed, ctlclient.RuleFailure{PifRule: f.Rule, Ports: f.Ports, BlockedBy: f.BlockedBy})
+			e.e.Failed = append(e.e.Failed, ctlclient.RuleFailure{PifRule: f.Rule, Ports: f.Ports, BlockedBy: f.BlockedBy})
 		}
 		return nil, e
 	}
@@ -132,10 +140,11 @@ func (a *answer) result() (*Result, error) {
 // addQueued is the ADD of an attachment to a forwarder others may be
 // writing to (see the comment at the top).
 func (c *Core) addQueued(ctx context.Context, k Key, o Options, ms []Mapping) (*Result, error) {
-	q, err := store.OpenQueue(queueDir(o.DataDir, o.Socket))
+	q, err := store.OpenQueue(o.DataDir, queueName(o.Socket))
 	if err != nil {
 		return nil, err
 	}
+	defer q.Close()
 	own := requestOf(k, &o, ms)
 	lead, err := q.TryLead()
 	if err != nil {
@@ -166,7 +175,12 @@ func (c *Core) addQueued(ctx context.Context, k Key, o Options, ms []Mapping) (*
 		return nil, err
 	}
 	if lead != nil {
-		return c.lead(ctx, lead, &own, t.ID)
+		// The lead and the answer may come at once: an answered ADD is
+		// not run again.
+		if out, err = t.Answer(); err != nil || out == nil {
+			return c.lead(ctx, lead, &own, t.ID)
+		}
+		lead.Release()
 	}
 	var a answer
 	if err := json.Unmarshal(out, &a); err != nil {
@@ -203,13 +217,17 @@ func (c *Core) lead(ctx context.Context, l *store.Lead, own *request, ownID stri
 			return nil
 		}
 	}
-	c = &Core{Warn: c.Warn, Client: c.Client, Step: step, ids: map[string]uint64{}}
+	c = &Core{Warn: c.Warn, Client: c.Client, Step: step}
 	o := own.options()
 	var batch []*served
 	// The leader's own ADD first, waiting for its record lock as an ADD
 	// alone would.
 	me := &served{own: true}
-	j, err := c.openJob(ctx, own.Key, o, own.Maps, true)
+	comp, err := newCompiler(own.Maps, &o)
+	if err != nil {
+		return nil, err
+	}
+	j, err := c.openJob(ctx, own.Key, o, comp, len(own.Maps), nil, true)
 	if err != nil {
 		return nil, err
 	}
@@ -236,7 +254,7 @@ func (c *Core) lead(ctx context.Context, l *store.Lead, own *request, ownID stri
 			me.req = *r
 			continue
 		}
-		s := c.take(ctx, l, r, o.Socket, func() bool { return killed != nil })
+		s := c.take(ctx, l, r, &o, func() bool { return killed != nil })
 		if killed != nil {
 			return nil, killed
 		}
@@ -260,11 +278,10 @@ func (c *Core) lead(ctx context.Context, l *store.Lead, own *request, ownID stri
 	if killed != nil {
 		return nil, killed
 	}
-	now := forwarderID(o.Socket) // after the update: not remembered
 	var ownRes *Result
 	var ownErr error
 	for _, s := range batch {
-		res, err := s.job.core.finishJob(s.job, now)
+		res, err := s.job.core.finishJob(s.job)
 		if killed != nil {
 			return nil, killed
 		}
@@ -273,7 +290,7 @@ func (c *Core) lead(ctx context.Context, l *store.Lead, own *request, ownID stri
 		s.job = nil
 		if s.own {
 			ownRes, ownErr = res, err
-			if ownID != "" {
+			if s.req.ID != "" { // it waited first, and was taken here
 				if derr := l.Done(s.req); derr != nil {
 					c.warnf("%v", derr)
 				}
@@ -293,17 +310,28 @@ func (c *Core) lead(ctx context.Context, l *store.Lead, own *request, ownID stri
 
 // take prepares a waiting request for the batch: its attachment's record
 // lock, taken without waiting (another call of it holds it: it waits for
-// the next leader), then the request itself (its poster may have gone,
-// or taken it back).
-func (c *Core) take(ctx context.Context, l *store.Lead, r *store.Request, socket string, killed func() bool) *served {
+// the next leader), and its record, read and checked as every record is
+// (lockRecord); then the request itself (its poster may have gone, or
+// taken it back). A request for another forwarder or data directory than
+// the leader's (lo) is not served here.
+func (c *Core) take(ctx context.Context, l *store.Lead, r *store.Request, lo *Options, killed func() bool) *served {
 	var req request
-	if err := json.Unmarshal(r.Payload, &req); err != nil || req.Opts.Socket != socket {
+	err := json.Unmarshal(r.Payload, &req)
+	if err == nil && (req.Opts.Socket != lo.Socket || req.Opts.DataDir != lo.DataDir) {
+		err = fmt.Errorf("it is for the forwarder at %s with data directory %s, the queue's is at %s with %s", req.Opts.Socket, req.Opts.DataDir, lo.Socket, lo.DataDir)
+	}
+	if err != nil {
 		c.warnf("queue: request %s cannot be served here: %v", r.ID, err)
 		return nil
 	}
 	s := &served{req: *r}
-	jc := &Core{Client: c.Client, Step: c.Step, ids: c.ids, Warn: func(m string) { s.warns = append(s.warns, m) }}
-	j, err := jc.openJob(ctx, req.Key, req.options(), req.Maps, false)
+	jc := &Core{Client: c.Client, Step: c.Step, Warn: func(m string) { s.warns = append(s.warns, m) }}
+	opts := req.options()
+	comp, err := newCompiler(req.Maps, &opts)
+	var j *job
+	if err == nil {
+		j, err = jc.openJob(ctx, req.Key, opts, comp, len(req.Maps), nil, false)
+	}
 	if errors.Is(err, errLockBusy) || killed() {
 		return nil
 	}

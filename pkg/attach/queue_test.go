@@ -38,7 +38,7 @@ func newGroupBench(t *testing.T) *groupBench {
 		return &ctlclient.Client{Path: socket, PIDFile: pidFile, ListenWait: 10 * time.Millisecond,
 			ListenAddrs: func(_ string, r wire.Rule) []netip.Addr { return ctltest.ListenAddrs(r) }}
 	}}
-	q, err := store.OpenQueue(queueDir(g.o.DataDir, srv.Path))
+	q, err := store.OpenQueue(g.o.DataDir, queueName(srv.Path))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -140,7 +140,7 @@ func TestGroupCommitOwnOutcomes(t *testing.T) {
 		k := store.Key{Network: "net", ContainerID: fmt.Sprintf("c%d", i), IfName: "eth0"}
 		rec, rerr := st.Get(k)
 		if i == 1 {
-			d := Describe(o.err)
+			d := Describe(o.err, nil)
 			if d == nil || d.Kind != KindSocketFail || !strings.Contains(d.Error(), fmt.Sprint(p+1)) {
 				t.Fatalf("ADD of the attachment whose port is taken: %v, want a socket fail naming port %d", o.err, p+1)
 			}
@@ -172,7 +172,7 @@ func TestGroupCommitOwnOutcomes(t *testing.T) {
 func TestGroupCommitWaiterGone(t *testing.T) {
 	g := newGroupBench(t)
 	p := freePort(t, 2)
-	q, err := store.OpenQueue(queueDir(g.o.DataDir, g.srv.Path))
+	q, err := store.OpenQueue(g.o.DataDir, queueName(g.srv.Path))
 	if err != nil {
 		t.Fatal(err)
 	}

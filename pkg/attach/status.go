@@ -14,8 +14,11 @@ import (
 // cannot be checked before there is one) answers with a protocol version
 // the client speaks. A failure is a *StatusError, or the client's error.
 func (c *Core) Status(ctx context.Context, o Options) error {
+	if err := o.resolve(); err != nil {
+		return &StatusError{Err: err}
+	}
 	if err := canRecord(&o); err != nil {
-		return &StatusError{Err: fmt.Errorf("data directory (dataDir) %s cannot take a record: %w", o.DataDir, err)}
+		return &StatusError{Err: settingErr(SettingDataDir, "%s cannot take a record: %w", o.DataDir, err)}
 	}
 	sctx, cancel := o.step(ctx)
 	defer cancel()

@@ -40,10 +40,15 @@ type Mapping struct {
 }
 
 // Options say which forwarder to use and how, and what every rule gets.
-// Front ends fill in their defaults (Verify true, the data directory).
+// A front end makes them from its input with Input.Options, which reads
+// every setting and fills in the core's defaults (Verify true, Timeout
+// DefaultTimeout), then sets what it decides itself: the mode (Managed,
+// Socket, PIDFile), Prior, Kubernetes, NoNetwork. Every entry point of
+// the core checks them again (Check).
 type Options struct {
 	// DataDir holds records/ (ownership records) and forwarders/ (the
-	// managed forwarders' directories).
+	// managed forwarders' directories); "" is DefaultDataDir, which
+	// depends on who runs the plugin.
 	DataDir string
 	// Timeout bounds each blocking step; zero means DefaultTimeout.
 	Timeout time.Duration
@@ -66,11 +71,20 @@ type Options struct {
 	// forwarder.Config).
 	MapHostLoopback []netip.Addr
 	LoopbackToHost  bool
-	// AllowChained lets a managed forwarder make a second network in a
-	// namespace that already has one. PriorInterface names an interface
-	// that the runtime says another plugin made in this call ("" none).
-	AllowChained   bool
-	PriorInterface string
+	// Prior is what earlier plugins of the runtime's list made (CNI's
+	// previous result), nil when none did. With an interface in the
+	// container's namespace, a managed attachment is chained: its pasta
+	// joins on a side interface shaped by Side and forwards the host
+	// ports only, the earlier plugin's network untouched (see modeOf).
+	// AllowChained asks instead for pasta's own network as a second one
+	// beside it, as before chained mode existed.
+	Prior        *Prior
+	Side         SideOptions
+	AllowChained bool
+	// Kubernetes says the runtime is a Kubernetes node's (a CRI runtime,
+	// containerd or CRI-O), whose pods need addresses of their own: a
+	// managed attachment alone is refused there.
+	Kubernetes bool
 
 	// Weak tolerates bind failures (wire.FlagWeak).
 	Weak bool
@@ -116,7 +130,4 @@ type Core struct {
 	// if the process had been killed at that point (the record lock is
 	// released either way).
 	Step func(name string) error
-
-	// ids, when set, remembers forwarderID for the length of one batch.
-	ids map[string]uint64
 }

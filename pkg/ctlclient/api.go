@@ -55,6 +55,13 @@ type Client struct {
 	// IPv6 socket for both families), else the rule's listen address.
 	ListenAddrs func(pif string, r wire.Rule) []netip.Addr
 
+	// Reached, when set, is called on every connection with the identity
+	// of the forwarder it reached, before the tables are read; an error it
+	// returns ends the call there, before anything is sent (a caller that
+	// must talk to one forwarder throughout returns an
+	// *OtherForwarderError for another).
+	Reached func(Identity) error
+
 	// Step is a test hook, nil in production: when set, it is called
 	// right after an update's tables were sent ("update: sent") and after
 	// its rollback was sent ("rollback: sent"), before either is verified;
@@ -72,6 +79,9 @@ type Snapshot struct {
 	Tables wire.Tables
 	// PeerUID is the forwarder's uid (SO_PEERCRED).
 	PeerUID uint32
+	// Identity is the forwarder's (unknown when its socket file changed
+	// during the connect).
+	Identity Identity
 }
 
 // Read reads the hello and all tables and closes without sending.

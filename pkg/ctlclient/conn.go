@@ -103,11 +103,13 @@ type session struct {
 	br   *bufio.Reader
 	stop func() bool
 	peer ucred
+	id   Identity // of the forwarder reached
 }
 
 // open connects, reads the hello and the tables, and returns the session
 // with what it saw. On a protocol mismatch it sends nothing and closes.
 func (c *Client) open(ctx context.Context) (*session, *Snapshot, error) {
+	file := socketFile(c.Path)
 	conn, err := c.dial(ctx)
 	if err != nil {
 		return nil, nil, err
@@ -124,6 +126,12 @@ func (c *Client) open(ctx context.Context) (*session, *Snapshot, error) {
 		return nil, nil, fmt.Errorf("control socket %s: %w", c.Path, err)
 	}
 	snap.PeerUID = s.peer.uid
+	s.id = connIdentity(c.Path, file, s.peer)
+	snap.Identity = s.id
+	if err := c.reached(s.id); err != nil {
+		s.close()
+		return nil, nil, err
+	}
 	if snap.Hello, err = wire.ReadHello(s.br); err != nil {
 		s.close()
 		return nil, nil, fmt.Errorf("control socket %s: %w", c.Path, s.ctxErr(ctx, err))

@@ -317,7 +317,8 @@ type tx struct {
 	// sent are the tables sent (or that may have been, when an error
 	// came with them); nil when nothing was sent.
 	sent wire.Tables
-	peer ucred // the forwarder end's credentials (SO_PEERCRED)
+	peer ucred    // the forwarder end's credentials (SO_PEERCRED)
+	id   Identity // the forwarder reached (see Client.Reached)
 }
 
 // transact runs one transaction: open, let fn compute the tables to send
@@ -330,7 +331,7 @@ func (c *Client) transact(ctx context.Context, fn func(live wire.Tables) (wire.T
 		return tx{}, err
 	}
 	defer s.close()
-	t := tx{peer: s.peer}
+	t := tx{peer: s.peer, id: s.id}
 	next, err := fn(snap.Tables)
 	if err != nil {
 		return t, err

@@ -28,19 +28,22 @@ type forwarder struct {
 	why     string // why pid is 0 or fds nil, for diagnostics
 }
 
-// findForwarder finds the process holding the listening control socket:
-// the one found last time, the peer (a forwarder that did not daemonize),
-// the PID file's process, else a scan of /proc/*/fd. It does not fail:
-// what it cannot find it leaves empty (see why).
-func (c *Client) findForwarder(peer ucred) forwarder {
-	f := forwarder{uid: peer.uid}
-	inodes, err := procnet.UnixListeners(c.Path)
-	if err != nil || len(inodes) == 0 {
-		f.why = fmt.Sprintf("no listening socket at %s in /proc/net/unix (%v)", c.Path, err)
-		return f
-	}
+// findForwarder finds the process holding the listening control socket
+// that session s reached: the one found last time, the peer (a forwarder
+// that did not daemonize), or the PID file's process, each checked in its
+// own network namespace (/proc/PID/net/unix: the forwarder may run in
+// another namespace than the caller, where the caller's /proc/net/unix
+// does not show its socket); else the holder of the listening socket the
+// caller's namespace shows; else the holder of the socket the forwarder
+// accepted for s (sock_diag names it), which it holds while it serves s
+// (not once the forwarder closed s: lookSent passes a session whose
+// connection is gone, and a forwarder found by none of the others is left
+// to a look on a fresh connection).
+// It does not fail: what it cannot find it leaves empty (see why).
+func (c *Client) findForwarder(s *session) forwarder {
+	f := forwarder{uid: s.peer.uid}
 	var why []string
-	candidates := []int{c.cachedPID(), peer.pid}
+	candidates := []int{c.cachedPID(), s.peer.pid}
 	if c.PIDFile != "" {
 		pid, err := procnet.ReadPIDFile(c.PIDFile)
 		if err != nil {
@@ -52,6 +55,7 @@ func (c *Client) findForwarder(peer ucred) forwarder {
 		if pid <= 0 {
 			continue
 		}
+		inodes, _ := procnet.UnixListenersIn(filepath.Join(procnet.Root, strconv.Itoa(pid), "net"), c.Path)
 		fds, err := procnet.ScanFDs(pid)
 		if err == nil && fds.HoldsAny(inodes) {
 			f.pid, f.fds = pid, fds
@@ -70,7 +74,14 @@ func (c *Client) findForwarder(peer ucred) forwarder {
 		}
 	}
 	if f.pid == 0 {
-		pid, err := procnet.FindHolder(inodes)
+		if inodes, err := procnet.UnixListeners(c.Path); err == nil && len(inodes) > 0 {
+			if pid, err := procnet.FindHolder(inodes); err == nil {
+				f.pid = pid
+			}
+		}
+	}
+	if f.pid == 0 {
+		pid, err := c.acceptedHolder(s)
 		if err != nil {
 			f.why = strings.Join(append(why, err.Error()), "; ")
 			return f
@@ -90,6 +101,30 @@ func (c *Client) findForwarder(peer ucred) forwarder {
 
 // holds reports whether f holds a socket with inode ino.
 func (f *forwarder) holds(ino uint64) bool { return f.fds != nil && f.fds.Holds(ino) }
+
+// acceptedHolder returns the process holding the socket the forwarder
+// accepted for s.
+func (c *Client) acceptedHolder(s *session) (int, error) {
+	if s.conn == nil {
+		return 0, fmt.Errorf("the connection to %s is closed: the socket the forwarder accepted for it is gone", c.Path)
+	}
+	rc, err := s.conn.SyscallConn()
+	if err != nil {
+		return 0, err
+	}
+	var peer uint64
+	var perr error
+	if err := rc.Control(func(fd uintptr) { peer, perr = procnet.UnixPeer(int(fd)) }); err != nil {
+		return 0, err
+	}
+	if perr != nil {
+		return 0, fmt.Errorf("the forwarder's end of the connection to %s: %w", c.Path, perr)
+	}
+	if peer == 0 {
+		return 0, fmt.Errorf("the connection to %s has no peer", c.Path)
+	}
+	return procnet.FindHolder([]uint64{peer})
+}
 
 // reread reads f's fd table again, after listeners with the inodes seen
 // appeared that it did not hold: those it still does not hold are
@@ -386,7 +421,7 @@ func (c *Client) lookOn(ctx context.Context, s *session, snap *Snapshot, mine fu
 	// While the connection is held, the forwarder is the same process and
 	// only opens sockets (retrying failed binds): a retry reads its fd
 	// table again only where an unattributed listener appeared.
-	f := c.findForwarder(s.peer)
+	f := c.findForwarder(s)
 	for {
 		lc, err := c.checkOnce(&f, snap.Tables, rules, nil)
 		if err == nil && len(lc.unknown) > 0 {
@@ -416,7 +451,17 @@ func (c *Client) lookOn(ctx context.Context, s *session, snap *Snapshot, mine fu
 // listener it cannot attribute included, is for a look on a fresh
 // connection to judge (ok false).
 func (c *Client) lookSent(t tx, mine, gone []PifRule) (l look, ok bool) {
-	f := c.findForwarder(t.peer)
+	// The listeners are those of the forwarder at the path now: it must
+	// still be the one the update went to (its socket file unchanged),
+	// else a fresh connection, whose Reached hook sees the change, judges.
+	now := socketFile(c.Path)
+	now.PeerPID = t.id.PeerPID
+	if !t.id.Known() || now != t.id {
+		return look{}, false
+	}
+	// The connection is closed: only the processes the peer, the PID
+	// file and the socket's listeners name can be the forwarder here.
+	f := c.findForwarder(&session{path: c.Path, peer: t.peer})
 	if f.pid == 0 {
 		return look{}, false
 	}

@@ -2,6 +2,7 @@ package forwarder
 
 import (
 	"fmt"
+	"net"
 	"net/netip"
 	"strings"
 )
@@ -14,14 +15,17 @@ type pastaOption struct {
 	short  byte
 	hasArg bool
 	deny   string
+	// value, when set, checks an allowed option's value and says why it
+	// is refused ("" when it is not).
+	value func(string) string
 }
 
 // Reasons for refusing an option in Config.Args.
 const (
 	denyOwn      = "is set by the managed forwarder itself"
-	denyInbound  = "would forward ports outside the plugin's records: inbound ports come from portMappings, through the control socket"
-	denyOutbound = "opens the host's loopback: use the configuration key loopbackToHost"
-	denyMap      = "maps an address to the host's loopback: use the configuration key mapHostLoopback"
+	denyInbound  = "would forward ports outside the plugin's records: inbound ports come from the published port mappings (CNI portMappings, Podman -p), through the control socket"
+	denyOutbound = "opens the host's loopback: use loopbackToHost instead"
+	denyMap      = "maps an address to the host's loopback: use mapHostLoopback instead"
 	denyNS       = "changes which namespaces pasta joins or when it quits"
 	denyExit     = "makes pasta print something and exit instead of forwarding"
 	denyFile     = "writes a file the plugin does not manage"
@@ -37,81 +41,83 @@ const (
 // with respect to all of them.
 var pastaOptions = []pastaOption{
 	// Allowed: logging to the attachment's log file, and the shape of
-	// the container's network.
-	{"debug", 'd', false, ""},
-	{"trace", 0, false, ""},
-	{"quiet", 'q', false, ""},
-	{"log-size", 0, true, ""},
-	{"ns-ifname", 'I', true, ""},
-	{"mtu", 'm', true, ""},
-	{"address", 'a', true, ""},
-	{"netmask", 'n', true, ""},
-	{"mac-addr", 'M', true, ""},
-	{"ns-mac-addr", 0, true, ""},
-	{"gateway", 'g', true, ""},
-	{"interface", 'i', true, ""},
-	{"outbound", 'o', true, ""},
-	{"outbound-if4", 0, true, ""},
-	{"outbound-if6", 0, true, ""},
-	{"dns", 'D', true, ""},
-	{"search", 'S', true, ""},
-	{"hostname", 'H', true, ""},
-	{"fqdn", 0, true, ""},
-	{"dhcp-dns", 0, false, ""},
-	{"dhcp-search", 0, false, ""},
-	{"dns-forward", 0, true, ""},
-	{"dns-host", 0, true, ""},
-	{"map-guest-addr", 0, true, ""},
-	{"ipv4-only", '4', false, ""},
-	{"ipv6-only", '6', false, ""},
-	{"no-tcp", 0, false, ""},
-	{"no-udp", 0, false, ""},
-	{"no-icmp", 0, false, ""},
-	{"no-dhcp", 0, false, ""},
-	{"no-dhcpv6", 0, false, ""},
-	{"no-ndp", 0, false, ""},
-	{"no-ra", 0, false, ""},
-	{"no-splice", 0, false, ""},
-	{"host-lo-to-ns-lo", 0, false, ""},
-	{"freebind", 0, false, ""},
-	{"no-copy-routes", 0, false, ""},
-	{"no-copy-addrs", 0, false, ""},
+	// the container's network. Those whose value pasta uses on the
+	// host's side are checked (see hostSideAddr): none may aim the
+	// container at the host's loopback.
+	{"debug", 'd', false, "", nil},
+	{"trace", 0, false, "", nil},
+	{"quiet", 'q', false, "", nil},
+	{"log-size", 0, true, "", nil},
+	{"ns-ifname", 'I', true, "", nil},
+	{"mtu", 'm', true, "", nil},
+	{"address", 'a', true, "", guestAddr},
+	{"netmask", 'n', true, "", nil},
+	{"mac-addr", 'M', true, "", nil},
+	{"ns-mac-addr", 0, true, "", nil},
+	{"gateway", 'g', true, "", hostSideAddr},
+	{"interface", 'i', true, "", hostInterface},
+	{"outbound", 'o', true, "", outboundAddr},
+	{"outbound-if4", 0, true, "", hostInterface},
+	{"outbound-if6", 0, true, "", hostInterface},
+	{"dns", 'D', true, "", nil},
+	{"search", 'S', true, "", nil},
+	{"hostname", 'H', true, "", nil},
+	{"fqdn", 0, true, "", nil},
+	{"dhcp-dns", 0, false, "", nil},
+	{"dhcp-search", 0, false, "", nil},
+	{"dns-forward", 0, true, "", nil},
+	{"dns-host", 0, true, "", hostSideAddr},
+	{"map-guest-addr", 0, true, "", hostSideAddr},
+	{"ipv4-only", '4', false, "", nil},
+	{"ipv6-only", '6', false, "", nil},
+	{"no-tcp", 0, false, "", nil},
+	{"no-udp", 0, false, "", nil},
+	{"no-icmp", 0, false, "", nil},
+	{"no-dhcp", 0, false, "", nil},
+	{"no-dhcpv6", 0, false, "", nil},
+	{"no-ndp", 0, false, "", nil},
+	{"no-ra", 0, false, "", nil},
+	{"no-splice", 0, false, "", nil},
+	{"host-lo-to-ns-lo", 0, false, "", nil},
+	{"freebind", 0, false, "", nil},
+	{"no-copy-routes", 0, false, "", nil},
+	{"no-copy-addrs", 0, false, "", nil},
 
 	// Refused.
-	{"conf-path", 'c', true, denyOwn},
-	{"pid", 'P', true, denyOwn},
-	{"log-file", 'l', true, denyOwn},
-	{"foreground", 'f', false, denyOwn},
-	{"runas", 0, true, denyOwn},
-	{"netns", 0, true, denyOwn},
-	{"userns", 0, true, denyOwn},
-	{"config-net", 0, false, denyOwn},
-	{"fd", 'F', true, denyOwn},
-	{"stderr", 'e', false, denyOwn},
-	{"tcp-ports", 't', true, denyInbound},
-	{"udp-ports", 'u', true, denyInbound},
-	{"tcp-ns", 'T', true, denyOutbound},
-	{"udp-ns", 'U', true, denyOutbound},
-	{"no-map-gw", 0, false, denyMap},
-	{"map-host-loopback", 0, true, denyMap},
-	{"netns-only", 0, false, denyNS},
-	{"no-netns-quit", 0, false, denyNS},
-	{"no-pidns", 0, false, denyNS},
-	{"splice-only", 0, false, "would leave the container without its interface"},
-	{"chroot-fallback", 0, false, "weakens pasta's sandbox"},
-	{"pcap", 'p', true, denyFile},
-	{"help", 'h', false, denyExit},
-	{"version", 0, false, denyExit},
-	{"print-capabilities", 0, false, denyExit},
-	{"stats", 0, true, "needs pasta in the foreground"},
-	{"socket-path", 's', true, denyMode},
-	{"vhost-user", 0, false, denyMode},
-	{"one-off", '1', false, denyMode},
-	{"repair-path", 0, true, denyMode},
-	{"migrate-exit", 0, false, denyMode},
-	{"migrate-no-linger", 0, false, denyMode},
-	{"no-dhcp-dns", 0, false, denyMode},
-	{"no-dhcp-search", 0, false, denyMode},
+	{"conf-path", 'c', true, denyOwn, nil},
+	{"pid", 'P', true, denyOwn, nil},
+	{"log-file", 'l', true, denyOwn, nil},
+	{"foreground", 'f', false, denyOwn, nil},
+	{"runas", 0, true, denyOwn, nil},
+	{"netns", 0, true, denyOwn, nil},
+	{"userns", 0, true, denyOwn, nil},
+	{"config-net", 0, false, denyOwn, nil},
+	{"fd", 'F', true, denyOwn, nil},
+	{"stderr", 'e', false, denyOwn, nil},
+	{"tcp-ports", 't', true, denyInbound, nil},
+	{"udp-ports", 'u', true, denyInbound, nil},
+	{"tcp-ns", 'T', true, denyOutbound, nil},
+	{"udp-ns", 'U', true, denyOutbound, nil},
+	{"no-map-gw", 0, false, denyMap, nil},
+	{"map-host-loopback", 0, true, denyMap, nil},
+	{"netns-only", 0, false, denyNS, nil},
+	{"no-netns-quit", 0, false, denyNS, nil},
+	{"no-pidns", 0, false, denyNS, nil},
+	{"splice-only", 0, false, "would leave the container without its interface", nil},
+	{"chroot-fallback", 0, false, "weakens pasta's sandbox", nil},
+	{"pcap", 'p', true, denyFile, nil},
+	{"help", 'h', false, denyExit, nil},
+	{"version", 0, false, denyExit, nil},
+	{"print-capabilities", 0, false, denyExit, nil},
+	{"stats", 0, true, "needs pasta in the foreground", nil},
+	{"socket-path", 's', true, denyMode, nil},
+	{"vhost-user", 0, false, denyMode, nil},
+	{"one-off", '1', false, denyMode, nil},
+	{"repair-path", 0, true, denyMode, nil},
+	{"migrate-exit", 0, false, denyMode, nil},
+	{"migrate-no-linger", 0, false, denyMode, nil},
+	{"no-dhcp-dns", 0, false, denyMode, nil},
+	{"no-dhcp-search", 0, false, denyMode, nil},
 }
 
 // Option describes one of pasta's options as this package knows it.
@@ -267,8 +273,11 @@ func parseArgs(args []string) ([]parsedArg, error) {
 // pasta would not accept as written, or that are not on the list of
 // options a user may pass (pastaOptions): only options that shape the
 // container's network and pasta's logging into the attachment's log
-// file. The error is an *ArgError naming the entry, the option as pasta
-// reads it, and why.
+// file, and of those none whose value would aim the container at the
+// host's loopback (see hostSideAddr): only the configuration keys
+// mapHostLoopback and loopbackToHost open it, in the CNI and the
+// netavark front end alike, which both call this. The error is an
+// *ArgError naming the entry, the option as pasta reads it, and why.
 func CheckArgs(args []string) error {
 	parsed, err := parseArgs(args)
 	if err != nil {
@@ -277,6 +286,11 @@ func CheckArgs(args []string) error {
 	for _, p := range parsed {
 		if p.opt.deny != "" {
 			return &ArgError{Index: p.index, Arg: args[p.index], Option: p.opt.String(), Reason: p.opt.deny}
+		}
+		if p.opt.value != nil {
+			if why := p.opt.value(p.value); why != "" {
+				return &ArgError{Index: p.index, Arg: args[p.index], Option: p.opt.String(), Reason: fmt.Sprintf("with value %q %s", p.value, why)}
+			}
 		}
 	}
 	return nil
@@ -320,6 +334,9 @@ const DNSForwardAddr = "169.254.1.1"
 // (--runas 0). Rootless, pasta keeps the caller's uid and needs no
 // --runas.
 func buildArgs(cfg Config, inst Instance, euid int) []string {
+	if cfg.Side != nil {
+		return chainedArgs(cfg, inst, euid)
+	}
 	args := []string{"--config-net",
 		"-c", inst.Socket,
 		"-P", inst.PIDFile,
@@ -386,4 +403,87 @@ func nsIfName(cfg Config) string {
 		return v
 	}
 	return cfg.IfName
+}
+
+// The host's loopback is reached only through the configuration keys
+// mapHostLoopback and loopbackToHost. Options whose value pasta uses on
+// the host's side could open it too:
+//
+//   - --outbound 127.0.0.1 binds the sockets pasta opens for the
+//     container to the host's loopback: host services see the container
+//     as a peer on 127.0.0.1, which they trust;
+//   - --outbound-if4/-if6 lo bind them to the loopback interface;
+//   - --dns-host 127.0.0.1 (or 0.0.0.0, which a connect treats as the
+//     local host) sends the container's DNS traffic to the host's
+//     loopback;
+//   - --map-guest-addr maps an address of the container to the
+//     container's address on the host, which --address or --interface lo
+//     can make a loopback address;
+//   - --gateway is used as a source address towards the container.
+//
+// Each of these is checked here. --dns and --dns-forward name addresses
+// inside the container and stay free.
+
+// loopbackReason is why an address aimed at the host's side is refused.
+const loopbackReason = "would aim the container at the host's loopback, which only mapHostLoopback and loopbackToHost open"
+
+// parseValueAddr parses an address value as pasta would take it: an IP
+// address, maybe with a zone; IPv4-mapped IPv6 as IPv4.
+func parseValueAddr(v string) (netip.Addr, bool) {
+	a, err := netip.ParseAddr(v)
+	if err != nil {
+		return netip.Addr{}, false
+	}
+	return a.WithZone("").Unmap(), true
+}
+
+// hostSideAddr checks an address pasta uses on the host's side: not a
+// loopback address, not unspecified (a connect to 0.0.0.0 or :: reaches
+// the local host), and one this check can read ("none" is pasta's "no
+// address").
+func hostSideAddr(v string) string {
+	if v == "none" {
+		return ""
+	}
+	a, ok := parseValueAddr(v)
+	switch {
+	case !ok:
+		return "is not an IP address this plugin can check"
+	case a.IsLoopback() || a.IsUnspecified():
+		return loopbackReason
+	}
+	return ""
+}
+
+// guestAddr checks --address, ADDR[/PREFIX]: the container's address,
+// which --map-guest-addr maps to on the host's side.
+func guestAddr(v string) string {
+	addr, _, _ := strings.Cut(v, "/")
+	return hostSideAddr(addr)
+}
+
+// outboundAddr checks --outbound: the source address of pasta's sockets
+// on the host; unspecified is pasta's default (the routing tables pick).
+func outboundAddr(v string) string {
+	a, ok := parseValueAddr(v)
+	switch {
+	case !ok:
+		return "is not an IP address this plugin can check"
+	case a.IsLoopback():
+		return loopbackReason
+	}
+	return ""
+}
+
+// hostInterface checks a host interface name (--interface,
+// --outbound-if4, --outbound-if6): not the loopback interface, by name or,
+// for one of this host's interfaces, by its flags.
+func hostInterface(v string) string {
+	if v == "lo" {
+		return "names the host's loopback interface: " + loopbackReason
+	}
+	if ifi, err := net.InterfaceByName(v); err == nil && ifi.Flags&net.FlagLoopback != 0 {
+		return "names a loopback interface of the host: " + loopbackReason
+	}
+	return ""
 }

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"maps"
 	"net/netip"
-	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -13,11 +12,12 @@ import (
 func TestPaths(t *testing.T) {
 	got := Paths("/var/lib/cni/passt-portmap/ab12")
 	want := Instance{
-		Socket:   "/var/lib/cni/passt-portmap/ab12/pasta.sock",
-		PIDFile:  "/var/lib/cni/passt-portmap/ab12/pasta.pid",
-		LogFile:  "/var/lib/cni/passt-portmap/ab12/pasta.log",
-		OutFile:  "/var/lib/cni/passt-portmap/ab12/pasta.out",
-		PGIDFile: "/var/lib/cni/passt-portmap/ab12/pasta.pgid",
+		Dir:       "/var/lib/cni/passt-portmap/ab12",
+		Socket:    "/var/lib/cni/passt-portmap/ab12/pasta.sock",
+		PIDFile:   "/var/lib/cni/passt-portmap/ab12/pasta.pid",
+		LogFile:   "/var/lib/cni/passt-portmap/ab12/pasta.log",
+		OutFile:   "/var/lib/cni/passt-portmap/ab12/pasta.out",
+		IdentFile: "/var/lib/cni/passt-portmap/ab12/pasta.id",
 	}
 	if got != want {
 		t.Fatalf("Paths = %+v, want %+v", got, want)
@@ -73,10 +73,10 @@ func TestBuildArgs(t *testing.T) {
 			if !slices.Equal(got, tt.want) {
 				t.Fatalf("buildArgs:\n got %q\nwant %q", got, tt.want)
 			}
-			if !cmdlineHasSocket(got, inst.Socket) {
-				t.Fatalf("the arguments built do not match the socket: %q", got)
+			if v, ok := argValue(got, "conf-path"); !ok || v != inst.Socket {
+				t.Fatalf("the arguments built do not name the socket: %q", got)
 			}
-			if ns, ok := cmdlineOption(got, "--netns"); !ok || ns != tt.cfg.NetNS {
+			if ns, ok := argValue(got, "netns"); !ok || ns != tt.cfg.NetNS {
 				t.Fatalf("--netns in built args = %q, %v", ns, ok)
 			}
 		})
@@ -97,6 +97,14 @@ func TestCheckArgs(t *testing.T) {
 		{"--no-dhcp"},             // exact name, though a prefix of --no-dhcpv6
 		{"--dns", ""},             // an empty value (pasta: no DNS)
 		{"--dns-forward", "10.0.0.53"},
+		// Addresses pasta uses on the host's side, not loopback.
+		{"--outbound", "192.0.2.7", "--map-guest-addr", "169.254.1.2"},
+		{"-o0.0.0.0"}, // pasta's default source address
+		{"--dns-host", "192.0.2.53", "--dns-forward", "169.254.1.1"},
+		{"-a", "192.0.2.9/24", "-g", "192.0.2.1", "--map-guest-addr", "none"},
+		{"--outbound-if4", "eth0", "-i", "eth0"},
+		{"--dns", "127.0.0.1"}, // the container's own loopback
+		{"--dns-forward", "127.0.0.53"},
 	}
 	for _, a := range ok {
 		if err := CheckArgs(a); err != nil {
@@ -129,7 +137,7 @@ func TestCheckArgs(t *testing.T) {
 		{[]string{"--pc=/tmp/cap"}, "--pcap"},
 		{[]string{"-t", "22"}, "-t (--tcp-ports) would forward ports outside"},
 		{[]string{"--udp-ports=53"}, "--udp-ports"},
-		{[]string{"-T", "auto"}, "-T (--tcp-ns) opens the host's loopback: use the configuration key loopbackToHost"},
+		{[]string{"-T", "auto"}, "-T (--tcp-ns) opens the host's loopback: use loopbackToHost instead"},
 		{[]string{"-qU5432"}, "-U (--udp-ns)"},
 		{[]string{"--no-map-gw"}, "mapHostLoopback"},
 		{[]string{"--map-host-loopback", "169.254.1.2"}, "mapHostLoopback"},
@@ -151,6 +159,22 @@ func TestCheckArgs(t *testing.T) {
 		{[]string{"--=x"}, "is not an option"},
 		{[]string{"--no-c"}, "ambiguous"},
 		{[]string{"--mtu", "1400", "-c", "/x"}, "pastaArgs[2]"},
+		// Values that aim the container at the host's loopback.
+		{[]string{"--outbound", "127.0.0.1", "--map-guest-addr", "169.254.1.2"}, `pastaArgs[0] "--outbound": option -o (--outbound) with value "127.0.0.1" would aim the container at the host's loopback`},
+		{[]string{"-o127.0.0.2"}, "-o (--outbound) with value \"127.0.0.2\""},
+		{[]string{"--outbound=::1"}, "host's loopback"},
+		{[]string{"-o", "::ffff:127.0.0.1"}, "host's loopback"},
+		{[]string{"-o", "::1%lo"}, "host's loopback"},
+		{[]string{"-o", "localhost"}, "not an IP address"},
+		{[]string{"-q", "--dns-host", "127.0.0.1", "--dns-forward", "169.254.1.3"}, `pastaArgs[1] "--dns-host": option --dns-host with value "127.0.0.1"`},
+		{[]string{"--dns-h=0.0.0.0"}, "host's loopback"},
+		{[]string{"--dns-host", "::"}, "host's loopback"},
+		{[]string{"--outbound-if4", "lo"}, "loopback interface"},
+		{[]string{"--outbound-if6=lo"}, "loopback interface"},
+		{[]string{"-ilo"}, "-i (--interface) with value \"lo\" names the host's loopback interface"},
+		{[]string{"-a", "127.0.0.1/8", "--map-guest-addr", "169.254.1.2"}, "-a (--address)"},
+		{[]string{"--map-guest-addr", "127.0.0.1"}, "--map-guest-addr"},
+		{[]string{"-g", "::1"}, "-g (--gateway)"},
 	}
 	for _, b := range bad {
 		err := CheckArgs(b.args)
@@ -207,20 +231,6 @@ func TestCheckMapHostLoopback(t *testing.T) {
 		if err := CheckMapHostLoopback(a); err == nil {
 			t.Errorf("CheckMapHostLoopback(%v) accepted", a)
 		}
-	}
-}
-
-func TestSameFile(t *testing.T) {
-	dir := t.TempDir()
-	a := dir + "/a"
-	os.WriteFile(a, nil, 0o600)
-	os.Symlink(a, dir+"/link")
-	os.WriteFile(dir+"/b", nil, 0o600)
-	if !sameFile(a, dir+"/link") || !sameFile(a, dir+"/./a") || !sameFile("/x/none", "/x/none") {
-		t.Error("same file not recognized")
-	}
-	if sameFile(a, dir+"/b") || sameFile(a, dir+"/none") {
-		t.Error("different files taken as the same")
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -27,6 +28,8 @@ import (
 //	die     the daemon exits at once
 //	silent  the daemon never listens
 //	badpid  the foreground writes nothing to the PID file
+//	child   the daemon starts a child of its own in another session
+//	        (its PID in child.pid beside the PID file), as a helper
 const (
 	fakeEnv     = "FORWARDER_FAKE_PASTA"
 	fakeModeEnv = "FORWARDER_FAKE_MODE"
@@ -42,9 +45,30 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
+// fakeArg returns the value of the last "NAME VALUE" in the fake's
+// arguments.
 func fakeArg(name string) string {
-	v, _ := cmdlineOption(os.Args, name)
+	v := ""
+	for i, a := range os.Args {
+		if a == name && i+1 < len(os.Args) {
+			v = os.Args[i+1]
+		}
+	}
 	return v
+}
+
+// fakeDir makes an attachment directory's parent of the test's own (not
+// /tmp itself: the parent of an attachment directory must not be
+// writable by others) and returns the directory's path, short enough for
+// a socket address.
+func fakeDir(t testing.TB) string {
+	t.Helper()
+	parent, err := os.MkdirTemp("/tmp", "fwd-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(parent) })
+	return filepath.Join(parent, "a")
 }
 
 func fakeForeground() int {
@@ -88,6 +112,14 @@ func fakeDaemon() int {
 		time.Sleep(time.Minute)
 		return 0
 	}
+	if os.Getenv(fakeModeEnv) == "child" {
+		c := exec.Command("sleep", "300")
+		c.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+		if err := c.Start(); err != nil {
+			return 1
+		}
+		os.WriteFile(filepath.Join(filepath.Dir(fakeArg("-P")), "child.pid"), []byte(strconv.Itoa(c.Process.Pid)), 0o600)
+	}
 	ln, err := net.Listen("unix", fakeArg("-c"))
 	if err != nil {
 		return 1
@@ -110,26 +142,20 @@ func fakeConfig(t *testing.T, mode string) Config {
 	t.Helper()
 	t.Setenv(fakeEnv, "foreground")
 	t.Setenv(fakeModeEnv, mode)
-	dir, err := os.MkdirTemp("/tmp", "fwd-")
-	if err != nil {
-		t.Fatal(err)
-	}
+	dir := fakeDir(t)
 	cfg := Config{Pasta: os.Args[0], NetNS: "/run/netns/fake", Dir: dir, Timeout: 5 * time.Second}
 	t.Cleanup(func() {
 		// t.Context is already cancelled when cleanups run.
 		if err := Stop(context.Background(), dir); err != nil {
 			t.Errorf("cleanup Stop: %v", err)
 		}
-		os.RemoveAll(dir)
 	})
 	return cfg
 }
 
-// gone reports whether pid no longer runs (or is a zombie).
-func gone(pid int) bool {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
-	return err != nil || len(b) == 0
-}
+// gone reports whether pid has finished exiting: no longer there, or a
+// zombie (its command line empties earlier, while it still exits).
+func gone(pid int) bool { return exited(pid, 0) }
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
@@ -260,11 +286,7 @@ func TestEnsureFakeConcurrent(t *testing.T) {
 func BenchmarkEnsureReuse(b *testing.B) {
 	b.Setenv(fakeEnv, "foreground")
 	b.Setenv(fakeModeEnv, "")
-	dir, err := os.MkdirTemp("/tmp", "fwd-")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer os.RemoveAll(dir)
+	dir := fakeDir(b)
 	cfg := Config{Pasta: os.Args[0], NetNS: "/run/netns/fake", Dir: dir}
 	if _, err := Ensure(context.Background(), cfg); err != nil {
 		b.Fatal(err)
@@ -278,9 +300,10 @@ func BenchmarkEnsureReuse(b *testing.B) {
 	}
 }
 
-// TestFakeLostPIDFile: a forwarder whose PID file was removed or
-// corrupted is still found by its command line: Stop stops it, and
-// Ensure replaces it instead of leaving it running beside a new one.
+// TestFakeLostPIDFile: pasta's PID file is not what the plugin goes by
+// once a start succeeded: a forwarder whose PID file was removed or
+// corrupted is still known by its identity record, reused by Ensure and
+// stopped by Stop.
 func TestFakeLostPIDFile(t *testing.T) {
 	for _, content := range []string{"", "garbage"} {
 		t.Run(fmt.Sprintf("%q", content), func(t *testing.T) {
@@ -295,17 +318,46 @@ func TestFakeLostPIDFile(t *testing.T) {
 				os.WriteFile(inst.PIDFile, []byte(content), 0o600)
 			}
 			again, err := Ensure(t.Context(), cfg)
-			if err != nil || !again.Started {
-				t.Fatalf("Ensure = %+v, %v; want a new forwarder", again, err)
+			if err != nil || again.Started || again.PID != inst.PID {
+				t.Fatalf("Ensure = %+v, %v; want the forwarder %d reused", again, err, inst.PID)
 			}
-			waitFor(t, "the forwarder with a lost PID file to go", func() bool { return gone(inst.PID) })
-			os.Remove(again.PIDFile)
 			if err := Stop(t.Context(), cfg.Dir); err != nil {
 				t.Fatalf("Stop: %v", err)
 			}
-			waitFor(t, "Stop to find the forwarder by its command line", func() bool { return gone(again.PID) })
+			waitFor(t, "Stop to stop the forwarder by its identity record", func() bool { return gone(inst.PID) })
 		})
 	}
+}
+
+// TestFakeLostIdentity: a forwarder whose identity record was lost (a
+// start killed before it wrote it) is found by its PID file, as a process
+// of the plugin's uid holding the attachment's control socket: Ensure
+// replaces it, Stop stops it. A PID file naming a process that does not
+// hold the socket (here: the test itself) is not taken for it.
+func TestFakeLostIdentity(t *testing.T) {
+	cfg := fakeConfig(t, "")
+	inst, err := Ensure(t.Context(), cfg)
+	if err != nil {
+		t.Fatalf("Ensure: %v", err)
+	}
+	if err := os.Remove(inst.IdentFile); err != nil {
+		t.Fatal(err)
+	}
+	if pid, ok, err := Running(cfg.Dir); !ok || err != nil || pid != inst.PID {
+		t.Fatalf("Running without the identity record = %d, %v, %v; want %d", pid, ok, err, inst.PID)
+	}
+	again, err := Ensure(t.Context(), cfg)
+	if err != nil || !again.Started || again.PID == inst.PID {
+		t.Fatalf("Ensure = %+v, %v; want a new forwarder", again, err)
+	}
+	waitFor(t, "the forwarder without an identity record to go", func() bool { return gone(inst.PID) })
+	if err := os.Remove(again.IdentFile); err != nil {
+		t.Fatal(err)
+	}
+	if err := Stop(t.Context(), cfg.Dir); err != nil {
+		t.Fatalf("Stop: %v", err)
+	}
+	waitFor(t, "Stop to find the forwarder by its PID file", func() bool { return gone(again.PID) })
 }
 
 func TestEnsureFakeFailures(t *testing.T) {
@@ -333,7 +385,7 @@ func TestEnsureFakeFailures(t *testing.T) {
 				t.Errorf("Ensure took %v with a timeout of %v", d, cfg.Timeout)
 			}
 			p := Paths(cfg.Dir)
-			for _, f := range []string{p.Socket, p.PIDFile} {
+			for _, f := range []string{p.Socket, p.PIDFile, p.IdentFile} {
 				if _, err := os.Stat(f); !os.IsNotExist(err) {
 					t.Errorf("%s left after a failed start: %v", f, err)
 				}
@@ -368,7 +420,7 @@ func TestEnsureRefusesBadConfig(t *testing.T) {
 }
 
 func TestEnsureMissingBinary(t *testing.T) {
-	cfg := Config{Pasta: "/nonexistent/pasta", NetNS: "/n", Dir: t.TempDir()}
+	cfg := Config{Pasta: "/nonexistent/pasta", NetNS: "/n", Dir: fakeDir(t)}
 	_, err := Ensure(t.Context(), cfg)
 	if err == nil || !containsAll(err.Error(), "/nonexistent/pasta") {
 		t.Fatalf("Ensure with a missing binary = %v", err)
@@ -382,4 +434,27 @@ func containsAll(s string, subs ...string) bool {
 		}
 	}
 	return true
+}
+
+// TestStopStopsDescendants: what the forwarder forked is stopped with it,
+// found through the forwarder (its children), even in another session
+// and process group, where no group or name would find it.
+func TestStopStopsDescendants(t *testing.T) {
+	cfg := fakeConfig(t, "child")
+	inst, err := Ensure(t.Context(), cfg)
+	if err != nil {
+		t.Fatalf("Ensure: %v", err)
+	}
+	var child int
+	waitFor(t, "the daemon's child", func() bool {
+		b, err := os.ReadFile(filepath.Join(cfg.Dir, "child.pid"))
+		child, _ = strconv.Atoi(string(b))
+		return err == nil && child > 0
+	})
+	t.Cleanup(func() { syscall.Kill(child, syscall.SIGKILL) })
+	if err := Stop(t.Context(), cfg.Dir); err != nil {
+		t.Fatalf("Stop: %v", err)
+	}
+	waitFor(t, "the forwarder to go", func() bool { return gone(inst.PID) })
+	waitFor(t, "the forwarder's child to go", func() bool { return gone(child) })
 }

@@ -4,18 +4,30 @@
 // directory per attachment, finds it again on a later call, stops it, and
 // reads back what pasta configured in the namespace as a CNI result.
 //
-// A managed pasta is identified by its command line, never by
-// /proc/PID/exe: pasta may run through a wrapper that executes the dynamic
-// loader, and it makes itself non-dumpable after daemonizing. The process
-// named by the PID file counts as ours only when its command line holds
-// "-c" (or "--conf-path") followed by this attachment's socket path.
+// Every file in the attachment directory is reached through package
+// safefs (no link followed, regular files with one link, a FIFO never
+// waited on), and the directory is the plugin's own (mode 0700): before a
+// start the files pasta opens itself (socket, PID file, log) are removed,
+// and anything at their names that is not what pasta made there is
+// refused, so that pasta creates them anew where nobody else can put
+// anything first.
+//
+// A managed pasta is known by its identity record (IdentFileName),
+// written by the plugin once a start succeeded: the PID pasta wrote to its
+// PID file, checked to be a live process of the plugin's uid started
+// after the start began, with its start time, so that the record names
+// that one process and no later one with the same PID. Stop and Running
+// go by that record alone; what the forwarder forked is found through
+// it. Nothing is ever found by a command line or an environment, which
+// any process can forge.
 //
 // A start leaves nothing behind: pasta (or a wrapper standing for it) runs
-// in a new process group, and every process it starts inherits OwnerEnv,
-// set to the attachment's socket path. A failed start kills the group;
-// Stop also stops every process that names the socket or carries
-// OwnerEnv (pasta's daemon leaves the group with setsid), and the group
-// recorded in DIR/pasta.pgid when one of those is still in it.
+// in a new process group, and the plugin holds the group's leader
+// unreaped until the start is over, so the group id names no one else's
+// group: a failed start kills the group, a successful one kills what is
+// left in it besides the forwarder (a wrapper's helpers). A helper that
+// leaves the group and its parent (setsid, and a parent that exits) cannot
+// be told from any other process and is not tracked.
 //
 // Calls for one attachment directory are serialized with a file lock
 // (Dir/lock), so two plugin invocations for the same attachment never
@@ -51,10 +63,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"syscall"
 	"time"
 
+	"github.com/passt-portmap/passt-portmap/pkg/safefs"
 	"golang.org/x/sys/unix"
 )
 
@@ -64,10 +76,12 @@ const (
 	PIDFileName = "pasta.pid"
 	LogFileName = "pasta.log"
 	OutFileName = "pasta.out"
-	// PGIDFileName holds the process group a start made (see Stop).
-	PGIDFileName = "pasta.pgid"
-	lockName     = "lock"
+	lockName    = "lock"
 )
+
+// Names are every name the plugin and pasta use in an attachment
+// directory.
+var Names = []string{SocketName, PIDFileName, LogFileName, OutFileName, IdentFileName, lockName}
 
 // DefaultPasta is the binary looked up in PATH when Config.Pasta is empty.
 const DefaultPasta = "pasta"
@@ -110,15 +124,24 @@ type Config struct {
 	// the host's interface with the default route.
 	IfName string
 	// Dir is the per-attachment directory, created with mode 0700 when
-	// missing; it holds the socket, the PID file and the logs.
+	// missing; it holds the socket, the PID file, the logs and the
+	// identity record. Its parent must be a directory of root's or the
+	// plugin's user, not writable by others (see package safefs).
 	Dir string
 	// Timeout bounds Ensure (start plus waiting for the socket); zero
 	// means DefaultTimeout. A deadline of the context applies as well.
 	Timeout time.Duration
+	// Side, when set, makes a chained forwarder: one that joins a pod
+	// whose network another plugin made, on a side interface, without
+	// configuring the namespace (see Side). Args may then hold logging
+	// options only; MapHostLoopback, LoopbackToHost and IfName do not
+	// apply.
+	Side *Side
 }
 
 // Instance is a forwarder found or started by Ensure.
 type Instance struct {
+	Dir     string // the attachment directory, absolute
 	Socket  string // control socket path (pasta -c)
 	PIDFile string // PID file (pasta -P)
 	LogFile string // pasta's log (pasta -l); pasta truncates it at start
@@ -126,9 +149,9 @@ type Instance struct {
 	// daemonized: its start-up summary (addresses, DNS, rules) and any
 	// error that made it exit before its log was open.
 	OutFile string
-	// PGIDFile holds the id of the process group the last start made.
-	PGIDFile string
-	PID      int // process id of the running pasta
+	// IdentFile is the identity record of the forwarder (see Stop).
+	IdentFile string
+	PID       int // process id of the running pasta
 	// Started is true when Ensure started this pasta, false when it reused
 	// a running one.
 	Started bool
@@ -138,11 +161,12 @@ type Instance struct {
 // Started are zero.
 func Paths(dir string) Instance {
 	return Instance{
-		Socket:   filepath.Join(dir, SocketName),
-		PIDFile:  filepath.Join(dir, PIDFileName),
-		LogFile:  filepath.Join(dir, LogFileName),
-		OutFile:  filepath.Join(dir, OutFileName),
-		PGIDFile: filepath.Join(dir, PGIDFileName),
+		Dir:       dir,
+		Socket:    filepath.Join(dir, SocketName),
+		PIDFile:   filepath.Join(dir, PIDFileName),
+		LogFile:   filepath.Join(dir, LogFileName),
+		OutFile:   filepath.Join(dir, OutFileName),
+		IdentFile: filepath.Join(dir, IdentFileName),
 	}
 }
 
@@ -167,26 +191,24 @@ func withTimeout(ctx context.Context, d time.Duration) (context.Context, context
 }
 
 // Ensure returns the running forwarder of the attachment in cfg.Dir, or
-// starts one. A running one is reused when its PID file names a live
-// process whose command line holds this attachment's socket path and
-// cfg.NetNS, and the socket answers with a hello; one attached to another
+// starts one. A running one (see Running) is reused when it serves
+// cfg.NetNS and its socket answers with a hello; one attached to another
 // namespace, or whose socket file is gone or refuses connections, is
 // stopped and replaced (one that is only busy past the deadline is an
-// error, not replaced). Otherwise any stale socket and PID
-// file are removed and pasta is started; Ensure returns once the control
-// socket sends its hello, within ctx and cfg.Timeout. pasta never inherits
-// the caller's standard output or error (they go to OutFile), and its
-// standard input is /dev/null. On failure the tail of pasta's output and
-// log is part of the error and a half-started pasta is stopped.
+// error, not replaced). Otherwise what a forwarder before left is removed
+// (see clearForStart) and pasta is started; Ensure returns once the
+// control socket sends its hello, within ctx and cfg.Timeout. pasta never
+// inherits the caller's standard output or error (they go to OutFile),
+// and its standard input is /dev/null. On failure the tail of pasta's
+// output and log is part of the error and a half-started pasta is
+// stopped. Anything unsafe in the directory (see package safefs) is an
+// *safefs.UnsafeError naming it.
 func Ensure(ctx context.Context, cfg Config) (*Instance, error) {
 	if cfg.NetNS == "" {
 		return nil, errors.New("forwarder: no network namespace path")
 	}
-	if err := CheckArgs(cfg.Args); err != nil {
-		return nil, fmt.Errorf("forwarder: %w", err)
-	}
-	if err := CheckMapHostLoopback(cfg.MapHostLoopback); err != nil {
-		return nil, fmt.Errorf("forwarder: host loopback address: %w", err)
+	if err := checkConfig(cfg); err != nil {
+		return nil, err
 	}
 	inst, err := instanceFor(cfg.Dir)
 	if err != nil {
@@ -199,56 +221,71 @@ func Ensure(ctx context.Context, cfg Config) (*Instance, error) {
 	ctx, cancel := withTimeout(ctx, cfg.Timeout)
 	defer cancel()
 
-	dir := filepath.Dir(inst.Socket)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("forwarder: create attachment directory: %w", err)
+	d, err := openDir(inst.Dir, true)
+	if err != nil {
+		return nil, fmt.Errorf("forwarder: attachment directory: %w", err)
 	}
-	unlock, err := lockDir(ctx, dir)
+	defer d.Close()
+	unlock, err := lockDir(ctx, d)
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
 
-	pid, ok, err := running(inst)
-	if err != nil && !errors.Is(err, errMalformedPID) {
+	p, id, ok, err := running(d, inst)
+	if err != nil {
 		return nil, fmt.Errorf("forwarder: %w", err)
 	}
 	if ok {
-		ns, err := processNetNS(pid)
-		if err != nil {
-			return nil, fmt.Errorf("forwarder: %w", err)
-		}
-		why := fmt.Sprintf("attached to %s", ns)
-		if sameFile(ns, cfg.NetNS) {
-			err := probeHello(ctx, inst.Socket)
-			if err == nil {
-				inst.PID = pid
-				return &inst, nil
+		why := "whose identity record is lost"
+		if id != nil {
+			why = fmt.Sprintf("attached to %s", id.NetNS)
+			if id.serves(cfg.NetNS) {
+				err := probeSocket(ctx, d, inst.Socket)
+				if err == nil {
+					inst.PID = p.PID
+					return &inst, nil
+				}
+				if !unreachable(err) {
+					// Busy with another client past the deadline, or
+					// something else answered: not ours to replace.
+					return nil, fmt.Errorf("forwarder: pasta (pid %d) runs but does not answer: %w", p.PID, err)
+				}
+				why = fmt.Sprintf("without a control socket (%v)", err)
 			}
-			if !unreachable(err) {
-				// Busy with another client past the deadline, or
-				// something else answered: not ours to replace.
-				return nil, fmt.Errorf("forwarder: pasta (pid %d) runs but does not answer: %w", pid, err)
-			}
-			why = fmt.Sprintf("without a control socket (%v)", err)
 		}
 		// Same attachment, but of no use: other namespace, or its
 		// socket file is gone. Replace it.
-		if err := stopInstance(ctx, inst); err != nil {
-			return nil, fmt.Errorf("forwarder: replace pasta (pid %d) %s: %w", pid, why, err)
+		if err := stopInstance(ctx, d, inst); err != nil {
+			return nil, fmt.Errorf("forwarder: replace pasta (pid %d) %s: %w", p.PID, why, err)
 		}
 	}
-	if err := start(ctx, cfg, &inst); err != nil {
+	if err := start(ctx, cfg, d, &inst); err != nil {
 		return nil, err
 	}
 	return &inst, nil
 }
 
+// probeSocket probes the control socket in d once its entry was checked to
+// be a socket of ours (a link there would be followed by connect).
+func probeSocket(ctx context.Context, d *safefs.Dir, socket string) error {
+	if err := checkEntry(d, SocketName, unix.S_IFSOCK); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("connect to control socket %s: %w", socket, syscall.ENOENT)
+		}
+		return err
+	}
+	return probeHello(ctx, socket)
+}
+
 // start runs pasta and waits until its control socket answers.
-func start(ctx context.Context, cfg Config, inst *Instance) error {
-	// A forwarder of this attachment that lost its PID file, then the
-	// stale socket and PID file.
-	if err := stopInstance(ctx, *inst); err != nil {
+func start(ctx context.Context, cfg Config, d *safefs.Dir, inst *Instance) error {
+	// A forwarder of this attachment that lost its identity record, then
+	// what it left.
+	if err := stopInstance(ctx, d, *inst); err != nil {
+		return fmt.Errorf("forwarder: clear the way: %w", err)
+	}
+	if err := clearForStart(d); err != nil {
 		return fmt.Errorf("forwarder: clear the way: %w", err)
 	}
 	bin := cfg.Pasta
@@ -261,7 +298,7 @@ func start(ctx context.Context, cfg Config, inst *Instance) error {
 	}
 	backoff := 5 * time.Millisecond
 	for {
-		err := startOnce(ctx, cfg, inst, path)
+		err := startOnce(ctx, cfg, d, inst, path)
 		if err == nil || !errors.Is(err, errTapBusy) {
 			return err
 		}
@@ -283,18 +320,24 @@ var errTapBusy = errors.New("tap device busy")
 
 // tapBusy reports whether pasta's start-up output says its tap device was
 // busy.
-func tapBusy(inst Instance) bool {
-	b, err := os.ReadFile(inst.OutFile)
+func tapBusy(d *safefs.Dir) bool {
+	b, err := d.ReadFile(OutFileName, maxOutput)
 	return err == nil && bytes.Contains(b, []byte("TUNSETIFF")) && bytes.Contains(b, []byte("Device or resource busy"))
 }
 
-// startOnce runs pasta once and waits until its control socket answers.
-func startOnce(ctx context.Context, cfg Config, inst *Instance, path string) error {
-	out, err := os.OpenFile(inst.OutFile, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+// startOnce runs pasta once and waits until its control socket answers,
+// then records the forwarder's identity.
+func startOnce(ctx context.Context, cfg Config, d *safefs.Dir, inst *Instance, path string) error {
+	out, err := d.OpenFile(OutFileName, unix.O_CREAT|unix.O_TRUNC|unix.O_WRONLY, 0o600)
 	if err != nil {
 		return fmt.Errorf("forwarder: open pasta output file: %w", err)
 	}
 	defer out.Close()
+	// What pasta creates itself must not be there (see clearForStart):
+	// a failed try may have left them.
+	if err := clearForStart(d); err != nil {
+		return fmt.Errorf("forwarder: %w", err)
+	}
 
 	args := buildArgs(cfg, *inst, os.Geteuid())
 	cmd := exec.Command(path, args...)
@@ -304,225 +347,122 @@ func startOnce(ctx context.Context, cfg Config, inst *Instance, path string) err
 	cmd.Stdout = out
 	cmd.Stderr = out
 	cmd.Dir = "/"
-	// Everything this start leaves can be found and stopped: the process
-	// and what it forks share a new process group (pasta's daemon leaves
-	// it with setsid), and all of them inherit OwnerEnv, which names this
-	// attachment's socket.
-	cmd.Env = append(os.Environ(), OwnerEnv+"="+inst.Socket)
+	// The process and what it forks share a new process group, whose
+	// leader is held unreaped until start returns (see the package
+	// comment).
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("forwarder: start %s for %s: %w", path, cfg.NetNS, err)
 	}
-	pgid := cmd.Process.Pid
-	if err := os.WriteFile(inst.PGIDFile, []byte(fmt.Sprintf("%d\n", pgid)), 0o600); err != nil {
-		killGroup(pgid)
-		_ = cmd.Wait()
-		return fmt.Errorf("forwarder: record the process group of pasta: %w", err)
-	}
+	leader := proc{PID: cmd.Process.Pid, Start: processStart(cmd.Process.Pid)}
 	// Reaped only when start returns: until then the exited process keeps
 	// its PID, so the group id cannot name another group.
 	defer func() { _ = cmd.Wait() }()
+	var daemon proc
 	fail := func(format string, a ...any) error {
-		killGroup(pgid)
-		stopQuietly(inst)
+		killGroup(leader.PID)
+		stopStarted(daemon, leader)
+		_ = removeLeft(d)
 		return fmt.Errorf(format, a...)
 	}
 
 	// The foreground pasta exits once it has daemonized; its exit status
 	// says whether set-up worked. The PID file is written before it exits.
-	exit, err := waitExited(ctx, pgid)
+	exit, err := waitExited(ctx, leader.PID)
 	if err != nil {
-		return fail("forwarder: start %s for %s: %w%s", path, cfg.NetNS, err, logTail(*inst))
+		return fail("forwarder: start %s for %s: %w%s", path, cfg.NetNS, err, logTail(d))
 	}
 	if exit != "" {
-		if tapBusy(*inst) {
-			return fail("forwarder: start %s for %s: %s: %w%s", path, cfg.NetNS, exit, errTapBusy, logTail(*inst))
+		if tapBusy(d) {
+			return fail("forwarder: start %s for %s: %s: %w%s", path, cfg.NetNS, exit, errTapBusy, logTail(d))
 		}
-		return fail("forwarder: start %s for %s: %s%s", path, cfg.NetNS, exit, logTail(*inst))
+		return fail("forwarder: start %s for %s: %s%s", path, cfg.NetNS, exit, logTail(d))
 	}
 	inst.Started = true
 
+	pid, err := readPIDFile(d)
+	if err != nil {
+		return fail("forwarder: %w", err)
+	}
+	if pid == 0 {
+		return fail("forwarder: pasta for %s wrote no PID to %s%s", cfg.NetNS, inst.PIDFile, logTail(d))
+	}
+	daemon, err = checkStarted(pid, leader)
+	if err != nil {
+		return fail("forwarder: pasta for %s %v%s", cfg.NetNS, err, logTail(d))
+	}
+	inst.PID = pid
 	backoff := time.Millisecond
 	for {
-		pid, ok, err := running(*inst)
-		if err != nil {
-			return fail("forwarder: %w", err)
-		}
-		if !ok {
-			what := "exited after starting"
-			if p, _ := readPIDFile(inst.PIDFile); p == 0 {
-				what = "wrote no PID to " + inst.PIDFile
-			}
-			return fail("forwarder: pasta for %s %s%s", cfg.NetNS, what, logTail(*inst))
-		}
-		inst.PID = pid
-		perr := probeHello(ctx, inst.Socket)
+		peer, perr := probePeer(ctx, d, inst.Socket)
 		if perr == nil {
+			sock, serr := d.Lstat(SocketName)
+			if serr != nil {
+				return fail("forwarder: %w", serr)
+			}
+			id := &identity{Proc: daemon, UID: uint32(os.Geteuid()), PeerPID: peer,
+				Socket: fileID{Dev: sock.Dev, Ino: sock.Ino}, NetNS: cfg.NetNS, NetNSID: statID(cfg.NetNS)}
+			if err := writeIdent(d, id); err != nil {
+				return fail("forwarder: record the identity of pasta (pid %d): %w", pid, err)
+			}
+			leftovers(leader, daemon)
 			return nil
+		}
+		if !daemon.alive() {
+			return fail("forwarder: pasta for %s exited after starting%s", cfg.NetNS, logTail(d))
+		}
+		var ue *safefs.UnsafeError
+		if errors.As(perr, &ue) {
+			return fail("forwarder: %w", perr)
 		}
 		select {
 		case <-ctx.Done():
 			return fail("forwarder: pasta (pid %d) control socket did not answer: %w (last error: %v)%s",
-				pid, ctx.Err(), perr, logTail(*inst))
+				pid, ctx.Err(), perr, logTail(d))
 		case <-time.After(backoff):
 		}
 		backoff = min(2*backoff, 50*time.Millisecond)
 	}
 }
 
-// stopQuietly stops a pasta that failed to come up, on its own short
-// deadline (the caller's may be spent).
-func stopQuietly(inst *Instance) {
+// checkStarted checks the process pasta named in its PID file: live, of
+// the plugin's uid, and started no earlier than the start's own process
+// (the group leader): a later process cannot have taken an earlier PID of
+// ours, so this is the daemon of this start.
+func checkStarted(pid int, leader proc) (proc, error) {
+	p := proc{PID: pid, Start: processStart(pid)}
+	switch {
+	case p.Start == 0 || !p.alive():
+		return proc{}, errors.New("exited after starting")
+	case !ownedByUs(pid):
+		return proc{}, fmt.Errorf("named process %d in its PID file, which is not of this user", pid)
+	case leader.Start != 0 && p.Start < leader.Start:
+		return proc{}, fmt.Errorf("named process %d in its PID file, which started before it", pid)
+	}
+	return p, nil
+}
+
+// stopStarted stops the daemon of a start that failed (if it got as far)
+// and what it forked, on its own short deadline (the caller's may be
+// spent). The group was killed already.
+func stopStarted(daemon, leader proc) {
+	if daemon.PID == 0 {
+		return
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	_ = stopInstance(ctx, *inst)
-	inst.PID = 0
+	_ = stopProcs(ctx, append([]proc{daemon}, descendants(daemon)...))
 }
 
-// Stop stops the forwarder of the attachment in dir and everything its
-// start left: it sends SIGTERM to the process in the PID file if that
-// process is ours (see the package comment), to any process whose command
-// line names this attachment's socket (a forwarder whose PID file was
-// lost), and to any process that inherited OwnerEnv naming it (what a
-// wrapper or a daemonizing pasta forked), waits for them to exit within
-// ctx (and DefaultTimeout), sending SIGKILL when that takes longer than a
-// second or half the time left, then removes the socket and the PID file.
-// It returns nil when the processes, the socket, the PID file or dir are
-// already gone; a PID file that does not hold a PID counts as lost. It
-// never signals a process that is not ours. The logs are left for
-// diagnosis; the caller removes dir when it wants it gone.
-func Stop(ctx context.Context, dir string) error {
-	inst, err := instanceFor(dir)
-	if err != nil {
-		return err
-	}
-	dir = filepath.Dir(inst.Socket)
-	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
-	ctx, cancel := withTimeout(ctx, 0)
-	defer cancel()
-	unlock, err := lockDir(ctx, dir)
-	if err != nil {
-		return err
-	}
-	defer unlock()
-	if err := stopInstance(ctx, inst); err != nil {
-		return fmt.Errorf("forwarder: stop pasta in %s: %w", dir, err)
-	}
-	return nil
-}
-
-func stopInstance(ctx context.Context, inst Instance) error {
-	pid, ok, err := running(inst)
-	if err != nil && !errors.Is(err, errMalformedPID) {
-		return err
-	}
-	// Besides the process in the PID file: a forwarder whose PID file
-	// was lost, and whatever a start of this attachment forked (a
-	// wrapper's children, a daemon that outlived a failed start).
-	pgid, err := readPIDFile(inst.PGIDFile)
-	if err != nil {
-		pgid = 0 // a damaged record of the group: the other ways still find ours
-	}
-	pids, err := findOwned(inst.Socket, pgid)
-	if err != nil {
-		return err
-	}
-	if ok && !slices.Contains(pids, pid) {
-		pids = append(pids, pid)
-	}
-	for _, pid := range pids {
-		if err := syscall.Kill(pid, syscall.SIGTERM); err != nil && !errors.Is(err, syscall.ESRCH) {
-			return fmt.Errorf("signal pasta (pid %d): %w", pid, err)
+// leftovers kills what is left in the start's process group once the
+// forwarder runs: a wrapper's helpers (pasta's daemon leaves the group
+// with setsid; if it has not, the group is left alone). The leader is
+// still held unreaped, so the group is this start's.
+func leftovers(leader, daemon proc) {
+	if b, err := readStat(daemon.PID); err == nil {
+		if g, ok := statPGID(b); ok && g == leader.PID {
+			return
 		}
 	}
-	for _, pid := range pids {
-		if err := waitGone(ctx, pid, inst.Socket); err != nil {
-			return err
-		}
-	}
-	for _, p := range []string{inst.Socket, inst.PIDFile, inst.PGIDFile} {
-		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("remove %s: %w", p, err)
-		}
-	}
-	return nil
-}
-
-// waitGone waits until pid, ours and sent SIGTERM, is no longer ours and
-// has finished exiting (see exited): gone, a zombie, or its PID taken by
-// another process. It sends SIGKILL when that takes longer than a second
-// or half the time left.
-func waitGone(ctx context.Context, pid int, socket string) error {
-	grace := time.Second
-	if dl, ok := ctx.Deadline(); ok {
-		grace = min(grace, time.Until(dl)/2)
-	}
-	killAt := time.Now().Add(grace)
-	killed := false
-	backoff := time.Millisecond
-	start := processStart(pid)
-	for {
-		if !processOwned(pid, socket) && (start == 0 || exited(pid, start)) {
-			return nil
-		}
-		if !killed && time.Now().After(killAt) {
-			if err := syscall.Kill(pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
-				return fmt.Errorf("kill pasta (pid %d): %w", pid, err)
-			}
-			killed = true
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("pasta (pid %d) did not exit: %w", pid, ctx.Err())
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, 20*time.Millisecond)
-	}
-}
-
-// lockDir takes an exclusive lock on dir/lock, polling until ctx ends.
-func lockDir(ctx context.Context, dir string) (unlock func(), err error) {
-	path := filepath.Join(dir, lockName)
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("forwarder: open lock file: %w", err)
-	}
-	backoff := time.Millisecond
-	for {
-		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
-		if err == nil {
-			return func() {
-				_ = unix.Flock(int(f.Fd()), unix.LOCK_UN)
-				_ = f.Close()
-			}, nil
-		}
-		if !errors.Is(err, unix.EWOULDBLOCK) && !errors.Is(err, unix.EINTR) {
-			f.Close()
-			return nil, fmt.Errorf("forwarder: lock %s: %w", path, err)
-		}
-		select {
-		case <-ctx.Done():
-			f.Close()
-			return nil, fmt.Errorf("forwarder: lock %s held by another call: %w", path, ctx.Err())
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, 20*time.Millisecond)
-	}
-}
-
-// sameFile reports whether the paths a and b name the same file (a
-// network namespace may be given as /var/run/netns/X or /run/netns/X),
-// comparing the strings when either cannot be examined.
-func sameFile(a, b string) bool {
-	if a == b {
-		return true
-	}
-	sa, errA := os.Stat(a)
-	sb, errB := os.Stat(b)
-	if errA != nil || errB != nil {
-		return false
-	}
-	return os.SameFile(sa, sb)
+	killGroup(leader.PID)
 }

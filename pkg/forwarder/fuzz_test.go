@@ -24,26 +24,6 @@ func FuzzParsePID(f *testing.F) {
 	})
 }
 
-// FuzzCmdline: never panics; a command line built the way this package
-// builds pasta's always matches its socket.
-func FuzzCmdline(f *testing.F) {
-	f.Add([]byte("pasta\x00-c\x00/d/pasta.sock\x00"), "/d/pasta.sock")
-	f.Add([]byte(""), "/d/pasta.sock")
-	f.Add([]byte("\x00\x00-c"), "")
-	f.Fuzz(func(t *testing.T, raw []byte, socket string) {
-		args := splitCmdline(raw)
-		_ = cmdlineHasSocket(args, socket)
-		_, _ = cmdlineOption(args, "--netns")
-		if socket == "" || strings.Contains(socket, "\x00") {
-			return
-		}
-		built := append(args, buildArgs(Config{NetNS: "/n"}, Instance{Socket: socket, PIDFile: "/p", LogFile: "/l"}, 0)...)
-		if !cmdlineHasSocket(built, socket) {
-			t.Fatalf("built arguments %q do not match socket %q", built, socket)
-		}
-	})
-}
-
 // FuzzParseStartupDNS: never panics; every nameserver is an address and
 // no entry repeats.
 func FuzzParseStartupDNS(f *testing.F) {

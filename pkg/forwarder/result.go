@@ -6,12 +6,9 @@ import (
 	"io/fs"
 	"net"
 	"net/netip"
-	"os"
 	"slices"
 	"strings"
 
-	"github.com/containernetworking/cni/pkg/types"
-	current "github.com/containernetworking/cni/pkg/types/100"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
@@ -73,16 +70,16 @@ func Attached(netnsPath string) (bool, error) {
 	return len(own) > 0, nil
 }
 
-// ReadResult describes what pasta configured in the namespace cfg.NetNS,
-// as a CNI result (CNIVersion current.ImplementedSpecVersion; the caller
-// sets or converts the version). It is read back through netlink inside
-// the namespace:
-//   - Interfaces: one, the interface pasta made (named by -I in cfg.Args,
-//     else cfg.IfName, else the only interface other than loopback), with its MAC, MTU and
-//     Sandbox = cfg.NetNS.
-//   - IPs: its global IPv4 and IPv6 addresses with their prefix length
-//     (link-local ones left out); Gateway is the gateway of the default
-//     route of the same family, if any.
+// ReadNetwork describes what pasta configured in the namespace cfg.NetNS,
+// in no runtime's format (each front end renders it: a CNI result, a
+// netavark StatusBlock). It is read back through netlink inside the
+// namespace:
+//   - Interface: the interface pasta made (named by -I in cfg.Args, else
+//     cfg.IfName, else the only interface other than loopback), with its
+//     MAC, MTU and Sandbox = cfg.NetNS.
+//   - Addresses: its global IPv4 and IPv6 addresses with their prefix
+//     length (link-local ones left out), each with the gateway of the
+//     default route of its family, if any.
 //   - Routes: the routes on that interface in the main table that have a
 //     gateway (the default routes pasta copies from the host, and any
 //     other route with a next hop), with their metric as Priority.
@@ -90,11 +87,11 @@ func Attached(netnsPath string) (bool, error) {
 //     started (its "DNS:" and "DNS search list:" lines, kept in OutFile):
 //     the host's resolv.conf, a loopback resolver replaced by
 //     DNSForwardAddr (where pasta answers and forwards to it), or what
-//     --dns/--search in cfg.Args said. pasta
-//     does not write resolv.conf into the namespace; the runtime does,
-//     from this. Empty when that record is missing (pasta started by
-//     someone else, or run with --quiet).
-func ReadResult(cfg Config) (*current.Result, error) {
+//     --dns/--search in cfg.Args said. pasta does not write resolv.conf
+//     into the namespace; the runtime does, from this. Empty when that
+//     record is missing (pasta started by someone else, or run with
+//     --quiet).
+func ReadNetwork(cfg Config) (*Network, error) {
 	if cfg.NetNS == "" {
 		return nil, errors.New("forwarder: no network namespace path")
 	}
@@ -108,15 +105,7 @@ func ReadResult(cfg Config) (*current.Result, error) {
 		return nil, fmt.Errorf("forwarder: network namespace %s: %w", cfg.NetNS, err)
 	}
 	a := link.Attrs()
-	res := &current.Result{
-		CNIVersion: current.ImplementedSpecVersion,
-		Interfaces: []*current.Interface{{
-			Name:    a.Name,
-			Mac:     a.HardwareAddr.String(),
-			Mtu:     a.MTU,
-			Sandbox: cfg.NetNS,
-		}},
-	}
+	n := &Network{Interface: Interface{Name: a.Name, MAC: a.HardwareAddr.String(), MTU: a.MTU, Sandbox: cfg.NetNS}}
 
 	routes, err := h.RouteList(link, netlink.FAMILY_ALL)
 	if err != nil {
@@ -127,11 +116,7 @@ func ReadResult(cfg Config) (*current.Result, error) {
 		if r.Gw == nil || (r.Table != 0 && r.Table != unix.RT_TABLE_MAIN) {
 			continue
 		}
-		res.Routes = append(res.Routes, &types.Route{
-			Dst:      routeDst(r),
-			GW:       r.Gw,
-			Priority: r.Priority,
-		})
+		n.Routes = append(n.Routes, Route{Dst: routeDst(r), Gateway: r.Gw, Priority: r.Priority})
 	}
 
 	addrs, err := h.AddrList(link, netlink.FAMILY_ALL)
@@ -143,27 +128,21 @@ func ReadResult(cfg Config) (*current.Result, error) {
 		if ip.IsLinkLocalUnicast() || ip.IsLoopback() || ad.Scope == unix.RT_SCOPE_HOST {
 			continue
 		}
-		ipc := &current.IPConfig{Interface: current.Int(0), Address: *ad.IPNet}
+		gw := gw6
 		if ip.To4() != nil {
-			ipc.Gateway = gw4
-		} else {
-			ipc.Gateway = gw6
+			gw = gw4
 		}
-		res.IPs = append(res.IPs, ipc)
+		n.Addresses = append(n.Addresses, Address{Prefix: *ad.IPNet, Gateway: gw})
 	}
 
 	if cfg.Dir != "" {
-		inst, err := instanceFor(cfg.Dir)
+		b, err := readOutput(cfg.Dir)
 		if err != nil {
-			return nil, err
-		}
-		b, err := os.ReadFile(inst.OutFile)
-		if err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return nil, fmt.Errorf("forwarder: read pasta's start-up output: %w", err)
 		}
-		res.DNS = parseStartupDNS(b)
+		n.DNS = parseStartupDNS(b)
 	}
-	return res, nil
+	return n, nil
 }
 
 // pastaLink finds the interface pasta made: by name, or the only link
@@ -238,8 +217,8 @@ func defaultGateways(routes []netlink.Route) (gw4, gw6 net.IP) {
 // entry under "DNS:" that is not an address ends the list (pasta prints
 // other details there, e.g. "NAT to host ::1: ..."). Duplicates (pasta
 // prints the search list once per IP version) are dropped.
-func parseStartupDNS(out []byte) types.DNS {
-	var dns types.DNS
+func parseStartupDNS(out []byte) DNS {
+	var dns DNS
 	section := ""
 	for _, line := range strings.Split(string(out), "\n") {
 		line = strings.TrimRight(line, "\r")
@@ -277,4 +256,23 @@ func parseStartupDNS(out []byte) types.DNS {
 		}
 	}
 	return dns
+}
+
+// readOutput reads pasta's start-up output in the attachment directory
+// dir (see package safefs); nothing when there is none.
+func readOutput(dir string) ([]byte, error) {
+	inst, err := instanceFor(dir)
+	if err != nil {
+		return nil, err
+	}
+	d, err := openDir(inst.Dir, false)
+	if err != nil {
+		return nil, err
+	}
+	defer d.Close()
+	b, err := d.ReadFile(OutFileName, maxOutput)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	return b, err
 }

@@ -70,15 +70,15 @@ func TestParseStartupDNS(t *testing.T) {
 	}
 }
 
-func TestReadResultNeedsNamespace(t *testing.T) {
+func TestReadNetworkNeedsNamespace(t *testing.T) {
 	// Reading a real namespace needs root: integration/managed_test.go.
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, OutFileName), []byte(startup), 0o600)
-	if _, err := ReadResult(Config{Dir: dir}); err == nil {
-		t.Fatal("ReadResult without a namespace: no error")
+	if _, err := ReadNetwork(Config{Dir: dir}); err == nil {
+		t.Fatal("ReadNetwork without a namespace: no error")
 	}
-	if _, err := ReadResult(Config{Dir: dir, NetNS: "/nonexistent/netns"}); err == nil {
-		t.Fatal("ReadResult with a missing namespace: no error")
+	if _, err := ReadNetwork(Config{Dir: dir, NetNS: "/nonexistent/netns"}); err == nil {
+		t.Fatal("ReadNetwork with a missing namespace: no error")
 	}
 }
 

@@ -102,12 +102,6 @@ func InUserNamespace(proc string) (bool, error) {
 	return strings.Join(strings.Fields(string(b)), " ") != "0 0 4294967295", nil
 }
 
-// The setting and where Podman reads it.
-const (
-	Table   = "engine"
-	Setting = "enable_port_reservation"
-)
-
 // Reservation is the effective enable_port_reservation of a Podman.
 type Reservation struct {
 	Enabled bool
@@ -169,8 +163,9 @@ func dropIns(dir string) ([]string, error) {
 }
 
 // PortReservation reads Podman's effective enable_port_reservation from
-// the files ConfigFiles names. A file that cannot be read or parsed is an
-// error naming it.
+// the files ConfigFiles names, in their order: the last file that sets it
+// wins. A file that cannot be read or parsed is an error naming it (and
+// the line).
 func PortReservation(root string, getenv func(string) string) (Reservation, error) {
 	files, err := ConfigFiles(root, getenv)
 	if err != nil {
@@ -182,7 +177,7 @@ func PortReservation(root string, getenv func(string) string) (Reservation, erro
 		if err != nil {
 			return Reservation{}, fmt.Errorf("read Podman configuration: %w", err)
 		}
-		v, ok, err := TableBool(b, Table, Setting)
+		v, ok, err := reservationIn(b)
 		if err != nil {
 			return Reservation{}, fmt.Errorf("Podman configuration %s: %w", f, err)
 		}
@@ -191,4 +186,105 @@ func PortReservation(root string, getenv func(string) string) (Reservation, erro
 		}
 	}
 	return r, nil
+}
+
+// Depth is how far up the process chain a podman process is looked for:
+// libcni runs a CNI plugin as Podman's direct child, netavark runs a
+// driver as its own child (Podman, netavark, plugin), and a wrapper
+// script adds a level.
+const Depth = 4
+
+// ReservationError is a rootful Podman that reserves the published host
+// ports itself, running a plugin whose forwarder has to bind the same
+// ports: whichever binds second fails. Podman 4 without a user namespace
+// binds after the plugin and fails with its own "address already in
+// use", which names neither the plugin nor the setting; Podman 4 with a
+// user namespace, and Podman 5.3 and later, bind before the plugin runs,
+// and the forwarder's ports would not listen.
+type ReservationError struct {
+	Podman      Process
+	Reservation Reservation
+}
+
+// Msg is the error in a few words.
+func (e *ReservationError) Msg() string {
+	return "Podman reserves the published host ports itself: set enable_port_reservation = false"
+}
+
+// Details says why and where to set it.
+func (e *ReservationError) Details() string {
+	from := "Podman's default"
+	if e.Reservation.Source != "" {
+		from = "set in " + e.Reservation.Source
+	}
+	return fmt.Sprintf("passt-portmap runs under Podman (pid %d), whose port reservation is on (%s): Podman binds every published host port itself and keeps it open for the container's life (in the podman process while it sets the container up, then in conmon), and the forwarder has to bind the same ports, so whichever binds second fails; %s",
+		e.Podman.PID, from, ReservationFix(e.Reservation.Only))
+}
+
+func (e *ReservationError) Error() string { return e.Msg() + ": " + e.Details() }
+
+// CheckReservation returns a *ReservationError when process pid runs
+// under a rootful Podman (an ancestor within Depth levels, in the initial
+// user namespace) whose port reservation is on. Rootless Podman reserves
+// nothing. proc is where proc is mounted, root prefixes Podman's
+// configuration files (see ConfigFiles). Another error says that Podman's
+// configuration could not be read: the caller may go on, and a port that
+// does not listen is then explained by its holder.
+func CheckReservation(proc string, pid int, root string, getenv func(string) string) error {
+	pm, ok := Ancestor(proc, pid, Depth)
+	if !ok {
+		return nil
+	}
+	if userns, err := InUserNamespace(proc); err != nil || userns {
+		return nil
+	}
+	r, err := PortReservation(root, getenv)
+	if err != nil {
+		return fmt.Errorf("cannot tell whether Podman (pid %d) reserves the published ports: %w", pm.PID, err)
+	}
+	if !r.Enabled {
+		return nil
+	}
+	return &ReservationError{Podman: pm, Reservation: r}
+}
+
+// RootlessNetavark reports whether process pid was started by netavark
+// running for a rootless Podman: its parent is "netavark" with
+// "--rootless=true" (or "--rootless true") among its arguments, as Podman
+// runs it for a rootless user. Rootless Podman forwards the published
+// host ports itself (rootlessport, from the host's network namespace to
+// the container's address), so a forwarder in the rootless network
+// namespace, where netavark and its plugins run, would bind ports nothing
+// reaches. A parent that cannot be read is not such a netavark.
+func RootlessNetavark(proc string, pid int) bool {
+	ppid, err := parentOf(proc, pid)
+	if err != nil || ppid <= 1 {
+		return false
+	}
+	comm, err := os.ReadFile(filepath.Join(proc, strconv.Itoa(ppid), "comm"))
+	if err != nil || strings.TrimSpace(string(comm)) != "netavark" {
+		return false
+	}
+	cmdline, err := os.ReadFile(filepath.Join(proc, strconv.Itoa(ppid), "cmdline"))
+	return err == nil && RootlessArg(cmdline)
+}
+
+// RootlessArg reports whether a NUL-separated command line
+// (/proc/PID/cmdline) of netavark sets --rootless to true.
+func RootlessArg(cmdline []byte) bool {
+	args := strings.Split(strings.TrimRight(string(cmdline), "\x00"), "\x00")
+	for i := 1; i < len(args); i++ {
+		a := args[i]
+		switch {
+		case a == "--":
+			return false
+		case strings.HasPrefix(a, "--rootless="):
+			v, err := strconv.ParseBool(strings.TrimPrefix(a, "--rootless="))
+			return err == nil && v
+		case a == "--rootless" && i+1 < len(args):
+			v, err := strconv.ParseBool(args[i+1])
+			return err == nil && v
+		}
+	}
+	return false
 }

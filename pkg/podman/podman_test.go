@@ -8,32 +8,36 @@ import (
 	"testing"
 )
 
-func TestTableBool(t *testing.T) {
+func TestReservationIn(t *testing.T) {
 	for _, tc := range []struct {
 		name, doc      string
 		val, found, ok bool
+		line           string // the line an error names
 	}{
-		{"unset", "[engine]\nruntime = \"runc\"\n", false, false, true},
-		{"false", "[engine]\nenable_port_reservation = false\n", false, true, true},
-		{"true", "[engine]\nenable_port_reservation=true # why\n", true, true, true},
-		{"other table", "[network]\nenable_port_reservation = false\n", false, false, true},
-		{"subtable", "[engine.runtimes]\nenable_port_reservation = false\n", false, false, true},
-		{"dotted key", "engine.enable_port_reservation = false\n", false, true, true},
-		{"quoted key and header", "[ \"engine\" ]\n\"enable_port_reservation\" = false\n", false, true, true},
-		{"last wins", "[engine]\nenable_port_reservation = false\n[engine]\nenable_port_reservation = true\n", true, true, true},
-		{"commented out", "[engine]\n#enable_port_reservation = false\n", false, false, true},
-		{"header in a multi-line array", "[containers]\nx = [\n\"a\",\n[engine]\n]\nenable_port_reservation = false\n", false, false, true},
-		{"header in a multi-line string", "[containers]\nx = \"\"\"\n[engine]\n\"\"\"\nenable_port_reservation = false\n", false, false, true},
-		{"comment sign in a string", "[engine]\nx = \"a#b\" # [\nenable_port_reservation = false\n", false, true, true},
-		{"not a boolean", "[engine]\nenable_port_reservation = \"no\"\n", false, false, false},
+		{"unset", "[engine]\nruntime = \"runc\"\n", false, false, true, ""},
+		{"false", "[engine]\nenable_port_reservation = false\n", false, true, true, ""},
+		{"true", "[engine]\nenable_port_reservation=true # why\n", true, true, true, ""},
+		{"other table", "[network]\nenable_port_reservation = false\n", false, false, true, ""},
+		{"subtable", "[engine.runtimes]\nenable_port_reservation = false\n", false, false, true, ""},
+		{"dotted key", "engine.enable_port_reservation = false\n", false, true, true, ""},
+		{"quoted key and header", "[ \"engine\" ]\n\"enable_port_reservation\" = false\n", false, true, true, ""},
+		{"commented out", "[engine]\n#enable_port_reservation = false\n", false, false, true, ""},
+		{"header in a multi-line array", "[containers]\nx = [\n\"a\",\n\"[engine]\"\n]\nenable_port_reservation = false\n", false, false, true, ""},
+		{"header in a multi-line string", "[containers]\nx = \"\"\"\n[engine]\n\"\"\"\nenable_port_reservation = false\n", false, false, true, ""},
+		{"comment sign in a string", "[engine]\nx = \"a#b\" # [\nenable_port_reservation = false\n", false, true, true, ""},
+		{"the table twice", "[engine]\nenable_port_reservation = false\n[engine]\nenable_port_reservation = true\n", false, false, false, "line 3"},
+		{"the key twice", "[engine]\nenable_port_reservation = false\nenable_port_reservation = true\n", false, false, false, "line 3"},
+		{"not a boolean", "[engine]\nenable_port_reservation = \"no\"\n", false, false, false, "line 2"},
+		{"engine not a table", "engine = 5\n", false, false, false, "line 1"},
+		{"not TOML", "[containers]\nx = 1\n[engine\nenable_port_reservation = false\n", false, false, false, "line 4"}, // the line the header's newline ends
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			val, found, err := TableBool([]byte(tc.doc), Table, Setting)
+			val, found, err := reservationIn([]byte(tc.doc))
 			if (err == nil) != tc.ok || val != tc.val || found != tc.found {
-				t.Fatalf("TableBool = %v, %v, %v; want %v, %v, ok %v", val, found, err, tc.val, tc.found, tc.ok)
+				t.Fatalf("reservationIn = %v, %v, %v; want %v, %v, ok %v", val, found, err, tc.val, tc.found, tc.ok)
 			}
-			if err != nil && !strings.Contains(err.Error(), "line 2") {
-				t.Errorf("error %q does not name the line", err)
+			if err != nil && !strings.Contains(err.Error(), tc.line) {
+				t.Errorf("error %q does not name %s", err, tc.line)
 			}
 		})
 	}
@@ -146,6 +150,18 @@ func TestPortReservation(t *testing.T) {
 			}
 		})
 	}
+	t.Run("a malformed drop-in", func(t *testing.T) {
+		root := t.TempDir()
+		dropIn := filepath.Join(root, "/etc/containers/containers.conf.d/50-x.conf")
+		if err := os.MkdirAll(filepath.Dir(dropIn), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		write(t, dropIn, "[engine]\nenable_port_reservation = flase\n")
+		_, err := PortReservation(root, func(string) string { return "" })
+		if err == nil || !strings.Contains(err.Error(), dropIn) || !strings.Contains(err.Error(), "line 2") {
+			t.Fatalf("err = %v, want one naming %s and line 2", err, dropIn)
+		}
+	})
 	t.Run("unreadable CONTAINERS_CONF", func(t *testing.T) {
 		_, err := PortReservation(t.TempDir(), func(k string) string {
 			if k == "CONTAINERS_CONF" {

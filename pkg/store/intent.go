@@ -7,11 +7,12 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
-	"io/fs"
 	"os"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/passt-portmap/passt-portmap/pkg/safefs"
 )
 
 // The intent of an update lives in the attachment's lock file, which the
@@ -107,12 +108,12 @@ func decodeIntentFrame(b []byte) (*Record, error) {
 	return r, nil
 }
 
-// readIntent returns the intent in the lock file at path, nil when there
-// is none (or no lock file). A lock file that is not a regular file is an
-// *UnsafeError.
-func readIntent(path string, k Key) (*Record, error) {
-	f, err := openRegular(path, unix.O_RDONLY, 0)
-	if errors.Is(err, fs.ErrNotExist) {
+// readIntent returns the intent in the lock file name of nd, nil when
+// there is none (or no lock file). A lock file that is not a regular file
+// of ours is an *UnsafeError (see safefs.Dir.OpenFile).
+func readIntent(nd *safefs.Dir, name string, k Key) (*Record, error) {
+	f, err := nd.OpenFile(name, unix.O_RDONLY, 0)
+	if missing(err) {
 		return nil, nil
 	}
 	if err != nil {
@@ -121,7 +122,7 @@ func readIntent(path string, k Key) (*Record, error) {
 	defer f.Close()
 	b, err := io.ReadAll(io.LimitReader(f, maxRecordSize+int64(intentHeader)))
 	if err != nil {
-		return nil, fmt.Errorf("record: read %s: %w", path, err)
+		return nil, fmt.Errorf("record: read %s: %w", f.Name(), err)
 	}
 	return decodeIntent(b, k), nil
 }

@@ -181,7 +181,8 @@ func TestIntentOverUnreadableRecord(t *testing.T) {
 // poster is gone is dropped; one a leader answered and did not remove
 // is not served twice.
 func TestQueue(t *testing.T) {
-	q, err := OpenQueue(t.TempDir() + "/queue/x")
+	q, err := OpenQueue(t.TempDir(), "x")
+	defer q.Close()
 	if err != nil {
 		t.Fatal(err)
 	}

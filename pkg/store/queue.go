@@ -8,24 +8,26 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/passt-portmap/passt-portmap/pkg/safefs"
 )
 
 // A Queue is where calls of separate processes that need the same
 // resource meet, with no daemon: one of them, the leader, does the work
 // of all that are waiting, and each learns its own outcome. pkg/attach
 // uses one per forwarder, so that the ADDs of a burst share one
-// transaction. All of it is files in one directory, with the store's
-// rules (a real directory of the plugin's own, regular files opened
-// without following links, atomic renames):
+// transaction. All of it is files in one directory, dataDir/queue/NAME,
+// reached and used through package safefs like every file of the store
+// (directories walked from dataDir without following a link and checked,
+// regular files of the plugin's own with one link, opened without
+// blocking, renames that replace nothing, removals of the name):
 //
 //	DIR/leader        flock'ed exclusively by the leader
 //	DIR/ID.req        a request, written whole (temporary file, rename);
@@ -42,7 +44,7 @@ import (
 // dies releases the leader lock: the next leader takes the requests it
 // had taken (ID.run) again. Payloads are the caller's.
 type Queue struct {
-	Dir string
+	d *safefs.Dir
 }
 
 // Queue file names.
@@ -56,18 +58,36 @@ const (
 	queueStale = time.Minute
 	// answerMagic starts an answer's frame (see encodeFrame).
 	answerMagic = "ppanswer"
+	// QueuesName is the directory of the queues in the data directory.
+	QueuesName = "queue"
 )
 
-// OpenQueue makes (or checks) the queue's directory, dir, and its parent
-// (see EnsureDir).
-func OpenQueue(dir string) (*Queue, error) {
-	for _, d := range []string{filepath.Dir(dir), dir} {
-		if err := EnsureDir(d); err != nil {
-			return nil, fmt.Errorf("queue: %w", err)
-		}
+// OpenQueue opens the queue name under dataDir (dataDir/queue/name),
+// making the directories it lacks, each checked (see safefs). Close
+// releases it, once the tickets, leads and requests of it are done.
+func OpenQueue(dataDir, name string) (*Queue, error) {
+	root, err := safefs.Ensure(dataDir, dirMode)
+	if err != nil {
+		return nil, fmt.Errorf("queue: %w", err)
 	}
-	return &Queue{Dir: dir}, nil
+	defer root.Close()
+	qs, err := root.Sub(QueuesName, true, dirMode)
+	if err != nil {
+		return nil, fmt.Errorf("queue: %w", err)
+	}
+	defer qs.Close()
+	d, err := qs.Sub(name, true, dirMode)
+	if err != nil {
+		return nil, fmt.Errorf("queue: %w", err)
+	}
+	return &Queue{d: d}, nil
 }
+
+// Dir is the queue's directory, for messages.
+func (q *Queue) Dir() string { return q.d.Path() }
+
+// Close releases the queue's directory.
+func (q *Queue) Close() error { return q.d.Close() }
 
 // Lead is the held leader lock of a queue.
 type Lead struct {
@@ -76,7 +96,7 @@ type Lead struct {
 }
 
 func (q *Queue) openLeader() (*os.File, error) {
-	f, err := openRegular(filepath.Join(q.Dir, queueLeader), unix.O_RDWR|unix.O_CREAT, fileMode)
+	f, err := q.d.OpenFile(queueLeader, unix.O_RDWR|unix.O_CREAT, fileMode)
 	if err != nil {
 		return nil, fmt.Errorf("queue: %w", err)
 	}
@@ -122,14 +142,14 @@ func (q *Queue) Post(payload []byte) (*Ticket, error) {
 		return nil, fmt.Errorf("queue: %w", err)
 	}
 	id := hex.EncodeToString(b[:])
-	tmp := filepath.Join(q.Dir, queueTmp+id)
-	f, err := openRegular(tmp, unix.O_RDWR|unix.O_CREAT|unix.O_EXCL, fileMode)
+	tmp := queueTmp + id
+	f, err := q.d.OpenFile(tmp, unix.O_RDWR|unix.O_CREAT|unix.O_EXCL, fileMode)
 	if err != nil {
 		return nil, fmt.Errorf("queue: %w", err)
 	}
 	fail := func(err error) (*Ticket, error) {
 		f.Close()
-		os.Remove(tmp)
+		q.d.Remove(tmp)
 		return nil, fmt.Errorf("queue: post %s: %w", id, err)
 	}
 	if err := flock(f, unix.LOCK_SH); err != nil {
@@ -138,7 +158,7 @@ func (q *Queue) Post(payload []byte) (*Ticket, error) {
 	if _, err := f.Write(payload); err != nil {
 		return fail(err)
 	}
-	if err := os.Rename(tmp, filepath.Join(q.Dir, id+queueReq)); err != nil {
+	if err := q.d.Rename(tmp, id+queueReq); err != nil {
 		return fail(err)
 	}
 	return &Ticket{q: q, ID: id, f: f, n: int64(len(payload))}, nil
@@ -156,8 +176,8 @@ func (t *Ticket) Close() {
 // Withdraw takes the request back, unless a leader took it already
 // (false): then its outcome will come.
 func (t *Ticket) Withdraw() (bool, error) {
-	err := os.Remove(filepath.Join(t.q.Dir, t.ID+queueReq))
-	if errors.Is(err, fs.ErrNotExist) {
+	err := t.q.d.Remove(t.ID + queueReq)
+	if missing(err) {
 		return false, nil
 	}
 	if err != nil {
@@ -235,7 +255,7 @@ func (t *Ticket) Await(ctx context.Context, slowPoll time.Duration) (answer []by
 			return nil, l, nil
 		case <-ctx.Done():
 			stop()
-			return nil, nil, &BusyError{Path: filepath.Join(t.q.Dir, queueLeader), Err: ctx.Err()}
+			return nil, nil, &BusyError{Path: t.q.d.Join(queueLeader), Err: ctx.Err()}
 		case <-written:
 		case <-tick.C:
 		}
@@ -275,7 +295,7 @@ func (t *Ticket) watch() (<-chan struct{}, func()) {
 type Request struct {
 	ID      string
 	Payload []byte
-	path    string   // ID.req or ID.run
+	name    string   // ID.req or ID.run
 	f       *os.File // open while taken
 }
 
@@ -284,18 +304,22 @@ type Request struct {
 // the way, what callers that died left: outcomes nobody fetched and posts
 // that never finished, older than a minute.
 func (l *Lead) Pending() ([]Request, error) {
-	des, err := os.ReadDir(l.q.Dir)
+	d := l.q.d
+	names, err := d.Names()
 	if err != nil {
 		return nil, fmt.Errorf("queue: %w", err)
 	}
 	var out []Request
 	now := time.Now()
-	for _, de := range des {
-		n := de.Name()
-		path := filepath.Join(l.q.Dir, n)
+	for _, n := range names {
+		st, err := d.Lstat(n)
+		if err != nil {
+			continue // gone meanwhile
+		}
+		regular := st.Mode&unix.S_IFMT == unix.S_IFREG
 		if strings.HasPrefix(n, ".") {
-			if fi, err := de.Info(); err == nil && fi.Mode().IsRegular() && now.Sub(fi.ModTime()) > queueStale {
-				os.Remove(path)
+			if regular && now.Sub(time.Unix(st.Mtim.Unix())) > queueStale {
+				d.Remove(n)
 			}
 			continue
 		}
@@ -303,17 +327,17 @@ func (l *Lead) Pending() ([]Request, error) {
 		if !ok {
 			id, ok = strings.CutSuffix(n, queueRun)
 		}
-		if !ok || !de.Type().IsRegular() {
+		if !ok || !regular {
 			continue
 		}
-		b, err := readRegular(path, maxRecordSize)
+		b, err := d.ReadFile(n, maxRecordSize)
 		if err != nil {
-			continue // taken back meanwhile
+			continue // taken back meanwhile, or not a file of ours
 		}
 		if answeredAt(b) >= 0 {
 			continue // answered by a leader that died before removing it
 		}
-		out = append(out, Request{ID: id, Payload: b, path: path})
+		out = append(out, Request{ID: id, Payload: b, name: n})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out, nil
@@ -336,31 +360,32 @@ func answeredAt(b []byte) int {
 // false alone when the poster took it back. A request taken must be
 // answered (Answer) or let go (Done).
 func (l *Lead) Take(r *Request) (bool, error) {
-	f, err := openRegular(r.path, unix.O_RDWR, 0)
-	if errors.Is(err, fs.ErrNotExist) {
+	d := l.q.d
+	f, err := d.OpenFile(r.name, unix.O_RDWR, 0)
+	if missing(err) {
 		return false, nil
 	}
 	if err != nil {
 		return false, fmt.Errorf("queue: %w", err)
 	}
 	if err := flock(f, unix.LOCK_EX|unix.LOCK_NB); err == nil {
-		os.Remove(r.path) // the poster is gone
+		d.Remove(r.name) // the poster is gone
 		f.Close()
 		return false, nil
 	} else if !errors.Is(err, unix.EWOULDBLOCK) {
 		f.Close()
-		return false, fmt.Errorf("queue: lock %s: %w", r.path, err)
+		return false, fmt.Errorf("queue: lock %s: %w", d.Join(r.name), err)
 	}
-	if !strings.HasSuffix(r.path, queueRun) {
-		run := filepath.Join(l.q.Dir, r.ID+queueRun)
-		if err := os.Rename(r.path, run); err != nil {
+	if !strings.HasSuffix(r.name, queueRun) {
+		run := r.ID + queueRun
+		if err := d.Rename(r.name, run); err != nil {
 			f.Close()
-			if errors.Is(err, fs.ErrNotExist) {
+			if missing(err) {
 				return false, nil // taken back
 			}
 			return false, fmt.Errorf("queue: %w", err)
 		}
-		r.path = run
+		r.name = run
 	}
 	r.f = f
 	return true, nil
@@ -394,7 +419,7 @@ func (l *Lead) Done(r Request) error {
 	if r.f != nil {
 		r.f.Close()
 	}
-	if err := os.Remove(r.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if err := l.q.d.Remove(r.name); err != nil && !missing(err) {
 		return fmt.Errorf("queue: %w", err)
 	}
 	return nil

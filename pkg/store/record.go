@@ -29,6 +29,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"net/netip"
 	"time"
 
 	"github.com/passt-portmap/passt-portmap/pkg/wire"
@@ -48,20 +49,30 @@ func (k Key) String() string {
 	return fmt.Sprintf("network %q container %q interface %q", k.Network, k.ContainerID, k.IfName)
 }
 
-// Validate reports an empty component or one holding a NUL byte.
+// Validate reports an empty component or one holding a NUL byte, as a
+// *KeyError.
 func (k Key) Validate() error {
 	for _, c := range []struct{ name, v string }{{"network", k.Network}, {"container ID", k.ContainerID}, {"interface", k.IfName}} {
 		if c.v == "" {
-			return fmt.Errorf("store key: empty %s", c.name)
+			return &KeyError{Part: c.name, Why: "is empty"}
 		}
 		for i := 0; i < len(c.v); i++ {
 			if c.v[i] == 0 {
-				return fmt.Errorf("store key: %s %q holds a NUL byte", c.name, c.v)
+				return &KeyError{Part: c.name, Why: fmt.Sprintf("%q holds a NUL byte", c.v)}
 			}
 		}
 	}
 	return nil
 }
+
+// KeyError is a key that names no attachment: the caller's input is at
+// fault (an empty interface name, say).
+type KeyError struct {
+	Part string // "network", "container ID" or "interface"
+	Why  string
+}
+
+func (e *KeyError) Error() string { return "attachment key: the " + e.Part + " " + e.Why }
 
 // Record is what one attachment owns.
 type Record struct {
@@ -75,10 +86,15 @@ type Record struct {
 	Socket string `json:"socket"`
 	// PIDFile is the forwarder's PID file, if known.
 	PIDFile string `json:"pidFile,omitempty"`
-	// ForwarderID identifies the forwarder process that Rules and Pending
-	// were written to: the inode of its listening control socket (0 when
-	// unknown). A forwarder restarted at the same path has another one,
-	// and none of the rules of before.
+	// Identity identifies the forwarder that Rules and Pending were
+	// written to (nil when it could not be established): a forwarder
+	// restarted at the same path has another one, and none of the rules
+	// of before. It works across network namespaces (see Identity).
+	Identity *Identity `json:"identity,omitempty"`
+	// ForwarderID is what records of earlier versions identified the
+	// forwarder by: the inode of its listening control socket in the
+	// plugin's /proc/net/unix (0 when unknown). It is read, never
+	// written.
 	ForwarderID uint64 `json:"forwarderID,omitempty"`
 	// Managed is true when the plugin started the forwarder itself; Dir
 	// is then its per-attachment directory.
@@ -93,10 +109,41 @@ type Record struct {
 	// and DEL removes them where present, while a rule that is neither
 	// owned nor pending is another client's and is never taken over.
 	Pending []OwnedRule `json:"pending,omitempty"`
+	// Side is what a chained attachment set up in the pod's namespace
+	// besides its managed forwarder (nil for other attachments): DEL and
+	// GC remove it, CHECK checks it.
+	Side *Side `json:"side,omitempty"`
 	// Intent numbers the intents of the attachment (see Locked.Arm): an
 	// intent counts only while its number is above its record's.
 	Intent  uint64    `json:"intent,omitempty"`
 	Updated time.Time `json:"updated"`
+}
+
+// Side is a chained attachment's side interface in the pod's namespace
+// (Netns): the tap pasta made, the pod's and pasta's addresses on it (an
+// invalid prefix: none of that family), and the rules and table that send
+// the side's replies through it.
+type Side struct {
+	// NetnsInode is the inode of the namespace at Netns when the side was
+	// set up: a namespace at that path with another inode is not the pod's.
+	NetnsInode uint64       `json:"netnsInode"`
+	IfName     string       `json:"ifname"`
+	Table      int          `json:"table"`
+	Priority   int          `json:"priority"`
+	Addr4      netip.Prefix `json:"addr4,omitzero"`
+	Gateway4   netip.Addr   `json:"gateway4,omitzero"`
+	Addr6      netip.Prefix `json:"addr6,omitzero"`
+	Gateway6   netip.Addr   `json:"gateway6,omitzero"`
+}
+
+// Identity names one forwarder (see ctlclient.Identity): the pid that
+// created its listening control socket (SO_PEERCRED) and the device,
+// inode and creation time of its socket file.
+type Identity struct {
+	PeerPID int32  `json:"peerPID"`
+	Dev     uint64 `json:"dev"`
+	Ino     uint64 `json:"ino"`
+	Born    int64  `json:"born"`
 }
 
 // Claimed returns the owned rules followed by the pending ones not among

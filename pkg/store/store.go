@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/passt-portmap/passt-portmap/pkg/safefs"
 )
 
 // DefaultLockTimeout bounds Lock when the context has no deadline.
@@ -84,9 +86,11 @@ func (s *Store) NetworkDir(network string) string {
 	return filepath.Join(s.Dir, escape(network))
 }
 
-func (s *Store) base(k Key) string {
-	return filepath.Join(s.NetworkDir(k.Network), escape(k.ContainerID)+"@"+escape(k.IfName))
-}
+// fileName is the name, without suffix, of k's files in its network's
+// directory.
+func fileName(k Key) string { return escape(k.ContainerID) + "@" + escape(k.IfName) }
+
+func (s *Store) base(k Key) string { return filepath.Join(s.NetworkDir(k.Network), fileName(k)) }
 
 // RecordPath is the file of k's record.
 func (s *Store) RecordPath(k Key) string { return s.base(k) + recordSuffix }
@@ -114,13 +118,12 @@ func (s *Store) Load(k Key) (rec *Record, damaged error, err error) {
 	if err := k.Validate(); err != nil {
 		return nil, nil, err
 	}
-	// Lock checks the directories on the way; without a lock, Load does.
-	for _, d := range []string{s.Dir, s.NetworkDir(k.Network)} {
-		if err := CheckDir(d); err != nil {
-			return nil, nil, fmt.Errorf("record: %w", err)
-		}
+	nd, err := s.networkDir(k.Network, false)
+	if err != nil {
+		return nil, nil, fmt.Errorf("record: %w", err)
 	}
-	return s.load(k)
+	defer nd.Close()
+	return load(nd, k)
 }
 
 // errMissing is a record file that is gone while its backup copy is not.
@@ -138,8 +141,8 @@ var errMissing = errors.New("the file is missing")
 // file was lost, and it is the record. The fallback is not used for a
 // record of a format version this package does not know: a newer plugin
 // wrote it, and its backup may say less.
-func (s *Store) load(k Key) (*Record, error, error) {
-	st, err := s.loadState(k)
+func load(nd *safefs.Dir, k Key) (*Record, error, error) {
+	st, err := loadState(nd, k)
 	return st.rec, st.damaged, err
 }
 
@@ -151,9 +154,9 @@ type state struct {
 	lastIntent uint64  // the highest Intent of the record and the intent
 }
 
-func (s *Store) loadState(k Key) (state, error) {
-	rec, damaged, err := s.loadFiles(k)
-	intent, ierr := readIntent(s.LockPath(k), k)
+func loadState(nd *safefs.Dir, k Key) (state, error) {
+	rec, damaged, err := loadFiles(nd, k)
+	intent, ierr := readIntent(nd, fileName(k)+lockSuffix, k)
 	if ierr != nil {
 		return state{}, ierr
 	}
@@ -181,9 +184,10 @@ func (s *Store) loadState(k Key) (state, error) {
 }
 
 // loadFiles reads the record file of k, or its backup copy (see load).
-func (s *Store) loadFiles(k Key) (*Record, error, error) {
-	path := s.RecordPath(k)
-	r, err := readRecord(path, k)
+func loadFiles(nd *safefs.Dir, k Key) (*Record, error, error) {
+	name := fileName(k) + recordSuffix
+	path := nd.Join(name)
+	r, err := readRecord(nd, name, k)
 	var ce *CorruptError
 	switch {
 	case err == nil:
@@ -193,8 +197,9 @@ func (s *Store) loadFiles(k Key) (*Record, error, error) {
 	case !errors.As(err, &ce) || ce.Version != 0:
 		return nil, nil, err
 	}
-	bpath := s.BackupPath(k)
-	b, berr := readRecord(bpath, k)
+	bname := name + backupSuffix
+	bpath := nd.Join(bname)
+	b, berr := readRecord(nd, bname, k)
 	if berr != nil {
 		if ce.Err == errMissing && errors.Is(berr, fs.ErrNotExist) {
 			return nil, nil, err // neither file: no record
@@ -206,10 +211,11 @@ func (s *Store) loadFiles(k Key) (*Record, error, error) {
 	return b, ce, nil
 }
 
-// readRecord reads and decodes the record file at path, which must hold
-// the record of k.
-func readRecord(path string, k Key) (*Record, error) {
-	b, err := readRegular(path, maxRecordSize)
+// readRecord reads and decodes the record file name in nd, which must
+// hold the record of k.
+func readRecord(nd *safefs.Dir, name string, k Key) (*Record, error) {
+	path := nd.Join(name)
+	b, err := readRegular(nd, name, maxRecordSize)
 	if err != nil {
 		return nil, err
 	}
@@ -228,9 +234,10 @@ func readRecord(path string, k Key) (*Record, error) {
 	return r, nil
 }
 
-// readRegular reads the regular file at path, at most limit bytes.
-func readRegular(path string, limit int64) ([]byte, error) {
-	f, err := openRegular(path, unix.O_RDONLY, 0)
+// readRegular reads the regular file name in nd, at most limit bytes.
+func readRegular(nd *safefs.Dir, name string, limit int64) ([]byte, error) {
+	path := nd.Join(name)
+	f, err := nd.OpenFile(name, unix.O_RDONLY, 0)
 	if err != nil {
 		return nil, fmt.Errorf("record: %w", err)
 	}
@@ -301,29 +308,27 @@ type Entry struct {
 // List returns the records of one network, sorted by container ID and
 // interface. A missing network directory is an empty list.
 func (s *Store) List(network string) ([]Entry, error) {
-	dir := s.NetworkDir(network)
-	for _, d := range []string{s.Dir, dir} {
-		if err := CheckDir(d); errors.Is(err, fs.ErrNotExist) {
-			return nil, nil
-		} else if err != nil {
-			return nil, fmt.Errorf("list records: %w", err)
-		}
+	nd, err := s.networkDir(network, false)
+	if missing(err) {
+		return nil, nil
+	} else if err != nil {
+		return nil, fmt.Errorf("list records: %w", err)
 	}
-	des, err := os.ReadDir(dir)
+	defer nd.Close()
+	names, err := nd.Names()
 	if err != nil {
 		return nil, fmt.Errorf("list records: %w", err)
 	}
 	var out []Entry
-	for _, de := range des {
-		name := de.Name()
+	for _, name := range names {
 		// A record path that is not a regular file is listed with the
-		// error that reading it gives (see openRegular).
+		// error that reading it gives (see safefs.Dir.OpenFile).
 		if strings.HasPrefix(name, ".") {
 			continue
 		}
 		if b, ok := strings.CutSuffix(name, backupSuffix); ok && strings.HasSuffix(b, recordSuffix) {
 			// A backup copy alone is a record whose file was lost.
-			if _, err := os.Lstat(filepath.Join(dir, b)); !errors.Is(err, fs.ErrNotExist) {
+			if _, err := nd.Lstat(b); !missing(err) {
 				continue
 			}
 			name = b
@@ -332,7 +337,7 @@ func (s *Store) List(network string) ([]Entry, error) {
 			// A lock file alone may hold the intent of a call that
 			// never wrote a record: it is the record then (see load).
 			rec := b + recordSuffix
-			if !lockAlone(dir, rec) {
+			if !lockAlone(nd, rec) {
 				continue
 			}
 			name = rec
@@ -340,7 +345,7 @@ func (s *Store) List(network string) ([]Entry, error) {
 		if !strings.HasSuffix(name, recordSuffix) {
 			continue
 		}
-		e := Entry{Path: filepath.Join(dir, name)}
+		e := Entry{Path: nd.Join(name)}
 		cid, ifn, ok := strings.Cut(strings.TrimSuffix(name, recordSuffix), "@")
 		if !ok {
 			continue
@@ -352,7 +357,7 @@ func (s *Store) List(network string) ([]Entry, error) {
 			continue
 		}
 		e.Key.Network = network
-		e.Record, e.Damaged, e.Err = s.load(e.Key)
+		e.Record, e.Damaged, e.Err = load(nd, e.Key)
 		if errors.Is(e.Err, fs.ErrNotExist) {
 			continue // a lock file without an intent: no record
 		}
@@ -368,26 +373,15 @@ func (s *Store) List(network string) ([]Entry, error) {
 	return out, nil
 }
 
-// lockAlone reports whether the record file rec of dir and its backup
-// copy are both missing.
-func lockAlone(dir, rec string) bool {
-	for _, p := range []string{rec, rec + backupSuffix} {
-		if _, err := os.Lstat(filepath.Join(dir, p)); !errors.Is(err, fs.ErrNotExist) {
+// lockAlone reports whether the record file rec in nd and its backup copy
+// are both missing.
+func lockAlone(nd *safefs.Dir, rec string) bool {
+	for _, n := range []string{rec, rec + backupSuffix} {
+		if _, err := nd.Lstat(n); !missing(err) {
 			return false
 		}
 	}
 	return true
-}
-
-// ensureDirs creates and checks (see EnsureDir) the store's directory and
-// that of network.
-func (s *Store) ensureDirs(network string) error {
-	for _, d := range []string{s.Dir, s.NetworkDir(network)} {
-		if err := EnsureDir(d); err != nil {
-			return fmt.Errorf("store: %w", err)
-		}
-	}
-	return nil
 }
 
 // Lock takes the exclusive lock of k's record, creating the directories
@@ -403,37 +397,43 @@ func (s *Store) Lock(ctx context.Context, k Key) (*Locked, error) {
 		ctx, cancel = context.WithTimeout(ctx, DefaultLockTimeout)
 		defer cancel()
 	}
-	if err := s.ensureDirs(k.Network); err != nil {
-		return nil, err
+	nd, err := s.networkDir(k.Network, true)
+	if err != nil {
+		return nil, fmt.Errorf("store: %w", err)
 	}
-	path := s.LockPath(k)
+	name := fileName(k) + lockSuffix
+	path := nd.Join(name)
 	wait := time.Millisecond
 	for {
-		f, err := openRegular(path, unix.O_RDWR|unix.O_CREAT, fileMode)
+		f, err := nd.OpenFile(name, unix.O_RDWR|unix.O_CREAT, fileMode)
 		if err != nil {
+			nd.Close()
 			return nil, fmt.Errorf("store: open lock: %w", err)
 		}
 		err = flock(f, unix.LOCK_EX|unix.LOCK_NB)
 		if err == nil {
 			// The holder before us may have removed the record and
 			// its lock file; a lock on an unlinked file locks nothing.
-			if same, serr := samePath(f, path); serr != nil {
+			if same, serr := samePath(nd, f, name); serr != nil {
 				f.Close()
+				nd.Close()
 				return nil, fmt.Errorf("store: lock %s: %w", path, serr)
 			} else if same {
-				return &Locked{store: s, key: k, f: f}, nil
+				return &Locked{store: s, key: k, nd: nd, f: f}, nil
 			}
 			f.Close()
 			continue
 		}
 		f.Close()
 		if !errors.Is(err, unix.EWOULDBLOCK) {
+			nd.Close()
 			return nil, fmt.Errorf("store: lock %s: %w", path, err)
 		}
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
 			t.Stop()
+			nd.Close()
 			return nil, &BusyError{Path: path, Err: ctx.Err()}
 		case <-t.C:
 		}
@@ -450,15 +450,17 @@ func flock(f *os.File, how int) error {
 	}
 }
 
-func samePath(f *os.File, path string) (bool, error) {
-	var a, b unix.Stat_t
+// samePath reports whether f is the file name in nd now.
+func samePath(nd *safefs.Dir, f *os.File, name string) (bool, error) {
+	var a unix.Stat_t
 	if err := unix.Fstat(int(f.Fd()), &a); err != nil {
 		return false, err
 	}
-	if err := unix.Lstat(path, &b); err != nil {
-		if errors.Is(err, unix.ENOENT) {
-			return false, nil
-		}
+	b, err := nd.Lstat(name)
+	if missing(err) {
+		return false, nil
+	}
+	if err != nil {
 		return false, err
 	}
 	return a.Dev == b.Dev && a.Ino == b.Ino, nil
@@ -468,6 +470,7 @@ func samePath(f *os.File, path string) (bool, error) {
 type Locked struct {
 	store   *Store
 	key     Key
+	nd      *safefs.Dir // the network's directory, open while locked
 	f       *os.File
 	damaged error
 	// lastIntent is the highest intent number read or armed, and
@@ -485,7 +488,10 @@ func (l *Locked) Key() Key { return l.key }
 // damaged record file is replaced by its backup copy, as Load does;
 // Damaged then says so, and the next Write repairs the record file.
 func (l *Locked) Read() (*Record, error) {
-	st, err := l.store.loadState(l.key)
+	if l.f == nil {
+		return nil, errors.New("store: read after unlock")
+	}
+	st, err := loadState(l.nd, l.key)
 	l.damaged, l.fromIntent = st.damaged, st.fromIntent
 	l.lastIntent = max(l.lastIntent, st.lastIntent)
 	if fi, serr := l.f.Stat(); serr != nil || fi.Size() > 0 {
@@ -534,24 +540,25 @@ func (l *Locked) write(r *Record, durable bool) error {
 	if err != nil {
 		return fmt.Errorf("store: encode record: %w", err)
 	}
-	for _, p := range []string{l.store.BackupPath(l.key), l.store.RecordPath(l.key)} {
-		if err := regularOrMissing(p); err != nil {
+	rec := fileName(l.key) + recordSuffix
+	names := []string{rec + backupSuffix, rec}
+	for _, n := range names {
+		if err := l.nd.RegularOrMissing(n); err != nil {
 			return fmt.Errorf("store: %w", err)
 		}
 	}
 	// The backup copy first, so that it is never older than the record
 	// file; but the record file first when there is none, so that a
 	// backup copy is never alone but for a lost record file (see load).
-	paths := []string{l.store.BackupPath(l.key), l.store.RecordPath(l.key)}
-	if _, err := os.Lstat(paths[1]); errors.Is(err, fs.ErrNotExist) {
-		paths[0], paths[1] = paths[1], paths[0]
+	if _, err := l.nd.Lstat(rec); missing(err) {
+		names[0], names[1] = names[1], names[0]
 	}
 	// One fsync, of the record file: the copy is not synced on its own,
 	// it only matters once the record file is damaged later, by when the
 	// kernel has written it back.
-	for _, p := range paths {
-		if err := writeAtomic(p, b, durable && p == l.store.RecordPath(l.key)); err != nil {
-			return err
+	for _, n := range names {
+		if err := l.nd.WriteAtomic(n, "."+n+tmpInfix, b, fileMode, durable && n == rec); err != nil {
+			return fmt.Errorf("store: %w", err)
 		}
 	}
 	l.damaged, l.fromIntent = nil, false
@@ -579,8 +586,9 @@ func (l *Locked) Remove() error {
 	if err := l.disarm(); err != nil {
 		return err
 	}
-	for _, p := range []string{l.store.BackupPath(l.key), l.store.RecordPath(l.key), l.store.LockPath(l.key)} {
-		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	name := fileName(l.key)
+	for _, n := range []string{name + recordSuffix + backupSuffix, name + recordSuffix, name + lockSuffix} {
+		if err := l.nd.Remove(n); err != nil && !missing(err) {
 			return fmt.Errorf("store: %w", err)
 		}
 	}
@@ -596,8 +604,9 @@ func (l *Locked) Drop() error {
 		return nil
 	}
 	empty := true
-	for _, p := range []string{l.store.RecordPath(l.key), l.store.BackupPath(l.key)} {
-		if _, err := os.Lstat(p); !errors.Is(err, fs.ErrNotExist) {
+	name := fileName(l.key)
+	for _, n := range []string{name + recordSuffix, name + recordSuffix + backupSuffix} {
+		if _, err := l.nd.Lstat(n); !missing(err) {
 			empty = false
 		}
 	}
@@ -606,7 +615,7 @@ func (l *Locked) Drop() error {
 	}
 	var err error
 	if empty {
-		if rerr := os.Remove(l.store.LockPath(l.key)); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
+		if rerr := l.nd.Remove(name + lockSuffix); rerr != nil && !missing(rerr) {
 			err = fmt.Errorf("store: %w", rerr)
 		}
 	}
@@ -623,40 +632,6 @@ func (l *Locked) Unlock() error {
 	}
 	err := l.f.Close() // closing the last descriptor releases the flock
 	l.f = nil
+	l.nd.Close()
 	return err
-}
-
-// writeAtomic replaces path with b by a rename; durable also fsyncs the
-// file before it.
-func writeAtomic(path string, b []byte, durable bool) (err error) {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("store: %w", err)
-	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	if err = f.Chmod(fileMode); err != nil {
-		return fmt.Errorf("store: %w", err)
-	}
-	if _, err = f.Write(b); err != nil {
-		return fmt.Errorf("store: write %s: %w", tmp, err)
-	}
-	if durable {
-		if err = f.Sync(); err != nil {
-			return fmt.Errorf("store: fsync %s: %w", tmp, err)
-		}
-	}
-	if err = f.Close(); err != nil {
-		return fmt.Errorf("store: close %s: %w", tmp, err)
-	}
-	if err = os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("store: %w", err)
-	}
-	return nil
 }

@@ -336,3 +336,26 @@ func TestKeyValidate(t *testing.T) {
 		}
 	}
 }
+
+// A chained attachment's side survives the record's encoding.
+func TestSideRoundTrip(t *testing.T) {
+	r := &Record{Version: FormatVersion, Network: "n", ContainerID: "c", IfName: "eth0", Netns: "/run/netns/p", Managed: true, Dir: "/d",
+		Side: &Side{NetnsInode: 7, IfName: "pasta0", Table: 20563, Priority: 500,
+			Addr4: netip.MustParsePrefix("169.254.100.2/30"), Gateway4: netip.MustParseAddr("169.254.100.1"),
+			Addr6: netip.MustParsePrefix("fd41:e00e:44f8::2/64"), Gateway6: netip.MustParseAddr("fe80::1")}}
+	b, err := Encode(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := Decode(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Side == nil || *got.Side != *r.Side {
+		t.Fatalf("side %+v after a round trip, want %+v\n%s", got.Side, r.Side, b)
+	}
+	r.Side = nil
+	if b, _ := Encode(r); bytes.Contains(b, []byte(`"side"`)) {
+		t.Errorf("a record without a side names one:\n%s", b)
+	}
+}

@@ -3,12 +3,11 @@ package store
 import (
 	"errors"
 	"fmt"
-	"io/fs"
-	"os"
-	"path/filepath"
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/passt-portmap/passt-portmap/pkg/safefs"
 )
 
 const (
@@ -25,15 +24,14 @@ const (
 // returns the paths it removed.
 func (s *Store) Sweep(network string) ([]string, error) {
 	var removed []string
-	dir := s.NetworkDir(network)
-	for _, d := range []string{s.Dir, dir} {
-		if err := CheckDir(d); errors.Is(err, fs.ErrNotExist) {
-			return nil, nil
-		} else if err != nil {
-			return nil, fmt.Errorf("sweep records: %w", err)
-		}
+	nd, err := s.networkDir(network, false)
+	if missing(err) {
+		return nil, nil
+	} else if err != nil {
+		return nil, fmt.Errorf("sweep records: %w", err)
 	}
-	des, err := os.ReadDir(dir)
+	defer nd.Close()
+	des, err := nd.Names()
 	if err != nil {
 		return nil, fmt.Errorf("sweep records: %w", err)
 	}
@@ -51,7 +49,7 @@ func (s *Store) Sweep(network string) ([]string, error) {
 		return f
 	}
 	for _, de := range des {
-		name, kind := classify(de.Name())
+		name, kind := classify(de)
 		switch kind {
 		case fileTemp:
 			get(name).tmp = true
@@ -66,7 +64,7 @@ func (s *Store) Sweep(network string) ([]string, error) {
 		if !strings.Contains(name, "@") || strings.HasPrefix(name, ".") || f.record && !f.tmp {
 			continue
 		}
-		rm, err := sweepOne(dir, name)
+		rm, err := sweepOne(nd, name)
 		removed = append(removed, rm...)
 		if err != nil {
 			return removed, err
@@ -113,9 +111,10 @@ func classify(n string) (name string, kind int) {
 
 // sweepOne removes the leftovers of one attachment under its lock, taken
 // without waiting.
-func sweepOne(dir, name string) ([]string, error) {
-	lockPath := filepath.Join(dir, name+lockSuffix)
-	f, err := openRegular(lockPath, unix.O_RDWR|unix.O_CREAT, fileMode)
+func sweepOne(nd *safefs.Dir, name string) ([]string, error) {
+	lockName := name + lockSuffix
+	lockPath := nd.Join(lockName)
+	f, err := nd.OpenFile(lockName, unix.O_RDWR|unix.O_CREAT, fileMode)
 	if err != nil {
 		return nil, fmt.Errorf("sweep records: %w", err)
 	}
@@ -125,45 +124,48 @@ func sweepOne(dir, name string) ([]string, error) {
 	} else if err != nil {
 		return nil, fmt.Errorf("sweep records: lock %s: %w", lockPath, err)
 	}
-	if same, err := samePath(f, lockPath); err != nil || !same {
+	if same, err := samePath(nd, f, lockName); err != nil || !same {
 		return nil, err // removed meanwhile by its holder
 	}
-	des, err := os.ReadDir(dir)
+	des, err := nd.Names()
 	if err != nil {
 		return nil, fmt.Errorf("sweep records: %w", err)
 	}
 	var removed []string
-	rm := func(p string) error {
-		err := os.Remove(p)
-		if errors.Is(err, fs.ErrNotExist) {
+	rm := func(n string) error {
+		err := nd.Remove(n)
+		if missing(err) {
 			return nil
 		}
 		if err != nil {
 			return fmt.Errorf("sweep records: %w", err)
 		}
-		removed = append(removed, p)
+		removed = append(removed, nd.Join(n))
 		return nil
 	}
-	for _, de := range des {
-		n := de.Name()
-		if (strings.HasPrefix(n, "."+name+recordSuffix+tmpInfix) || strings.HasPrefix(n, "."+name+recordSuffix+backupSuffix+tmpInfix)) && de.Type().IsRegular() {
-			if err := rm(filepath.Join(dir, n)); err != nil {
-				return removed, err
-			}
+	for _, n := range des {
+		if !strings.HasPrefix(n, "."+name+recordSuffix+tmpInfix) && !strings.HasPrefix(n, "."+name+recordSuffix+backupSuffix+tmpInfix) {
+			continue
+		}
+		if st, err := nd.Lstat(n); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
+			continue // only what a write left: a regular file
+		}
+		if err := rm(n); err != nil {
+			return removed, err
 		}
 	}
 	// Without a record (neither its file nor its backup copy, which
 	// stands for it: see load) nor an intent in it, the lock guards
 	// nothing. It is removed while held (see Lock).
 	for _, p := range []string{name + recordSuffix, name + recordSuffix + backupSuffix} {
-		if _, err := os.Lstat(filepath.Join(dir, p)); !errors.Is(err, fs.ErrNotExist) {
+		if _, err := nd.Lstat(p); !missing(err) {
 			return removed, nil
 		}
 	}
 	if holdsIntent(f) {
 		return removed, nil // the record of a call that wrote none: GC releases it
 	}
-	if err := rm(lockPath); err != nil {
+	if err := rm(lockName); err != nil {
 		return removed, err
 	}
 	return removed, nil
@@ -172,23 +174,27 @@ func sweepOne(dir, name string) ([]string, error) {
 // sweepProbes removes the probe files of an older STATUS (which wrote one
 // to see that a record fits) that no call holds.
 func (s *Store) sweepProbes() ([]string, error) {
-	des, err := os.ReadDir(s.Dir)
+	root, err := s.root(false)
+	if err != nil {
+		return nil, fmt.Errorf("sweep probes: %w", err)
+	}
+	defer root.Close()
+	des, err := root.Names()
 	if err != nil {
 		return nil, fmt.Errorf("sweep probes: %w", err)
 	}
 	var removed []string
-	for _, de := range des {
-		if !strings.HasPrefix(de.Name(), probePrefix) || !de.Type().IsRegular() {
+	for _, n := range des {
+		if !strings.HasPrefix(n, probePrefix) {
 			continue
 		}
-		p := filepath.Join(s.Dir, de.Name())
-		f, err := openRegular(p, unix.O_RDWR, 0)
+		f, err := root.OpenFile(n, unix.O_RDWR, 0)
 		if err != nil {
 			continue // gone meanwhile, or not ours to judge
 		}
 		if flock(f, unix.LOCK_EX|unix.LOCK_NB) == nil {
-			if err := os.Remove(p); err == nil {
-				removed = append(removed, p)
+			if err := root.Remove(n); err == nil {
+				removed = append(removed, root.Join(n))
 			}
 		}
 		f.Close()

@@ -38,7 +38,13 @@ type Options struct {
 	// the container's default address. With a target, an entry with
 	// hostIP "" listens on the target family's "any" address only (see
 	// Rules).
-	Target    netip.Addr
+	Target netip.Addr
+	// Target6, with an IPv4 Target, is the target of the IPv6 rules: each
+	// family forwards to its own address (a container reached through an
+	// interface that has one address of each family), and an entry with
+	// hostIP "" makes one rule of each family (0.0.0.0 to Target, "::" to
+	// Target6). It must be an IPv6 address.
+	Target6   netip.Addr
 	Interface string // interface to bind the listener on; "" = any
 }
 
@@ -60,7 +66,8 @@ type Options struct {
 // family, since the forwarder cannot translate between families and
 // refuses a dual-stack rule with a target. An entry with hostIP "" and a
 // target therefore listens on the "any" address of the target's family
-// only (0.0.0.0 for an IPv4 target, "::" for an IPv6 one), not on both.
+// only (0.0.0.0 for an IPv4 target, "::" for an IPv6 one), not on both;
+// with a target of each family (Options.Target6) it makes a rule for each.
 //
 // Errors are *MappingError (bad input: CNI code 7) or *TableError (the
 // table cannot take it: safe fail, code 100). To know which entries made

@@ -55,9 +55,9 @@ func Compile(mappings []PortMapping, opts Options, caps wire.Caps) (Compiled, er
 	if err != nil {
 		return Compiled{}, err
 	}
-	es := make([]entry, len(mappings))
+	es := make([]entry, 0, len(mappings))
 	for i, m := range mappings {
-		if es[i], err = parseEntry(i, m, &o, caps); err != nil {
+		if es, err = parseEntries(es, i, m, &o, caps); err != nil {
 			return Compiled{}, err
 		}
 	}

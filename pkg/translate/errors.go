@@ -31,11 +31,15 @@ type MappingError struct {
 	Err     error
 }
 
-func (e *MappingError) Error() string {
+func (e *MappingError) Error() string { return e.In("portMappings") }
+
+// In is the error with the list of mappings named as the caller's input
+// names it ("portMappings", "port_mappings").
+func (e *MappingError) In(list string) string {
 	if e.Index < 0 {
 		return "plugin options: " + e.Err.Error()
 	}
-	return fmt.Sprintf("portMappings entry %d (%s): %v", e.Index, e.Mapping, e.Err)
+	return fmt.Sprintf("%s entry %d (%s): %v", list, e.Index, e.Mapping, e.Err)
 }
 
 func (e *MappingError) Unwrap() error { return e.Err }
@@ -52,10 +56,14 @@ type TableError struct {
 	Entries []int
 }
 
-func (e *TableError) Error() string {
+func (e *TableError) Error() string { return e.In("portMappings") }
+
+// In is the error with the list of mappings named as the caller's input
+// names it.
+func (e *TableError) In(list string) string {
 	s := "pif " + e.Pif + ": " + e.Err.Error()
 	if len(e.Entries) > 0 {
-		s += " (rule made from portMappings " + entryList(e.Entries) + ")"
+		s += " (rule made from " + list + " " + entryList(e.Entries) + ")"
 	}
 	return s
 }

@@ -20,10 +20,12 @@ type entry struct {
 
 // options are Options after checking, shared by every entry.
 type options struct {
-	flags  wire.Flags
-	target [16]byte // wire form; zero = none
-	tfam   int      // 0 none, 4 or 6
-	ifname [wire.IfNameSize]byte
+	flags   wire.Flags
+	target  [16]byte // wire form; zero = none
+	tfam    int      // 0 none, 4 or 6
+	target6 [16]byte // with an IPv4 target: the IPv6 rules' target
+	both    bool     // a target of each family (target6 set)
+	ifname  [wire.IfNameSize]byte
 }
 
 func parseOptions(opts Options) (options, error) {
@@ -48,7 +50,25 @@ func parseOptions(opts Options) (options, error) {
 			o.tfam = 4
 		}
 	}
+	if t := opts.Target6; t.IsValid() {
+		if err := CheckTarget(t); err != nil {
+			return o, &MappingError{Index: -1, Err: fmt.Errorf("%w: %w", ErrAddress, err)}
+		}
+		a := addr16(t)
+		if isV4(a) || o.tfam != 4 {
+			return o, &MappingError{Index: -1, Err: fmt.Errorf("%w: IPv6 target %s needs an IPv6 address and an IPv4 target beside it", ErrAddress, t)}
+		}
+		o.target6, o.both = a, true
+	}
 	return o, nil
+}
+
+// targetFor returns the target of a rule listening on listen.
+func (o *options) targetFor(listen [16]byte) [16]byte {
+	if o.both && !isV4(listen) {
+		return o.target6
+	}
+	return o.target
 }
 
 // CheckInterface reports a name that cannot be a listener's interface:
@@ -84,9 +104,9 @@ func CheckTarget(t netip.Addr) error {
 	return fmt.Errorf("target address %s: %s", t, why)
 }
 
-// parseProto maps a CNI protocol name to the wire's. An empty protocol is
-// TCP, as Kubernetes and Podman default it.
-func parseProto(s string) (wire.Proto, error) {
+// ParseProtocol maps a protocol name ("tcp" or "udp", in any case) to
+// the wire's. An empty one is TCP, as Kubernetes and Podman default it.
+func ParseProtocol(s string) (wire.Proto, error) {
 	switch strings.ToLower(s) {
 	case "tcp", "":
 		return wire.ProtoTCP, nil
@@ -96,11 +116,28 @@ func parseProto(s string) (wire.Proto, error) {
 	return 0, fmt.Errorf("%w %q: the forwarder forwards TCP and UDP only", ErrProtocol, s)
 }
 
-func parsePort(what string, p int) (uint16, error) {
+// CheckPort reports a port number outside 1..65535.
+func CheckPort(p int) error {
 	if p < 1 || p > 65535 {
-		return 0, fmt.Errorf("%w: %s %d is not in 1..65535", ErrPort, what, p)
+		return fmt.Errorf("%w: %d is not in 1..65535", ErrPort, p)
 	}
-	return uint16(p), nil
+	return nil
+}
+
+// ParseHostIP reads a listening address: an IP address without a zone
+// (the listeners' interface is an option of its own) that a listener can
+// bind, so not multicast or broadcast.
+func ParseHostIP(s string) (netip.Addr, error) {
+	a, err := netip.ParseAddr(s)
+	switch {
+	case err != nil:
+		return netip.Addr{}, fmt.Errorf("%w: %q is not an IP address", ErrAddress, s)
+	case a.Zone() != "":
+		return netip.Addr{}, fmt.Errorf("%w: %q has a zone; bind the listeners to an interface with bindInterface instead", ErrAddress, s)
+	case isMulticast(addr16(a)):
+		return netip.Addr{}, fmt.Errorf("%w: %q is a multicast or broadcast address, which a listener cannot bind", ErrAddress, s)
+	}
+	return a, nil
 }
 
 var (
@@ -108,20 +145,42 @@ var (
 	any6 = [16]byte{}
 )
 
-// parseEntry turns mapping i into an entry, checked against caps.
+// parseEntries appends the entries of mapping i to es, checked against
+// caps: one, or with a target of each family and hostIP "", one of each
+// family.
+func parseEntries(es []entry, i int, m PortMapping, o *options, caps wire.Caps) ([]entry, error) {
+	e, err := parseEntry(i, m, o, caps)
+	if err != nil {
+		return es, err
+	}
+	es = append(es, e)
+	if o.both && m.HostIP == "" {
+		e.listen = any6
+		r := o.rule(e)
+		if err := checkRule(r, caps); err != nil {
+			return es, &TableError{Pif: wire.PifHost, Rule: r, Entries: []int{i}, Err: fmt.Errorf("rule %s: %w", r, err)}
+		}
+		es = append(es, e)
+	}
+	return es, nil
+}
+
+// parseEntry turns mapping i into an entry, checked against caps; with a
+// target of each family, hostIP "" gives its IPv4 entry.
 func parseEntry(i int, m PortMapping, o *options, caps wire.Caps) (entry, error) {
 	e := entry{idx: i}
 	fail := func(err error) (entry, error) { return entry{}, &MappingError{Index: i, Mapping: m, Err: err} }
 	var err error
-	if e.proto, err = parseProto(m.Protocol); err != nil {
+	if e.proto, err = ParseProtocol(m.Protocol); err != nil {
 		return fail(err)
 	}
-	if e.host, err = parsePort("hostPort", m.HostPort); err != nil {
-		return fail(err)
+	if err := CheckPort(m.HostPort); err != nil {
+		return fail(fmt.Errorf("hostPort: %w", err))
 	}
-	if e.cont, err = parsePort("containerPort", m.ContainerPort); err != nil {
-		return fail(err)
+	if err := CheckPort(m.ContainerPort); err != nil {
+		return fail(fmt.Errorf("containerPort: %w", err))
 	}
+	e.host, e.cont = uint16(m.HostPort), uint16(m.ContainerPort)
 	switch m.HostIP {
 	case "":
 		switch {
@@ -142,18 +201,15 @@ func parseEntry(i int, m PortMapping, o *options, caps wire.Caps) (entry, error)
 				"%w: hostIP \"\" listens on every address, but the table has neither IPv4 nor IPv6 (caps %s)", ErrCapability, caps)}
 		}
 	default:
-		a, perr := netip.ParseAddr(m.HostIP)
-		switch {
-		case perr != nil:
-			return fail(fmt.Errorf("%w: hostIP %q is not an IP address", ErrAddress, m.HostIP))
-		case a.Zone() != "":
-			return fail(fmt.Errorf("%w: hostIP %q has a zone; use the interface option instead", ErrAddress, m.HostIP))
+		a, perr := ParseHostIP(m.HostIP)
+		if perr != nil {
+			return fail(fmt.Errorf("hostIP: %w", perr))
 		}
 		e.listen = addr16(a)
 	}
-	if o.tfam != 0 && isV4(e.listen) != (o.tfam == 4) {
-		return fail(fmt.Errorf("%w: hostIP %q is %s but the target address %s is %s; the forwarder does not translate between families",
-			ErrFamily, m.HostIP, family(e.listen), netip.AddrFrom16(o.target).Unmap(), family(o.target)))
+	if o.tfam != 0 && !o.both && isV4(e.listen) != (o.tfam == 4) {
+		return fail(fmt.Errorf("%w: the listening address %s is %s but the target address %s is %s; the forwarder does not translate between families",
+			ErrFamily, netip.AddrFrom16(e.listen).Unmap(), family(e.listen), netip.AddrFrom16(o.target).Unmap(), family(o.target)))
 	}
 	r := o.rule(e)
 	if err := checkRule(r, caps); err != nil {
@@ -173,7 +229,7 @@ func (o *options) rule(e entry) wire.Rule {
 
 func (o *options) rangeRule(e entry, last, to uint16) wire.Rule {
 	r := wire.NewRule(e.proto, netip.AddrFrom16(e.listen), e.host, last, to, e.flags|o.flags)
-	r.Target = netip.AddrFrom16(o.target)
+	r.Target = netip.AddrFrom16(o.targetFor(e.listen))
 	r.IfName = o.ifname
 	return r
 }

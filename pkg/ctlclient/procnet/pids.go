@@ -3,10 +3,13 @@ package procnet
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"golang.org/x/sys/unix"
 )
 
 // ErrMalformedPID marks a PID file whose content is not a PID.
@@ -35,9 +38,12 @@ func ParsePID(b []byte) (int, error) {
 
 // ReadPIDFile is the one reader of a forwarder's PID file. A missing file
 // is an error wrapping fs.ErrNotExist, an empty one ErrNoPID, other
-// content ErrMalformedPID; each names the file.
+// content ErrMalformedPID; each names the file. Only a regular file is
+// read: the open follows no link at the last component and never waits
+// (O_NONBLOCK), so a link, a FIFO or a device in its place is an error
+// naming it, at once.
 func ReadPIDFile(path string) (int, error) {
-	b, err := os.ReadFile(path)
+	b, err := readSmallRegular(path, 64)
 	if err != nil {
 		return 0, fmt.Errorf("read PID file: %w", err)
 	}
@@ -49,6 +55,37 @@ func ReadPIDFile(path string) (int, error) {
 		return 0, fmt.Errorf("PID file %s: %w", path, err)
 	}
 	return pid, nil
+}
+
+// readSmallRegular reads the regular file at path, at most limit bytes
+// (a longer one is malformed), without following a link at its last
+// component or waiting on a FIFO.
+func readSmallRegular(path string, limit int) ([]byte, error) {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	if errors.Is(err, unix.ELOOP) {
+		return nil, fmt.Errorf("%s is a symbolic link, not a PID file", path)
+	}
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: path, Err: err}
+	}
+	f := os.NewFile(uintptr(fd), path)
+	defer f.Close()
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return nil, &os.PathError{Op: "fstat", Path: path, Err: err}
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return nil, fmt.Errorf("%s is not a regular file (mode %#o), not a PID file", path, st.Mode)
+	}
+	b := make([]byte, limit+1)
+	n, err := io.ReadFull(f, b)
+	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
+		return nil, &os.PathError{Op: "read", Path: path, Err: err}
+	}
+	if n > limit {
+		return nil, fmt.Errorf("PID file %s: %w: longer than %d bytes", path, ErrMalformedPID, limit)
+	}
+	return b[:n], nil
 }
 
 // Processes lists the process ids under /proc: the one scan of the

@@ -80,7 +80,14 @@ func ParseUnix(b []byte) ([]UnixSocket, error) {
 // path, read from the caller's network namespace. path is compared as
 // given and, when relative, also in its absolute form.
 func UnixListeners(path string) ([]uint64, error) {
-	file := filepath.Join(Root, "net", "unix")
+	return UnixListenersIn(filepath.Join(Root, "net"), path)
+}
+
+// UnixListenersIn is UnixListeners in the network namespace whose /proc
+// net directory is netDir (/proc/PID/net: that of process PID, which may
+// be another namespace than the caller's).
+func UnixListenersIn(netDir, path string) ([]uint64, error) {
+	file := filepath.Join(netDir, "unix")
 	b, err := os.ReadFile(file)
 	if err != nil {
 		return nil, err

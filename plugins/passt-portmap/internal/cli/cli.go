@@ -14,12 +14,25 @@ import (
 )
 
 // Usage is the command line a person may give.
-const Usage = "usage: passt-portmap --version | show SOCKET [PIDFILE]\n(run by a CNI runtime, it reads CNI_COMMAND and its configuration from stdin;\nrun by netavark or Podman as a network driver: create | setup NETNS | teardown NETNS | info)"
+const Usage = "usage: passt-portmap --version | --help | show SOCKET [PIDFILE]\n(run by a CNI runtime, it reads CNI_COMMAND and its configuration from stdin;\nrun by netavark or Podman as a network driver: create | setup NETNS | teardown NETNS | info)"
+
+// help is what --help prints after Usage.
+const help = `
+  --version             the plugin's version and the versions of the APIs it speaks
+  --help                this text
+  show SOCKET [PIDFILE] a forwarder's tables (pasta -c SOCKET), each rule with its
+                        listening state; PIDFILE (pasta -P) helps find its process
+
+Installed as a CNI plugin (e.g. /opt/cni/bin/passt-portmap) or a netavark
+plugin (e.g. /usr/libexec/netavark/passt-portmap): see README.md.`
 
 // Run runs a command and returns the exit status. versions are the lines
 // --version prints.
 func Run(args []string, stdout, stderr io.Writer, versions []string) int {
 	switch {
+	case len(args) == 1 && (args[0] == "--help" || args[0] == "-h" || args[0] == "help"):
+		fmt.Fprintln(stdout, Usage+"\n"+help)
+		return 0
 	case len(args) > 0 && (args[0] == "--version" || args[0] == "version"):
 		for _, v := range versions {
 			fmt.Fprintln(stdout, v)

@@ -5,26 +5,26 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/netip"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/containernetworking/cni/pkg/types"
 	"github.com/containernetworking/cni/pkg/version"
 
 	"github.com/passt-portmap/passt-portmap/pkg/attach"
 	"github.com/passt-portmap/passt-portmap/pkg/forwarder"
-	"github.com/passt-portmap/passt-portmap/pkg/translate"
 )
 
-// Defaults of the optional configuration keys.
+// The keys this front end reads itself (the others are the core's
+// settings, read by attach.Input's Options).
 const (
-	defaultTimeout = 5 * time.Second
-	defaultDataDir = "/var/lib/cni/passt-portmap"
 	// argSocket is the CNI_ARGS key that overrides "socket" for one call.
 	argSocket = "PASST_SOCKET"
+	// argK8sNamespace and argK8sName are the CNI_ARGS keys a CRI runtime
+	// (containerd, CRI-O) sends: the call is a Kubernetes pod's.
+	argK8sNamespace = "K8S_POD_NAMESPACE"
+	argK8sName      = "K8S_POD_NAME"
 	// forwarderManaged is the value of "forwarder" that makes the plugin
 	// start pasta itself.
 	forwarderManaged = "managed"
@@ -57,23 +57,35 @@ type netConf[M any] struct {
 	ValidAttachments json.RawMessage `json:"cni.dev/valid-attachments"`
 	Attachments      json.RawMessage `json:"cni.dev/attachments"`
 
-	Forwarder       string   `json:"forwarder"`
-	Socket          *string  `json:"socket"`
-	PIDFile         string   `json:"pidFile"`
+	Forwarder string  `json:"forwarder"`
+	Socket    *string `json:"socket"`
+	PIDFile   string  `json:"pidFile"`
+
+	// The core's settings, as JSON gives them.
 	Pasta           string   `json:"pasta"`
 	PastaArgs       []string `json:"pastaArgs"`
 	AllowChained    bool     `json:"allowChained"`
 	MapHostLoopback string   `json:"mapHostLoopback"`
 	LoopbackToHost  bool     `json:"loopbackToHost"`
-
-	Weak          bool    `json:"weak"`
-	TargetAddress string  `json:"targetAddress"`
-	BindInterface string  `json:"bindInterface"`
-	Timeout       string  `json:"timeout"`
-	DataDir       *string `json:"dataDir"`
-	Verify        *bool   `json:"verify"`
+	SideInterface   string   `json:"sideInterface"`
+	SideTable       *int     `json:"sideTable"`
+	SideNetwork     string   `json:"sideNetwork"`
+	Weak            bool     `json:"weak"`
+	TargetAddress   string   `json:"targetAddress"`
+	BindInterface   string   `json:"bindInterface"`
+	Timeout         string   `json:"timeout"`
+	DataDir         string   `json:"dataDir"`
+	Verify          *bool    `json:"verify"`
 
 	RuntimeConfig *runtimeConfig[M] `json:"runtimeConfig"`
+}
+
+// input is the core's settings of the configuration.
+func (nc *netConf[M]) input() attach.Input {
+	return attach.Input{DataDir: nc.DataDir, Timeout: nc.Timeout, Verify: nc.Verify, Weak: nc.Weak,
+		Pasta: nc.Pasta, PastaArgs: nc.PastaArgs, MapHostLoopback: nc.MapHostLoopback, LoopbackToHost: nc.LoopbackToHost,
+		TargetAddress: nc.TargetAddress, BindInterface: nc.BindInterface, AllowChained: nc.AllowChained,
+		SideInterface: nc.SideInterface, SideTable: nc.SideTable, SideNetwork: nc.SideNetwork}
 }
 
 type runtimeConfig[M any] struct {
@@ -85,13 +97,27 @@ type (
 	rawConf   = netConf[json.RawMessage]
 )
 
+// PortMapping is one entry of runtimeConfig.portMappings, as CNI's
+// portMappings capability defines it.
+type PortMapping struct {
+	HostPort      int    `json:"hostPort"`
+	ContainerPort int    `json:"containerPort"`
+	Protocol      string `json:"protocol"`
+	HostIP        string `json:"hostIP,omitempty"`
+}
+
+// mapping is m as the core takes it.
+func (m PortMapping) mapping() attach.Mapping {
+	return attach.Mapping{HostIP: m.HostIP, HostPort: m.HostPort, ContainerPort: m.ContainerPort, Protocols: []string{m.Protocol}}
+}
+
 // mappingList decodes a list of mappings afresh, as the raw pass does: of
 // duplicate keys the last counts whole (encoding/json would decode it into
 // the earlier list's elements, keeping their fields).
-type mappingList []translate.PortMapping
+type mappingList []PortMapping
 
 func (m *mappingList) UnmarshalJSON(b []byte) error {
-	var fresh []translate.PortMapping
+	var fresh []PortMapping
 	if err := json.Unmarshal(b, &fresh); err != nil {
 		return err
 	}
@@ -113,23 +139,16 @@ type Config struct {
 	PIDFile string // template, like Socket
 	// SocketFromArgs is true when CNI_ARGS PASST_SOCKET set Socket.
 	SocketFromArgs bool
+	Managed        bool
+	// Kubernetes is true when CNI_ARGS carries K8S_POD_NAMESPACE and
+	// K8S_POD_NAME, as the CRI runtimes (containerd, CRI-O) send them.
+	Kubernetes bool
 
-	Managed      bool
-	Pasta        string
-	PastaArgs    []string
-	AllowChained bool
-	// MapHostLoopback are the container's addresses that reach the host's
-	// loopback ("mapHostLoopback"); none by default.
-	MapHostLoopback []netip.Addr
-	// LoopbackToHost forwards the container's loopback ports to the
-	// host's loopback ("loopbackToHost"); off by default.
-	LoopbackToHost bool
-
-	Options  translate.Options // weak, targetAddress, bindInterface
-	Timeout  time.Duration
-	DataDir  string
-	Verify   bool
-	Mappings []translate.PortMapping
+	// Options are the core's settings, read and checked by the core
+	// (attach.Input's Options), with its defaults; the mode is set by the
+	// call (see parse).
+	Options  attach.Options
+	Mappings []PortMapping
 
 	ValidAttachments []types.GCAttachment
 	// HasValidAttachments is true when the configuration carries the
@@ -217,9 +236,10 @@ func ParseConfig(stdin []byte, env Env) (*Config, error) {
 	return c, nil
 }
 
-// parseKeys validates every key but the mappings.
+// parseKeys validates every key but the mappings: the CNI keys here, the
+// core's settings by the core.
 func parseKeys[M any](nc *netConf[M], env Env) (*Config, error) {
-	c := &Config{Network: nc.Name, CNIVersion: nc.CNIVersion, Timeout: defaultTimeout, DataDir: defaultDataDir, Verify: true}
+	c := &Config{Network: nc.Name, CNIVersion: nc.CNIVersion}
 	if err := c.parseVersion(); err != nil {
 		return nil, err
 	}
@@ -229,13 +249,14 @@ func parseKeys[M any](nc *netConf[M], env Env) (*Config, error) {
 	if err := c.parseAttachments(nc.ValidAttachments, nc.Attachments); err != nil {
 		return nil, err
 	}
-	fwd := forwarderConf{Mode: nc.Forwarder, Socket: nc.Socket, PIDFile: nc.PIDFile, Pasta: nc.Pasta, PastaArgs: nc.PastaArgs, AllowChained: nc.AllowChained,
-		MapHostLoopback: nc.MapHostLoopback, LoopbackToHost: nc.LoopbackToHost}
-	if err := c.parseForwarder(fwd, env); err != nil {
+	if err := c.parseForwarder(nc.Forwarder, nc.Socket, nc.PIDFile, env); err != nil {
 		return nil, err
 	}
-	opts := optionsConf{Weak: nc.Weak, TargetAddress: nc.TargetAddress, BindInterface: nc.BindInterface, Timeout: nc.Timeout, DataDir: nc.DataDir, Verify: nc.Verify}
-	if err := c.parseOptions(opts); err != nil {
+	_, ns := cniArg(env.Args, argK8sNamespace)
+	_, name := cniArg(env.Args, argK8sName)
+	c.Kubernetes = ns && name
+	var err error
+	if c.Options, err = nc.input().Options(); err != nil {
 		return nil, err
 	}
 	return c, nil
@@ -318,22 +339,14 @@ func (c *Config) parseAttachments(valid, attachments json.RawMessage) error {
 	return nil
 }
 
-// forwarderConf are the keys that choose the forwarder.
-type forwarderConf struct {
-	Mode, PIDFile, Pasta string
-	Socket               *string
-	PastaArgs            []string
-	AllowChained         bool
-	MapHostLoopback      string
-	LoopbackToHost       bool
-}
-
-func (c *Config) parseForwarder(nc forwarderConf, env Env) error {
-	hasSocket := nc.Socket != nil
+// parseForwarder reads the keys that choose the forwarder: managed, or
+// the socket (and PID file) of one started elsewhere.
+func (c *Config) parseForwarder(mode string, socket *string, pidFile string, env Env) error {
+	hasSocket := socket != nil
 	if hasSocket {
-		c.Socket = *nc.Socket
+		c.Socket = *socket
 	}
-	switch nc.Mode {
+	switch mode {
 	case "":
 		c.Managed = !hasSocket
 	case forwarderManaged:
@@ -342,14 +355,14 @@ func (c *Config) parseForwarder(nc forwarderConf, env Env) error {
 		}
 		c.Managed = true
 	default:
-		return cfgErr("forwarder", "%q is not a forwarder mode: only %q is known (or leave it out and set \"socket\")", nc.Mode, forwarderManaged)
+		return cfgErr("forwarder", "%q is not a forwarder mode: only %q is known (or leave it out and set \"socket\")", mode, forwarderManaged)
 	}
 	if hasSocket {
 		if err := checkTemplate("socket", c.Socket); err != nil {
 			return err
 		}
 	}
-	if c.PIDFile = nc.PIDFile; c.PIDFile != "" {
+	if c.PIDFile = pidFile; c.PIDFile != "" {
 		if c.Managed {
 			return cfgErr("pidFile", "is set by the plugin for a managed forwarder; leave it out")
 		}
@@ -363,87 +376,12 @@ func (c *Config) parseForwarder(nc forwarderConf, env Env) error {
 		}
 		c.Socket, c.SocketFromArgs, c.Managed = s, true, false
 	}
-	return c.parseManaged(nc)
-}
-
-// parseManaged checks the keys of a managed forwarder: its arguments
-// against pasta's allow-list, and the host access it opens.
-func (c *Config) parseManaged(nc forwarderConf) error {
-	c.Pasta, c.PastaArgs, c.AllowChained, c.LoopbackToHost = nc.Pasta, nc.PastaArgs, nc.AllowChained, nc.LoopbackToHost
-	if err := forwarder.CheckArgs(c.PastaArgs); err != nil {
-		var ae *forwarder.ArgError
-		if errors.As(err, &ae) {
-			return &attach.ConfigError{Key: fmt.Sprintf("pastaArgs[%d]", ae.Index), Err: errors.New(ae.Detail())}
-		}
-		return &attach.ConfigError{Key: "pastaArgs", Err: err}
-	}
-	if nc.MapHostLoopback == "" {
-		return nil
-	}
-	for _, f := range strings.Split(nc.MapHostLoopback, ",") {
-		a, err := netip.ParseAddr(strings.TrimSpace(f))
-		if err != nil {
-			return cfgErr("mapHostLoopback", "%v (want one IP address, or an IPv4 and an IPv6 address separated by a comma)", err)
-		}
-		c.MapHostLoopback = append(c.MapHostLoopback, a)
-	}
-	if err := forwarder.CheckMapHostLoopback(c.MapHostLoopback); err != nil {
-		return cfgErr("mapHostLoopback", "%w", err)
-	}
-	return nil
-}
-
-// optionsConf are the keys that apply to every rule and call.
-type optionsConf struct {
-	Weak                                  bool
-	TargetAddress, BindInterface, Timeout string
-	DataDir                               *string
-	Verify                                *bool
-}
-
-func (c *Config) parseOptions(nc optionsConf) error {
-	c.Options.Weak = nc.Weak
-	if t := nc.TargetAddress; t != "" {
-		a, err := netip.ParseAddr(t)
-		if err != nil {
-			return cfgErr("targetAddress", "%v", err)
-		}
-		if err := translate.CheckTarget(a); err != nil {
-			return &attach.ConfigError{Key: "targetAddress", Err: fmt.Errorf("want a unicast address: %w", err)}
-		}
-		c.Options.Target = a
-	}
-	if n := nc.BindInterface; n != "" {
-		if err := translate.CheckInterface(n); err != nil {
-			return &attach.ConfigError{Key: "bindInterface", Err: fmt.Errorf("not an interface name: %w", err)}
-		}
-		c.Options.Interface = n
-	}
-	if nc.Timeout != "" {
-		d, err := time.ParseDuration(nc.Timeout)
-		if err != nil {
-			return cfgErr("timeout", "%v (want a Go duration such as \"5s\")", err)
-		}
-		if d <= 0 {
-			return cfgErr("timeout", "%q: must be positive", nc.Timeout)
-		}
-		c.Timeout = d
-	}
-	if nc.DataDir != nil {
-		if c.DataDir = *nc.DataDir; !filepath.IsAbs(c.DataDir) {
-			return cfgErr("dataDir", "%q is not an absolute path", c.DataDir)
-		}
-	}
-	c.DataDir = filepath.Clean(c.DataDir)
-	if nc.Verify != nil {
-		c.Verify = *nc.Verify
-	}
 	return nil
 }
 
 // decodeMappings decodes runtimeConfig.portMappings entry by entry, to
 // name the entry in error.
-func decodeMappings(raw json.RawMessage) ([]translate.PortMapping, error) {
+func decodeMappings(raw json.RawMessage) ([]PortMapping, error) {
 	if isNull(raw) {
 		return nil, nil
 	}
@@ -451,7 +389,7 @@ func decodeMappings(raw json.RawMessage) ([]translate.PortMapping, error) {
 	if err := json.Unmarshal(raw, &entries); err != nil {
 		return nil, typeErr("runtimeConfig.portMappings", err)
 	}
-	ms := make([]translate.PortMapping, len(entries))
+	ms := make([]PortMapping, len(entries))
 	for i, e := range entries {
 		if err := json.Unmarshal(e, &ms[i]); err != nil {
 			return nil, typeErr(fmt.Sprintf("runtimeConfig.portMappings[%d]", i), err)

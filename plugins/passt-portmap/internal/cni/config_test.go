@@ -5,13 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/passt-portmap/passt-portmap/pkg/attach"
-	"github.com/passt-portmap/passt-portmap/pkg/translate"
+	"github.com/passt-portmap/passt-portmap/pkg/attach/attachtest"
 )
 
 var testEnv = Env{ContainerID: "c0ffee", IfName: "eth0", Netns: "/run/netns/pp-ns"}
@@ -22,8 +23,8 @@ func TestParseConfigDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Managed || c.Timeout != 5*time.Second || c.DataDir != "/var/lib/cni/passt-portmap" || !c.Verify || c.Options.Weak ||
-		c.Options.Target.IsValid() || c.Options.Interface != "" || c.PrevResult != nil || c.Network != "pasta-ports" || c.CNIVersion != "1.1.0" {
+	if c.Managed || !reflect.DeepEqual(c.Options, attach.Options{Timeout: attach.DefaultTimeout, Verify: true}) ||
+		c.PrevResult != nil || c.Network != "pasta-ports" || c.CNIVersion != "1.1.0" {
 		t.Errorf("defaults: %+v", c)
 	}
 	s, p, err := resolveSocket(c, testEnv)
@@ -41,12 +42,12 @@ func TestParseConfigAll(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []translate.PortMapping{{HostPort: 8080, ContainerPort: 80, Protocol: "tcp"}, {HostPort: 53, ContainerPort: 53, Protocol: "udp", HostIP: "127.0.0.1"}}
+	want := []PortMapping{{HostPort: 8080, ContainerPort: 80, Protocol: "tcp"}, {HostPort: 53, ContainerPort: 53, Protocol: "udp", HostIP: "127.0.0.1"}}
 	if len(c.Mappings) != 2 || c.Mappings[0] != want[0] || c.Mappings[1] != want[1] {
 		t.Errorf("mappings %+v", c.Mappings)
 	}
-	if !c.Options.Weak || c.Options.Target != netip.MustParseAddr("10.0.2.15") || c.Options.Interface != "eth1" ||
-		c.Timeout != 250*time.Millisecond || c.DataDir != "/tmp/y" || c.Verify || c.PrevResult == nil {
+	if o := c.Options; !o.Weak || o.TargetAddress != netip.MustParseAddr("10.0.2.15") || o.BindInterface != "eth1" ||
+		o.Timeout != 250*time.Millisecond || o.DataDir != "/tmp/y" || o.Verify || c.PrevResult == nil {
 		t.Errorf("parsed %+v", c)
 	}
 	s, p, err := resolveSocket(c, testEnv)
@@ -79,12 +80,90 @@ func TestParseConfigModes(t *testing.T) {
 			t.Errorf("%s: managed %v socket %q, want %v %q", tc.name, c.Managed, c.Socket, tc.managed, tc.socket)
 		}
 	}
-	c, _ := ParseConfig([]byte(`{"name":"n","pasta":"/p","pastaArgs":["-a","b"],"allowChained":true}`), testEnv)
-	if c.Pasta != "/p" || strings.Join(c.PastaArgs, " ") != "-a b" || !c.AllowChained {
+	c, err := ParseConfig([]byte(`{"name":"n","pasta":"/p","pastaArgs":["-a","192.0.2.9"],"allowChained":true}`), testEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Options.Pasta != "/p" || strings.Join(c.Options.PastaArgs, " ") != "-a 192.0.2.9" || !c.Options.AllowChained {
 		t.Errorf("managed keys: %+v", c)
 	}
 }
 
+func TestParseConfigSide(t *testing.T) {
+	c, err := ParseConfig([]byte(`{"name":"n","sideInterface":"side0","sideTable":7,"sideNetwork":"fd00:1::/112, 169.254.9.0/29"}`), testEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := attach.SideOptions{IfName: "side0", Table: 7, Network4: netip.MustParsePrefix("169.254.9.0/29"), Network6: netip.MustParsePrefix("fd00:1::/112")}
+	if c.Options.Side != want {
+		t.Errorf("side %+v, want %+v", c.Options.Side, want)
+	}
+	c, err = ParseConfig([]byte(`{"name":"n"}`), testEnv)
+	if err != nil || c.Options.Side != (attach.SideOptions{}) {
+		t.Errorf("defaults: %+v %v", c.Options.Side, err)
+	}
+}
+
+func TestParseConfigKubernetes(t *testing.T) {
+	for _, tc := range []struct {
+		args string
+		want bool
+	}{
+		{"", false},
+		{"IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=web-0;K8S_POD_INFRA_CONTAINER_ID=abc;K8S_POD_UID=u", true},
+		{"K8S_POD_NAMESPACE=default", false},
+		{"K8S_POD_NAME=web-0", false},
+	} {
+		env := testEnv
+		env.Args = tc.args
+		c, err := ParseConfig([]byte(`{"name":"n"}`), env)
+		if err != nil || c.Kubernetes != tc.want {
+			t.Errorf("%q: Kubernetes %v %v, want %v", tc.args, c.Kubernetes, err, tc.want)
+		}
+	}
+}
+
+// prior reads what a previous result says earlier plugins made: which
+// interfaces are in the container and the families of its addresses
+// (the host side's are not the pod's).
+func TestPrior(t *testing.T) {
+	for _, tc := range []struct {
+		name, prev string
+		want       string
+	}{
+		{"none", ``, "<nil>"},
+		{"bridge, IPv4", `{"cniVersion":"1.0.0","interfaces":[{"name":"cni0"},{"name":"veth1"},{"name":"eth0","sandbox":"/run/netns/p"}],"ips":[{"address":"10.88.0.2/16","interface":2}]}`,
+			"&{Interfaces:[{Name:cni0 Sandbox:false} {Name:veth1 Sandbox:false} {Name:eth0 Sandbox:true}] IPv4:true IPv6:false}"},
+		{"dual-stack", `{"cniVersion":"1.0.0","interfaces":[{"name":"eth0","sandbox":"/p"}],"ips":[{"address":"10.88.0.2/16","interface":0},{"address":"fd00::2/64","interface":0}]}`,
+			"&{Interfaces:[{Name:eth0 Sandbox:true}] IPv4:true IPv6:true}"},
+		{"an IPv6 address of the host side only", `{"cniVersion":"1.0.0","interfaces":[{"name":"br0"},{"name":"eth0","sandbox":"/p"}],"ips":[{"address":"10.88.0.2/16","interface":1},{"address":"fd00::1/64","interface":0}]}`,
+			"&{Interfaces:[{Name:br0 Sandbox:false} {Name:eth0 Sandbox:true}] IPv4:true IPv6:false}"},
+		{"an address without an interface", `{"cniVersion":"1.0.0","ips":[{"address":"fd00::2/64"}]}`, "&{Interfaces:[] IPv4:false IPv6:true}"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			conf := `{"name":"n","cniVersion":"1.0.0"}`
+			if tc.prev != "" {
+				conf = `{"name":"n","cniVersion":"1.0.0","prevResult":` + tc.prev + `}`
+			}
+			c, err := ParseConfig([]byte(conf), testEnv)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p := prior(c.PrevResult)
+			got := "<nil>"
+			if p != nil {
+				got = fmt.Sprintf("%+v", p)
+			}
+			if got != tc.want {
+				t.Errorf("got  %s\nwant %s", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestParseConfigErrors: what the CNI front end decodes itself, its own
+// keys and the JSON types, is code 7 naming the key as the configuration
+// writes it.
 func TestParseConfigErrors(t *testing.T) {
 	for _, tc := range []struct {
 		conf, args string
@@ -105,16 +184,11 @@ func TestParseConfigErrors(t *testing.T) {
 		{`{"name":"n","weak":"yes"}`, "", "weak", "got a JSON string, want true or false"},
 		{`{"name":"n","verify":1}`, "", "verify", "want true or false"},
 		{`{"name":"n","allowChained":"true"}`, "", "allowChained", "want true or false"},
+		{`{"name":"n","loopbackToHost":"yes"}`, "", "loopbackToHost", "want true or false"},
 		{`{"name":"n","pastaArgs":"--x"}`, "", "pastaArgs", "want a list"},
-		{`{"name":"n","targetAddress":"10.0.2"}`, "", "targetAddress", "10.0.2"},
-		{`{"name":"n","targetAddress":"fe80::1%eth0"}`, "", "targetAddress", "zone"},
-		{`{"name":"n","targetAddress":"224.0.0.1"}`, "", "targetAddress", "unicast"},
-		{`{"name":"n","bindInterface":"averyveryverylongname"}`, "", "bindInterface", "not an interface name"},
-		{`{"name":"n","bindInterface":"a/b"}`, "", "bindInterface", "not an interface name"},
-		{`{"name":"n","timeout":"5"}`, "", "timeout", "Go duration"},
+		{`{"name":"n","mapHostLoopback":true}`, "", "mapHostLoopback", "want a string"},
 		{`{"name":"n","timeout":5}`, "", "timeout", "want a string"},
-		{`{"name":"n","timeout":"-1s"}`, "", "timeout", "must be positive"},
-		{`{"name":"n","dataDir":"var/lib"}`, "", "dataDir", "not an absolute path"},
+		{`{"name":"n","sideTable":"7"}`, "", "sideTable", "want an integer"},
 		{`{"name":"n","runtimeConfig":[]}`, "", "runtimeConfig", "want an object"},
 		{`{"name":"n","runtimeConfig":{"portMappings":{}}}`, "", "runtimeConfig.portMappings", "want a list"},
 		{`{"name":"n","runtimeConfig":{"portMappings":[{"hostPort":80,"containerPort":80},{"hostPort":"80"}]}}`, "", "runtimeConfig.portMappings[1].hostPort", "want an integer"},
@@ -134,9 +208,61 @@ func TestParseConfigErrors(t *testing.T) {
 		if ce.Key != tc.key || !strings.Contains(err.Error(), tc.msg) {
 			t.Errorf("%s:\n got key %q: %v\nwant key %q with %q", tc.conf, ce.Key, err, tc.key, tc.msg)
 		}
-		if e := toCNI(err); e.Code != 7 || !strings.Contains(e.Details, tc.key) {
+		if e := toCNI(err); e.Code != 7 || !strings.Contains(e.Details, "configuration key "+tc.key+": ") {
 			t.Errorf("%s: CNI error %+v, want code 7 naming %s", tc.conf, e, tc.key)
 		}
+	}
+}
+
+// confOf writes what in sets as the configuration's keys.
+func confOf(in attach.Input) string {
+	m := map[string]any{"name": "n"}
+	set := func(k, v string) {
+		if v != "" {
+			m[k] = v
+		}
+	}
+	set("dataDir", in.DataDir)
+	set("timeout", in.Timeout)
+	set("pasta", in.Pasta)
+	set("mapHostLoopback", in.MapHostLoopback)
+	set("targetAddress", in.TargetAddress)
+	set("bindInterface", in.BindInterface)
+	set("sideInterface", in.SideInterface)
+	set("sideNetwork", in.SideNetwork)
+	if in.PastaArgs != nil {
+		m["pastaArgs"] = in.PastaArgs
+	}
+	if in.SideTable != nil {
+		m["sideTable"] = *in.SideTable
+	}
+	b, err := json.Marshal(m)
+	if err != nil {
+		panic(err)
+	}
+	return string(b)
+}
+
+// TestParseConfigRefused: every bad value of the core's table, written
+// as a configuration key, is refused by the core's one check and named as
+// the configuration names it (and the pastaArgs entry).
+func TestParseConfigRefused(t *testing.T) {
+	for _, tc := range attachtest.BadSettings() {
+		t.Run(tc.Name, func(t *testing.T) {
+			conf := confOf(tc.Input)
+			_, err := ParseConfig([]byte(conf), testEnv)
+			var ce *attach.ConfigError
+			if !errors.As(err, &ce) || ce.Setting != tc.Setting {
+				t.Fatalf("%s: %v, want the core's refusal of %v", conf, err, tc.Setting)
+			}
+			want := "configuration key " + tc.Setting.String()
+			if tc.Entry >= 0 {
+				want += fmt.Sprintf("[%d]", tc.Entry)
+			}
+			if e := toCNI(err); e.Code != 7 || !strings.Contains(e.Details, want+": ") || !strings.Contains(e.Details, tc.Why) {
+				t.Errorf("%s: CNI error %+v, want code 7, %q and %q", conf, e, want, tc.Why)
+			}
+		})
 	}
 }
 

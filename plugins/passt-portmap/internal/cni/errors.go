@@ -1,42 +1,32 @@
 package cni
 
 import (
-	"errors"
+	"fmt"
 
 	"github.com/containernetworking/cni/pkg/types"
 
 	"github.com/passt-portmap/passt-portmap/pkg/attach"
 )
 
-// The plugin's CNI error codes (documented in the README). 7, 11 and 50
-// are the CNI specification's own.
-const (
-	codeBadConfig     uint = types.ErrInvalidNetworkConfig // 7: bad configuration or mappings
-	codeUnreachable   uint = types.ErrTryAgainLater        // 11: forwarder unreachable or busy past the timeout
-	codeNotAvailable  uint = types.ErrPluginNotAvailable   // 50: STATUS failed
-	codeSafeFail      uint = 100                           // rejected, nothing changed
-	codeSocketFail    uint = 101                           // ports could not listen, rolled back
-	codeRollbackFail  uint = 102                           // rollback failed, state unknown
-	codeMismatch      uint = 103                           // protocol mismatch
-	codeCheckFailed   uint = 104                           // CHECK: owned rules missing or not listening
-	codeUnknownFailed uint = types.ErrInternal             // 999: only for what cannot be named
-)
+// dialect names the core's settings by the configuration's keys (the
+// core's names are the keys) and a mapping's fields by their place in
+// runtimeConfig.
+type dialect struct{}
 
-// codes maps the core's outcomes onto the CNI codes.
-var codes = map[attach.Kind]uint{
-	attach.KindUnknown:      codeUnknownFailed,
-	attach.KindBadConfig:    codeBadConfig,
-	attach.KindUnreachable:  codeUnreachable,
-	attach.KindNotAvailable: codeNotAvailable,
-	attach.KindSafeFail:     codeSafeFail,
-	attach.KindSocketFail:   codeSocketFail,
-	attach.KindRollbackFail: codeRollbackFail,
-	attach.KindMismatch:     codeMismatch,
-	attach.KindCheckFailed:  codeCheckFailed,
-	attach.KindIO:           types.ErrIOFailure,
+func (dialect) Setting(s attach.Setting) string { return s.String() }
+
+func (dialect) Mapping(i int, f attach.Field) string {
+	entry := fmt.Sprintf("runtimeConfig.portMappings[%d]", i)
+	if f == attach.FieldNone || f == attach.FieldRange {
+		return entry // a CNI mapping has no range: its port is one
+	}
+	return entry + "." + f.String()
 }
 
-// cniErr converts a verb's error for skel: the core's words, the CNI code.
+func (dialect) Mappings() string           { return "portMappings" }
+func (dialect) Locate(place string) string { return "configuration key " + place }
+
+// cniErr converts a verb's error for skel.
 func cniErr(err error) error {
 	if err == nil {
 		return nil
@@ -44,14 +34,10 @@ func cniErr(err error) error {
 	return toCNI(err)
 }
 
+// toCNI is err in the core's words, named by the configuration's keys,
+// with the code of its kind from the core's one table; what cannot be
+// named is CNI's 999.
 func toCNI(err error) *types.Error {
-	if te := (*types.Error)(nil); errors.As(err, &te) {
-		return te
-	}
-	d := attach.Describe(err)
-	code, ok := codes[d.Kind]
-	if !ok {
-		code = codeUnknownFailed
-	}
-	return types.NewError(code, d.Msg, d.Details)
+	d := attach.Describe(err, dialect{})
+	return types.NewError(uint(d.Kind.Code(int(types.ErrInternal))), d.Msg, d.Details)
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/passt-portmap/passt-portmap/pkg/attach"
 	"github.com/passt-portmap/passt-portmap/pkg/ctlclient"
+	"github.com/passt-portmap/passt-portmap/pkg/podman"
 	"github.com/passt-portmap/passt-portmap/pkg/store"
 	"github.com/passt-portmap/passt-portmap/pkg/translate"
 	"github.com/passt-portmap/passt-portmap/pkg/wire"
@@ -53,8 +54,12 @@ func TestErrorTable(t *testing.T) {
 			Result: &ctlclient.Result{Tables: wire.Tables{host}}}, 102, []string{sock, "TCP [127.0.0.1]:9000-9003", "active now: HOST [TCP [*]:8080  =>  80]"}},
 		{"unreachable", &ctlclient.UnreachableError{Path: sock, Err: syscall.ECONNREFUSED}, 11, []string{sock, "connection refused"}},
 		{"record lock busy", &store.BusyError{Path: "/d/x.lock", Err: context.DeadlineExceeded}, 11, []string{"/d/x.lock"}},
-		{"bad config", &attach.ConfigError{Key: "timeout", Err: errors.New("bad")}, 7, []string{"timeout"}},
-		{"bad mapping", &translate.MappingError{Index: 3, Mapping: translate.PortMapping{HostPort: 0}, Err: translate.ErrPort}, 7, []string{"entry 3", "port out of range"}},
+		{"bad config", &attach.ConfigError{Setting: attach.SettingTimeout, Err: errors.New("bad")}, 7, []string{"configuration key timeout: bad"}},
+		{"bad key of CNI's own", &attach.ConfigError{Key: "cniVersion", Err: errors.New("bad")}, 7, []string{"configuration key cniVersion: bad"}},
+		{"Podman reserves the ports", &podman.ReservationError{Podman: podman.Process{PID: 42}, Reservation: podman.Reservation{Enabled: true}}, 7,
+			[]string{"set enable_port_reservation = false", "pid 42", "containers.conf.d"}},
+		{"bad mapping", &attach.MappingError{Index: 3, Field: attach.FieldHostPort, Err: translate.ErrPort}, 7, []string{"configuration key runtimeConfig.portMappings[3].hostPort: port out of range"}},
+		{"bad mapping found by translate", &translate.MappingError{Index: 2, Err: translate.ErrFamily}, 7, []string{"configuration key runtimeConfig.portMappings[2].hostIP: address families differ"}},
 		{"corrupt record", &store.CorruptError{Path: "/d/r.json", Err: errors.New("bad")}, types.ErrIOFailure, []string{"/d/r.json", "remove them there"}},
 		{"corrupt record and backup", &store.CorruptError{Path: "/d/r.json", Err: errors.New("bad"), Backup: "/d/r.json.bak", BackupErr: errors.New("short")},
 			types.ErrIOFailure, []string{"/d/r.json", "/d/r.json.bak", "short"}},
@@ -62,7 +67,11 @@ func TestErrorTable(t *testing.T) {
 		{"unsafe path", fmt.Errorf("store: %w", &store.UnsafeError{Path: "/d/r.json", What: "is a FIFO"}), types.ErrIOFailure, []string{"/d/r.json", "is a FIFO", "unsafe"}},
 		{"socket path too long", cfgErr("socket", "expands to %q, %d bytes long", "/x", 200), 7, []string{"socket", "200 bytes"}},
 		{"data directory unusable", fmt.Errorf("store: %w", &fs.PathError{Op: "mkdir", Path: "/var/lib/x", Err: syscall.EACCES}), types.ErrIOFailure, []string{"/var/lib/x", "permission denied"}},
-		{"passed through", types.NewError(42, "m", "d"), 42, []string{"d"}},
+		{"second network", &attach.SecondNetworkError{Why: "the previous result already has interface \"eth0\""}, 7,
+			[]string{`no "socket" to let it make the network`, `set "socket" to use a forwarder started elsewhere`, `"allowChained": true`}},
+		{"data directory from the core", &attach.ConfigError{Setting: attach.SettingDataDir, Err: errors.New("not set, and ...")}, 7, []string{"configuration key dataDir: not set"}},
+		{"rootless data directory, not ready", &attach.StatusError{Err: &attach.ConfigError{Setting: attach.SettingDataDir, Err: errors.New("not set")}}, 50, []string{"configuration key dataDir: not set"}},
+		{"mapping conflict", &translate.TableError{Pif: wire.PifHost, Rule: r8080, Err: translate.ErrConflict, Entries: []int{4}}, 100, []string{"rule made from portMappings entry 4"}},
 		{"unnamed", errors.New("something"), 999, []string{"something"}},
 	} {
 		e := cniErr(tc.err).(*types.Error)
@@ -80,15 +89,22 @@ func TestErrorTable(t *testing.T) {
 	}
 }
 
-// TestCodes: the core's kinds onto the README's codes.
+// TestCodes: every kind of the core gets the number of the core's one
+// table, the README's codes, and what cannot be named CNI's 999.
 func TestCodes(t *testing.T) {
-	for k, want := range map[attach.Kind]uint{
+	want := map[attach.Kind]uint{
 		attach.KindSafeFail: 100, attach.KindSocketFail: 101, attach.KindRollbackFail: 102, attach.KindMismatch: 103,
 		attach.KindCheckFailed: 104, attach.KindUnreachable: 11, attach.KindBadConfig: 7, attach.KindNotAvailable: 50,
 		attach.KindIO: types.ErrIOFailure, attach.KindUnknown: 999,
-	} {
-		if got := toCNI(&attach.Error{Kind: k, Msg: "m", Details: "d"}); got.Code != want || got.Msg != "m" || got.Details != "d" {
-			t.Errorf("%v: %+v, want code %d", k, got, want)
+	}
+	for _, k := range attach.Kinds() {
+		code, ok := want[k]
+		if !ok {
+			t.Errorf("no CNI code known for %v", k)
+			continue
+		}
+		if got := toCNI(&attach.Error{Kind: k, Msg: "m", Details: "d"}); got.Code != code || int(got.Code) != k.Code(999) || got.Msg != "m" || got.Details != "d" {
+			t.Errorf("%v: %+v, want code %d", k, got, code)
 		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/passt-portmap/passt-portmap/pkg/ctlclient"
 	"github.com/passt-portmap/passt-portmap/pkg/store"
 	"github.com/passt-portmap/passt-portmap/pkg/wire"
 )
@@ -25,6 +26,18 @@ func (b *bench) addToHost(r wire.Rule) {
 	if err := b.srv.Update(ts); err != nil {
 		b.t.Fatal(err)
 	}
+}
+
+// serverIdentity is the identity of the bench's forwarder, as a record
+// of rules sent to it names it.
+func (b *bench) serverIdentity() *store.Identity {
+	b.t.Helper()
+	snap, err := (&ctlclient.Client{Path: b.srv.Path}).Read(context.Background())
+	if err != nil || !snap.Identity.Known() {
+		b.t.Fatalf("identity of the forwarder: %+v, %v", snap, err)
+	}
+	id := snap.Identity
+	return &store.Identity{PeerPID: id.PeerPID, Dev: id.Dev, Ino: id.Ino, Born: id.Born}
 }
 
 // writeRecord stores rec for container cid, as a run of the plugin would.
@@ -70,7 +83,7 @@ func TestAddAdoptsWhatADeadRunLeft(t *testing.T) {
 	b := newBench(t)
 	p := freePorts(t, 2)
 	b.addToHost(hostRule(p, 80))
-	b.writeRecord("c1", &store.Record{Socket: b.srv.Path,
+	b.writeRecord("c1", &store.Record{Socket: b.srv.Path, Identity: b.serverIdentity(),
 		Pending: []store.OwnedRule{{Pif: wire.PifHost, Rule: hostRule(p, 80)}, {Pif: wire.PifHost, Rule: hostRule(p+1, 81)}}})
 	b.must("ADD", "c1", b.conf("", tcp(p, 80)))
 	b.wantHost(rule("TCP", p, 80))

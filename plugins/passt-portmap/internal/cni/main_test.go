@@ -3,7 +3,10 @@ package cni
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"io"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -30,8 +33,21 @@ func dispatch(t *testing.T, env map[string]string, stdin []byte) (string, *types
 	os.Stdin = r
 	defer func() { os.Stdin = old; r.Close() }()
 	var out bytes.Buffer
+	// skel prints VERSION's answer to the process's standard output.
+	sr, sw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldOut := os.Stdout
+	os.Stdout = sw
+	done := make(chan []byte)
+	go func() { b, _ := io.ReadAll(sr); done <- b }()
 	p := &Plugin{Stdout: &out, Stderr: &out, Client: testClient}
 	e := skel.PluginMainFuncsWithError(p.Funcs(), SupportedVersions, About())
+	os.Stdout = oldOut
+	sw.Close()
+	out.Write(<-done)
+	sr.Close()
 	return out.String(), e
 }
 
@@ -66,12 +82,24 @@ func TestDispatch(t *testing.T) {
 	if err == nil || err.Code != 7 || !strings.Contains(err.Details, "timeout") {
 		t.Errorf("ADD with a bad timeout: %+v", err)
 	}
+	// VERSION without input: skel answers with the newest version the
+	// plugin speaks and the list of every one, nothing else.
 	out, err := dispatch(t, map[string]string{"CNI_COMMAND": "VERSION"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("VERSION: %s", out)
-	_ = out
+	var v struct {
+		CNIVersion        string   `json:"cniVersion"`
+		SupportedVersions []string `json:"supportedVersions"`
+	}
+	dec := json.NewDecoder(strings.NewReader(out))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&v); err != nil || dec.More() {
+		t.Fatalf("VERSION printed %q: %v", out, err)
+	}
+	if want := []string{"0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"}; v.CNIVersion != "1.1.0" || !slices.Equal(v.SupportedVersions, want) {
+		t.Errorf("VERSION: cniVersion %q, supportedVersions %q; want 1.1.0 and %q", v.CNIVersion, v.SupportedVersions, want)
+	}
 }
 
 func TestShow(t *testing.T) {

@@ -129,7 +129,9 @@ func (p *pastaForwarder) hold(r wire.Rule) bool {
 // free does nothing: pasta retries failed binds about once a second by
 // itself, so a port freed would start to listen at a moment no sequence
 // can place.
-func (p *pastaForwarder) free(uint16) {}
+func (p *pastaForwarder) free(uint16) bool { return false }
+
+func (p *pastaForwarder) identity() (store.Identity, error) { return readIdentity(p.f.Socket) }
 
 // TestModelRealPasta runs the model against the real pasta and pesto, for
 // a bounded number of steps: the faults the stand-in cannot show (pasta's
@@ -149,6 +151,7 @@ func TestModelRealPasta(t *testing.T) {
 			t: t, fwd: &pastaForwarder{t: t, f: f},
 			dataDir: dir, st: store.New(filepath.Join(dir, "records")), base: base, timeout: "10s",
 			foreign: map[[wire.RuleSize]byte]wire.Rule{}, orphaned: map[[wire.RuleSize]byte]bool{}, damaged: map[int]damage{},
+			held: map[uint16]bool{},
 		}
 	}
 	stats := map[string]int{}

@@ -10,13 +10,22 @@ package cni
 // does; a port taken by another process; the forwarder restarted empty.
 // After every operation the test checks what the plugin promises:
 //
-//   - no rule of another client is ever removed or changed;
-//   - every rule in the forwarder is owned by exactly one record, or is
-//     another client's (or was left by a record the test itself removed);
-//   - CHECK of an attachment succeeds exactly when its record owns the
-//     rules of its mappings and they are present and listening;
+//   - no rule of another client is ever removed or changed, nor claimed
+//     by a record of the forwarder that holds it (adopted);
+//   - every rule in the forwarder is owned by exactly one record of that
+//     forwarder, or is another client's (or was left by a record the test
+//     itself removed);
+//   - CHECK of each attachment the operation touched (every one of a
+//     GC's network, every one of calls made at the same time) succeeds
+//     exactly when its record owns the rules of its mappings, they are
+//     present and listening, and the forwarder is the one they were
+//     added to (not restarted since);
 //   - an ADD that succeeded leaves them so;
-//   - a DEL (or GC) that succeeded leaves no rule of that attachment.
+//   - a DEL (or GC) that succeeded leaves no rule of that attachment;
+//   - and it works: an ADD, DEL or GC with no fault in its way (not
+//     stopped, its record readable, no port taken, no other client's
+//     rule on its port) succeeds. A plugin that refuses everything fails
+//     the test.
 //
 // A failure prints the seed and the shortest sequence of operations found
 // (delta debugging over the sequence) that still breaks a promise.
@@ -46,6 +55,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -272,9 +282,13 @@ type modelForwarder interface {
 	// hold makes the port unbindable for the forwarder from its next
 	// switch on, as another process listening there would, unless the
 	// forwarder holds it now; it reports whether it did. free undoes it
-	// (where that is deterministic: pasta retries binds by itself).
+	// where that is deterministic (pasta retries binds by itself), and
+	// reports whether it did.
 	hold(r wire.Rule) bool
-	free(port uint16)
+	free(port uint16) bool
+	// identity is the forwarder's, as a record of rules sent to it
+	// names it.
+	identity() (store.Identity, error)
 	// listening says whether every port of r has a listener where the
 	// forwarder binds it, found by connecting to it: nil when it does.
 	listening(r wire.Rule) error
@@ -295,6 +309,9 @@ type modelRun struct {
 	damaged  map[int]damage                    // records the test truncated
 	doubt    [modelAtts]bool                   // a verb of the attachment was stopped between sending and recording
 	variant  [modelAtts]int                    // mappings of the last ADD, for CHECK and DEL
+	gen      int                               // forwarder restarts so far
+	addedGen [modelAtts]int                    // gen when the attachment's last ADD completed
+	held     map[uint16]bool                   // ports another process holds (opHold)
 	mu       sync.Mutex                        // guards trace and stats while verbs run together (opPar)
 	trace    []string
 	stats    map[string]int // outcomes by verb, for the log
@@ -459,16 +476,119 @@ func (m *modelRun) run(ops []op) (int, error) {
 		if err := m.invariants(); err != nil {
 			return i, err
 		}
+		for _, att := range touched(o) {
+			if err := m.checkAgrees(att); err != nil {
+				return i, err
+			}
+		}
 	}
 	return -1, nil
+}
+
+// touched lists the attachments whose state o may have changed, for
+// CHECK after it.
+func touched(o op) []int {
+	switch o.kind {
+	case opAdd, opDel, opTruncate, opRemoveRecord, opHold:
+		return []int{o.att}
+	case opGC:
+		var out []int
+		for i := o.network; i < modelAtts; i += 2 {
+			out = append(out, i)
+		}
+		return out
+	case opPar:
+		var out []int
+		for _, x := range o.par {
+			if x.kind == opAdd || x.kind == opDel {
+				out = append(out, x.att)
+			}
+		}
+		return out
+	}
+	return nil
+}
+
+// checkAgrees runs CHECK of att and fails when it disagrees with the
+// model.
+func (m *modelRun) checkAgrees(att int) error {
+	want, why := m.checkExpected(att)
+	_, err := m.verb("CHECK", att, m.conf(att, nil), 0)
+	if (err == nil) != want {
+		return fmt.Errorf("CHECK of a%d: %v, but the model expects success=%v: %s", att, err, want, why)
+	}
+	return nil
+}
+
+// mustWork fails when a verb that met no fault did not succeed: the
+// model's liveness.
+func mustWork(verb string, att int, err error, ok bool, why string) error {
+	if err != nil && ok {
+		return fmt.Errorf("%s of a%d met no fault (%s) and failed: %v", verb, att, why, err)
+	}
+	return nil
+}
+
+// readable says whether att's record can be read (or there is none): a
+// record the test damaged beyond its backup copy is a fault.
+func (m *modelRun) readable(att int) bool {
+	_, err := m.st.Get(modelKey(att))
+	return err == nil || errors.Is(err, fs.ErrNotExist)
+}
+
+// addCanWork says whether an ADD of att with variant meets no fault: its
+// record is readable, no port is taken (a rule that cannot listen keeps
+// the forwarder from binding the rules after it, anyone's), and no other
+// client's rule is on its port and protocol.
+func (m *modelRun) addCanWork(att, variant int) (bool, string) {
+	if !m.readable(att) {
+		return false, "its record is damaged"
+	}
+	if len(m.held) > 0 {
+		return false, "a port is taken"
+	}
+	r, err := m.rule(att, variant)
+	if err != nil {
+		return false, err.Error()
+	}
+	overlaps := func(x wire.Rule) bool { return x.Proto == r.Proto && x.First <= r.Last && r.First <= x.Last }
+	for _, f := range m.foreign {
+		if overlaps(f) {
+			return false, "another client's rule is on its port: " + f.String()
+		}
+	}
+	// A rule on its port that its record does not claim (one whose
+	// record the test removed) is no longer known to be its own.
+	claims, err := m.claims(att)
+	if err != nil {
+		return false, err.Error()
+	}
+	ts, err := m.fwd.tables()
+	if err != nil {
+		return false, err.Error()
+	}
+	for _, x := range ts.Lookup(wire.PifHost).Rules {
+		if overlaps(x) && !slices.ContainsFunc(claims, func(c store.OwnedRule) bool { return c.Pif == wire.PifHost && c.Rule.Equal(x) }) {
+			return false, "a rule its record does not claim is on its port: " + x.String()
+		}
+	}
+	return true, "record readable, no port taken, its port free of others' rules"
 }
 
 func (m *modelRun) apply(o op) error {
 	switch o.kind {
 	case opAdd:
 		m.variant[o.att] = o.variant
+		canWork, why := m.addCanWork(o.att, o.variant)
+		stamp := m.stamp(o.att)
 		stopped, err := m.verb("ADD", o.att, m.conf(o.att, nil), o.stopAt)
 		m.settle(o.att, stopped, err)
+		m.rewritten(o.att, stamp)
+		if o.stopAt == 0 || stopped == "" {
+			if err := mustWork("ADD", o.att, err, canWork, why); err != nil {
+				return err
+			}
+		}
 		if err == nil && stopped == "" {
 			// Success means every rule of the attachment listens.
 			if ok, why := m.checkExpected(o.att); !ok {
@@ -476,8 +596,14 @@ func (m *modelRun) apply(o op) error {
 			}
 		}
 	case opDel:
+		canWork := m.readable(o.att)
 		stopped, err := m.verb("DEL", o.att, m.conf(o.att, nil), o.stopAt)
 		m.settle(o.att, stopped, err)
+		if o.stopAt == 0 || stopped == "" {
+			if err := mustWork("DEL", o.att, err, canWork, "its record readable"); err != nil {
+				return err
+			}
+		}
 		if err == nil && stopped == "" {
 			return m.released(o.att, "DEL")
 		}
@@ -495,7 +621,18 @@ func (m *modelRun) apply(o op) error {
 			}
 		}
 		att := o.network // any attachment of the network names its config
+		canWork := true
+		for i := o.network; i < modelAtts; i += 2 {
+			if o.valid&(1<<i) == 0 && !m.readable(i) {
+				canWork = false
+			}
+		}
 		stopped, err := m.verb("GC", att, m.conf(att, map[string]any{"cni.dev/valid-attachments": valid}), o.stopAt)
+		if o.stopAt == 0 || stopped == "" {
+			if err := mustWork("GC", att, err, canWork, "the records of its stale attachments readable"); err != nil {
+				return err
+			}
+		}
 		for i := o.network; i < modelAtts; i += 2 {
 			if o.valid&(1<<i) == 0 {
 				m.settle(i, stopped, err)
@@ -511,7 +648,7 @@ func (m *modelRun) apply(o op) error {
 			}
 		}
 	case opTruncate:
-		claims, err := m.claims(o.att)
+		claims, err := m.liveClaims(o.att)
 		if err != nil {
 			return err
 		}
@@ -527,7 +664,7 @@ func (m *modelRun) apply(o op) error {
 		}
 		m.damaged1(o.att, claims)
 	case opRemoveRecord:
-		claims, err := m.claims(o.att)
+		claims, err := m.liveClaims(o.att)
 		if err != nil {
 			return err
 		}
@@ -566,10 +703,13 @@ func (m *modelRun) apply(o op) error {
 			return err
 		}
 		if m.fwd.hold(r) {
+			m.held[r.First] = true
 			m.trace = append(m.trace, "    held")
 		}
 	case opFree:
-		m.fwd.free(m.port(o.att, o.variant))
+		if m.fwd.free(m.port(o.att, o.variant)) {
+			delete(m.held, m.port(o.att, o.variant))
+		}
 	case opRestart:
 		if err := m.fwd.restart(); err != nil {
 			return fmt.Errorf("restart: %w", err)
@@ -577,15 +717,30 @@ func (m *modelRun) apply(o op) error {
 		clear(m.foreign)
 		clear(m.orphaned)
 		m.doubt = [modelAtts]bool{} // the rules in doubt went with the forwarder
+		m.gen++
+		for att, d := range m.damaged {
+			d.claims = nil // they went with the forwarder too
+			m.damaged[att] = d
+		}
 	}
 	return nil
 }
 
 // together runs ops (ADD and DEL of distinct attachments, and another
 // client's update of a rule on a pool port) at the same time, with the
-// port of the first taken first when hold says so, then checks what the
-// calls that completed promise: an ADD's rules present and listening, a
-// DEL's gone. When any call was stopped, the rules of every attachment
+// port of the first taken first when hold says so (freed after, where
+// the forwarder makes that deterministic), then checks what the calls
+// promise. ADDs at the same time share batches (one leads, the others
+// wait), and any call may be stopped, leader or waiter. A call that was
+// not stopped and met no fault must succeed (liveness), whoever ran its
+// transaction: a waiter whose leader was stopped is served by the next
+// leader. An ADD whose port was taken in the group may fail, but then
+// alone: the others of its batch are run again without it and succeed,
+// as long as its rule was not in the table before (a rule that stays in
+// the table not listening keeps the forwarder from binding the rules
+// after it) and it was not stopped after sending. Every ADD that
+// succeeded has its rules present and listening, a DEL that succeeded
+// left none. When any call was stopped, the rules of every attachment
 // of the group are in doubt (see settle) unless its call completed: the
 // one stopped may have been leading the others' ADDs.
 func (m *modelRun) together(ops []op, hold bool) error {
@@ -595,18 +750,44 @@ func (m *modelRun) together(ops []op, hold bool) error {
 		err     error
 	}
 	res := make([]result, len(ops))
-	for _, x := range ops {
-		if x.kind == opAdd {
+	canWork := make([]bool, len(ops))
+	whys := make([]string, len(ops))
+	stamps := make([]time.Time, len(ops))
+	for i, x := range ops {
+		switch x.kind {
+		case opAdd:
+			stamps[i] = m.stamp(x.att)
 			m.variant[x.att] = x.variant
+			canWork[i], whys[i] = m.addCanWork(x.att, x.variant)
+		case opDel:
+			canWork[i], whys[i] = m.readable(x.att), "its record readable"
 		}
 	}
+	// Ports taken before the group keep rules after them unbound: what
+	// succeeds then need not listen (see the single ADD's check).
+	safe := len(m.held) == 0
+	var held uint16
 	if hold {
 		r, err := m.rule(ops[0].att, ops[0].variant)
 		if err != nil {
 			return err
 		}
+		present, err := m.onPort(r)
+		if err != nil {
+			return err
+		}
 		if m.fwd.hold(r) {
+			held = r.First
+			m.held[held] = true
 			m.trace = append(m.trace, "    held the port of a"+strconv.Itoa(ops[0].att))
+			canWork[0], whys[0] = false, "its port is taken"
+			if present || ops[0].stopAt != 0 {
+				// Its rule may stay in the table, not listening.
+				safe = false
+				for i := range canWork {
+					canWork[i], whys[i] = false, "the port of a"+strconv.Itoa(ops[0].att)+" is taken while its rule may stay in the table"
+				}
+			}
 		}
 	}
 	var wg sync.WaitGroup
@@ -643,12 +824,24 @@ func (m *modelRun) together(ops []op, hold bool) error {
 			delete(m.foreign, r.Key())
 		case x.kind == opAdd || x.kind == opDel:
 			m.settle(x.att, res[i].stopped, res[i].err)
+			if x.kind == opAdd {
+				m.rewritten(x.att, stamps[i])
+			}
 			if anyStopped && (res[i].stopped != "" || res[i].err != nil) {
 				m.doubt[x.att] = true
 			}
 		}
 	}
 	for i, x := range ops {
+		if x.kind != opAdd && x.kind != opDel {
+			continue
+		}
+		if x.stopAt == 0 || res[i].stopped == "" {
+			verb := map[opKind]string{opAdd: "ADD", opDel: "DEL"}[x.kind]
+			if err := mustWork(verb+" (at the same time as others)", x.att, res[i].err, canWork[i], whys[i]); err != nil {
+				return err
+			}
+		}
 		if res[i].err != nil || res[i].stopped != "" {
 			continue
 		}
@@ -658,18 +851,42 @@ func (m *modelRun) together(ops []op, hold bool) error {
 				return err
 			}
 		case opAdd:
+			// Success means every rule of the attachment listens, after
+			// the calls made at the same time too.
+			if !safe {
+				continue
+			}
 			if ok, why := m.checkExpected(x.att); !ok {
-				return fmt.Errorf("ADD of a%d, at the same time as others, succeeded, but %s", x.att, why)
+				return fmt.Errorf("ADD of a%d (at the same time as others) succeeded, but %s", x.att, why)
 			}
 		}
 	}
+	if held != 0 && m.fwd.free(held) {
+		delete(m.held, held)
+		m.trace = append(m.trace, "    freed it")
+	}
 	return nil
+}
+
+// onPort reports whether a rule on the port and protocol of r is in the
+// forwarder's host table.
+func (m *modelRun) onPort(r wire.Rule) (bool, error) {
+	ts, err := m.fwd.tables()
+	if err != nil {
+		return false, err
+	}
+	return slices.ContainsFunc(ts.Lookup(wire.PifHost).Rules, func(x wire.Rule) bool {
+		return x.Proto == r.Proto && x.First <= r.Last && r.First <= x.Last
+	}), nil
 }
 
 // settle updates whether att's rules are in doubt after one of its verbs:
 // one stopped after it may have sent something and before it recorded it
 // leaves them so, one that completed settles them.
 func (m *modelRun) settle(att int, stopped string, err error) {
+	if err == nil && stopped == "" || stopped == "add: recorded" {
+		m.addedGen[att] = m.gen // an ADD's record names the forwarder of now
+	}
 	switch stopped {
 	case "add: locked", "del: locked", "add: recorded", "add: queued", "add: batched":
 		// Nothing sent yet by this call, or all of it recorded.
@@ -680,6 +897,42 @@ func (m *modelRun) settle(att int, stopped string, err error) {
 	default:
 		m.doubt[att] = true
 	}
+}
+
+// stamp is when att's record (or intent) was last written, zero when it
+// has none.
+func (m *modelRun) stamp(att int) time.Time {
+	rec, err := m.st.Get(modelKey(att))
+	if err != nil {
+		return time.Time{}
+	}
+	return rec.Updated
+}
+
+// rewritten notes an ADD of att that wrote its record (stamp was the
+// record's before the call) owning the rule of its mappings, whether
+// the call completed, failed or was stopped: the record is then written
+// on the forwarder running now (a record of rules it holds is written
+// beside the send, and a waiting ADD's by the call that ran its
+// transaction, which may complete it after the waiter was stopped).
+func (m *modelRun) rewritten(att int, stamp time.Time) {
+	if s := m.stamp(att); !s.IsZero() && !s.Equal(stamp) && m.ownsVariant(att) {
+		m.addedGen[att] = m.gen
+	}
+}
+
+// ownsVariant reports whether att's record owns the rule of its last
+// ADD's mappings.
+func (m *modelRun) ownsVariant(att int) bool {
+	rec, err := m.st.Get(modelKey(att))
+	if err != nil {
+		return false
+	}
+	r, err := m.rule(att, m.variant[att])
+	if err != nil {
+		return false
+	}
+	return slices.ContainsFunc(rec.Rules, func(o store.OwnedRule) bool { return o.Pif == wire.PifHost && o.Rule.Equal(r) })
 }
 
 // claims returns the rules attachment att's record claims (its rules and
@@ -700,6 +953,25 @@ func (m *modelRun) claims(att int) ([]store.OwnedRule, error) {
 		return d.claims, nil
 	}
 	return nil, fmt.Errorf("record of a%d is unreadable, and the test did not damage it: %w", att, err)
+}
+
+// liveClaims are att's claims (see claims) on the forwarder running now:
+// none when its record names a forwarder restarted since.
+func (m *modelRun) liveClaims(att int) ([]store.OwnedRule, error) {
+	claims, err := m.claims(att)
+	if err != nil {
+		return nil, err
+	}
+	if rec, err := m.st.Get(modelKey(att)); err == nil && rec.Identity != nil {
+		now, err := m.fwd.identity()
+		if err != nil {
+			return nil, err
+		}
+		if *rec.Identity != now {
+			return nil, nil
+		}
+	}
+	return claims, nil
 }
 
 // damaged1 notes what att's record claimed (claims) before the test
@@ -781,6 +1053,9 @@ func (m *modelRun) checkExpected(att int) (bool, string) {
 	if !owned {
 		return false, "the record does not own " + r.String()
 	}
+	if m.addedGen[att] != m.gen {
+		return false, "the forwarder was restarted since the rules were added"
+	}
 	ts, err := m.fwd.tables()
 	if err != nil {
 		return false, "tables: " + err.Error()
@@ -814,11 +1089,20 @@ func (m *modelRun) invariants() error {
 		}
 		_ = k
 	}
+	// Owners are the records of the forwarder running now: a record's
+	// claims on a forwarder restarted since are void.
+	now, err := m.fwd.identity()
+	if err != nil {
+		return fmt.Errorf("identity of the forwarder: %w", err)
+	}
 	owners := map[[wire.RuleSize]byte][]int{}
 	for i := 0; i < modelAtts; i++ {
 		claims, err := m.claims(i)
 		if err != nil {
 			return err
+		}
+		if rec, err := m.st.Get(modelKey(i)); err == nil && rec.Identity != nil && *rec.Identity != now {
+			continue
 		}
 		seen := map[[wire.RuleSize]byte]bool{}
 		for _, c := range claims {
@@ -832,7 +1116,15 @@ func (m *modelRun) invariants() error {
 	for _, r := range host.Rules {
 		k := r.Key()
 		present[k] = true
-		if _, foreign := m.foreign[k]; foreign || m.orphaned[k] {
+		if _, foreign := m.foreign[k]; foreign {
+			// Another client's rule stays another client's: a record
+			// of this forwarder claiming it adopted it.
+			if len(owners[k]) > 0 {
+				return fmt.Errorf("another client's rule %s is claimed by the records of attachments %v", r, owners[k])
+			}
+			continue
+		}
+		if m.orphaned[k] {
 			continue
 		}
 		switch n := len(owners[k]); {
@@ -1072,17 +1364,30 @@ func bound(proto wire.Proto, ap netip.AddrPort) error {
 func (f *ctltestForwarder) close() { f.s.Close() }
 
 // hold makes binds of port fail (the test process cannot take the port
-// itself: the server's sockets are the test process's too).
+// itself: the server's sockets are the test process's too), from the next
+// switch on, also where the server listens on it now: another process
+// may take a port in the moment a switch closes and reopens it, and the
+// rule stays in the table, not listening.
 func (f *ctltestForwarder) hold(r wire.Rule) bool {
-	for _, a := range ctltest.ListenAddrs(r) {
-		if bound(r.Proto, netip.AddrPortFrom(a, r.First)) == nil {
-			return false
-		}
-	}
 	f.s.FailBind(r.First)
 	return true
 }
-func (f *ctltestForwarder) free(port uint16) { f.s.AllowBind(port) }
+func (f *ctltestForwarder) free(port uint16) bool {
+	f.s.AllowBind(port)
+	return true
+}
+func (f *ctltestForwarder) identity() (store.Identity, error) { return readIdentity(f.s.Path) }
+
+// readIdentity is the identity of the forwarder at socket, as the plugin
+// records it.
+func readIdentity(socket string) (store.Identity, error) {
+	snap, err := (&ctlclient.Client{Path: socket, Timeout: 10 * time.Second}).Read(context.Background())
+	if err != nil {
+		return store.Identity{}, err
+	}
+	id := snap.Identity
+	return store.Identity{PeerPID: id.PeerPID, Dev: id.Dev, Ino: id.Ino, Born: id.Born}, nil
+}
 
 // newCtltestRun makes a world around a fresh ctltest server.
 func newCtltestRun(base uint16) newRun {
@@ -1092,6 +1397,7 @@ func newCtltestRun(base uint16) newRun {
 			t: t, fwd: &ctltestForwarder{s: ctltest.NewServer(t, ctltest.DefaultTables())},
 			dataDir: dir, st: store.New(filepath.Join(dir, "records")), base: base, timeout: "2s",
 			foreign: map[[wire.RuleSize]byte]wire.Rule{}, orphaned: map[[wire.RuleSize]byte]bool{}, damaged: map[int]damage{},
+			held: map[uint16]bool{},
 		}
 	}
 }

@@ -201,11 +201,12 @@ func TestGCSweeps(t *testing.T) {
 }
 
 // An ADD refused after it took the attachment's lock, having recorded
-// nothing, leaves no lock file behind (without waiting for a GC).
+// nothing, leaves no lock file behind (without waiting for a GC): here a
+// chained ADD whose pod namespace is not there.
 func TestRefusedAddLeavesNoLock(t *testing.T) {
 	b := newBench(t)
 	prev := `{"cniVersion":"1.1.0","interfaces":[{"name":"eth0","sandbox":"/var/run/netns/c1"}],"ips":[{"address":"10.88.0.2/16","interface":0}]}`
-	b.mustFail("ADD", "c1", b.conf(`"socket":null,"pasta":"/bin/true","prevResult":`+prev, tcp(freePorts(t, 1), 80)), 7, "second network")
+	b.mustFail("ADD", "c1", b.conf(`"socket":null,"pasta":"/bin/true","prevResult":`+prev, tcp(freePorts(t, 1), 80)), 11, "/var/run/netns/c1: the pod's network namespace is gone")
 	des, err := os.ReadDir(b.store().NetworkDir(b.network))
 	if err != nil {
 		t.Fatal(err)

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"runtime/debug"
 
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/passt-portmap/passt-portmap/pkg/attach"
 	"github.com/passt-portmap/passt-portmap/pkg/ctlclient"
+	ppversion "github.com/passt-portmap/passt-portmap/plugins/passt-portmap/internal/version"
 )
 
 // SupportedVersions are the CNI versions the plugin speaks: every one
@@ -25,13 +25,10 @@ import (
 // exist from 1.1.0 on; skel refuses them for older configurations.
 var SupportedVersions = version.PluginSupports("0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")
 
-// About names the plugin and its version.
+// About names the plugin and its version (skel prints it when the plugin
+// runs without CNI_COMMAND).
 func About() string {
-	v := "(devel)"
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
-		v = bi.Main.Version
-	}
-	return "CNI plugin passt-portmap " + v
+	return "CNI plugin passt-portmap " + ppversion.Current().String()
 }
 
 // Main runs the CNI verbs as skel dispatches them, and exits.
@@ -96,25 +93,48 @@ func parse(args *skel.CmdArgs, resolve bool) (*call, error) {
 		return nil, err
 	}
 	c := &call{cfg: cfg, key: attach.Key{Network: cfg.Network, ContainerID: args.ContainerID, IfName: args.IfName, Netns: args.Netns}}
-	c.opts = attach.Options{DataDir: cfg.DataDir, Timeout: cfg.Timeout, Managed: cfg.Managed,
-		Pasta: cfg.Pasta, PastaArgs: cfg.PastaArgs, AllowChained: cfg.AllowChained,
-		MapHostLoopback: cfg.MapHostLoopback, LoopbackToHost: cfg.LoopbackToHost,
-		Weak: cfg.Options.Weak, TargetAddress: cfg.Options.Target, BindInterface: cfg.Options.Interface, Verify: cfg.Verify,
-		NoNetwork: cfg.PrevResult != nil}
-	if r := cfg.PrevResult; r != nil {
-		if cur, err := current.NewResultFromResult(r); err == nil && len(cur.Interfaces) > 0 {
-			c.opts.PriorInterface = cur.Interfaces[0].Name
-		}
-	}
+	c.opts = cfg.Options
+	c.opts.Managed, c.opts.Kubernetes = cfg.Managed, cfg.Kubernetes
+	c.opts.Prior, c.opts.NoNetwork = prior(cfg.PrevResult), cfg.PrevResult != nil
 	if resolve && !cfg.Managed {
 		if c.opts.Socket, c.opts.PIDFile, err = resolveSocket(cfg, env); err != nil {
 			return nil, err
 		}
 	}
 	for _, m := range cfg.Mappings {
-		c.maps = append(c.maps, attach.Mapping{HostIP: m.HostIP, HostPort: m.HostPort, ContainerPort: m.ContainerPort, Protocols: []string{m.Protocol}})
+		c.maps = append(c.maps, m.mapping())
 	}
 	return c, nil
+}
+
+// prior is what a previous result says earlier plugins made: its
+// interfaces (which are in the container's namespace) and the families
+// of the addresses it gives the container; nil without one.
+func prior(r types.Result) *attach.Prior {
+	if r == nil {
+		return nil
+	}
+	cur, err := current.NewResultFromResult(r)
+	if err != nil {
+		return nil
+	}
+	p := &attach.Prior{}
+	for _, i := range cur.Interfaces {
+		p.Interfaces = append(p.Interfaces, attach.PriorInterface{Name: i.Name, Sandbox: i.Sandbox != ""})
+	}
+	for _, ip := range cur.IPs {
+		// An address of an interface outside the container (a host
+		// veth's) is not the pod's.
+		if ip.Interface != nil && (*ip.Interface < 0 || *ip.Interface >= len(cur.Interfaces) || cur.Interfaces[*ip.Interface].Sandbox == "") {
+			continue
+		}
+		if ip.Address.IP.To4() != nil {
+			p.IPv4 = true
+		} else {
+			p.IPv6 = true
+		}
+	}
+	return p
 }
 
 // Add is CNI ADD: make the forwarder hold exactly this attachment's
@@ -141,15 +161,33 @@ func (p *Plugin) add(args *skel.CmdArgs) error {
 	case c.cfg.PrevResult != nil:
 		out = c.cfg.PrevResult
 	case res.Network != nil:
-		out = res.Network.CNIResult()
+		out = cniResult(res.Network)
 	default:
 		out = &current.Result{CNIVersion: current.ImplementedSpecVersion}
 	}
 	conv, err := out.GetAsVersion(c.cfg.CNIVersion)
 	if err != nil {
-		return types.NewError(types.ErrIncompatibleCNIVersion, "cannot convert the result", fmt.Sprintf("to version %s: %v", c.cfg.CNIVersion, err))
+		return cfgErr("cniVersion", "the result cannot be given in version %s: %w", c.cfg.CNIVersion, err)
 	}
 	return conv.PrintTo(p.Stdout)
+}
+
+// cniResult is the network a managed forwarder made, as a CNI result
+// (CNIVersion current.ImplementedSpecVersion): its one interface, in the
+// container's namespace, with the addresses and routes on it.
+func cniResult(n *attach.Network) *current.Result {
+	res := &current.Result{
+		CNIVersion: current.ImplementedSpecVersion,
+		Interfaces: []*current.Interface{{Name: n.Interface.Name, Mac: n.Interface.MAC, Mtu: n.Interface.MTU, Sandbox: n.Interface.Sandbox}},
+		DNS:        types.DNS{Nameservers: n.DNS.Nameservers, Domain: n.DNS.Domain, Search: n.DNS.Search, Options: n.DNS.Options},
+	}
+	for _, r := range n.Routes {
+		res.Routes = append(res.Routes, &types.Route{Dst: r.Dst, GW: r.Gateway, Priority: r.Priority})
+	}
+	for _, a := range n.Addresses {
+		res.IPs = append(res.IPs, &current.IPConfig{Interface: current.Int(0), Address: a.Prefix, Gateway: a.Gateway})
+	}
+	return res
 }
 
 // Del is CNI DEL: remove exactly what this attachment owns, then its

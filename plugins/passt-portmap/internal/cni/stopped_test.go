@@ -82,7 +82,7 @@ func TestRestartedForwarderRulesNotOurs(t *testing.T) {
 	b.mustFail("ADD", "c1", conf, 100, "does not own it")
 	b.must("DEL", "c1", conf)
 	b.wantHost(rule("TCP", p, 80))
-	if !strings.Contains(b.stderr.String(), "was restarted since") {
+	if !strings.Contains(b.stderr.String(), "was restarted") {
 		t.Errorf("stderr does not say why the rule stayed: %s", b.stderr.String())
 	}
 	// Without a restart, the record's rules are the attachment's.

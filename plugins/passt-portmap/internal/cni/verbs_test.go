@@ -421,8 +421,8 @@ func TestCheck(t *testing.T) {
 func TestErrorCodes(t *testing.T) {
 	t.Run("7 bad mapping, forwarder not asked", func(t *testing.T) {
 		b := newBench(t)
-		b.mustFail("ADD", "c1", b.conf("", tcp(0, 80)), 7, "portMappings entry 0")
-		b.mustFail("ADD", "c1", b.conf("", translate.PortMapping{HostPort: 80, ContainerPort: 80, Protocol: "sctp"}), 7, "entry 0", "sctp")
+		b.mustFail("ADD", "c1", b.conf("", tcp(0, 80)), 7, "configuration key runtimeConfig.portMappings[0].hostPort: port out of range")
+		b.mustFail("ADD", "c1", b.conf("", translate.PortMapping{HostPort: 80, ContainerPort: 80, Protocol: "sctp"}), 7, "runtimeConfig.portMappings[0].protocol", "sctp")
 		b.mustFail("ADD", "c1", b.conf(`"timeout":"soon"`), 7, "timeout")
 		if n := b.srv.Stats().Conns; n != 0 {
 			t.Errorf("the forwarder was contacted %d times for a bad configuration", n)

@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"runtime/debug"
 
 	"github.com/passt-portmap/passt-portmap/pkg/attach"
+	"github.com/passt-portmap/passt-portmap/pkg/ctlclient/procnet"
+	"github.com/passt-portmap/passt-portmap/pkg/podman"
+	"github.com/passt-portmap/passt-portmap/plugins/passt-portmap/internal/version"
 )
 
 // CoreBackend carries out setup and teardown with the runtime-neutral
@@ -19,25 +21,12 @@ type CoreBackend struct {
 
 func (b CoreBackend) call(a Attachment) (attach.Key, attach.Options, []attach.Mapping) {
 	k := attach.Key{Network: a.Network, ContainerID: a.ContainerID, IfName: a.IfName, Netns: a.Netns}
-	o := attach.Options{
-		DataDir: a.Options.DataDir, Timeout: a.Options.Timeout,
-		// A netavark network is the namespace's network: the plugin
-		// always makes it with its own pasta, and refuses a namespace
-		// that another network already configured.
-		Managed: true, Pasta: a.Options.Pasta, PastaArgs: a.Options.PastaArgs,
-		Weak: a.Options.Weak, TargetAddress: a.Options.Target, BindInterface: a.Options.BindInterface,
-		Verify:          a.Options.Verify,
-		MapHostLoopback: a.Options.MapHostLoopback, LoopbackToHost: a.Options.LoopbackToHost,
-	}
-	ms := make([]attach.Mapping, 0, len(a.Mappings))
-	for _, m := range a.Mappings {
-		cm := attach.Mapping{HostPort: int(m.HostPort), ContainerPort: int(m.ContainerPort), Range: int(m.Range), Protocols: m.Protocols}
-		if m.HostIP.IsValid() {
-			cm.HostIP = m.HostIP.String()
-		}
-		ms = append(ms, cm)
-	}
-	return k, o, ms
+	o := a.Options
+	// A netavark network is the namespace's network: the plugin always
+	// makes it with its own pasta, and refuses a namespace that another
+	// network already configured.
+	o.Managed = true
+	return k, o, a.Mappings
 }
 
 // Setup adds the attachment. When that fails it deletes what the add
@@ -48,9 +37,9 @@ func (b CoreBackend) Setup(ctx context.Context, a Attachment) (Configured, error
 	res, err := b.Core.Add(ctx, k, o, ms)
 	if err != nil {
 		if derr := b.Core.Del(ctx, k, o, ms); derr != nil {
-			err = errors.Join(err, &cleanupError{Err: derr})
+			return Configured{}, &undoError{Err: err, Undo: derr}
 		}
-		return Configured{}, outcome(err)
+		return Configured{}, err
 	}
 	if res.Network == nil {
 		return Configured{}, errors.New("the managed forwarder's network could not be read back")
@@ -61,55 +50,82 @@ func (b CoreBackend) Setup(ctx context.Context, a Attachment) (Configured, error
 // Teardown deletes the attachment; one already gone is success.
 func (b CoreBackend) Teardown(ctx context.Context, a Attachment) error {
 	k, o, ms := b.call(a)
-	return outcome(b.Core.Del(ctx, k, o, ms))
+	return b.Core.Del(ctx, k, o, ms)
 }
 
-// cleanupError is a failure to undo a failed setup.
-type cleanupError struct{ Err error }
+// undoError is a failed setup whose undoing failed too. It unwraps to the
+// setup's failure alone, which decides the outcome.
+type undoError struct{ Err, Undo error }
 
-func (e *cleanupError) Error() string { return "and undoing the setup failed: " + e.Err.Error() }
-func (e *cleanupError) Unwrap() error { return e.Err }
+func (e *undoError) Error() string {
+	return e.Err.Error() + "; and undoing the setup failed: " + e.Undo.Error()
+}
+func (e *undoError) Unwrap() error { return e.Err }
 
-// exitCodes are the exit statuses of the core's kinds of failure: the
-// codes of the CNI front end's table, so that a user reads the same
-// number ("exit code 101") from either runtime. What cannot be named is
-// 1 (CNI's 999 does not fit an exit status).
-var exitCodes = map[attach.Kind]int{
-	attach.KindBadConfig:    CodeBadInput,
-	attach.KindUnreachable:  11,
-	attach.KindNotAvailable: 50,
-	attach.KindSafeFail:     100,
-	attach.KindSocketFail:   101,
-	attach.KindRollbackFail: 102,
-	attach.KindMismatch:     103,
-	attach.KindCheckFailed:  104,
-	attach.KindIO:           5,
+// callError is a failure of one command for one container: What names
+// them ("setup of container 18eccc6b0103 on network pp").
+type callError struct {
+	What string
+	Err  error
 }
 
-// outcomeError is a core failure in the core's words, with its exit
-// status.
-type outcomeError struct{ d *attach.Error }
+func (e *callError) Error() string { return e.What + ": " + e.Err.Error() }
+func (e *callError) Unwrap() error { return e.Err }
 
-func (e *outcomeError) Error() string { return e.d.Error() }
-func (e *outcomeError) Unwrap() error { return e.d }
-
-func (e *outcomeError) ExitCode() int {
-	if c, ok := exitCodes[e.d.Kind]; ok {
-		return c
+// render puts a command's failure into the core's words, naming settings
+// and mappings as the network's options and port_mappings do, with the
+// exit status of its kind from the core's one table (netavark shows it as
+// "exit code N", the number CNI's error code would be); what cannot be
+// named exits 1.
+func render(err error) (msg string, code int) {
+	what := ""
+	var ce *callError
+	if errors.As(err, &ce) {
+		what, err = ce.What+": ", ce.Err
 	}
-	return 1
+	d := attach.Describe(err, dialect{})
+	msg = what + d.Error()
+	var ue *undoError
+	if errors.As(err, &ue) {
+		msg += "; and undoing the setup failed: " + attach.Describe(ue.Undo, dialect{}).Error()
+	}
+	return msg, d.Kind.Code(exitUnnamed)
 }
 
-func outcome(err error) error {
-	if err == nil {
-		return nil
+// exitUnnamed is the exit status of what cannot be named (CNI's 999 does
+// not fit an exit status).
+const exitUnnamed = 1
+
+// dialect names the core's settings by the network's options
+// ("network.options.timeout") and a mapping's fields by their place in
+// port_mappings; a passt-portmap network always has its own pasta, so
+// the settings that choose another forwarder (socket), a second network
+// (allowChained) or a chained pod's side have no option here.
+type dialect struct{}
+
+func (dialect) Setting(s attach.Setting) string {
+	if _, ok := optionOf(s.String()); !ok {
+		return ""
 	}
-	var fe *FieldError
-	if errors.As(err, &fe) {
-		return err
-	}
-	return &outcomeError{d: attach.Describe(err)}
+	return "network.options." + s.String()
 }
+
+// mappingFields are the JSON names of a mapping's fields.
+var mappingFields = map[attach.Field]string{
+	attach.FieldHostPort: "host_port", attach.FieldContainerPort: "container_port", attach.FieldProtocol: "protocol",
+	attach.FieldHostIP: "host_ip", attach.FieldRange: "range",
+}
+
+func (dialect) Mapping(i int, f attach.Field) string {
+	entry := fmt.Sprintf("port_mappings[%d]", i)
+	if n, ok := mappingFields[f]; ok {
+		return entry + "." + n
+	}
+	return entry
+}
+
+func (dialect) Mappings() string           { return "port_mappings" }
+func (dialect) Locate(place string) string { return place }
 
 // configuredOf is the core's account of the managed network, for the
 // StatusBlock.
@@ -138,17 +154,24 @@ func configuredOf(n *attach.Network) Configured {
 	return c
 }
 
+// processRuntime learns about the Podman that runs this process from
+// /proc and Podman's configuration files.
+type processRuntime struct{}
+
+func (processRuntime) ForwardsPorts() bool { return podman.RootlessNetavark(procnet.Root, os.Getpid()) }
+
+func (processRuntime) PortReservation() error {
+	return podman.CheckReservation(procnet.Root, os.Getpid(), "/", os.Getenv)
+}
+
 // Main runs the plugin API's command in args (without the program's
 // name) for a process: stdin, stdout and stderr, the core behind it. It
 // returns the exit status.
 func Main(args []string) int {
-	version := "(devel)"
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
-		version = bi.Main.Version
-	}
 	p := &Plugin{
 		Backend: CoreBackend{Core: &attach.Core{Warn: func(msg string) { fmt.Fprintln(os.Stderr, "passt-portmap:", msg) }}},
-		Version: version,
+		Runtime: processRuntime{},
+		Version: version.Current().String(),
 		Stdout:  os.Stdout,
 		Stderr:  os.Stderr,
 	}

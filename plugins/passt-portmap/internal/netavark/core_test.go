@@ -10,33 +10,35 @@ import (
 	"github.com/passt-portmap/passt-portmap/pkg/forwarder"
 )
 
-func TestOutcomeExitCodes(t *testing.T) {
-	tests := []struct {
-		kind attach.Kind
-		code int
-	}{
-		{attach.KindBadConfig, 7}, {attach.KindUnreachable, 11}, {attach.KindNotAvailable, 50},
-		{attach.KindSafeFail, 100}, {attach.KindSocketFail, 101}, {attach.KindRollbackFail, 102},
-		{attach.KindMismatch, 103}, {attach.KindCheckFailed, 104}, {attach.KindIO, 5}, {attach.KindUnknown, 1},
+// TestExitCodes: every kind of the core exits with the number of the
+// core's one table, CNI's code, except what cannot be named (1); the
+// message is the core's words.
+func TestExitCodes(t *testing.T) {
+	want := map[attach.Kind]int{
+		attach.KindBadConfig: 7, attach.KindUnreachable: 11, attach.KindNotAvailable: 50,
+		attach.KindSafeFail: 100, attach.KindSocketFail: 101, attach.KindRollbackFail: 102,
+		attach.KindMismatch: 103, attach.KindCheckFailed: 104, attach.KindIO: 5, attach.KindUnknown: 1,
 	}
-	for _, tt := range tests {
-		t.Run(tt.kind.String(), func(t *testing.T) {
-			err := outcome(&attach.Error{Kind: tt.kind, Msg: "m", Details: "d"})
-			var c Coder
-			if !errors.As(err, &c) || c.ExitCode() != tt.code {
-				t.Errorf("outcome of %v = %v, want exit %d", tt.kind, err, tt.code)
+	for _, k := range attach.Kinds() {
+		t.Run(k.String(), func(t *testing.T) {
+			code, ok := want[k]
+			if !ok {
+				t.Fatalf("no exit status known for %v", k)
 			}
-			if err.Error() != "m; d" {
-				t.Errorf("message %q, want the core's words", err)
+			msg, got := render(&callError{What: "setup of container c", Err: &attach.Error{Kind: k, Msg: "m", Details: "d"}})
+			if got != code || got != k.Code(1) {
+				t.Errorf("%v exits %d, want %d", k, got, code)
+			}
+			if msg != "setup of container c: m; d" {
+				t.Errorf("message %q, want the core's words after the call", msg)
 			}
 		})
 	}
-	if outcome(nil) != nil {
-		t.Error("outcome(nil) is not nil")
-	}
-	fe := fieldErr("x", "bad")
-	if outcome(fe) != fe {
-		t.Error("a FieldError is not passed through")
+	// A failed setup whose undoing failed: the setup's outcome decides,
+	// and the message says both.
+	msg, code := render(&undoError{Err: &attach.Error{Kind: attach.KindSocketFail, Msg: "m", Details: "d"}, Undo: errors.New("stuck")})
+	if code != 101 || msg != "m; d; and undoing the setup failed: passt-portmap failed; stuck" {
+		t.Errorf("undo: exit %d, %q", code, msg)
 	}
 }
 

@@ -5,20 +5,15 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+
+	"github.com/passt-portmap/passt-portmap/pkg/attach"
 )
 
-// FieldError is input that cannot be used; Field names it as a path into
-// the JSON ("port_mappings[1].host_port", "network.options.timeout").
-type FieldError struct {
-	Field string
-	Err   error
-}
-
-func (e *FieldError) Error() string { return e.Field + ": " + e.Err.Error() }
-func (e *FieldError) Unwrap() error { return e.Err }
-
+// fieldErr is input that cannot be used, a configuration error whose key
+// is its path into the JSON ("port_mappings[1].host_port",
+// "network.options"), as the dialect's Locate takes it.
 func fieldErr(field, format string, a ...any) error {
-	return &FieldError{Field: field, Err: fmt.Errorf(format, a...)}
+	return &attach.ConfigError{Key: field, Err: fmt.Errorf(format, a...)}
 }
 
 // obj is a JSON object's members by exact key (encoding/json would match
@@ -131,7 +126,7 @@ func topLevel(what string, b []byte) (obj, error) {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	var m map[string]json.RawMessage
 	if err := dec.Decode(&m); err != nil {
-		return obj{}, &FieldError{Field: "stdin", Err: fmt.Errorf("%s is not a JSON object: %w", what, err)}
+		return obj{}, &attach.ConfigError{Key: "stdin", Err: fmt.Errorf("%s is not a JSON object: %w", what, err)}
 	}
 	if m == nil {
 		return obj{}, fieldErr("stdin", "%s is null, want a JSON object", what)
@@ -146,8 +141,12 @@ func topLevel(what string, b []byte) (obj, error) {
 // netavark always sends and the plugin needs (container_id, network with
 // its name, network_options with interface_name) are required; optional
 // ones may be absent or null. Unknown fields are ignored. Values are not
-// validated here: see Mappings and ParseOptions.
-func DecodeExec(b []byte) (*Exec, error) {
+// read here: the core does (ParseOptions, attach.CheckMappings). Errors
+// are *attach.ConfigError naming the field by its path.
+func DecodeExec(b []byte) (*Exec, error) { return decodeExec(b, true) }
+
+// decodeExec is DecodeExec, leaving port_mappings out unless withMappings.
+func decodeExec(b []byte, withMappings bool) (*Exec, error) {
 	top, err := topLevel("the plugin input", b)
 	if err != nil {
 		return nil, err
@@ -162,8 +161,10 @@ func DecodeExec(b []byte) (*Exec, error) {
 	if _, err := get(top, "container_name", false, "a string", &e.ContainerName); err != nil {
 		return nil, err
 	}
-	if e.PortMappings, err = portMappings(top); err != nil {
-		return nil, err
+	if withMappings {
+		if e.PortMappings, err = portMappings(top); err != nil {
+			return nil, err
+		}
 	}
 	nw, _, err := top.member("network", true)
 	if err != nil {
@@ -291,6 +292,9 @@ func perNetworkOptions(o obj) (PerNetworkOptions, error) {
 	var p PerNetworkOptions
 	if _, err := get(o, "interface_name", true, "a string", &p.InterfaceName); err != nil {
 		return p, err
+	}
+	if p.InterfaceName == "" {
+		return p, fieldErr(o.path+".interface_name", "is empty: the managed pasta needs the name of the interface to make in the namespace")
 	}
 	var err error
 	if p.Aliases, err = o.strings("aliases"); err != nil {

@@ -6,6 +6,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/passt-portmap/passt-portmap/pkg/attach"
 )
 
 func TestDecodeCaptured(t *testing.T) {
@@ -32,12 +34,12 @@ func TestDecodeCaptured(t *testing.T) {
 	if !reflect.DeepEqual(e, want) {
 		t.Errorf("DecodeExec:\n got %+v\nwant %+v", e, want)
 	}
-	ms, err := Mappings(e.PortMappings)
-	if err != nil {
-		t.Fatalf("Mappings: %v", err)
+	ms := mappings(e.PortMappings)
+	if err := attach.CheckMappings(ms); err != nil {
+		t.Fatalf("CheckMappings: %v", err)
 	}
-	if len(ms) != 2 || ms[1].Range != 3 || !reflect.DeepEqual(ms[1].Protocols, []string{"tcp", "udp"}) || ms[1].HostIP.String() != "127.0.0.1" || ms[0].HostIP.IsValid() {
-		t.Errorf("Mappings = %+v", ms)
+	if len(ms) != 2 || ms[1].Range != 3 || !reflect.DeepEqual(ms[1].Protocols, []string{"tcp", "udp"}) || ms[1].HostIP != "127.0.0.1" || ms[0].HostIP != "" {
+		t.Errorf("mappings = %+v", ms)
 	}
 }
 
@@ -68,6 +70,7 @@ func TestDecodeExecErrors(t *testing.T) {
 		{"subnet without subnet", `{"container_id":"c","network":{"name":"n","subnets":[{"gateway":null}]},"network_options":{"interface_name":"eth0"}}`, "network.subnets[0].subnet", "missing"},
 		{"dns server number", `{"container_id":"c","network":{"name":"n","network_dns_servers":[1]},"network_options":{"interface_name":"eth0"}}`, "network.network_dns_servers[0]", "want a string"},
 		{"no interface_name", `{"container_id":"c","network":{"name":"n"},"network_options":{}}`, "network_options.interface_name", "missing"},
+		{"empty interface_name", `{"container_id":"c","network":{"name":"n"},"network_options":{"interface_name":""}}`, "network_options.interface_name", "is empty"},
 		{"static_ips null element", `{"container_id":"c","network":{"name":"n"},"network_options":{"interface_name":"eth0","static_ips":[null]}}`, "network_options.static_ips[0]", "want a string"},
 		{"port_mappings object", `{"container_id":"c","port_mappings":{},"network":{"name":"n"},"network_options":{"interface_name":"eth0"}}`, "port_mappings", "list of objects"},
 		{"mapping null", `{"container_id":"c","port_mappings":[null],"network":{"name":"n"},"network_options":{"interface_name":"eth0"}}`, "port_mappings[0]", "is null"},
@@ -79,12 +82,15 @@ func TestDecodeExecErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := DecodeExec([]byte(tt.in))
-			var fe *FieldError
-			if !errors.As(err, &fe) {
-				t.Fatalf("DecodeExec(%s) = %v, want a *FieldError", tt.in, err)
+			var ce *attach.ConfigError
+			if !errors.As(err, &ce) {
+				t.Fatalf("DecodeExec(%s) = %v, want a *attach.ConfigError", tt.in, err)
 			}
-			if fe.Field != tt.field || !strings.Contains(err.Error(), tt.msg) {
-				t.Errorf("DecodeExec(%s) = %q (field %q), want field %q and %q", tt.in, err, fe.Field, tt.field, tt.msg)
+			if ce.Key != tt.field || !strings.Contains(err.Error(), tt.msg) {
+				t.Errorf("DecodeExec(%s) = %q (field %q), want field %q and %q", tt.in, err, ce.Key, tt.field, tt.msg)
+			}
+			if msg, code := render(err); code != 7 || !strings.Contains(msg, tt.field+": ") {
+				t.Errorf("rendered as %q, exit %d; want 7 naming %s", msg, code, tt.field)
 			}
 		})
 	}

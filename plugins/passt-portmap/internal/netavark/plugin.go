@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strings"
+
+	"github.com/passt-portmap/passt-portmap/pkg/attach"
+	"github.com/passt-portmap/passt-portmap/pkg/podman"
 )
 
 // Attachment is one container on one network, as setup and teardown ask
@@ -16,8 +18,10 @@ type Attachment struct {
 	ContainerID string
 	IfName      string // the interface in the namespace (network_options.interface_name)
 	Netns       string // the namespace's path (the command's argument)
-	Options     Options
-	Mappings    []Mapping
+	// Options are the network's options, read and checked by the core.
+	Options attach.Options
+	// Mappings are port_mappings, decoded; setup has the core check them.
+	Mappings []attach.Mapping
 }
 
 // Backend does what setup and teardown ask for.
@@ -33,20 +37,25 @@ type Backend interface {
 	Teardown(ctx context.Context, a Attachment) error
 }
 
-// Coder is an error that chooses the process's exit status (1 to 255).
-// netavark puts it into its message ("exit code N"), so the codes are
-// those of the CNI front end's table.
-type Coder interface {
-	ExitCode() int
+// Runtime is what the plugin learns of the Podman that runs it.
+type Runtime interface {
+	// ForwardsPorts reports whether the runtime forwards the published
+	// host ports itself: rootless Podman does, with rootlessport, from
+	// the host's network namespace straight to the container's address,
+	// while netavark and the plugin run in its rootless network
+	// namespace, where nothing reaches a listener of the forwarder.
+	ForwardsPorts() bool
+	// PortReservation is podman.CheckReservation's answer: a
+	// *podman.ReservationError when a rootful Podman holds the published
+	// host ports itself, so that the forwarder cannot bind them.
+	PortReservation() error
 }
-
-// CodeBadInput is the exit status of input that cannot be used, CNI's
-// "invalid network config".
-const CodeBadInput = 7
 
 // Plugin runs the plugin API's commands.
 type Plugin struct {
 	Backend Backend
+	// Runtime, when set, is asked before a setup with port mappings.
+	Runtime Runtime
 	Version string    // the plugin's version, for info
 	Stdout  io.Writer // the answer, or {"error": ...}: nothing else
 	Stderr  io.Writer // logs
@@ -77,7 +86,7 @@ func (p *Plugin) Run(ctx context.Context, args []string, stdin io.Reader) int {
 	}
 	if _, err := p.Stdout.Write(append(b, '\n')); err != nil {
 		fmt.Fprintf(p.Stderr, "passt-portmap: write the answer: %v\n", err)
-		return 1
+		return exitUnnamed
 	}
 	return 0
 }
@@ -149,22 +158,27 @@ func (p *Plugin) create(b []byte) (any, error) {
 	return members, nil
 }
 
-func (p *Plugin) attachment(netns string, b []byte) (Attachment, *Exec, error) {
-	e, err := DecodeExec(b)
-	if err != nil {
-		return Attachment{}, nil, err
-	}
-	opts, err := ParseOptions(e.Network.Options)
-	if err != nil {
-		return Attachment{}, e, err
-	}
-	a := Attachment{Network: e.Network.Name, ContainerID: e.ContainerID, IfName: e.NetworkOptions.InterfaceName, Netns: netns, Options: opts}
-	a.Mappings, err = Mappings(e.PortMappings)
-	return a, e, err
+// attachment decodes the input of setup or teardown for the namespace
+// netns, and has the core read the network's options.
+func attachment(netns string, e *Exec) (Attachment, error) {
+	a := Attachment{Network: e.Network.Name, ContainerID: e.ContainerID, IfName: e.NetworkOptions.InterfaceName, Netns: netns,
+		Mappings: mappings(e.PortMappings)}
+	var err error
+	a.Options, err = ParseOptions(e.Network.Options)
+	return a, err
+}
+
+// failed names the command and the container of a failure.
+func failed(cmd string, a Attachment, err error) error {
+	return &callError{What: fmt.Sprintf("%s of container %.12s on network %s", cmd, a.ContainerID, a.Network), Err: err}
 }
 
 func (p *Plugin) setup(ctx context.Context, netns string, b []byte) (any, error) {
-	a, e, err := p.attachment(netns, b)
+	e, err := DecodeExec(b)
+	if err != nil {
+		return nil, err
+	}
+	a, err := attachment(netns, e)
 	if err != nil {
 		return nil, err
 	}
@@ -173,9 +187,17 @@ func (p *Plugin) setup(ctx context.Context, netns string, b []byte) (any, error)
 		// runtime logs it rather than pretend.
 		p.logf("container %.12s on network %s: static addresses and MAC (--ip, --mac-address) are not used: pasta gives the container the host's addresses", a.ContainerID, a.Network)
 	}
+	// The mappings are checked whatever becomes of them: rootless Podman
+	// forwards them itself, but a bad one is still refused.
+	if err := attach.CheckMappings(a.Mappings); err != nil {
+		return nil, failed("setup", a, err)
+	}
+	if a.Mappings, err = p.portsToForward(a.Mappings); err != nil {
+		return nil, failed("setup", a, err)
+	}
 	c, err := p.Backend.Setup(ctx, a)
 	if err != nil {
-		return nil, fmt.Errorf("setup of container %.12s on network %s: %w", a.ContainerID, a.Network, err)
+		return nil, failed("setup", a, err)
 	}
 	if c.IfName == "" {
 		c.IfName = a.IfName
@@ -183,21 +205,46 @@ func (p *Plugin) setup(ctx context.Context, netns string, b []byte) (any, error)
 	return StatusBlockOf(c), nil
 }
 
-func (p *Plugin) teardown(ctx context.Context, netns string, b []byte) error {
-	a, _, err := p.attachment(netns, b)
-	var fe *FieldError
-	if errors.As(err, &fe) && strings.HasPrefix(fe.Field, "port_mappings") {
-		// What is removed is what setup recorded, not the mappings:
-		// mappings that setup refused do not keep teardown from
-		// cleaning up.
-		p.logf("teardown: %v", err)
-		err = nil
+// portsToForward returns the mappings the forwarder has to bind: none
+// when the runtime forwards them itself (rootless Podman), and all of
+// them otherwise, unless a rootful Podman holds them (refused with its
+// *podman.ReservationError, which the core describes as a bad
+// configuration naming the setting: the forwarder's ports would not
+// listen). A Podman configuration that cannot be read is logged, and the
+// listener check names the holder of a port that does not listen.
+func (p *Plugin) portsToForward(ms []attach.Mapping) ([]attach.Mapping, error) {
+	if len(ms) == 0 || p.Runtime == nil {
+		return ms, nil
 	}
+	if p.Runtime.ForwardsPorts() {
+		return nil, nil
+	}
+	err := p.Runtime.PortReservation()
+	var re *podman.ReservationError
+	switch {
+	case err == nil:
+		return ms, nil
+	case errors.As(err, &re):
+		return nil, err
+	}
+	p.logf("%v", err)
+	return ms, nil
+}
+
+// teardown removes what setup recorded. The mappings do not matter for
+// that: mappings that setup refused, or that cannot even be decoded, do
+// not keep teardown from cleaning up.
+func (p *Plugin) teardown(ctx context.Context, netns string, b []byte) error {
+	e, err := decodeExec(b, false)
+	if err != nil {
+		return err
+	}
+	a, err := attachment(netns, e)
 	if err != nil {
 		return err
 	}
 	if err := p.Backend.Teardown(ctx, a); err != nil {
-		return fmt.Errorf("teardown of container %.12s on network %s: %w", a.ContainerID, a.Network, err)
+		return failed("teardown", a, err)
 	}
 	return nil
 }
@@ -208,25 +255,15 @@ func (p *Plugin) logf(format string, a ...any) {
 	}
 }
 
-// fail writes err as netavark's error JSON, logs it, and returns the exit
-// status: an error's own code, CodeBadInput for bad input, 1 otherwise.
+// fail writes err as netavark's error JSON (render: the core's words,
+// the exit status of its kind), logs it, and returns the exit status.
 func (p *Plugin) fail(err error) int {
-	code := 1
-	var (
-		c  Coder
-		fe *FieldError
-	)
-	switch {
-	case errors.As(err, &c) && c.ExitCode() > 0 && c.ExitCode() < 256:
-		code = c.ExitCode()
-	case errors.As(err, &fe):
-		code = CodeBadInput
-	}
-	b, merr := json.Marshal(jsonError{Error: err.Error()})
+	msg, code := render(err)
+	b, merr := json.Marshal(jsonError{Error: msg})
 	if merr != nil {
 		b = []byte(`{"error":"passt-portmap: an error that cannot be encoded"}`)
 	}
-	p.logf("%v", err)
+	p.logf("%s", msg)
 	if _, werr := p.Stdout.Write(b); werr != nil {
 		p.logf("write the error: %v", werr)
 	}

@@ -5,12 +5,14 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"net/netip"
 	"os"
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/passt-portmap/passt-portmap/pkg/attach"
+	"github.com/passt-portmap/passt-portmap/pkg/store"
 )
 
 // fakeBackend records the calls and answers as told.
@@ -29,11 +31,6 @@ func (f *fakeBackend) Teardown(_ context.Context, a Attachment) error {
 	f.teardowns = append(f.teardowns, a)
 	return f.err
 }
-
-type codedErr struct{ code int }
-
-func (e codedErr) Error() string { return fmt.Sprintf("outcome %d", e.code) }
-func (e codedErr) ExitCode() int { return e.code }
 
 func run(t *testing.T, b Backend, stdin string, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
@@ -104,11 +101,16 @@ func TestTeardown(t *testing.T) {
 	if code != 0 || out != "" || len(fb.teardowns) != 1 || fb.teardowns[0].Netns != "/run/netns/x" {
 		t.Fatalf("teardown: exit %d, stdout %q, calls %+v", code, out, fb.teardowns)
 	}
-	// Mappings that setup would refuse do not keep teardown from its work.
-	bad := strings.Replace(captured(t), `"protocol":"tcp,udp"`, `"protocol":"sctp"`, 1)
-	code, out, logs := run(t, fb, bad, "teardown", "/run/netns/x")
-	if code != 0 || out != "" || len(fb.teardowns) != 2 || !strings.Contains(logs, "sctp") {
-		t.Errorf("teardown with a bad mapping: exit %d, stdout %q, log %q", code, out, logs)
+	// Mappings that setup would refuse, or that cannot even be decoded,
+	// do not keep teardown from its work.
+	for i, bad := range []string{
+		strings.Replace(captured(t), `"protocol":"tcp,udp"`, `"protocol":"sctp"`, 1),
+		strings.Replace(captured(t), `"host_port":19680`, `"host_port":"19680"`, 1),
+	} {
+		code, out, _ := run(t, fb, bad, "teardown", "/run/netns/x")
+		if code != 0 || out != "" || len(fb.teardowns) != 2+i || fb.teardowns[1+i].ContainerID != "6e4c…b4c5" {
+			t.Errorf("teardown with a bad mapping: exit %d, stdout %q, calls %+v", code, out, fb.teardowns)
+		}
 	}
 }
 
@@ -126,15 +128,21 @@ func TestErrors(t *testing.T) {
 		{"unknown command", nil, "", []string{"frob"}, 1, `unknown command "frob"`, 0},
 		{"setup without netns", nil, minimal, []string{"setup"}, 1, "setup: want one argument", 0},
 		{"teardown with empty netns", nil, minimal, []string{"teardown", ""}, 1, "teardown: want one argument", 0},
-		{"bad JSON", nil, "{", []string{"setup", "/ns"}, CodeBadInput, "stdin: the plugin input is not a JSON object", 0},
+		{"bad JSON", nil, "{", []string{"setup", "/ns"}, 7, "stdin: the plugin input is not a JSON object", 0},
 		{"bad mapping", nil, `{"container_id":"c","port_mappings":[{"container_port":80,"host_port":80,"protocol":"sctp"}],"network":{"name":"n"},"network_options":{"interface_name":"eth0"}}`,
-			[]string{"setup", "/ns"}, CodeBadInput, "port_mappings[0]: protocol \"sctp\": sctp cannot be forwarded", 0},
+			[]string{"setup", "/ns"}, 7, `setup of container c on network n: bad port mapping; port_mappings[0].protocol: unsupported protocol "sctp"`, 0},
 		{"bad option", nil, `{"container_id":"c","network":{"name":"n","options":{"timeout":"soon"}},"network_options":{"interface_name":"eth0"}}`,
-			[]string{"setup", "/ns"}, CodeBadInput, "network.options.timeout", 0},
+			[]string{"setup", "/ns"}, 7, "network.options.timeout: ", 0},
 		{"bad option at teardown", nil, `{"container_id":"c","network":{"name":"n","options":{"dataDir":"rel"}},"network_options":{"interface_name":"eth0"}}`,
-			[]string{"teardown", "/ns"}, CodeBadInput, "network.options.dataDir", 0},
-		{"backend outcome code", codedErr{101}, minimal, []string{"setup", "/ns"}, 101, "setup of container c1 on network n: outcome 101", 1},
-		{"backend error", errors.New("boom"), minimal, []string{"teardown", "/ns"}, 1, "teardown of container c1 on network n: boom", 1},
+			[]string{"teardown", "/ns"}, 7, `network.options.dataDir: "rel" is not an absolute path`, 0},
+		{"empty interface name", nil, `{"container_id":"c","network":{"name":"n"},"network_options":{"interface_name":""}}`,
+			[]string{"setup", "/ns"}, 7, "network_options.interface_name: is empty", 0},
+		{"empty interface name at teardown", nil, `{"container_id":"c","network":{"name":"n"},"network_options":{"interface_name":""}}`,
+			[]string{"teardown", "/ns"}, 7, "network_options.interface_name: is empty", 0},
+		{"core refuses an empty key part", &store.KeyError{Part: "interface", Why: "is empty"}, minimal, []string{"setup", "/ns"}, 7, "attachment key: the interface is empty", 1},
+		{"backend outcome", &attach.Error{Kind: attach.KindSocketFail, Msg: "host ports could not listen", Details: "port 80"}, minimal, []string{"setup", "/ns"}, 101,
+			"setup of container c1 on network n: host ports could not listen; port 80", 1},
+		{"backend error", errors.New("boom"), minimal, []string{"teardown", "/ns"}, 1, "teardown of container c1 on network n: passt-portmap failed; boom", 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -189,7 +197,7 @@ func TestCreate(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			code, out, _ := run(t, nil, c.in, "create")
-			if code != CodeBadInput || !strings.Contains(errorOf(t, out), c.msg) {
+			if code != 7 || !strings.Contains(errorOf(t, out), c.msg) {
 				t.Errorf("create: exit %d, stdout %s, want %q", code, out, c.msg)
 			}
 		})
