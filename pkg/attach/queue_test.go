@@ -3,6 +3,7 @@ package attach
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -210,4 +211,120 @@ func listening(t *testing.T, ap netip.AddrPort) bool {
 	}
 	c.Close()
 	return true
+}
+
+// addForeign adds rules to the forwarder's host table as another client
+// would.
+func (g *groupBench) addForeign(rules ...wire.Rule) {
+	g.t.Helper()
+	ts := g.srv.Tables().Clone()
+	h := ts.Lookup(wire.PifHost)
+	*h = h.Apply(wire.Edit{Pif: wire.PifHost, Add: rules})
+	if err := g.srv.Update(ts); err != nil {
+		g.t.Fatal(err)
+	}
+}
+
+// writeRecord stores rec as the record of container cid, as an ADD
+// before this one left it.
+func (g *groupBench) writeRecord(cid string, rules []wire.PifRule, id *store.Identity) {
+	g.t.Helper()
+	k := store.Key{Network: "net", ContainerID: cid, IfName: "eth0"}
+	l, err := recordStore(&g.o).Lock(context.Background(), k)
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	defer l.Unlock()
+	rec := &store.Record{Network: k.Network, ContainerID: k.ContainerID, IfName: k.IfName, Socket: g.srv.Path, Rules: rules, Identity: id}
+	if err := l.Write(rec); err != nil {
+		g.t.Fatal(err)
+	}
+}
+
+// Each attachment of a batch claims rules only in the forwarder its
+// record names: a record of another forwarder (one restarted since) adopts
+// nothing and removes nothing there, beside a record of this forwarder
+// that adopts its rule and a fresh attachment, all in one transaction.
+// c0's record claims a rule that another client now holds byte for byte:
+// its ADD is refused and the rule stays. c1's claims such a rule too, and
+// its ADD asks for another port: that one is added, the other client's
+// rule stays. c3's record names this forwarder: its rule is adopted.
+func TestGroupCommitIdentityPerAttachment(t *testing.T) {
+	g := newGroupBench(t)
+	p := freePort(t, 5)
+	snap, err := (&ctlclient.Client{Path: g.srv.Path}).Read(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	here := storeIdentity(snap.Identity)
+	if here == nil {
+		t.Fatal("the forwarder's identity is unknown")
+	}
+	before := *here
+	before.Born-- // the socket file of a forwarder that was at this path before
+	host := func(r wire.Rule) []wire.PifRule { return []wire.PifRule{{Pif: wire.PifHost, Rule: r}} }
+	g.addForeign(g.rule(p), g.rule(p+1), g.rule(p+4))
+	g.writeRecord("c0", host(g.rule(p)), &before)
+	g.writeRecord("c1", host(g.rule(p+1)), &before)
+	g.writeRecord("c3", host(g.rule(p+4)), here)
+	updates := g.srv.Stats().Updates
+	out := g.addAll([]int{p, p + 2, p + 3, p + 4})
+	tables := g.srv.Tables().Lookup(wire.PifHost)
+	for _, r := range []wire.Rule{g.rule(p), g.rule(p + 1)} {
+		if !tables.Contains(r) {
+			t.Errorf("another client's rule %s was removed", r)
+		}
+	}
+	if d := Describe(out[0].err, nil); d == nil || d.Kind != KindSafeFail || !strings.Contains(d.Error(), "does not own it") {
+		t.Errorf("ADD of c0, whose record's rule went with the forwarder before: %v, want a refusal (the rule there is another client's)", out[0].err)
+	}
+	st := recordStore(&g.o)
+	for i, want := range map[int]wire.Rule{1: g.rule(p + 2), 2: g.rule(p + 3), 3: g.rule(p + 4)} {
+		cid := fmt.Sprintf("c%d", i)
+		if out[i].err != nil {
+			t.Errorf("ADD of %s: %v", cid, out[i].err)
+			continue
+		}
+		rec, err := st.Get(store.Key{Network: "net", ContainerID: cid, IfName: "eth0"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(rec.Rules) != 1 || !rec.Rules[0].Rule.Equal(want) || len(rec.Pending) != 0 || rec.Identity == nil || *rec.Identity != *here {
+			t.Errorf("record of %s: %+v, want %s owned on this forwarder (%+v)", cid, rec, want, *here)
+		}
+		if !tables.Contains(want) {
+			t.Errorf("%s: %s is not in the table", cid, want)
+		}
+	}
+	if got := g.srv.Stats().Updates - updates; got > 2 {
+		t.Errorf("%d updates for one batch (and c0's refusal), want at most 2", got)
+	}
+}
+
+// An ADD that waited is told its outcome in its own front end's words:
+// the leader that ran it names the mappings for it to fill in.
+func TestGroupCommitWaiterWords(t *testing.T) {
+	g := newGroupBench(t)
+	p := freePort(t, 3)
+	ports := []int{p, p + 1, p + 2}
+	for _, port := range ports {
+		// Another client's rule on the port, to another target.
+		g.addForeign(wire.NewRule(wire.ProtoTCP, netip.MustParseAddr("127.0.0.1"), uint16(port), uint16(port), 81, 0))
+	}
+	out := g.addAll(ports)
+	waited := 0
+	for i, o := range out {
+		var we *waitedError
+		if errors.As(o.err, &we) {
+			waited++
+		}
+		d := Describe(o.err, otherDialect{})
+		if d == nil || d.Kind != KindSafeFail || !strings.Contains(d.Error(), "port_mappings") ||
+			strings.Contains(d.Error(), "portMappings") || strings.ContainsAny(d.Error(), "\x01\x02\x03") {
+			t.Errorf("ADD of c%d: %v, want a refusal naming port_mappings", i, d)
+		}
+	}
+	if waited == 0 {
+		t.Fatal("no ADD waited for another's batch")
+	}
 }
