@@ -8,7 +8,12 @@ package integration
 // ends (CNI ADD, CHECK, STATUS, DEL, GC; netavark setup and teardown) and
 // "show". Whatever each verb does, nothing outside dataDir changes,
 // nothing waits past the timeout, and a refusal (5) names the planted
-// path. Once the plant is gone, DEL cleans up.
+// path. Once the plant is gone, DEL cleans up. The paths of a managed
+// attachment are planted under a managed configuration; those of the
+// queue where the ADDs of a forwarder started elsewhere meet (group
+// commit) under a configuration that names that forwarder's socket, a
+// real pasta of the test's own, through the CNI verbs (the netavark
+// driver has no such setting).
 
 import (
 	"bytes"
@@ -33,7 +38,9 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/passt-portmap/passt-portmap/integration/pastatest"
+	"github.com/passt-portmap/passt-portmap/pkg/ctlclient"
 	"github.com/passt-portmap/passt-portmap/pkg/forwarder"
+	"github.com/passt-portmap/passt-portmap/pkg/wire"
 )
 
 // plantTimeout is the plugin's "timeout" in this test: every verb must
@@ -68,6 +75,24 @@ func plantPaths(network, cid string) []plantPath {
 		out = append(out, plantPath{fwd + "/" + n, false})
 	}
 	return out
+}
+
+// queuePaths lists every path an attached ADD on the forwarder at socket
+// touches under dataDir to meet the others (group commit): the queues'
+// directory, this forwarder's queue, its leader lock, and a request as
+// posted (a temporary file), waiting (.req) and taken (.run): a leader
+// reads every request of the queue, whoever posted it.
+func queuePaths(socket string) []plantPath {
+	h := sha256.Sum256([]byte(socket))
+	q := "queue/" + hex.EncodeToString(h[:8])
+	return []plantPath{
+		{"queue", true},
+		{q, true},
+		{q + "/leader", false},
+		{q + "/planted.req", false},
+		{q + "/planted.run", false},
+		{q + "/.tmp-planted", false},
+	}
 }
 
 // outside is a tree outside dataDir that plants point to.
@@ -158,6 +183,7 @@ type plantCase struct {
 	pasta    string
 	dataDir  string
 	ns       *pastatest.NetNS
+	fwd      *pastatest.Forwarder // a forwarder started elsewhere; nil: managed
 	network  string
 	cid      string
 	port     uint16
@@ -165,9 +191,13 @@ type plantCase struct {
 }
 
 func (c *plantCase) cniConf(extra string) []byte {
-	return []byte(fmt.Sprintf(`{"cniVersion":"1.1.0","name":%q,"type":"passt-portmap","pasta":%q,"dataDir":%q,"timeout":%q,
+	mode := fmt.Sprintf(`"pasta":%q`, c.pasta)
+	if c.fwd != nil {
+		mode = fmt.Sprintf(`"socket":%q,"pidFile":%q`, c.fwd.Socket, c.fwd.PIDFile)
+	}
+	return []byte(fmt.Sprintf(`{"cniVersion":"1.1.0","name":%q,"type":"passt-portmap",%s,"dataDir":%q,"timeout":%q,
 		"runtimeConfig":{"portMappings":[{"hostPort":%d,"containerPort":80,"protocol":"tcp"}]}%s}`,
-		c.network, c.pasta, c.dataDir, plantTimeout.String(), c.port, extra))
+		c.network, mode, c.dataDir, plantTimeout.String(), c.port, extra))
 }
 
 func (c *plantCase) netavarkInput() []byte {
@@ -224,21 +254,27 @@ func (c *plantCase) run(verb string, args []string, stdin []byte) (ok bool, code
 func (c *plantCase) verbs(planted string) {
 	c.t.Helper()
 	fwd := forwarder.Paths(attachmentDir(c.dataDir, c.network, c.cid, "eth0"))
-	for _, v := range []struct {
+	type verb struct {
 		name  string
 		args  []string
 		stdin []byte
-	}{
+	}
+	vs := []verb{
 		{"ADD", nil, c.cniConf("")},
 		{"CHECK", nil, c.cniConf("")},
 		{"STATUS", nil, c.cniConf("")},
 		{"ADD", nil, c.cniConf("")},
 		{"DEL", nil, c.cniConf("")},
 		{"GC", nil, c.cniConf(`,"cni.dev/valid-attachments":[]`)},
-		{"netavark setup", []string{"setup", c.ns.Path}, c.netavarkInput()},
-		{"netavark teardown", []string{"teardown", c.ns.Path}, c.netavarkInput()},
-		{"show", []string{"show", fwd.Socket, fwd.PIDFile}, nil},
-	} {
+	}
+	if c.fwd == nil {
+		vs = append(vs, verb{"netavark setup", []string{"setup", c.ns.Path}, c.netavarkInput()},
+			verb{"netavark teardown", []string{"teardown", c.ns.Path}, c.netavarkInput()},
+			verb{"show", []string{"show", fwd.Socket, fwd.PIDFile}, nil})
+	} else {
+		vs = append(vs, verb{"show", []string{"show", c.fwd.Socket, c.fwd.PIDFile}, nil})
+	}
+	for _, v := range vs {
 		ok, code, msg, took := c.run(v.name, v.args, v.stdin)
 		outcome := "ok"
 		if !ok {
@@ -313,6 +349,77 @@ func TestPlantedPaths(t *testing.T) {
 					c.unplant(phase, path, planted)
 					if ok, code, msg, _ := c.run("DEL", nil, c.cniConf("")); !ok {
 						t.Errorf("DEL once the plant is gone: %d %s", code, msg)
+					}
+					if after := o.digest(t); after != before {
+						t.Errorf("the tree outside dataDir changed by the cleanup")
+					}
+					t.Logf("%s", strings.Join(c.outcomes, ", "))
+				})
+			}
+		}
+	}
+}
+
+// TestPlantedQueuePaths is the class test (see the top of this file) for
+// the queue of a forwarder started elsewhere: one real pasta, the
+// forwarder of every case (each its own data directory and port).
+func TestPlantedQueuePaths(t *testing.T) {
+	pasta, _ := pastatest.Bins(t)
+	bin := pluginBinary(t)
+	f := pastatest.Start(t)
+	const network = "pp-plantq"
+	for _, phase := range []string{"before ADD", "while live"} {
+		for i, p := range queuePaths(f.Socket) {
+			for _, k := range plantKinds {
+				if p.dir && !k.files {
+					continue
+				}
+				if phase == "while live" && !livePlant(p.rel) {
+					continue
+				}
+				t.Run(fmt.Sprintf("%s/%s/%s", phase, p.rel, k.name), func(t *testing.T) {
+					t.Parallel()
+					dataDir, err := os.MkdirTemp("/tmp", "pp-plq-")
+					if err != nil {
+						t.Fatal(err)
+					}
+					t.Cleanup(func() { _ = os.RemoveAll(dataDir) })
+					c := &plantCase{t: t, bin: bin, pasta: pasta, dataDir: dataDir, ns: f.NS, fwd: f,
+						network: network, cid: fmt.Sprintf("pp-plantq-c%d", i), port: pastatest.FreePort(t, "tcp")}
+					o := newOutside(t)
+					before := o.digest(t)
+					planted := filepath.Join(dataDir, p.rel)
+					c.prepare(phase, p)
+					if err := k.plant(planted, o); err != nil {
+						t.Fatalf("plant at %s: %v", planted, err)
+					}
+					c.verbs(planted)
+					if after := o.digest(t); after != before {
+						t.Errorf("the tree outside dataDir changed")
+					}
+					c.unplant(phase, p, planted)
+					if ok, code, msg, _ := c.run("DEL", nil, c.cniConf("")); !ok {
+						t.Errorf("DEL once the plant is gone: %d %s", code, msg)
+					}
+					// Once it is gone an ADD works, and DEL takes its rule out.
+					if ok, code, msg, _ := c.run("ADD", nil, c.cniConf("")); !ok {
+						t.Errorf("ADD once the plant is gone: %d %s", code, msg)
+					}
+					if ok, code, msg, _ := c.run("DEL", nil, c.cniConf("")); !ok {
+						t.Errorf("DEL after it: %d %s", code, msg)
+					}
+					// Through a client that waits its turn: the cases share
+					// the forwarder, which serves one client at a time.
+					ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+					snap, err := (&ctlclient.Client{Path: f.Socket}).Read(ctx)
+					cancel()
+					if err != nil {
+						t.Fatalf("read the forwarder's tables: %v", err)
+					}
+					for _, r := range snap.Tables.Lookup(wire.PifHost).Rules {
+						if r.First <= c.port && c.port <= r.Last {
+							t.Errorf("the forwarder holds %s on this case's port after the last DEL", r)
+						}
 					}
 					if after := o.digest(t); after != before {
 						t.Errorf("the tree outside dataDir changed by the cleanup")

@@ -5,9 +5,10 @@
 #   1. installs what it needs with apt-get (iptables, nftables, gnuplot-nox,
 #      strace, time) when missing;
 #   2. gets the real pasta and pesto (scripts/fetch-pasta.sh);
-#   3. installs the reference portmap plugin of containernetworking/plugins
-#      (go install, pinned) into a private directory, and builds
-#      passt-portmap and the bench driver (bench/cmd/ppbench) there;
+#   3. installs the reference plugins portmap, bridge and host-local of
+#      containernetworking/plugins (go install, pinned) into a private
+#      directory, and builds passt-portmap (CGO_ENABLED=0, as the CNI
+#      plugins are built) and the bench driver (bench/cmd/ppbench) there;
 #   4. runs the Go benchmarks of pkg/... (go test -bench);
 #   5. makes a network namespace of its own and runs the driver in it: the
 #      driver starts pasta with a control socket, a veth pair for portmap
@@ -31,6 +32,9 @@
 #   PORTMAP_VERSION  plugins version to compare with (default v1.9.1)
 #   BENCH_COMMIT  what to call the measured passt-portmap in BENCHMARKS.md
 #                 (default: git describe of the work tree)
+#   BENCH_PLUGIN  measure this passt-portmap binary instead of building the
+#                 work tree's (e.g. an older commit's, for before/after
+#                 figures; say which in BENCH_COMMIT)
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -64,13 +68,23 @@ if [ $report_only = 0 ]; then
 	pasta_dir=$("$repo/scripts/fetch-pasta.sh" | tail -n1)
 	mkdir -p "$tools" "$out"
 
-	if [ ! -x "$tools/portmap" ] || ! go version -m "$tools/portmap" 2>/dev/null | grep -q "plugins[[:space:]]*$pmver"; then
-		log "go install portmap@$pmver into $tools"
-		(cd /tmp && GOBIN=$tools GOFLAGS=-buildvcs=false go install "github.com/containernetworking/plugins/plugins/meta/portmap@$pmver")
-	fi
+	for p in meta/portmap main/bridge ipam/host-local; do
+		b=$tools/$(basename "$p")
+		if [ ! -x "$b" ] || ! go version -m "$b" 2>/dev/null | grep -q "plugins[[:space:]]*$pmver"; then
+			log "go install $(basename "$p")@$pmver into $tools"
+			(cd /tmp && CGO_ENABLED=0 GOBIN=$tools GOFLAGS=-buildvcs=false go install "github.com/containernetworking/plugins/plugins/$p@$pmver")
+		fi
+	done
 	(cd "$repo" && go build -o "$tools/ppbench" ./bench/cmd/ppbench)
 	plugin=$tools/passt-portmap
-	if (cd "$repo" && go build -o "$plugin" ./plugins/passt-portmap); then
+	build_plugin() {
+		if [ -n "${BENCH_PLUGIN:-}" ]; then
+			cp "$BENCH_PLUGIN" "$plugin"
+		else
+			(cd "$repo" && CGO_ENABLED=0 go build -o "$plugin" ./plugins/passt-portmap)
+		fi
+	}
+	if build_plugin; then
 		plugin_flag=(-plugin "$plugin")
 		echo "${BENCH_COMMIT:-$(git -C "$repo" describe --always --dirty 2>/dev/null || echo unknown)}" >"$out/commit"
 	else
@@ -100,10 +114,9 @@ if [ $report_only = 0 ]; then
 	log "running the driver in netns $hostns (results in $out)"
 	rm -f "$out"/strace-*.txt
 	ip netns exec "$hostns" "$tools/ppbench" -pasta-dir "$pasta_dir" "${plugin_flag[@]}" \
-		-portmap "$tools/portmap" -work "$out/work" -out "$out" -prefix "$prefix" "$@"
+		-portmap "$tools/portmap" -cni-bin "$tools" -work "$out/work" -out "$out" -prefix "$prefix" "$@"
 
 	(cd "$out" && gnuplot add.gp) || log "gnuplot failed: no chart"
-
 
 elapsed=$(($(date +%s) - started))
 echo "$elapsed" >"$out/elapsed"
@@ -120,7 +133,11 @@ args=$(cat "$out/args")
 pasta_dir=$(cat "$out/pasta_dir")
 plugin=$(cat "$out/plugin")
 [ "${BENCH_WRITE:-1}" != 0 ] || { log "done in ${elapsed}s; results in $out"; exit 0; }
-cp "$out/add.png" "$repo/docs/bench-add.png" 2>/dev/null || { mkdir -p "$repo/docs" && cp "$out/add.png" "$repo/docs/bench-add.png"; }
+if [ -s "$out/add.png" ]; then
+	mkdir -p "$repo/docs" && cp "$out/add.png" "$repo/docs/bench-add.png"
+else
+	log "no chart drawn: docs/bench-add.png left as it was"
+fi
 
 ver() { "$@" 2>&1 | head -n1 | sed 's/|/\\|/g'; }
 {

@@ -39,21 +39,23 @@ func (c *Core) add(ctx context.Context, k Key, o Options, ms []Mapping) (*Result
 	if err != nil {
 		return nil, err
 	}
-	var side sidenet.Side
+	var side *sidenet.Side
 	if m == modeChained {
 		if err := checkChainedOptions(&o); err != nil {
 			return nil, err
 		}
-		if side, err = planSide(&o, k.Netns); err != nil {
+		s, err := planSide(&o, k.Netns)
+		if err != nil {
 			return nil, err
 		}
+		side = &s
 	}
 	c.reapOrphans(ctx, &o, k.storeKey())
 	comp, err := newCompiler(ms, &o)
 	if err != nil {
 		return nil, err
 	}
-	if m == modeChained {
+	if side != nil {
 		comp.chainedTargets(side.Addr4, side.Addr6)
 	}
 	// Bad mappings fail here, before any lock or socket: what fails with
@@ -61,72 +63,112 @@ func (c *Core) add(ctx context.Context, k Key, o Options, ms []Mapping) (*Result
 	if _, err := comp.rules(allCaps); err != nil {
 		var me *translate.MappingError
 		if errors.As(err, &me) {
-			return nil, familyNote(err, side)
+			var s sidenet.Side
+			if side != nil {
+				s = *side
+			}
+			return nil, familyNote(err, s)
 		}
 	}
 	if err := checkPaths(&o, k); err != nil {
 		return nil, err
 	}
-	st := recordStore(&o)
-	lock, prev, err := c.lockRecord(ctx, &o, st, k.storeKey())
+	if !o.Managed {
+		// A forwarder that others write to: ADDs of other processes
+		// share its transactions (queue.go).
+		return c.addQueued(ctx, k, o, ms)
+	}
+	j, err := c.openJob(ctx, k, o, comp, len(ms), side, true)
 	if err != nil {
 		return nil, err
 	}
-	defer lock.Drop() // a refused ADD that recorded nothing leaves no lock file
-	if err := c.step("add: locked"); err != nil {
+	defer j.lock.Drop() // a refused ADD that recorded nothing leaves no lock file
+	if j.transacting() {
+		c.runBatch(ctx, &o, j.fw.socket, j.fw.pidFile, []*job{j})
+	}
+	res, err := c.finishJob(j)
+	if err != nil {
 		return nil, err
 	}
+	if !o.NoNetwork && side == nil {
+		if res.Network, err = forwarder.ReadNetwork(j.fw.cfg); err != nil {
+			return nil, &forwarderError{Op: "read back the network of", Dir: j.fw.cfg.Dir, Err: err}
+		}
+	}
+	return res, nil
+}
 
+// errLockBusy is openJob's error when it may not wait for the record
+// lock and another call holds it.
+var errLockBusy = errors.New("record lock held by another call")
+
+// openJob starts an attachment's ADD of nmaps mappings, compiled by comp:
+// its record lock (waiting for it when wait says so), its record, read
+// and checked (lockRecord), what it claims, and its forwarder (a managed
+// one is started or reused; side, when set, is a chained one's). On
+// success the caller owns j.lock. Whether the claims count is judged
+// in the transaction, by the forwarder it reaches (see runBatch).
+func (c *Core) openJob(ctx context.Context, k Key, o Options, comp *compiler, nmaps int, side *sidenet.Side, wait bool) (*job, error) {
+	st := recordStore(&o)
+	lctx := ctx
+	if !wait {
+		var cancel context.CancelFunc
+		lctx, cancel = context.WithTimeout(ctx, 0)
+		defer cancel()
+	}
+	lock, prev, err := c.lockRecord(lctx, &o, st, k.storeKey())
+	if err != nil {
+		var be *store.BusyError
+		if !wait && errors.As(err, &be) {
+			return nil, errLockBusy
+		}
+		return nil, err
+	}
+	fail := func(err error) (*job, error) {
+		lock.Drop()
+		return nil, err
+	}
+	if err := c.step("add: locked"); err != nil {
+		return fail(err)
+	}
+	if lock.FromIntent() {
+		// A call killed after its intent: make that intent the record
+		// file before a new intent replaces it in the lock file.
+		if err := lock.Write(prev); err != nil {
+			return fail(err)
+		}
+	}
 	var fw *fwd
-	if m == modeChained {
-		fw, prev, err = c.chainedForwarder(ctx, &o, k, lock, prev, side)
+	if side != nil {
+		fw, prev, err = c.chainedForwarder(ctx, &o, k, lock, prev, *side)
 	} else {
 		fw, prev, err = c.forwarderFor(ctx, &o, k, lock, prev)
 	}
 	if err != nil {
-		return nil, err
+		return fail(err)
 	}
 	owned, claimed := c.leaveOld(ctx, &o, prev, fw)
+	return &job{core: c, k: k, o: o, comp: comp, nmaps: nmaps, lock: lock, prev: prev, fw: fw,
+		owned: owned, claimed: claimed, next: fw.record(k, owned)}, nil
+}
 
-	next := fw.record(k, owned)
-	if len(ms) > 0 || len(claimed) > 0 {
-		// The claimed rules count only in the forwarder they went to
-		// (see sameForwarder): the transaction's first connection
-		// checks that, and a forwarder restarted since gets a
-		// transaction of its own that claims none.
-		g := &guard{socket: fw.socket}
-		if len(claimed) > 0 {
-			g = expect(prev, fw.socket)
-		}
-		rules, err := c.apply(ctx, &o, lock, comp, next, g, prev == nil, claimed)
-		var ns *notSameError
-		if errors.As(err, &ns) {
-			c.warnf("%s; a byte-equal rule there now is another client's", ns.why)
-			next = fw.record(k, nil)
-			g = &guard{socket: fw.socket}
-			rules, err = c.apply(ctx, &o, lock, comp, next, g, prev == nil, nil)
-		}
-		if err != nil {
-			return nil, err
-		}
-		next.Rules, next.Identity = rules, storeIdentity(g.reached)
+// finishJob stores the record an ADD leaves and returns its result.
+func (c *Core) finishJob(j *job) (*Result, error) {
+	if j.err != nil {
+		return nil, j.err
+	}
+	if j.transacting() {
 		if err := c.step("add: applied"); err != nil {
 			return nil, err
 		}
 	}
-	if err := finish(lock, prev, next); err != nil {
+	if err := j.finish(); err != nil {
 		return nil, err
 	}
 	if err := c.step("add: recorded"); err != nil {
 		return nil, err
 	}
-	res := &Result{Socket: fw.socket, PIDFile: fw.pidFile, Rules: next.Rules}
-	if o.Managed && !o.NoNetwork && m != modeChained {
-		if res.Network, err = forwarder.ReadNetwork(fw.cfg); err != nil {
-			return nil, &forwarderError{Op: "read back the network of", Dir: fw.cfg.Dir, Err: err}
-		}
-	}
-	return res, nil
+	return &Result{Socket: j.fw.socket, PIDFile: j.fw.pidFile, Rules: j.next.Rules}, nil
 }
 
 // checkPaths refuses, before anything is recorded, paths that cannot
@@ -220,7 +262,9 @@ func (c *Core) forwarderFor(ctx context.Context, o *Options, k Key, lock *store.
 		paths := forwarder.Paths(dir)
 		f.socket, f.pidFile = paths.Socket, paths.PIDFile
 		rec = f.record(k, nil)
-		if err := lock.Write(rec); err != nil {
+		// Not synced: a machine crash stops the forwarder too, and the
+		// ADD's last write is.
+		if err := lock.WriteUnsynced(rec); err != nil {
 			return nil, nil, err
 		}
 	}
@@ -257,117 +301,6 @@ func (c *Core) leaveOld(ctx context.Context, o *Options, rec *store.Record, f *f
 		}
 	}
 	return owned, claimed
-}
-
-// apply runs the transaction of an ADD, writing ahead the rules it adds,
-// and returns the rules owned afterwards. next is the record to write
-// should the forwarder's state become unknown; fresh says there was no
-// record before.
-func (c *Core) apply(ctx context.Context, o *Options, lock *store.Locked, comp *compiler, next *store.Record, g *guard, fresh bool, claimed []wire.PifRule) ([]wire.PifRule, error) {
-	before := *next
-	before.Pending = wire.Minus(claimed, next.Rules)
-	wroteIntent := false
-	// Write-ahead: record the rules this ADD adds before sending them, so
-	// that if it dies after the forwarder took them, the next ADD (or
-	// DEL) knows them for this attachment's. Called inside the
-	// transaction, with rules all absent from the live table: while the
-	// connection is held no other client can add them, so a pending rule
-	// found later was this ADD's, unless another client added it after
-	// this run died.
-	intent := func(adding []wire.PifRule) error {
-		extra := wire.Minus(adding, claimed)
-		if len(extra) == 0 {
-			return nil
-		}
-		ahead := before
-		ahead.Pending = append(append([]wire.PifRule(nil), before.Pending...), extra...)
-		// The intent is written inside the transaction: the forwarder
-		// it goes to is the one the first connection reached.
-		ahead.Identity = storeIdentity(g.reached)
-		if err := lock.WriteIntent(&ahead); err != nil {
-			return err
-		}
-		wroteIntent = true
-		return c.step("add: intent written")
-	}
-	desired, err := c.transact(ctx, o, next.Socket, next.PIDFile, g, comp, claimed, intent)
-	if err == nil {
-		return desired, nil
-	}
-	switch {
-	case unknownState(err) != nil:
-		// A rollback that failed leaves this update's rules in unknown
-		// places: keep owning them so DEL removes them.
-		next.Rules = wire.Union(claimed, unknownState(err))
-		next.Identity = storeIdentity(g.reached)
-		if werr := lock.Write(next); werr != nil {
-			c.warnf("%v", werr)
-		}
-	case (wroteIntent || fresh) && nothingChanged(err):
-		// The intent did not happen: record what was before it, even
-		// when that is nothing. The DEL that a runtime sends after a
-		// failed ADD then goes by a record that owns nothing, rather than
-		// by the mappings, which may match a rule that another client
-		// holds (the likely reason for the failure).
-		before.Identity = storeIdentity(g.reached)
-		if werr := lock.Write(&before); werr != nil {
-			c.warnf("%v", werr)
-		}
-	}
-	return nil, err
-}
-
-// transact runs the one transaction of an ADD: the mappings compiled for
-// the live host table, the edits decided by the ownership policy, the
-// rules it adds written ahead by intent before anything is sent.
-func (c *Core) transact(ctx context.Context, o *Options, socket, pidFile string, g *guard, comp *compiler, claimed []wire.PifRule, intent func([]wire.PifRule) error) ([]wire.PifRule, error) {
-	var (
-		desired []wire.PifRule
-		rules   translate.Compiled
-	)
-	plan := func(live wire.Tables) ([]wire.Edit, error) {
-		host := live.Lookup(wire.PifHost)
-		if host != nil {
-			var err error
-			if rules, err = comp.compile(host.Caps); err != nil {
-				return nil, err
-			}
-		}
-		edits, err := planEdits(live, claimed, rules.Rules)
-		if err != nil {
-			return nil, comp.attribute(rules.Attribute(err))
-		}
-		var adding []wire.PifRule
-		for _, r := range edits[0].Add {
-			if !host.Contains(r) {
-				adding = append(adding, wire.PifRule{Pif: wire.PifHost, Rule: r})
-			}
-		}
-		if err := intent(adding); err != nil {
-			return nil, err
-		}
-		desired = wire.RulesIn(wire.PifHost, rules.Rules)
-		return edits, nil
-	}
-	err := c.update(ctx, o, socket, pidFile, g, plan)
-	if err == nil {
-		return desired, nil
-	}
-	var se *ctlclient.StatusError
-	if errors.As(err, &se) && se.Result != nil && se.Result.Status == ctlclient.StatusSafeFail {
-		// The forwarder does not say which rule it refused: name the
-		// mappings behind each rule of the update.
-		var from []ruleFrom
-		for _, r := range rules.Rules {
-			if idx := comp.mappings(rules.Entries(r)); len(idx) > 0 {
-				from = append(from, ruleFrom{Rule: wire.PifRule{Pif: wire.PifHost, Rule: r}, Entries: idx})
-			}
-		}
-		if len(from) > 0 {
-			err = &annotated{Err: err, From: from}
-		}
-	}
-	return nil, atSocket(socket, err)
 }
 
 // unknownState returns the rules an update may have left in the tables
@@ -413,18 +346,23 @@ func nothingChanged(err error) bool {
 }
 
 // finish stores the record an ADD leaves: none when it owns nothing and
-// started nothing, and no write at all when nothing changed.
-func finish(lock *store.Locked, prev, next *store.Record) error {
+// started nothing, and no write at all when what is on disk says it
+// already (written beside the send, or a repeated ADD).
+func (j *job) finish() error {
+	lock, next := j.lock, j.next
 	switch {
 	case len(next.Rules) == 0 && !next.Managed:
 		return lock.Remove()
-	case sameRecord(prev, next) && lock.Damaged() == nil:
+	case j.written != nil && sameRecord(j.written, next):
+		return nil
+	case j.written == nil && sameRecord(j.prev, next) && lock.Damaged() == nil:
 		return nil // a repeated ADD: nothing to write (and no fsync to wait for)
 	}
 	return lock.Write(next)
 }
 
-// sameRecord reports whether b would store what a holds, but for the time.
+// sameRecord reports whether b would store what a holds, but for the time
+// and the intent number.
 func sameRecord(a, b *store.Record) bool {
 	if a == nil || b == nil {
 		return false
@@ -432,6 +370,7 @@ func sameRecord(a, b *store.Record) bool {
 	x, y := *a, *b
 	x.Updated, y.Updated = time.Time{}, time.Time{}
 	x.Version, y.Version = store.FormatVersion, store.FormatVersion
+	x.Intent, y.Intent = 0, 0 // a write supersedes the intents anyway
 	ea, err1 := store.Encode(&x)
 	eb, err2 := store.Encode(&y)
 	return err1 == nil && err2 == nil && bytes.Equal(ea, eb)

@@ -255,7 +255,10 @@ func (c *Core) chainedForwarder(ctx context.Context, o *Options, k Key, lock *st
 		paths := forwarder.Paths(dir)
 		f.socket, f.pidFile = paths.Socket, paths.PIDFile
 		rec = f.record(k, nil)
-		if err := lock.Write(rec); err != nil {
+		// Not synced, as a managed forwarder's: a machine crash stops the
+		// forwarder and empties the pod's namespace too, and the ADD's
+		// last write is.
+		if err := lock.WriteUnsynced(rec); err != nil {
 			return nil, nil, err
 		}
 	}

@@ -132,9 +132,17 @@ func ForwarderGone(ctx context.Context, socket string) bool {
 // timeout, and reports other owners' rules that do not listen. g, when
 // set, follows the forwarder across its connections (see guard).
 func (c *Core) update(ctx context.Context, o *Options, socket, pidFile string, g *guard, plan ctlclient.Planner) error {
+	return c.updateWith(ctx, o, socket, pidFile, g, plan, 0)
+}
+
+// updateWith is update with the client's StartWait (0: its default).
+func (c *Core) updateWith(ctx context.Context, o *Options, socket, pidFile string, g *guard, plan ctlclient.Planner, startWait time.Duration) error {
 	ctx, cancel := o.step(ctx)
 	defer cancel()
 	cl := c.client(socket, pidFile)
+	if startWait > 0 {
+		cl.StartWait = startWait
+	}
 	if g != nil {
 		cl.Reached = g.check
 	}

@@ -3,6 +3,7 @@ package attach
 import (
 	"context"
 	"errors"
+	"time"
 
 	"github.com/passt-portmap/passt-portmap/pkg/ctlclient"
 	"github.com/passt-portmap/passt-portmap/pkg/store"
@@ -85,11 +86,15 @@ func (c *Core) removeRules(ctx context.Context, o *Options, rec *store.Record, r
 		}
 		mine = append(mine, r)
 	}
-	if len(mine) == 0 || ForwarderGone(ctx, socket) {
+	if len(mine) == 0 {
 		return nil
 	}
 	plan := func(live wire.Tables) ([]wire.Edit, error) { return removalEdits(live, mine), nil }
-	err := c.update(ctx, o, socket, rec.PIDFile, expect(rec, socket), plan)
+	// A forwarder that is gone has none of the rules; one that is only
+	// starting is another process, with none of them either: the
+	// removal does not wait for either to answer (see ForwarderGone).
+	// Rules are taken out only of the forwarder they went to (expect).
+	err := c.updateWith(ctx, o, socket, rec.PIDFile, expect(rec, socket), plan, time.Millisecond)
 	if gone(err) {
 		return nil
 	}

@@ -129,5 +129,16 @@ func TestDescribeDialect(t *testing.T) {
 			strings.Contains(s, "allowChained") || strings.Contains(s, "configuration key") || strings.Contains(s, "hostPort") {
 			t.Errorf("%s: %q, want %q in the front end's words only", tc.name, s, tc.want)
 		}
+		if tc.name == "second network" {
+			continue // a managed attachment's: never the outcome of an ADD that waited for another's batch
+		}
+		// Described by a leader for an ADD that waited (group commit),
+		// the waiter's front end names things as it would alone.
+		w := &waitedError{*Describe(tc.err, placeholders{})}
+		for _, d := range []Dialect{otherDialect{}, nil} {
+			if got, want := Describe(w, d), Describe(tc.err, d); got.Error() != want.Error() || got.Kind != want.Kind {
+				t.Errorf("%s, described for a waiting ADD: %v %q, want %v %q", tc.name, got.Kind, got, want.Kind, want)
+			}
+		}
 	}
 }

@@ -3,6 +3,7 @@ package attach
 import (
 	"fmt"
 	"strconv"
+	"strings"
 )
 
 // Setting is one of the core's settings, named apart from any front end:
@@ -125,3 +126,96 @@ func settingName(d Dialect, s Setting) string {
 
 // settingPhrase names s for a message: "configuration key dataDir".
 func settingPhrase(d Dialect, s Setting) string { return d.Locate(settingName(d, s)) }
+
+// placeholders is the Dialect of a description made in one process for a
+// front end of another: a leader describing the outcome of an ADD it ran
+// for a waiting one (group commit, see queue.go) does not know how the
+// waiter's input names things. It leaves marks instead, which the
+// waiter's Describe replaces with its own Dialect's names (fill).
+type placeholders struct{}
+
+// The marks: \x01 KIND ARG \x02, Locate's around its place with \x03.
+const (
+	markOpen   = "\x01"
+	markClose  = "\x02"
+	markLocEnd = "\x03"
+)
+
+func (placeholders) Setting(s Setting) string {
+	return markOpen + "s" + strconv.Itoa(int(s)) + markClose
+}
+func (placeholders) Mapping(i int, f Field) string {
+	return markOpen + "m" + strconv.Itoa(i) + "." + strconv.Itoa(int(f)) + markClose
+}
+func (placeholders) Mappings() string { return markOpen + "p" + markClose }
+func (placeholders) Locate(place string) string {
+	return markOpen + "l" + place + markLocEnd
+}
+
+// fill replaces the marks placeholders left in s with d's names. Marks
+// that do not parse are left as they are (s did not come from
+// placeholders).
+func fill(s string, d Dialect) string {
+	if !strings.Contains(s, markOpen) {
+		return s
+	}
+	// The names first, then the places made of them.
+	var b strings.Builder
+	for {
+		i := strings.Index(s, markOpen)
+		if i < 0 {
+			b.WriteString(s)
+			break
+		}
+		b.WriteString(s[:i])
+		rest := s[i+1:]
+		j := strings.Index(rest, markClose)
+		name, ok := "", false
+		if j > 0 && rest[0] != 'l' {
+			name, ok = fillName(rest[:j], d)
+		}
+		if !ok {
+			b.WriteString(markOpen)
+			s = rest
+			continue
+		}
+		b.WriteString(name)
+		s = rest[j+1:]
+	}
+	s = b.String()
+	b.Reset()
+	for {
+		i := strings.Index(s, markOpen+"l")
+		j := strings.Index(s[max(i, 0):], markLocEnd)
+		if i < 0 || j < 0 {
+			b.WriteString(s)
+			return b.String()
+		}
+		b.WriteString(s[:i])
+		b.WriteString(d.Locate(s[i+2 : i+j]))
+		s = s[i+j+1:]
+	}
+}
+
+// fillName is d's name for one mark (its text between the delimiters).
+func fillName(m string, d Dialect) (string, bool) {
+	switch m[0] {
+	case 's':
+		n, err := strconv.Atoi(m[1:])
+		if err != nil {
+			return "", false
+		}
+		return settingName(d, Setting(n)), true
+	case 'm':
+		is, fs, ok := strings.Cut(m[1:], ".")
+		i, err1 := strconv.Atoi(is)
+		f, err2 := strconv.Atoi(fs)
+		if !ok || err1 != nil || err2 != nil {
+			return "", false
+		}
+		return d.Mapping(i, Field(f)), true
+	case 'p':
+		return d.Mappings(), m == "p"
+	}
+	return "", false
+}

@@ -30,15 +30,20 @@
 // What the core does for an ADD, in order: decide the mode (chained.go:
 // attached, managed, or chained after the pod network an earlier plugin
 // made); translate the mappings (bad ones fail before anything is
-// touched); lock the attachment's record (pkg/store); start or reuse the
-// managed forwarder (pkg/forwarder) — chained, on a side interface that
-// it sets up in the pod's namespace (pkg/sidenet) — or resolve the
-// external one; release what the attachment owned at a
-// forwarder it no longer uses; write ahead the rules it is about to add
-// (the record's pending rules); run one transaction (pkg/ctlclient) whose
-// planner applies the ownership policy (policy.go: a desired rule already
-// in the table is adopted only when this attachment claims it, otherwise
-// the update is refused); record the rules owned afterwards.
+// touched); for an external forwarder, meet the other processes' ADDs on
+// it in a queue under the data directory (queue.go: one of them runs the
+// transaction of all, group commit); lock the attachment's record
+// (pkg/store); start or reuse the managed forwarder (pkg/forwarder) —
+// chained, on a side interface that it sets up in the pod's namespace
+// (pkg/sidenet) — or resolve the external one; release what the
+// attachment owned at a forwarder it no longer uses; run one transaction
+// (pkg/ctlclient, batch.go) whose planner judges each attachment's claims
+// by the identity of the forwarder reached (identity.go), applies the
+// ownership policy (policy.go: a desired rule already in the table is
+// adopted only when this attachment claims it, otherwise the update is
+// refused) and, before anything is sent, writes the rules it is about to
+// add into the held lock file (the intent: pending rules); record the
+// rules owned afterwards, beside the send where it can.
 //
 // Ownership: an attachment owns the rules its record names, and claims
 // those plus the pending ones a run that died may have left. DEL and GC

@@ -103,6 +103,21 @@ func (e *Error) Error() string {
 
 func (e *Error) Unwrap() error { return e.Err }
 
+// waitedError is the outcome of an ADD that another process ran for this
+// one (group commit, see queue.go), put into words there with the names
+// of settings and mappings left open (placeholders): Describe fills them
+// in with the front end's Dialect.
+type waitedError struct{ e Error }
+
+func (w *waitedError) Error() string { return w.named(neutral{}).Error() }
+
+func (w *waitedError) named(d Dialect) *Error {
+	e := w.e
+	e.Msg, e.Details = fill(e.Msg, d), fill(e.Details, d)
+	e.Err = w
+	return &e
+}
+
 // ConfigError is a bad configuration value. The core names it by
 // Setting, which the front end's Dialect renders (List and Entry name an
 // entry of a list setting, pastaArgs; Also more settings at fault with
@@ -264,6 +279,7 @@ func outcome(err error, k Kind, msg, details string) *Error {
 // mappings and the calls it makes up.
 func describeCall(err error, d Dialect) *Error {
 	var (
+		we  *waitedError
 		ae  *Error
 		gce *GCError
 		ste *StatusError
@@ -275,6 +291,8 @@ func describeCall(err error, d Dialect) *Error {
 		re  *podman.ReservationError
 	)
 	switch {
+	case errors.As(err, &we):
+		return we.named(d)
 	case errors.As(err, &ae):
 		return ae
 	case errors.As(err, &gce) && len(gce.Failed) > 0:

@@ -37,17 +37,18 @@ func (c *Core) Status(ctx context.Context, o Options) error {
 	return nil
 }
 
-// probeSize is what Status writes to the data directory to see that a
-// record fits: about the size of the record of an attachment with a full
-// table (255 rules, owned and pending, at some 200 bytes each).
-const probeSize = 128 << 10
+// recordSize is the room a record takes at most: that of an attachment
+// with a full table (255 rules, owned and pending, at some 200 bytes
+// each), in its file and its backup copy.
+const recordSize = 128 << 10
 
 // canRecord checks that the data directory is safe (see store.CheckDir)
 // and that a record can be written into it now: a full file system, or
-// one mounted read-only, cannot take one.
+// one mounted read-only, cannot take one. It writes nothing (see
+// store.Room).
 func canRecord(o *Options) error {
 	if err := store.EnsureDir(o.DataDir); err != nil {
 		return err
 	}
-	return recordStore(o).Probe(probeSize)
+	return recordStore(o).Room(recordSize)
 }

@@ -98,9 +98,11 @@ func TestNoOpSendsNothingButVerifies(t *testing.T) {
 	if err != nil || res.Status != ctlclient.StatusSuccess {
 		t.Fatalf("%v %+v", err, res)
 	}
-	waitFor(t, func() bool { return s.Stats().ReadOnly == 2 })
-	if st := s.Stats(); st.Updates != 1 {
-		t.Fatalf("no-op sent something: %+v", st)
+	// One connection: the tables read, the listeners checked while it
+	// is held, closed without sending.
+	waitFor(t, func() bool { return s.Stats().ReadOnly == 1 })
+	if st := s.Stats(); st.Updates != 1 || st.Conns != 1 {
+		t.Fatalf("no-op sent something, or connected twice: %+v", st)
 	}
 	// A no-op whose rule does not listen is still a failure.
 	s.FailBind(p)
@@ -113,6 +115,23 @@ func TestNoOpSendsNothingButVerifies(t *testing.T) {
 	}
 	if st := s.Stats(); st.Updates != 2 {
 		t.Fatalf("a no-op rolled something back: %+v", st)
+	}
+}
+
+// A verified update whose rules listen where nothing of the forwarder
+// listened before, and whose removed rules no longer do, is established
+// from the listeners: one connection, nothing read back.
+func TestVerifiedUpdateOneConnection(t *testing.T) {
+	pa, pb := freePort(t), freePort(t)
+	ts := ctltest.DefaultTables()
+	ts[0].Rules = []wire.Rule{tcp(pb)}
+	s := ctltest.NewServer(t, ts)
+	res, err := newClient(s).Update(context.Background(), edit(wire.Edit{Pif: wire.PifHost, Remove: []wire.Rule{tcp(pb)}, Add: []wire.Rule{tcp(pa)}}), ctlclient.UpdateOptions{})
+	if err != nil || res.Status != ctlclient.StatusSuccess || len(res.Added) != 1 || len(res.Removed) != 1 {
+		t.Fatalf("%v %+v", err, res)
+	}
+	if st := s.Stats(); st.Conns != 1 || st.Updates != 2 { // the server's own tables, then this update
+		t.Fatalf("stats %+v, want one connection that updated", st)
 	}
 }
 
@@ -254,8 +273,8 @@ func TestMixed(t *testing.T) {
 	pa, pb := freePort(t), freePort(t)
 	ts := ctltest.DefaultTables()
 	ts[0].Rules = []wire.Rule{tcp(pb)}
-	// Another client puts pb back right before the read-back.
-	s := ctltest.NewServer(t, ts, ctltest.WithFaults(ctltest.Fault{}, ctltest.Fault{Before: func(s *ctltest.Server) {
+	// Another client puts pb back right after the update.
+	s := ctltest.NewServer(t, ts, ctltest.WithFaults(ctltest.Fault{After: func(s *ctltest.Server) {
 		cur := s.Tables()
 		cur[0].Rules = append(cur[0].Rules, tcp(pb))
 		if err := s.Update(cur); err != nil {

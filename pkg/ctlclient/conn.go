@@ -19,7 +19,7 @@ import (
 // Defaults of the Client's tunables.
 const (
 	defaultRetryMin   = time.Millisecond
-	defaultRetryMax   = 50 * time.Millisecond
+	defaultRetryMax   = 10 * time.Millisecond
 	defaultTimeout    = 10 * time.Second
 	defaultListenWait = 200 * time.Millisecond
 	defaultStartWait  = 500 * time.Millisecond

@@ -12,14 +12,33 @@ import (
 // update runs Update within ctx.
 func (c *Client) update(ctx context.Context, plan Planner, opts UpdateOptions) (*Result, error) {
 	res := &Result{Method: VerifyNone}
-	var planErr error
-	sent, err := c.transact(ctx, func(live wire.Tables) (wire.Tables, error) {
+	var (
+		planErr error
+		fresh   bool // see freshEndpoints
+		mine    []PifRule
+		// An update with nothing to change is judged on the connection
+		// that read the tables: it needs no other.
+		idle    look
+		idleErr error
+	)
+	applied := func(ts wire.Tables) bool {
+		absent, remaining, _ := judge(ts, res.Added, res.Removed)
+		return len(absent) == 0 && len(remaining) == 0
+	}
+	settled := func(l look) bool { return !applied(l.snap.Tables) || listening(l) }
+	var onIdle func(s *session, snap *Snapshot)
+	if !opts.NoVerify {
+		onIdle = func(s *session, snap *Snapshot) {
+			idle, idleErr = c.lookOn(ctx, s, snap, func(wire.Tables) []PifRule { return mine }, settled)
+		}
+	}
+	tx, err := c.transact(ctx, func(live wire.Tables) (wire.Tables, error) {
 		edits, err := plan(live)
 		if err != nil {
 			planErr = err
 			return nil, err
 		}
-		res.Edits = edits
+		res.Edits, mine = edits, wanted(edits)
 		next, added, removed, err := applyEdits(live, edits)
 		if err != nil {
 			return nil, err
@@ -28,15 +47,16 @@ func (c *Client) update(ctx context.Context, plan Planner, opts UpdateOptions) (
 		if len(added) == 0 && len(removed) == 0 {
 			return nil, nil // nothing to change: send nothing
 		}
+		fresh = c.freshEndpoints(live, next, added, removed)
 		return next, nil
-	})
+	}, onIdle)
 	switch {
 	case planErr != nil:
 		return nil, fmt.Errorf("control socket %s: plan: %w", c.Path, planErr)
 	case errors.Is(err, errUnknownPif):
 		res.Status, res.Cause = StatusSafeFail, err
 		return res, &StatusError{Path: c.Path, Result: res}
-	case err != nil && !sent:
+	case err != nil && tx.sent == nil:
 		return nil, err
 	case opts.NoVerify:
 		res.Status = StatusUnverified
@@ -47,20 +67,25 @@ func (c *Client) update(ctx context.Context, plan Planner, opts UpdateOptions) (
 		return res, nil
 	}
 	sendErr := err // the tables may or may not have arrived: look
-	if err := c.step("update: sent"); err != nil {
-		res.Status, res.Cause = StatusUnverified, err
-		return res, err
+	var l look
+	if tx.sent == nil {
+		l, err = idle, idleErr
+	} else {
+		if err := c.step("update: sent"); err != nil {
+			res.Status, res.Cause = StatusUnverified, err
+			return res, err
+		}
+		// Judge by this update's own edits, and check the listeners of
+		// its rules: at once, from the tables sent, when that settles it
+		// (see lookSent); else on a fresh connection (see lookOn).
+		var ok bool
+		if sendErr == nil && fresh {
+			l, ok = c.lookSent(tx, mine, res.Removed)
+		}
+		if !ok {
+			l, err = c.lookSettled(ctx, func(wire.Tables) []PifRule { return mine }, settled)
+		}
 	}
-
-	// Judge by this update's own edits, and check the listeners of its
-	// rules on the same connection (see lookOnce).
-	mine := wanted(res.Edits)
-	applied := func(ts wire.Tables) bool {
-		absent, remaining, _ := judge(ts, res.Added, res.Removed)
-		return len(absent) == 0 && len(remaining) == 0
-	}
-	l, err := c.lookSettled(ctx, func(wire.Tables) []PifRule { return mine },
-		func(l look) bool { return !applied(l.snap.Tables) || listening(l) })
 	if err != nil {
 		res.Status, res.Cause = StatusUnverified, err
 		if l.snap != nil {
@@ -187,7 +212,7 @@ func (c *Client) rollback(ctx context.Context, res *Result) error {
 			return nil, err
 		}
 		return next, nil
-	})
+	}, nil)
 	if err != nil {
 		// The undo may still have arrived: look before judging.
 		err = fmt.Errorf("rollback transaction: %w", err)
@@ -247,20 +272,78 @@ func (c *Client) rollback(ctx context.Context, res *Result) error {
 	return nil
 }
 
+// freshEndpoints reports whether the listeners of the rules an update
+// adds and removes tell its switch apart: no rule of the tables before
+// (live) listens where an added rule does, and no rule of the tables
+// after (next) where a removed rule did. Then a listener of the forwarder
+// where an added rule listens, and none where a removed one did, means
+// that the forwarder switched to next (see lookSent).
+func (c *Client) freshEndpoints(live, next wire.Tables, added, removed []PifRule) bool {
+	clash := func(ts wire.Tables, pr PifRule) bool {
+		t := ts.Lookup(pr.Pif)
+		if t == nil {
+			return false
+		}
+		mine := c.wantAddrs(nil, pr.Pif, pr.Rule)
+		for _, r := range t.Rules {
+			if r.Proto != pr.Rule.Proto || r.Last < pr.Rule.First || r.First > pr.Rule.Last {
+				continue
+			}
+			for _, a := range c.wantAddrs(nil, pr.Pif, r) {
+				for _, b := range mine {
+					if a == b {
+						return true
+					}
+				}
+			}
+		}
+		return false
+	}
+	for _, pr := range added {
+		if clash(live, pr) {
+			return false
+		}
+	}
+	for _, pr := range removed {
+		if clash(next, pr) {
+			return false
+		}
+	}
+	return true
+}
+
+// tx is what one transaction sent, and to whom.
+type tx struct {
+	// sent are the tables sent (or that may have been, when an error
+	// came with them); nil when nothing was sent.
+	sent wire.Tables
+	peer ucred    // the forwarder end's credentials (SO_PEERCRED)
+	id   Identity // the forwarder reached (see Client.Reached)
+}
+
 // transact runs one transaction: open, let fn compute the tables to send
-// from the live ones (nil: send nothing), send, close. sent reports
-// whether the tables were (or may have been) written.
-func (c *Client) transact(ctx context.Context, fn func(live wire.Tables) (wire.Tables, error)) (sent bool, err error) {
+// from the live ones (nil: send nothing), send, close. When fn sends
+// nothing and idle is set, idle runs with the connection still open (the
+// forwarder serves no one else meanwhile).
+func (c *Client) transact(ctx context.Context, fn func(live wire.Tables) (wire.Tables, error), idle func(*session, *Snapshot)) (tx, error) {
 	s, snap, err := c.open(ctx)
 	if err != nil {
-		return false, err
+		return tx{}, err
 	}
 	defer s.close()
+	t := tx{peer: s.peer, id: s.id}
 	next, err := fn(snap.Tables)
-	if err != nil || next == nil {
-		return false, err
+	if err != nil {
+		return t, err
 	}
-	return true, s.send(next)
+	if next == nil {
+		if idle != nil {
+			idle(s, snap)
+		}
+		return t, nil
+	}
+	t.sent = next
+	return t, s.send(next)
 }
 
 var errUnknownPif = errors.New("no such pif")

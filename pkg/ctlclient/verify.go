@@ -17,14 +17,15 @@ import (
 
 // forwarder is the process found behind the control socket.
 type forwarder struct {
-	pid    int             // 0 when not found
-	inodes map[uint64]bool // its socket inodes, nil when /proc/PID/fd is unreadable
-	fds    procnet.FDTable // the fd table inodes came from
-	uid    uint32          // SO_PEERCRED uid
+	pid int // 0 when not found
+	// fds is its fd table, read as questions need it (see
+	// procnet.FDScan); nil when /proc/PID/fd is unreadable.
+	fds *procnet.FDScan
+	uid uint32 // SO_PEERCRED uid
 	// foreign are inodes of listeners seen before the fd table was last
 	// read and not in it: not the forwarder's (it only makes new sockets).
 	foreign map[uint64]bool
-	why     string // why pid is 0 or inodes nil, for diagnostics
+	why     string // why pid is 0 or fds nil, for diagnostics
 }
 
 // findForwarder finds the process holding the listening control socket
@@ -34,7 +35,10 @@ type forwarder struct {
 // another namespace than the caller, where the caller's /proc/net/unix
 // does not show its socket); else the holder of the listening socket the
 // caller's namespace shows; else the holder of the socket the forwarder
-// accepted for s (sock_diag names it), which it holds while it serves s.
+// accepted for s (sock_diag names it), which it holds while it serves s
+// (not once the forwarder closed s: lookSent passes a session whose
+// connection is gone, and a forwarder found by none of the others is left
+// to a look on a fresh connection).
 // It does not fail: what it cannot find it leaves empty (see why).
 func (c *Client) findForwarder(s *session) forwarder {
 	f := forwarder{uid: s.peer.uid}
@@ -52,9 +56,9 @@ func (c *Client) findForwarder(s *session) forwarder {
 			continue
 		}
 		inodes, _ := procnet.UnixListenersIn(filepath.Join(procnet.Root, strconv.Itoa(pid), "net"), c.Path)
-		fds, err := procnet.ReadFDs(pid)
-		if holdsAny(fds.Sockets, inodes) {
-			f.pid, f.fds, f.inodes = pid, fds, fds.Sockets
+		fds, err := procnet.ScanFDs(pid)
+		if err == nil && fds.HoldsAny(inodes) {
+			f.pid, f.fds = pid, fds
 			break
 		}
 		if i == len(candidates)-1 && c.PIDFile != "" {
@@ -85,9 +89,9 @@ func (c *Client) findForwarder(s *session) forwarder {
 		f.pid = pid
 	}
 	c.setCachedPID(f.pid)
-	if f.inodes == nil {
-		if fds, err := procnet.ReadFDs(f.pid); err == nil {
-			f.fds, f.inodes = fds, fds.Sockets
+	if f.fds == nil {
+		if fds, err := procnet.ScanFDs(f.pid); err == nil {
+			f.fds = fds
 		} else {
 			f.why = err.Error()
 		}
@@ -95,9 +99,15 @@ func (c *Client) findForwarder(s *session) forwarder {
 	return f
 }
 
+// holds reports whether f holds a socket with inode ino.
+func (f *forwarder) holds(ino uint64) bool { return f.fds != nil && f.fds.Holds(ino) }
+
 // acceptedHolder returns the process holding the socket the forwarder
 // accepted for s.
 func (c *Client) acceptedHolder(s *session) (int, error) {
+	if s.conn == nil {
+		return 0, fmt.Errorf("the connection to %s is closed: the socket the forwarder accepted for it is gone", c.Path)
+	}
 	rc, err := s.conn.SyscallConn()
 	if err != nil {
 		return 0, err
@@ -120,16 +130,16 @@ func (c *Client) acceptedHolder(s *session) (int, error) {
 // appeared that it did not hold: those it still does not hold are
 // foreign from now on.
 func (f *forwarder) reread(seen []uint64) {
-	fds, err := procnet.ReadFDs(f.pid)
+	fds, err := procnet.ScanFDs(f.pid)
 	if err != nil {
 		return // keep the last table: the next look fails the same way
 	}
-	f.fds, f.inodes = fds, fds.Sockets
+	f.fds = fds
 	if f.foreign == nil {
 		f.foreign = map[uint64]bool{}
 	}
 	for _, ino := range seen {
-		if !f.inodes[ino] {
+		if !f.holds(ino) {
 			f.foreign[ino] = true
 		}
 	}
@@ -139,22 +149,13 @@ func (f *forwarder) reread(seen []uint64) {
 // SPLICE listeners, as a path that opens it ("" when unknown: SPLICE
 // rules go unchecked). It looks at the namespaces f's fd table held.
 func (f forwarder) guestNS() string {
-	if f.inodes == nil {
+	if f.fds == nil {
 		return ""
 	}
-	if ns := f.fds.NetNS(); len(ns) == 1 {
+	if ns := f.fds.Table().NetNS(); len(ns) == 1 {
 		return ns[0]
 	}
 	return ""
-}
-
-func holdsAny(socks map[uint64]bool, inodes []uint64) bool {
-	for _, ino := range inodes {
-		if socks[ino] {
-			return true
-		}
-	}
-	return false
 }
 
 func (c *Client) cachedPID() int {
@@ -171,7 +172,7 @@ func (c *Client) setCachedPID(pid int) {
 
 // method says how listeners are attributed to f.
 func (f forwarder) method() VerifyMethod {
-	if f.inodes != nil {
+	if f.fds != nil {
 		return VerifyInodes
 	}
 	return VerifyUID
@@ -212,29 +213,28 @@ func (p *portSet) add(port uint16)      { p[port/64] |= 1 << (port % 64) }
 func (p *portSet) has(port uint16) bool { return p != nil && p[port/64]&(1<<(port%64)) != 0 }
 
 // readListeners reads the listening sockets that f holds for rules of
-// pif at the addresses of want, attributed by inode or uid: those of its
-// own network namespace for HOST (through sock_diag when that is the
-// caller's, else /proc/PID/net), those of the guest's namespace for
-// SPLICE (pasta binds them there; only root can look). ok is false when
-// the pif's sockets cannot be looked at.
-func (f forwarder) readListeners(pif string, want []addrKey) (ls listeners, ok bool, err error) {
+// pif at the addresses and ports of want, attributed by inode or uid:
+// those of its own network namespace for HOST (through sock_diag when
+// that is the caller's, else /proc/PID/net), those of the guest's
+// namespace for SPLICE (pasta binds them there; only root can look). A
+// socket at another port is not looked at (whose it is would cost a read
+// of f's fd table). ok is false when the pif's sockets cannot be looked
+// at.
+func (f *forwarder) readListeners(pif string, want map[addrKey]*portSet) (ls listeners, ok bool, err error) {
 	reset := func() {
 		ls.mine, ls.others = make(map[addrKey]*portSet, len(want)), nil
-		for _, k := range want {
-			if ls.mine[k] == nil {
-				ls.mine[k] = new(portSet)
-			}
+		for k := range want {
+			ls.mine[k] = new(portSet)
 		}
 	}
-	inodes := f.inodes
 	add := func(s procnet.InetSocket) {
 		k := addrKey{udp: s.UDP, addr: s.Local.Addr()}
 		set := ls.mine[k]
 		switch {
-		case set == nil: // an address no rule needs
-		case inodes != nil && inodes[s.Inode] || inodes == nil && s.UID == f.uid:
+		case set == nil || !want[k].has(s.Local.Port()): // an address or port no rule needs
+		case f.fds != nil && f.holds(s.Inode) || f.fds == nil && s.UID == f.uid:
 			set.add(s.Local.Port())
-		case inodes != nil && !f.foreign[s.Inode]:
+		case f.fds != nil && !f.foreign[s.Inode]:
 			if ls.others == nil {
 				ls.others = map[listenKey]uint64{}
 			}
@@ -242,11 +242,15 @@ func (f forwarder) readListeners(pif string, want []addrKey) (ls listeners, ok b
 		}
 	}
 	reset()
+	var sel procnet.DiagSel // only the dumps of the families and protocols wanted
+	for k := range want {
+		sel |= procnet.DiagSelOf(k.udp, k.addr)
+	}
 	switch {
 	case pif == wire.PifHost:
 		same := f.sameNetNS()
 		if same {
-			err = procnet.DiagEach(add)
+			err = procnet.DiagSelect(sel, add)
 		}
 		if !same || err != nil {
 			reset()
@@ -257,12 +261,12 @@ func (f forwarder) readListeners(pif string, want []addrKey) (ls listeners, ok b
 				}
 			}
 		}
-	case pif == wire.PifSplice && f.inodes != nil:
+	case pif == wire.PifSplice && f.fds != nil:
 		ns := f.guestNS()
 		if ns == "" {
 			return ls, false, nil
 		}
-		err = procnet.DiagEachIn(ns, add)
+		err = procnet.DiagSelectIn(ns, sel, add)
 	default:
 		return ls, false, nil
 	}
@@ -316,6 +320,21 @@ func (c *Client) listenAddrs(pif string, r wire.Rule) []netip.Addr {
 	return []netip.Addr{r.ListenAddr()}
 }
 
+// wantPorts adds to want the ports of r at each protocol and address
+// where the forwarder listens for it.
+func (c *Client) wantPorts(want map[addrKey]*portSet, pif string, r wire.Rule) {
+	for _, k := range c.wantAddrs(nil, pif, r) {
+		set := want[k]
+		if set == nil {
+			set = new(portSet)
+			want[k] = set
+		}
+		for p := int(r.First); p <= int(r.Last); p++ {
+			set.add(uint16(p))
+		}
+	}
+}
+
 // wantAddrs appends the protocol and addresses where the forwarder
 // listens for r.
 func (c *Client) wantAddrs(out []addrKey, pif string, r wire.Rule) []addrKey {
@@ -361,6 +380,9 @@ type listenCheck struct {
 	// unknown are inodes of listeners, not the forwarder's when its fd
 	// table was read, at ports it lacks: it may have bound them since.
 	unknown []uint64
+	// held are rules taken out of the tables checked whose ports the
+	// forwarder still listens on (or that could not be looked at).
+	held []PifRule
 }
 
 // look is one consistent view of the forwarder: its tables and its
@@ -372,19 +394,24 @@ type look struct {
 }
 
 // lookSettled reads the tables on a fresh connection and checks the
-// listeners of mine(tables) before closing it. The forwarder serves one
-// client at a time, and every switch closes and reopens all its
-// listeners, so while the connection is held no other client can switch:
-// the listeners seen belong to the tables read. Until settled says the
-// look is final, the listeners are checked again, for at most
-// c.ListenWait (within ctx): pasta retries failed binds by itself, about
-// once a second. It sends nothing.
+// listeners of mine(tables) before closing it (see lookOn).
 func (c *Client) lookSettled(ctx context.Context, mine func(wire.Tables) []PifRule, settled func(look) bool) (look, error) {
 	s, snap, err := c.open(ctx)
 	if err != nil {
 		return look{}, err
 	}
 	defer s.close()
+	return c.lookOn(ctx, s, snap, mine, settled)
+}
+
+// lookOn checks the listeners of mine(tables) on the open session s,
+// which read snap. The forwarder serves one client at a time, and every
+// switch closes and reopens all its listeners, so while the connection is
+// held no other client can switch: the listeners seen belong to the
+// tables read. Until settled says the look is final, the listeners are
+// checked again, for at most c.ListenWait (within ctx): pasta retries
+// failed binds by itself, about once a second. It sends nothing.
+func (c *Client) lookOn(ctx context.Context, s *session, snap *Snapshot, mine func(wire.Tables) []PifRule, settled func(look) bool) (look, error) {
 	wait := c.ListenWait
 	if wait <= 0 {
 		wait = defaultListenWait
@@ -396,10 +423,10 @@ func (c *Client) lookSettled(ctx context.Context, mine func(wire.Tables) []PifRu
 	// table again only where an unattributed listener appeared.
 	f := c.findForwarder(s)
 	for {
-		lc, err := c.checkOnce(f, snap.Tables, rules)
+		lc, err := c.checkOnce(&f, snap.Tables, rules, nil)
 		if err == nil && len(lc.unknown) > 0 {
 			f.reread(lc.unknown)
-			lc, err = c.checkOnce(f, snap.Tables, rules)
+			lc, err = c.checkOnce(&f, snap.Tables, rules, nil)
 		}
 		l := look{snap: snap, f: f, lc: lc}
 		if err != nil || settled(l) || time.Now().After(deadline) {
@@ -413,24 +440,63 @@ func (c *Client) lookSettled(ctx context.Context, mine func(wire.Tables) []PifRu
 	}
 }
 
+// lookSent establishes an update's outcome without another connection,
+// when it can: the forwarder closed the connection after reading every
+// table, so it has switched to them or refused them, and if every rule
+// asked for (mine) has the forwarder's listening socket on each port,
+// and no rule it took out (gone) still has one, it switched, and the
+// tables sent are the ones it holds (a client that switched since then
+// would have had to take this update's rules out, and put back what it
+// removed, to make the listeners say otherwise). Anything else, a
+// listener it cannot attribute included, is for a look on a fresh
+// connection to judge (ok false).
+func (c *Client) lookSent(t tx, mine, gone []PifRule) (l look, ok bool) {
+	// The listeners are those of the forwarder at the path now: it must
+	// still be the one the update went to (its socket file unchanged),
+	// else a fresh connection, whose Reached hook sees the change, judges.
+	now := socketFile(c.Path)
+	now.PeerPID = t.id.PeerPID
+	if !t.id.Known() || now != t.id {
+		return look{}, false
+	}
+	// The connection is closed: only the processes the peer, the PID
+	// file and the socket's listeners name can be the forwarder here.
+	f := c.findForwarder(&session{path: c.Path, peer: t.peer})
+	if f.pid == 0 {
+		return look{}, false
+	}
+	lc, err := c.checkOnce(&f, t.sent, mine, gone)
+	if err != nil || len(lc.failed) > 0 || len(lc.unknown) > 0 || len(lc.held) > 0 {
+		return look{}, false
+	}
+	return look{snap: &Snapshot{Tables: t.sent, PeerUID: t.peer.uid}, f: f, lc: lc}, true
+}
+
 // listening is the settled test of a look whose only question is whether
 // the rules asked for listen.
 func listening(l look) bool { return len(l.lc.failed) == 0 }
 
-func (c *Client) checkOnce(f forwarder, ts wire.Tables, mine []PifRule) (listenCheck, error) {
+// checkOnce checks the listeners of every rule of ts that needs one
+// (mine are the caller's; the failures of the others are warnings), and
+// that no port of the rules gone, taken out of ts, still has one of the
+// forwarder's (held).
+func (c *Client) checkOnce(f *forwarder, ts wire.Tables, mine, gone []PifRule) (listenCheck, error) {
 	lc := listenCheck{method: f.method()}
 	isMine := map[wire.PifRuleKey]bool{}
 	for _, m := range mine {
 		isMine[m.Key()] = true
 	}
-	var want []addrKey
+	_, goneBy := wire.ByPif(gone)
 	for _, t := range ts {
 		pif := t.Name()
-		want = want[:0]
+		want := map[addrKey]*portSet{}
 		for _, r := range t.Rules {
 			if needsListener(r) {
-				want = c.wantAddrs(want, pif, r)
+				c.wantPorts(want, pif, r)
 			}
+		}
+		for _, r := range goneBy[pif] {
+			c.wantPorts(want, pif, r)
 		}
 		if len(want) == 0 {
 			continue // read once per pif, and only when a rule needs it
@@ -438,6 +504,12 @@ func (c *Client) checkOnce(f forwarder, ts wire.Tables, mine []PifRule) (listenC
 		ls, ok, err := f.readListeners(pif, want)
 		if err != nil {
 			return lc, err
+		}
+		for _, r := range goneBy[pif] {
+			pr := PifRule{Pif: pif, Rule: r}
+			if ports, _ := c.missingPorts(ls, pr); !ok || len(ports) < int(r.Last)-int(r.First)+1 {
+				lc.held = append(lc.held, pr)
+			}
 		}
 		for _, r := range t.Rules {
 			if !needsListener(r) {

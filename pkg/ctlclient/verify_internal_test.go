@@ -6,6 +6,7 @@ import (
 	"os"
 	"testing"
 
+	"github.com/passt-portmap/passt-portmap/pkg/ctlclient/procnet"
 	"github.com/passt-portmap/passt-portmap/pkg/wire"
 )
 
@@ -33,15 +34,15 @@ func TestAttributionByUID(t *testing.T) {
 		uid    uint32
 		failed int
 	}{{uint32(os.Getuid()), 0}, {uint32(os.Getuid()) + 4242, 1}} {
-		f := forwarder{pid: os.Getpid(), uid: tc.uid} // inodes nil: fds "unreadable"
-		lc, err := c.checkOnce(f, ts, mine)
+		f := forwarder{pid: os.Getpid(), uid: tc.uid} // fds nil: "unreadable"
+		lc, err := c.checkOnce(&f, ts, mine, nil)
 		if err != nil || lc.method != VerifyUID || len(lc.failed) != tc.failed {
 			t.Fatalf("uid %d: %+v %v", tc.uid, lc, err)
 		}
 	}
 	// By inode: only the sockets the process holds (init holds not ours).
-	f := forwarder{pid: 1, inodes: map[uint64]bool{}}
-	if lc, err := c.checkOnce(f, ts, mine); err != nil || lc.method != VerifyInodes || len(lc.failed) != 1 {
+	f := initForwarder(t)
+	if lc, err := c.checkOnce(&f, ts, mine, nil); err != nil || lc.method != VerifyInodes || len(lc.failed) != 1 {
 		t.Fatalf("by inode with none held: %+v %v", lc, err)
 	}
 }
@@ -52,9 +53,9 @@ func TestAttributionByUID(t *testing.T) {
 func TestUnknownListenerRereadOnce(t *testing.T) {
 	ts, mine := listeningRule(t)
 	c := &Client{}
-	// init (pid 1) holds neither this socket nor, before the read, anything.
-	f := forwarder{pid: 1, inodes: map[uint64]bool{}}
-	lc, err := c.checkOnce(f, ts, mine)
+	// init (pid 1) does not hold this socket.
+	f := initForwarder(t)
+	lc, err := c.checkOnce(&f, ts, mine, nil)
 	if err != nil || len(lc.failed) != 1 || len(lc.unknown) != 1 {
 		t.Fatalf("first check: %+v %v", lc, err)
 	}
@@ -62,16 +63,27 @@ func TestUnknownListenerRereadOnce(t *testing.T) {
 	if !f.foreign[lc.unknown[0]] {
 		t.Fatalf("inode %d not foreign after a read of pid 1's table", lc.unknown[0])
 	}
-	lc, err = c.checkOnce(f, ts, mine)
+	lc, err = c.checkOnce(&f, ts, mine, nil)
 	if err != nil || len(lc.failed) != 1 || len(lc.unknown) != 0 {
 		t.Fatalf("after the read: %+v %v", lc, err)
 	}
 	// The same socket, in the forwarder's table: it listens.
 	f = forwarder{pid: os.Getpid()}
 	f.reread(nil)
-	if lc, err := c.checkOnce(f, ts, mine); err != nil || len(lc.failed) != 0 || len(lc.unknown) != 0 {
+	if lc, err := c.checkOnce(&f, ts, mine, nil); err != nil || len(lc.failed) != 0 || len(lc.unknown) != 0 {
 		t.Fatalf("own socket: %+v %v", lc, err)
 	}
+}
+
+// initForwarder is a forwarder whose fd table is init's (pid 1), which
+// holds none of the test's sockets.
+func initForwarder(t *testing.T) forwarder {
+	t.Helper()
+	fds, err := procnet.ScanFDs(1)
+	if err != nil {
+		t.Fatalf("fd table of pid 1 (the tests run as root): %v", err)
+	}
+	return forwarder{pid: 1, fds: fds}
 }
 
 // The port set holds exactly the ports added, at both ends of the range.

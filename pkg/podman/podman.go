@@ -32,21 +32,34 @@ type Process struct {
 // direct child; a wrapper script adds a level). proc is where proc is
 // mounted. ok is false when there is none or the chain cannot be read.
 func Ancestor(proc string, pid, depth int) (p Process, ok bool) {
+	// One read of /proc/PID/stat per level: it holds the command name
+	// (as /proc/PID/comm does) and the parent's PID.
+	ppid, err := parentOf(proc, pid)
 	for range depth {
-		ppid, err := parentOf(proc, pid)
 		if err != nil || ppid <= 1 {
 			return Process{}, false
 		}
-		comm, err := os.ReadFile(filepath.Join(proc, strconv.Itoa(ppid), "comm"))
-		if err != nil {
+		b, rerr := os.ReadFile(filepath.Join(proc, strconv.Itoa(ppid), "stat"))
+		if rerr != nil {
 			return Process{}, false
 		}
-		if c := strings.TrimSpace(string(comm)); c == "podman" {
-			return Process{PID: ppid, Comm: c}, true
+		if statComm(b) == "podman" {
+			return Process{PID: ppid, Comm: "podman"}, true
 		}
-		pid = ppid
+		ppid, err = ParseStatPPID(b)
 	}
 	return Process{}, false
+}
+
+// statComm returns the command name of a /proc/PID/stat line: between
+// the first "(" and the last ")".
+func statComm(b []byte) string {
+	s := string(b)
+	i, j := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
+	if i < 0 || j < i {
+		return ""
+	}
+	return s[i+1 : j]
 }
 
 // parentOf reads the parent PID from /proc/PID/stat. The command name in

@@ -418,6 +418,27 @@ func (d *Dir) WriteAtomic(name, tmpPrefix string, b []byte, perm uint32, durable
 	return nil
 }
 
+// Rename renames oldName in d to newName in d, never replacing what is
+// at newName (renameat2 RENAME_NOREPLACE: an error wrapping fs.ErrExist
+// then). Links are renamed, never followed.
+func (d *Dir) Rename(oldName, newName string) error {
+	for _, n := range []string{oldName, newName} {
+		if err := checkName(n); err != nil {
+			return err
+		}
+	}
+	for {
+		err := unix.Renameat2(d.fd, oldName, d.fd, newName, unix.RENAME_NOREPLACE)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return &os.LinkError{Op: "rename", Old: d.Join(oldName), New: d.Join(newName), Err: err}
+		}
+		return nil
+	}
+}
+
 // Remove removes the name from d (never what a link there points to): a
 // file, a link, a socket, a FIFO, or an empty directory. A missing name is
 // an error wrapping fs.ErrNotExist.

@@ -112,7 +112,10 @@ type Record struct {
 	// Side is what a chained attachment set up in the pod's namespace
 	// besides its managed forwarder (nil for other attachments): DEL and
 	// GC remove it, CHECK checks it.
-	Side    *Side     `json:"side,omitempty"`
+	Side *Side `json:"side,omitempty"`
+	// Intent numbers the intents of the attachment (see Locked.Arm): an
+	// intent counts only while its number is above its record's.
+	Intent  uint64    `json:"intent,omitempty"`
 	Updated time.Time `json:"updated"`
 }
 

@@ -156,8 +156,8 @@ func TestDirsChecked(t *testing.T) {
 			if _, err := s.Sweep("net"); !errors.As(err, &ue) {
 				t.Errorf("Sweep: %v", err)
 			}
-			if err := s.Probe(1); !errors.As(err, &ue) && tc.name != "network dir is a link" && tc.name != "writable by others" {
-				t.Errorf("Probe: %v", err)
+			if err := s.Room(1); !errors.As(err, &ue) && tc.name != "network dir is a link" && tc.name != "writable by others" {
+				t.Errorf("Room: %v", err)
 			}
 			if des, _ := os.ReadDir(elsewhere); len(des) != 0 {
 				t.Errorf("files made in the directory a link points to: %v", des)
@@ -243,12 +243,16 @@ func TestSweep(t *testing.T) {
 	}
 }
 
-func TestProbe(t *testing.T) {
+func TestRoom(t *testing.T) {
 	s := New(filepath.Join(t.TempDir(), "records"))
-	if err := s.Probe(64 << 10); err != nil {
+	if err := s.Room(64 << 10); err != nil {
 		t.Fatal(err)
 	}
 	if des, _ := os.ReadDir(s.Dir); len(des) != 0 {
-		t.Errorf("Probe left %v", des)
+		t.Errorf("Room left %v", des)
+	}
+	// More than any file system here has.
+	if err := s.Room(1 << 62); !errors.Is(err, unix.ENOSPC) || !strings.Contains(err.Error(), s.Dir) {
+		t.Errorf("Room of 4 EiB: %v, want ENOSPC naming %s", err, s.Dir)
 	}
 }

@@ -131,16 +131,60 @@ func (s *Store) Load(k Key) (rec *Record, damaged error, err error) {
 var errMissing = errors.New("the file is missing")
 
 // load reads the record of k, falling back to its backup copy when the
-// record file is damaged or missing. Writes keep the backup copy at the
-// record's generation or the next one (see Locked.write), which claims at
-// least every rule the attachment may have in a table, so the fallback
-// never loses a rule; and they never leave a backup copy without a record
-// file (the first write makes the record file first, Remove removes the
-// backup first), so a backup copy alone means that the record file was
-// lost, and it is the record. The fallback is not used for a record of a
-// format version this package does not know: a newer plugin wrote it, and
-// its backup may say less.
+// record file is damaged or missing, and returns the attachment's intent
+// instead when it is active (see Locked.Arm). Writes keep the backup copy
+// at the record's generation or the next one (see Locked.write), which
+// claims at least every rule the attachment may have in a table, so the
+// fallback never loses a rule; and they never leave a backup copy without
+// a record file (the first write makes the record file first, Remove
+// removes the backup first), so a backup copy alone means that the record
+// file was lost, and it is the record. The fallback is not used for a
+// record of a format version this package does not know: a newer plugin
+// wrote it, and its backup may say less.
 func load(nd *safefs.Dir, k Key) (*Record, error, error) {
+	st, err := loadState(nd, k)
+	return st.rec, st.damaged, err
+}
+
+// state is what load found of one attachment.
+type state struct {
+	rec        *Record // the record, or the active intent
+	damaged    error   // the record file's *CorruptError when its backup copy was used
+	fromIntent bool    // rec is the active intent
+	lastIntent uint64  // the highest Intent of the record and the intent
+}
+
+func loadState(nd *safefs.Dir, k Key) (state, error) {
+	rec, damaged, err := loadFiles(nd, k)
+	intent, ierr := readIntent(nd, fileName(k)+lockSuffix, k)
+	if ierr != nil {
+		return state{}, ierr
+	}
+	st := state{rec: rec, damaged: damaged}
+	if rec != nil {
+		st.lastIntent = rec.Intent
+	}
+	if intent != nil {
+		st.lastIntent = max(st.lastIntent, intent.Intent)
+	}
+	switch {
+	case err != nil && !errors.Is(err, fs.ErrNotExist):
+		// A record that cannot be read may or may not supersede the
+		// intent: nothing is decided without it.
+		return state{}, err
+	case active(intent, rec):
+		// The intent was written over what the record said then: it is
+		// the record until a newer one is written.
+		st.rec, st.fromIntent = intent, true
+		return st, nil
+	case err != nil:
+		return state{}, err
+	}
+	return st, nil
+}
+
+// loadFiles reads the record file of k, or its backup copy (see load).
+func loadFiles(nd *safefs.Dir, k Key) (*Record, error, error) {
 	name := fileName(k) + recordSuffix
 	path := nd.Join(name)
 	r, err := readRecord(nd, name, k)
@@ -289,6 +333,15 @@ func (s *Store) List(network string) ([]Entry, error) {
 			}
 			name = b
 		}
+		if b, ok := strings.CutSuffix(name, lockSuffix); ok {
+			// A lock file alone may hold the intent of a call that
+			// never wrote a record: it is the record then (see load).
+			rec := b + recordSuffix
+			if !lockAlone(nd, rec) {
+				continue
+			}
+			name = rec
+		}
 		if !strings.HasSuffix(name, recordSuffix) {
 			continue
 		}
@@ -305,6 +358,9 @@ func (s *Store) List(network string) ([]Entry, error) {
 		}
 		e.Key.Network = network
 		e.Record, e.Damaged, e.Err = load(nd, e.Key)
+		if errors.Is(e.Err, fs.ErrNotExist) {
+			continue // a lock file without an intent: no record
+		}
 		out = append(out, e)
 	}
 	sort.Slice(out, func(i, j int) bool {
@@ -315,6 +371,17 @@ func (s *Store) List(network string) ([]Entry, error) {
 		return a.IfName < b.IfName
 	})
 	return out, nil
+}
+
+// lockAlone reports whether the record file rec in nd and its backup copy
+// are both missing.
+func lockAlone(nd *safefs.Dir, rec string) bool {
+	for _, n := range []string{rec, rec + backupSuffix} {
+		if _, err := nd.Lstat(n); !missing(err) {
+			return false
+		}
+	}
+	return true
 }
 
 // Lock takes the exclusive lock of k's record, creating the directories
@@ -406,6 +473,12 @@ type Locked struct {
 	nd      *safefs.Dir // the network's directory, open while locked
 	f       *os.File
 	damaged error
+	// lastIntent is the highest intent number read or armed, and
+	// fromIntent says that the last Read returned the intent; intent
+	// that the lock file may hold one.
+	lastIntent uint64
+	fromIntent bool
+	intent     bool
 }
 
 // Key is the locked record's key.
@@ -418,30 +491,38 @@ func (l *Locked) Read() (*Record, error) {
 	if l.f == nil {
 		return nil, errors.New("store: read after unlock")
 	}
-	r, damaged, err := load(l.nd, l.key)
-	l.damaged = damaged
+	st, err := loadState(l.nd, l.key)
+	l.damaged, l.fromIntent = st.damaged, st.fromIntent
+	l.lastIntent = max(l.lastIntent, st.lastIntent)
+	if fi, serr := l.f.Stat(); serr != nil || fi.Size() > 0 {
+		l.intent = true
+	}
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
-	return r, err
+	return st.rec, err
 }
 
 // Damaged returns the *CorruptError of the record file when the last Read
 // used the backup copy instead, else nil.
 func (l *Locked) Damaged() error { return l.damaged }
 
-// Write replaces the record atomically and durably (fsync of the file
-// and of its directory). The record's key must be the locked one; Version
-// is set, and Updated when zero.
+// Write replaces the record atomically and durably: the record file is
+// synced before it is renamed into place, so that a machine crash leaves
+// the old record or the new one, never a torn one. The directory is not
+// synced: a crash may bring the old record back, which names rules and
+// forwarders that the crash ended too (a forwarder's tables live in its
+// memory), and the plugin's DEL and GC succeed on those. One fsync per
+// write. The record's key must be the locked one; Version is set,
+// Updated when zero, and Intent to at least the last intent read or
+// armed, which the record supersedes.
 func (l *Locked) Write(r *Record) error { return l.write(r, true) }
 
-// WriteIntent replaces the record atomically but does not wait for the
-// disk: for a record that matters only while the forwarder it describes
-// runs, such as the pending rules an ADD writes ahead of its transaction.
-// The forwarder's tables live in its memory, so a machine crash that
-// loses the write loses those tables too; a dead plugin process loses
-// nothing, since the rename is done.
-func (l *Locked) WriteIntent(r *Record) error { return l.write(r, false) }
+// WriteUnsynced replaces the record as Write does, but does not wait for
+// the disk: for a record of what a machine crash undoes anyway, such as
+// a managed forwarder about to be started (a dead plugin process loses
+// nothing: the rename is done).
+func (l *Locked) WriteUnsynced(r *Record) error { return l.write(r, false) }
 
 func (l *Locked) write(r *Record, durable bool) error {
 	if l.f == nil {
@@ -454,6 +535,7 @@ func (l *Locked) write(r *Record, durable bool) error {
 	if r.Updated.IsZero() {
 		r.Updated = time.Now().UTC()
 	}
+	r.Intent = max(r.Intent, l.lastIntent)
 	b, err := Encode(r)
 	if err != nil {
 		return fmt.Errorf("store: encode record: %w", err)
@@ -471,46 +553,52 @@ func (l *Locked) write(r *Record, durable bool) error {
 	if _, err := l.nd.Lstat(rec); missing(err) {
 		names[0], names[1] = names[1], names[0]
 	}
-	// One fsync of the record file (the record) and one of the directory
-	// (both renames) make the write durable; the copy is not synced on
-	// its own: it only matters once the record file is damaged later, by
-	// when the kernel has written it back.
+	// One fsync, of the record file: the copy is not synced on its own,
+	// it only matters once the record file is damaged later, by when the
+	// kernel has written it back.
 	for _, n := range names {
 		if err := l.nd.WriteAtomic(n, "."+n+tmpInfix, b, fileMode, durable && n == rec); err != nil {
 			return fmt.Errorf("store: %w", err)
 		}
 	}
-	if durable {
-		if err := l.nd.Sync(); err != nil {
-			return fmt.Errorf("store: %w", err)
+	l.damaged, l.fromIntent = nil, false
+	if l.intent {
+		// Superseded by its number already; emptied so that a record
+		// file lost later cannot bring back an intent of the past.
+		if err := l.disarm(); err != nil {
+			return err
 		}
+		l.intent = false
 	}
-	l.damaged = nil
 	return nil
 }
 
-// Remove removes the record and its lock file; a missing record is fine.
-// The lock stays held until Unlock.
+// Remove removes the record, its intent and its lock file; a missing
+// record is fine. The lock stays held until Unlock. Nothing is synced: a
+// machine crash may bring the record back, naming what the crash ended
+// (see Write).
 func (l *Locked) Remove() error {
 	if l.f == nil {
 		return errors.New("store: remove after unlock")
 	}
+	// The intent first: with the record gone it would be read as the
+	// record. Then the backup copy: alone, it would be read as the record.
+	if err := l.disarm(); err != nil {
+		return err
+	}
 	name := fileName(l.key)
-	// The backup copy first: alone, it would be read as the record.
 	for _, n := range []string{name + recordSuffix + backupSuffix, name + recordSuffix, name + lockSuffix} {
 		if err := l.nd.Remove(n); err != nil && !missing(err) {
 			return fmt.Errorf("store: %w", err)
 		}
 	}
-	if err := l.nd.Sync(); err != nil {
-		return fmt.Errorf("store: %w", err)
-	}
 	return nil
 }
 
 // Drop releases the lock like Unlock, and first removes the lock file
-// when there is no record (neither the record file nor its backup copy):
-// a call that recorded nothing leaves nothing behind.
+// when there is no record (neither the record file nor its backup copy
+// nor an intent in the lock file): a call that recorded nothing leaves
+// nothing behind.
 func (l *Locked) Drop() error {
 	if l.f == nil {
 		return nil
@@ -521,6 +609,9 @@ func (l *Locked) Drop() error {
 		if _, err := l.nd.Lstat(n); !missing(err) {
 			empty = false
 		}
+	}
+	if fi, err := l.f.Stat(); err != nil || fi.Size() > 0 {
+		empty = false // an intent, armed or left by a call before
 	}
 	var err error
 	if empty {

@@ -142,9 +142,9 @@ func TestWriteReadRemove(t *testing.T) {
 	}
 }
 
-// WriteIntent replaces the record as Write does (without waiting for the
-// disk), and Claimed gives the owned rules and then the pending ones.
-func TestWriteIntentAndClaimed(t *testing.T) {
+// Arm makes an intent the record until a record is written, and
+// Claimed gives the owned rules and then the pending ones.
+func TestArmAndClaimed(t *testing.T) {
 	s := New(t.TempDir())
 	k := Key{"net", "c1", "eth0"}
 	l, err := s.Lock(ctx(t, time.Second), k)
@@ -154,8 +154,8 @@ func TestWriteIntentAndClaimed(t *testing.T) {
 	defer l.Unlock()
 	rules := sampleRules(t)
 	rec := &Record{Network: "net", ContainerID: "c1", IfName: "eth0", Socket: "/s",
-		Rules: rules[:1], Pending: []OwnedRule{rules[0], rules[1], rules[2]}}
-	if err := l.WriteIntent(rec); err != nil {
+		Rules: rules[:1], Pending: []OwnedRule{rules[0], rules[1], rules[2]}, Intent: l.NextIntent()}
+	if err := l.Arm(rec); err != nil {
 		t.Fatal(err)
 	}
 	got, err := s.Get(k)
@@ -172,7 +172,7 @@ func TestWriteIntentAndClaimed(t *testing.T) {
 	if err := l.Write(&Record{Network: "net", ContainerID: "c1", IfName: "eth0", Socket: "/s", Rules: rules}); err != nil {
 		t.Fatal(err)
 	}
-	if got, err := s.Get(k); err != nil || len(got.Pending) != 0 || len(got.Claimed()) != 3 {
+	if got, err := s.Get(k); err != nil || len(got.Pending) != 0 || len(got.Claimed()) != 3 || got.Intent != rec.Intent {
 		t.Fatalf("after Write: %+v %v", got, err)
 	}
 }

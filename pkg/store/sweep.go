@@ -12,7 +12,7 @@ import (
 
 const (
 	tmpInfix    = ".tmp-"   // temporary files of writes: .NAME.json.tmp-*, .NAME.json.bak.tmp-*
-	probePrefix = ".probe-" // Probe's files in the store's directory
+	probePrefix = ".probe-" // files of an older STATUS in the store's directory
 )
 
 // Sweep removes what calls that were refused or killed left in the
@@ -20,7 +20,7 @@ const (
 // and the lock files of attachments that have no record.
 // It touches an attachment's files only while it holds that attachment's
 // lock, taken without waiting: an attachment that a call holds is left
-// for a later sweep. It also removes Probe files that no Probe holds. It
+// for a later sweep. It also removes probe files that no call holds. It
 // returns the paths it removed.
 func (s *Store) Sweep(network string) ([]string, error) {
 	var removed []string
@@ -155,12 +155,15 @@ func sweepOne(nd *safefs.Dir, name string) ([]string, error) {
 		}
 	}
 	// Without a record (neither its file nor its backup copy, which
-	// stands for it: see load) the lock guards nothing. It is removed
-	// while held (see Lock).
+	// stands for it: see load) nor an intent in it, the lock guards
+	// nothing. It is removed while held (see Lock).
 	for _, p := range []string{name + recordSuffix, name + recordSuffix + backupSuffix} {
 		if _, err := nd.Lstat(p); !missing(err) {
 			return removed, nil
 		}
+	}
+	if holdsIntent(f) {
+		return removed, nil // the record of a call that wrote none: GC releases it
 	}
 	if err := rm(lockName); err != nil {
 		return removed, err
@@ -168,7 +171,8 @@ func sweepOne(nd *safefs.Dir, name string) ([]string, error) {
 	return removed, nil
 }
 
-// sweepProbes removes Probe files that no Probe holds.
+// sweepProbes removes the probe files of an older STATUS (which wrote one
+// to see that a record fits) that no call holds.
 func (s *Store) sweepProbes() ([]string, error) {
 	root, err := s.root(false)
 	if err != nil {
@@ -196,36 +200,4 @@ func (s *Store) sweepProbes() ([]string, error) {
 		f.Close()
 	}
 	return removed, nil
-}
-
-// Probe checks that the store can take a record now: its directories are
-// safe (see CheckDir) and a file of size bytes can be written and synced
-// in it (a full file system cannot). The file is held locked while it
-// exists, so that Sweep removes it only when a killed Probe left it.
-func (s *Store) Probe(size int) (err error) {
-	root, err := s.root(true)
-	if err != nil {
-		return err
-	}
-	defer root.Close()
-	f, name, err := root.CreateTemp(probePrefix, fileMode)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		f.Close()
-		if rerr := root.Remove(name); rerr != nil && !missing(rerr) && err == nil {
-			err = rerr
-		}
-	}()
-	if err := flock(f, unix.LOCK_EX); err != nil {
-		return fmt.Errorf("lock %s: %w", f.Name(), err)
-	}
-	if _, err := f.Write(make([]byte, size)); err != nil {
-		return fmt.Errorf("write %d bytes to %s: %w", size, f.Name(), err)
-	}
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("fsync %s: %w", f.Name(), err)
-	}
-	return nil
 }

@@ -38,27 +38,38 @@ type Config struct {
 	ScaleRuns  int
 	BigRuns    int
 	ConcRounds int
+	ConcSingle int
 	Others     int
 	Budget     time.Duration
 	Only       string
 	Prefix     string
 	CPUProfile string
 	From       string
+	// The pod cases: the directory of the CNI plugins (bridge,
+	// host-local, portmap and passt-portmap), extra keys of the chained
+	// passt-portmap, runs per command, and managed pods on the node.
+	CNIBin      string
+	ChainedConf string
+	PodRuns     int
+	NodePods    int
+	StatusRuns  int
 }
 
 // Bench holds the test bed and the tools.
 type Bench struct {
-	cfg     Config
-	env     *Env
-	ppV     *cniTool // passt-portmap, verified (the default)
-	ppNV    *cniTool // passt-portmap, "verify": false
-	pesto   *pestoTool
-	pestoN  *pestoTool // one pesto per mapping
-	pmIPT   *cniTool
-	pmNFT   *cniTool
-	prev    map[string]any  // prevResult handed to every plugin
-	straced map[string]bool // strace modes done per CNI command
-	R       *Report
+	cfg    Config
+	env    *Env
+	ppV    *cniTool // passt-portmap, verified (the default)
+	ppNV   *cniTool // passt-portmap, "verify": false
+	pesto  *pestoTool
+	pestoN *pestoTool // one pesto per mapping
+	pmIPT  *cniTool
+	pmNFT  *cniTool
+	// pod cases (libcni, a fresh namespace per pod)
+	podManaged, podBridge, podChained *podTool
+	prev                              map[string]any  // prevResult handed to every plugin
+	straced                           map[string]bool // strace modes done per CNI command
+	R                                 *Report
 }
 
 func main() {
@@ -72,9 +83,15 @@ func main() {
 	flag.IntVar(&cfg.ScaleRuns, "scale-runs", 10, "runs of each command in the scaling cases")
 	flag.IntVar(&cfg.BigRuns, "big-runs", 10, "runs of each command in the 1,000 and 10,000 cases")
 	flag.IntVar(&cfg.ConcRounds, "conc-rounds", 3, "bursts of 64 ADDs and 64 DELs (portmap: 1)")
+	flag.IntVar(&cfg.ConcSingle, "conc-single", 20, "single ADDs of passt-portmap and pesto before the bursts (the reference of the p99 target)")
 	flag.IntVar(&cfg.Others, "others", 250, "rules of other containers in the crowded-table case")
 	flag.DurationVar(&cfg.Budget, "budget", 30*time.Second, "time budget of one command in one case")
-	flag.StringVar(&cfg.Only, "only", "", "comma-separated cases to run (one,scale,others,range,compact,conc,mem,inproc); empty: all")
+	flag.StringVar(&cfg.Only, "only", "", "comma-separated cases to run (one,scale,others,range,compact,conc,mem,pods,node,status,inproc); empty: all")
+	flag.StringVar(&cfg.CNIBin, "cni-bin", "", "directory of the CNI plugins bridge, host-local, portmap and passt-portmap (the pod cases)")
+	flag.StringVar(&cfg.ChainedConf, "chained-conf", "", "JSON object of extra keys for passt-portmap chained after bridge (the pod case)")
+	flag.IntVar(&cfg.PodRuns, "pod-runs", 30, "runs of each command in the pod and node-scale cases")
+	flag.IntVar(&cfg.StatusRuns, "status-runs", 50, "runs of each command in the STATUS case")
+	flag.IntVar(&cfg.NodePods, "node-pods", 110, "managed pods already on the node in the node-scale case (Kubernetes' default maximum per node)")
 	flag.StringVar(&cfg.Prefix, "prefix", "h6b-", "prefix of the namespaces and links this program makes")
 	flag.StringVar(&cfg.CPUProfile, "cpuprofile", "", "write a CPU profile of the inproc case (the client library's own work) to this file")
 	flag.StringVar(&cfg.From, "from", "", "only write the report (figures.md, add.dat, add.gp into -out) from this results.json")
@@ -156,6 +173,9 @@ func run(ctx context.Context, cfg Config) error {
 		{"compact", func(ctx context.Context) error { return b.caseBig(ctx, "compact", 10000, 41000) }},
 		{"conc", b.caseConc},
 		{"mem", b.caseMem},
+		{"pods", b.casePods},
+		{"node", b.caseNode},
+		{"status", b.caseStatus},
 		{"inproc", b.caseInproc},
 	}
 	for _, s := range steps {
@@ -387,7 +407,7 @@ func (b *Bench) caseBig(ctx context.Context, name string, n, first int) error {
 			// rule, three rules per mapping: its time grows with the
 			// mappings. Predict from the largest case measured so far.
 			if p, from := b.R.predictIPT(n); p > b.cfg.Budget {
-				row.Skipped = append(row.Skipped, fmt.Sprintf("%s not run: one ADD predicted to take %.0f s (linear from the %d-mapping case), over the %v budget", t.Name(), p.Seconds(), from, b.cfg.Budget))
+				row.Skipped = append(row.Skipped, fmt.Sprintf("%s not run: one ADD predicted to take %.0f s (quadratic from the %d-mapping case), over the %v budget", t.Name(), p.Seconds(), from, b.cfg.Budget))
 				continue
 			}
 		}
@@ -404,42 +424,60 @@ func (b *Bench) caseBig(ctx context.Context, name string, n, first int) error {
 }
 
 // caseConc: 64 ADDs at once against one forwarder, then 64 DELs; the
-// table is read after each burst.
+// table is read after each burst. passt-portmap's and pesto's bursts
+// alternate round by round, after a few single ADDs of each (the
+// reference of the p99 target, from the same minutes).
 func (b *Bench) caseConc(ctx context.Context) error {
 	const n = 64
-	for _, t := range tools(b.ppV, b.pesto, b.pmIPT, b.pmNFT) {
+	if b.ppV != nil {
+		log.Printf("  single ADDs, %s / %s", b.ppV.Name(), b.pesto.Name())
+		res, err := cycle(ctx, []Entry{{b.ppV, fixed("conc-single", maps(20000, 1, 1))}, {b.pesto, fixed("conc-single", maps(20000, 1, 1))}}, b.cfg.ConcSingle, b.cfg.Budget, b.check)
+		if err != nil {
+			return fmt.Errorf("single ADDs: %w", err)
+		}
+		b.R.ConcSingle = &Pair{A: res[0], B: res[1]}
+	}
+	type job struct {
+		t     Tool
+		round int
+	}
+	var jobs []job
+	for round := 0; round < b.cfg.ConcRounds; round++ {
+		for _, t := range tools(b.ppV, b.pesto) {
+			jobs = append(jobs, job{t, round})
+		}
+	}
+	for _, t := range tools(b.pmIPT, b.pmNFT) {
+		jobs = append(jobs, job{t, 0}) // slow: one round
+	}
+	for _, j := range jobs {
 		// Whatever a command left behind must not make the next fail.
 		if err := b.cleanState(ctx); err != nil {
 			return err
 		}
-		rounds := b.cfg.ConcRounds
-		if t == Tool(b.pmIPT) || t == Tool(b.pmNFT) {
-			rounds = 1
-		}
-		for round := 0; round < rounds; round++ {
-			ctrs := containers(fmt.Sprintf("conc%d-", round), n, 21000)
-			if p, ok := t.(interface{ Prepare(Container) error }); ok {
-				for _, c := range ctrs {
-					if err := p.Prepare(c); err != nil {
-						return err
-					}
-				}
-			}
-			for _, op := range []string{"ADD", "DEL"} {
-				r := burst(ctx, t, op, ctrs)
-				want := n
-				if op == "DEL" {
-					want = 0
-				}
-				r.WantPlace = want
-				in, err := b.inPlace(ctx, t, ctrs)
-				if err != nil {
+		t := j.t
+		ctrs := containers(fmt.Sprintf("conc%d-", j.round), n, 21000)
+		if p, ok := t.(interface{ Prepare(Container) error }); ok {
+			for _, c := range ctrs {
+				if err := p.Prepare(c); err != nil {
 					return err
 				}
-				r.InPlace = in
-				log.Printf("  %s %d x %s: %d ok in %v, %d in place (want %d)", t.Name(), n, op, r.OK, r.Total.Round(time.Millisecond), in, want)
-				b.R.Conc = append(b.R.Conc, r)
 			}
+		}
+		for _, op := range []string{"ADD", "DEL"} {
+			r := burst(ctx, t, op, ctrs)
+			want := n
+			if op == "DEL" {
+				want = 0
+			}
+			r.WantPlace = want
+			in, err := b.inPlace(ctx, t, ctrs)
+			if err != nil {
+				return err
+			}
+			r.InPlace = in
+			log.Printf("  %s %d x %s: %d ok in %v, %d in place (want %d)", t.Name(), n, op, r.OK, r.Total.Round(time.Millisecond), in, want)
+			b.R.Conc = append(b.R.Conc, r)
 		}
 	}
 	return nil

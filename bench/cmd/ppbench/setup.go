@@ -108,6 +108,9 @@ func (e *Env) Start(ctx context.Context) error {
 		{"ip", "link", "set", e.linkMade, "up"},
 		{"ip", "-n", e.CtrNS, "addr", "add", e.CtrIP + "/24", "dev", "eth0"},
 		{"ip", "-n", e.CtrNS, "link", "set", "eth0", "up"},
+		// A managed pasta copies the node's default route into the
+		// pod: the veth stands for the node's uplink.
+		{"ip", "route", "replace", "default", "via", e.CtrIP, "dev", e.linkMade},
 	}
 	for _, s := range steps {
 		if _, err := sh(ctx, s...); err != nil {

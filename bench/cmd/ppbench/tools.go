@@ -43,6 +43,9 @@ type Container struct {
 type Sample struct {
 	Wall   time.Duration
 	MaxRSS int64 // KiB, wait4 ru_maxrss (the largest process of the tree)
+	// Oublock is wait4's ru_oublock: file system output operations, in
+	// 512-byte blocks.
+	Oublock int64
 }
 
 // Tool is a way to add and remove a container's port forwarding.
@@ -70,6 +73,7 @@ func runTimed(ctx context.Context, argv []string, env []string, stdin []byte) (S
 	if cmd.ProcessState != nil {
 		if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
 			sm.MaxRSS = ru.Maxrss
+			sm.Oublock = ru.Oublock
 		}
 	}
 	if err != nil {

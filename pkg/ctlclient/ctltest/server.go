@@ -83,6 +83,10 @@ type Fault struct {
 	// dies like a killed forwarder: its listening sockets close and the
 	// control socket file stays behind, so connects are refused.
 	CrashAfterSwitch bool
+	// After, when set, runs once the transaction is over, before the
+	// connection closes: a test can use it to change the tables as
+	// another client would right after the client's update.
+	After func(s *Server)
 }
 
 // Option configures a Server.
@@ -364,14 +368,23 @@ func (s *Server) serve() {
 		s.mu.Unlock()
 
 		crash := s.handle(conn, f)
+		if f.After != nil {
+			f.After(s)
+		}
+		if crash {
+			// A killed forwarder's sockets close together: the client
+			// sees its connection end no earlier than the listeners.
+			s.crash()
+			conn.Close()
+			s.mu.Lock()
+			s.conn = nil
+			s.mu.Unlock()
+			return
+		}
 		conn.Close()
 		s.mu.Lock()
 		s.conn = nil
 		s.mu.Unlock()
-		if crash {
-			s.crash()
-			return
-		}
 	}
 }
 

@@ -34,9 +34,38 @@ func DiagListeners() ([]InetSocket, error) {
 	return out, nil
 }
 
+// DiagSel selects the families and protocols of a sock_diag dump.
+type DiagSel uint8
+
+// The dumps, one per family and protocol.
+const (
+	DiagTCP4 DiagSel = 1 << iota
+	DiagTCP6
+	DiagUDP4
+	DiagUDP6
+	DiagAll = DiagTCP4 | DiagTCP6 | DiagUDP4 | DiagUDP6
+)
+
+// DiagSelOf is the dump that has sockets of protocol udp (else TCP) and
+// of addr's family.
+func DiagSelOf(udp bool, addr netip.Addr) DiagSel {
+	sel := DiagTCP4
+	if udp {
+		sel = DiagUDP4
+	}
+	if addr.Is6() && !addr.Is4In6() {
+		sel <<= 1
+	}
+	return sel
+}
+
 // DiagEach is DiagListeners calling fn for each socket as it is parsed,
 // without collecting them.
-func DiagEach(fn func(InetSocket)) error {
+func DiagEach(fn func(InetSocket)) error { return DiagSelect(DiagAll, fn) }
+
+// DiagSelect is DiagEach for the dumps sel selects only: a caller that
+// looks for TCP listeners on IPv4 addresses asks for one dump of four.
+func DiagSelect(sel DiagSel, fn func(InetSocket)) error {
 	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, unix.NETLINK_SOCK_DIAG)
 	if err != nil {
 		return os.NewSyscallError("socket NETLINK_SOCK_DIAG", err)
@@ -48,15 +77,19 @@ func DiagEach(fn func(InetSocket)) error {
 	buf := make([]byte, 64<<10)
 	seq := uint32(0)
 	for _, q := range []struct {
+		sel    DiagSel
 		family uint8
 		proto  uint8
 		state  uint32
 	}{
-		{unix.AF_INET, unix.IPPROTO_TCP, tcpStateListen},
-		{unix.AF_INET6, unix.IPPROTO_TCP, tcpStateListen},
-		{unix.AF_INET, unix.IPPROTO_UDP, tcpStateClose},
-		{unix.AF_INET6, unix.IPPROTO_UDP, tcpStateClose},
+		{DiagTCP4, unix.AF_INET, unix.IPPROTO_TCP, tcpStateListen},
+		{DiagTCP6, unix.AF_INET6, unix.IPPROTO_TCP, tcpStateListen},
+		{DiagUDP4, unix.AF_INET, unix.IPPROTO_UDP, tcpStateClose},
+		{DiagUDP6, unix.AF_INET6, unix.IPPROTO_UDP, tcpStateClose},
 	} {
+		if sel&q.sel == 0 {
+			continue
+		}
 		seq++
 		if err := unix.Sendto(fd, diagRequest(seq, q.family, q.proto, 1<<q.state), 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
 			return os.NewSyscallError("sendto netlink", err)

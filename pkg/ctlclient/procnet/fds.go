@@ -9,7 +9,6 @@ import (
 	"runtime"
 	"strconv"
 	"sync"
-	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -29,44 +28,13 @@ type FDTable struct {
 // descriptor, relative to the open directory, into one buffer. It fails
 // (fs.ErrPermission) where /proc/PID/fd is not readable: another user's
 // process, or a non-dumpable one (pasta makes itself non-dumpable) when
-// the caller is not root.
+// the caller is not root. ScanFDs reads only what a question needs.
 func ReadFDs(pid int) (FDTable, error) {
-	dir := filepath.Join(Root, strconv.Itoa(pid), "fd")
-	// One list of socket inodes and one of namespace candidates per
-	// worker of walkLinks, merged after.
-	var socks [][]uint64
-	var ns [][]string
-	err := walkLinks(dir, func(workers, names int) {
-		socks, ns = make([][]uint64, workers), make([][]string, workers)
-		for w := range socks {
-			socks[w] = make([]uint64, 0, names/workers+1)
-		}
-	}, func(w int, name string, link []byte) {
-		if ino, ok := parseSocketLink(link); ok {
-			socks[w] = append(socks[w], ino)
-			return
-		}
-		// A namespace opened by its /proc path reads "net:[N]"; one opened
-		// by a bind mount reads as that path (ip netns: /run/netns/NAME).
-		if bytes.HasPrefix(link, []byte("net:[")) || bytes.Contains(link, []byte("/netns/")) || bytes.HasSuffix(link, []byte("/ns/net")) {
-			ns[w] = append(ns[w], filepath.Join(dir, name))
-		}
-	})
+	s, err := ScanFDs(pid)
 	if err != nil {
 		return FDTable{}, err
 	}
-	n := 0
-	for _, l := range socks {
-		n += len(l)
-	}
-	t := FDTable{pid: pid, Sockets: make(map[uint64]bool, n)}
-	for w := range socks {
-		for _, ino := range socks[w] {
-			t.Sockets[ino] = true
-		}
-		t.nsCandidates = append(t.nsCandidates, ns[w]...)
-	}
-	return t, nil
+	return s.Table(), nil
 }
 
 // NetNS returns the paths (/proc/PID/fd/N) of the network namespace files
@@ -96,70 +64,61 @@ func (t FDTable) NetNS() []string {
 // one socket per port it forwards) among goroutines.
 const parallelLinks = 2048
 
-// walkLinks calls fn with the name and link text of every entry of the
-// /proc fd directory dir (the link is only valid during the call).
-// Entries closed meanwhile are skipped. When setup is not nil, large
-// tables are read by several workers at once: setup gets their number and
-// the number of entries before any call, and fn gets the worker's index;
-// calls with the same index never overlap. With setup nil, one worker
-// (index 0) reads all.
-func walkLinks(dir string, setup func(workers, names int), fn func(w int, name string, link []byte)) error {
+// walkLinks calls fn with the link text of every entry of the /proc fd
+// directory dir, one after the other (the link is only valid during the
+// call).
+func walkLinks(dir string, fn func(link []byte)) error {
 	d, err := os.Open(dir)
 	if err != nil {
 		return err
 	}
-	defer d.Close()
 	names, err := d.Readdirnames(-1)
+	d.Close()
 	if err != nil && !errors.Is(err, io.EOF) {
 		return err
 	}
-	workers := 1
-	if setup != nil {
-		if len(names) >= parallelLinks {
-			workers = min(runtime.GOMAXPROCS(0), 4)
-		}
-		setup(workers, len(names))
-	}
-	sc, err := d.SyscallConn()
-	if err != nil {
-		return err
-	}
-	return sc.Control(func(dfd uintptr) {
-		if workers == 1 {
-			readLinks(int(dfd), names, func(name string, link []byte) { fn(0, name, link) })
-			return
-		}
-		var wg sync.WaitGroup
-		for w := range workers {
-			part := names[w*len(names)/workers : (w+1)*len(names)/workers]
-			wg.Go(func() {
-				readLinks(int(dfd), part, func(name string, link []byte) { fn(w, name, link) })
-			})
-		}
-		wg.Wait()
-	})
+	return walkNames(dir, names, false, func(int) {}, func(_ int, _ string, link []byte) { fn(link) })
 }
 
-// readLinks reads the links names of the directory dfd into one buffer.
-func readLinks(dfd int, names []string, fn func(name string, link []byte)) {
-	buf := make([]byte, 256)
-	for _, name := range names {
-		for {
-			n, err := unix.Readlinkat(dfd, name, buf)
-			if errors.Is(err, syscall.EINTR) {
-				continue
+// walkNames calls fn with the name and link text of the entries names
+// of the /proc fd directory dir (the link is only valid during the
+// call). Entries closed meanwhile are skipped. With parallel, large
+// tables are read by several workers at once: setup gets their number
+// before any call, and fn gets the worker's index; calls with the same
+// index never overlap.
+func walkNames(dir string, names []string, parallel bool, setup func(workers int), fn func(w int, name string, link []byte)) error {
+	workers := 1
+	if parallel && len(names) >= parallelLinks {
+		workers = min(runtime.GOMAXPROCS(0), 4)
+	}
+	setup(workers)
+	if len(names) == 0 {
+		return nil
+	}
+	dfd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return &os.PathError{Op: "open", Path: dir, Err: err}
+	}
+	defer unix.Close(dfd)
+	read := func(w int, part []string) {
+		buf := make([]byte, 256)
+		for _, name := range part {
+			if link, ok := readLink(dfd, name, &buf); ok {
+				fn(w, name, link)
 			}
-			if err != nil {
-				break // closed meanwhile
-			}
-			if n == len(buf) && len(buf) < 1<<16 { // maybe cut short
-				buf = make([]byte, 2*len(buf))
-				continue
-			}
-			fn(name, buf[:n])
-			break
 		}
 	}
+	if workers == 1 {
+		read(0, names)
+		return nil
+	}
+	var wg sync.WaitGroup
+	for w := range workers {
+		part := names[w*len(names)/workers : (w+1)*len(names)/workers]
+		wg.Go(func() { read(w, part) })
+	}
+	wg.Wait()
+	return nil
 }
 
 // parseSocketLink is ParseSocketLink on bytes, without allocating.

@@ -34,6 +34,12 @@ func isNetNS(path string) bool {
 // CAP_SYS_ADMIN), where fn runs, and leaves the calling goroutine where
 // it was.
 func DiagEachIn(nsPath string, fn func(InetSocket)) error {
+	return DiagSelectIn(nsPath, DiagAll, fn)
+}
+
+// DiagSelectIn is DiagSelect inside the network namespace at nsPath (see
+// DiagEachIn).
+func DiagSelectIn(nsPath string, sel DiagSel, fn func(InetSocket)) error {
 	ch := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
@@ -58,7 +64,7 @@ func DiagEachIn(nsPath string, fn func(InetSocket)) error {
 			ch <- fmt.Errorf("enter network namespace %s: %w", nsPath, err)
 			return
 		}
-		err = DiagEach(fn)
+		err = DiagSelect(sel, fn)
 		if unix.Setns(orig, unix.CLONE_NEWNET) == nil {
 			runtime.UnlockOSThread()
 		}

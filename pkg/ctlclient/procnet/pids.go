@@ -115,7 +115,7 @@ func EachHolder(match func(inode uint64) bool, fn func(pid int, inodes []uint64)
 	}
 	for _, pid := range pids {
 		var found []uint64
-		_ = walkLinks(filepath.Join(Root, strconv.Itoa(pid), "fd"), nil, func(_ int, _ string, link []byte) {
+		_ = walkLinks(filepath.Join(Root, strconv.Itoa(pid), "fd"), func(link []byte) {
 			if ino, ok := parseSocketLink(link); ok && match(ino) {
 				found = append(found, ino)
 			}

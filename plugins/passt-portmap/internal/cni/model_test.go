@@ -110,6 +110,7 @@ type op struct {
 	network int    // opGC
 	valid   uint16 // opGC: bit i set when attachment i stays valid
 	par     []op   // opPar: what runs at the same time
+	hold    bool   // opPar: the port of par[0] (an ADD) is taken first
 }
 
 func (o op) String() string {
@@ -151,7 +152,11 @@ func (o op) String() string {
 		for i, x := range o.par {
 			parts[i] = x.String()
 		}
-		return "together: " + strings.Join(parts, " | ")
+		held := ""
+		if o.hold {
+			held = " (the port of the first taken before)"
+		}
+		return "together" + held + ": " + strings.Join(parts, " | ")
 	}
 	return fmt.Sprintf("op %d", int(o.kind))
 }
@@ -214,20 +219,28 @@ func genOps(seed uint64, n int) []op {
 	for i := range ops {
 		o := op{att: rng.IntN(modelAtts)}
 		switch x := rng.IntN(100); {
-		case x < 5:
+		case x < 9:
+			// ADDs at the same time share batches (one leads, the
+			// others wait): any of them may be stopped, leader or
+			// waiter, and the port of the first may be taken, so that
+			// its rule fails while the others' succeed.
 			o.kind = opPar
-			for _, a := range rng.Perm(modelAtts)[:2+rng.IntN(3)] {
+			for _, a := range rng.Perm(modelAtts)[:2+rng.IntN(4)] {
 				x := op{kind: opAdd, att: a, variant: rng.IntN(modelVariants)}
-				if rng.IntN(3) == 0 {
+				if rng.IntN(4) == 0 {
 					x = op{kind: opDel, att: a}
+				}
+				if rng.IntN(4) == 0 {
+					x.stopAt = 1 + rng.IntN(7)
 				}
 				o.par = append(o.par, x)
 			}
+			o.hold = o.par[0].kind == opAdd && rng.IntN(4) == 0
 			if rng.IntN(2) == 0 { // a rule on a pool port: no attachment's
 				kind := []opKind{opForeignAdd, opForeignRemove}[rng.IntN(2)]
 				o.par = append(o.par, op{kind: kind, foreign: rng.IntN(modelPool)})
 			}
-		case x < 30:
+		case x < 32:
 			o.kind, o.variant, o.stopAt = opAdd, rng.IntN(modelVariants), stop()
 		case x < 48:
 			o.kind, o.stopAt = opDel, stop()
@@ -567,8 +580,10 @@ func (m *modelRun) apply(o op) error {
 	case opAdd:
 		m.variant[o.att] = o.variant
 		canWork, why := m.addCanWork(o.att, o.variant)
+		stamp := m.stamp(o.att)
 		stopped, err := m.verb("ADD", o.att, m.conf(o.att, nil), o.stopAt)
 		m.settle(o.att, stopped, err)
+		m.rewritten(o.att, stamp)
 		if o.stopAt == 0 || stopped == "" {
 			if err := mustWork("ADD", o.att, err, canWork, why); err != nil {
 				return err
@@ -681,7 +696,7 @@ func (m *modelRun) apply(o op) error {
 			delete(m.foreign, r.Key())
 		}
 	case opPar:
-		return m.together(o.par)
+		return m.together(o.par, o.hold)
 	case opHold:
 		r, err := m.rule(o.att, o.variant)
 		if err != nil {
@@ -712,9 +727,23 @@ func (m *modelRun) apply(o op) error {
 }
 
 // together runs ops (ADD and DEL of distinct attachments, and another
-// client's update of a rule on a pool port) at the same time, then checks
-// what the DELs that succeeded promise.
-func (m *modelRun) together(ops []op) error {
+// client's update of a rule on a pool port) at the same time, with the
+// port of the first taken first when hold says so (freed after, where
+// the forwarder makes that deterministic), then checks what the calls
+// promise. ADDs at the same time share batches (one leads, the others
+// wait), and any call may be stopped, leader or waiter. A call that was
+// not stopped and met no fault must succeed (liveness), whoever ran its
+// transaction: a waiter whose leader was stopped is served by the next
+// leader. An ADD whose port was taken in the group may fail, but then
+// alone: the others of its batch are run again without it and succeed,
+// as long as its rule was not in the table before (a rule that stays in
+// the table not listening keeps the forwarder from binding the rules
+// after it) and it was not stopped after sending. Every ADD that
+// succeeded has its rules present and listening, a DEL that succeeded
+// left none. When any call was stopped, the rules of every attachment
+// of the group are in doubt (see settle) unless its call completed: the
+// one stopped may have been leading the others' ADDs.
+func (m *modelRun) together(ops []op, hold bool) error {
 	type result struct {
 		stopped string
 		took    bool
@@ -723,13 +752,42 @@ func (m *modelRun) together(ops []op) error {
 	res := make([]result, len(ops))
 	canWork := make([]bool, len(ops))
 	whys := make([]string, len(ops))
+	stamps := make([]time.Time, len(ops))
 	for i, x := range ops {
 		switch x.kind {
 		case opAdd:
+			stamps[i] = m.stamp(x.att)
 			m.variant[x.att] = x.variant
 			canWork[i], whys[i] = m.addCanWork(x.att, x.variant)
 		case opDel:
 			canWork[i], whys[i] = m.readable(x.att), "its record readable"
+		}
+	}
+	// Ports taken before the group keep rules after them unbound: what
+	// succeeds then need not listen (see the single ADD's check).
+	safe := len(m.held) == 0
+	var held uint16
+	if hold {
+		r, err := m.rule(ops[0].att, ops[0].variant)
+		if err != nil {
+			return err
+		}
+		present, err := m.onPort(r)
+		if err != nil {
+			return err
+		}
+		if m.fwd.hold(r) {
+			held = r.First
+			m.held[held] = true
+			m.trace = append(m.trace, "    held the port of a"+strconv.Itoa(ops[0].att))
+			canWork[0], whys[0] = false, "its port is taken"
+			if present || ops[0].stopAt != 0 {
+				// Its rule may stay in the table, not listening.
+				safe = false
+				for i := range canWork {
+					canWork[i], whys[i] = false, "the port of a"+strconv.Itoa(ops[0].att)+" is taken while its rule may stay in the table"
+				}
+			}
 		}
 	}
 	var wg sync.WaitGroup
@@ -739,9 +797,9 @@ func (m *modelRun) together(ops []op) error {
 			defer wg.Done()
 			switch x.kind {
 			case opAdd:
-				res[i].stopped, res[i].err = m.verb("ADD", x.att, m.conf(x.att, nil), 0)
+				res[i].stopped, res[i].err = m.verb("ADD", x.att, m.conf(x.att, nil), x.stopAt)
 			case opDel:
-				res[i].stopped, res[i].err = m.verb("DEL", x.att, m.conf(x.att, nil), 0)
+				res[i].stopped, res[i].err = m.verb("DEL", x.att, m.conf(x.att, nil), x.stopAt)
 			case opForeignAdd:
 				res[i].took = m.fwd.foreignAdd(m.foreignRule(x.foreign))
 			case opForeignRemove:
@@ -753,6 +811,10 @@ func (m *modelRun) together(ops []op) error {
 		}()
 	}
 	wg.Wait()
+	anyStopped := false
+	for i := range ops {
+		anyStopped = anyStopped || res[i].stopped != ""
+	}
 	for i, x := range ops {
 		r := m.foreignRule(x.foreign)
 		switch {
@@ -762,31 +824,60 @@ func (m *modelRun) together(ops []op) error {
 			delete(m.foreign, r.Key())
 		case x.kind == opAdd || x.kind == opDel:
 			m.settle(x.att, res[i].stopped, res[i].err)
+			if x.kind == opAdd {
+				m.rewritten(x.att, stamps[i])
+			}
+			if anyStopped && (res[i].stopped != "" || res[i].err != nil) {
+				m.doubt[x.att] = true
+			}
 		}
 	}
 	for i, x := range ops {
-		if x.kind == opAdd || x.kind == opDel {
+		if x.kind != opAdd && x.kind != opDel {
+			continue
+		}
+		if x.stopAt == 0 || res[i].stopped == "" {
 			verb := map[opKind]string{opAdd: "ADD", opDel: "DEL"}[x.kind]
 			if err := mustWork(verb+" (at the same time as others)", x.att, res[i].err, canWork[i], whys[i]); err != nil {
 				return err
 			}
 		}
-		if x.kind == opDel && res[i].err == nil {
+		if res[i].err != nil || res[i].stopped != "" {
+			continue
+		}
+		switch x.kind {
+		case opDel:
 			if err := m.released(x.att, "DEL"); err != nil {
 				return err
 			}
-		}
-		// Success means every rule of the attachment listens, after the
-		// calls made at the same time too, unless a port is taken: then
-		// another call's switch may leave rules after the one that
-		// cannot listen unbound, as pasta does.
-		if x.kind == opAdd && res[i].err == nil && len(m.held) == 0 {
+		case opAdd:
+			// Success means every rule of the attachment listens, after
+			// the calls made at the same time too.
+			if !safe {
+				continue
+			}
 			if ok, why := m.checkExpected(x.att); !ok {
 				return fmt.Errorf("ADD of a%d (at the same time as others) succeeded, but %s", x.att, why)
 			}
 		}
 	}
+	if held != 0 && m.fwd.free(held) {
+		delete(m.held, held)
+		m.trace = append(m.trace, "    freed it")
+	}
 	return nil
+}
+
+// onPort reports whether a rule on the port and protocol of r is in the
+// forwarder's host table.
+func (m *modelRun) onPort(r wire.Rule) (bool, error) {
+	ts, err := m.fwd.tables()
+	if err != nil {
+		return false, err
+	}
+	return slices.ContainsFunc(ts.Lookup(wire.PifHost).Rules, func(x wire.Rule) bool {
+		return x.Proto == r.Proto && x.First <= r.Last && r.First <= x.Last
+	}), nil
 }
 
 // settle updates whether att's rules are in doubt after one of its verbs:
@@ -797,8 +888,8 @@ func (m *modelRun) settle(att int, stopped string, err error) {
 		m.addedGen[att] = m.gen // an ADD's record names the forwarder of now
 	}
 	switch stopped {
-	case "add: locked", "del: locked", "add: recorded":
-		// Nothing sent yet, or all of it recorded.
+	case "add: locked", "del: locked", "add: recorded", "add: queued", "add: batched":
+		// Nothing sent yet by this call, or all of it recorded.
 	case "":
 		if err == nil {
 			m.doubt[att] = false
@@ -806,6 +897,42 @@ func (m *modelRun) settle(att int, stopped string, err error) {
 	default:
 		m.doubt[att] = true
 	}
+}
+
+// stamp is when att's record (or intent) was last written, zero when it
+// has none.
+func (m *modelRun) stamp(att int) time.Time {
+	rec, err := m.st.Get(modelKey(att))
+	if err != nil {
+		return time.Time{}
+	}
+	return rec.Updated
+}
+
+// rewritten notes an ADD of att that wrote its record (stamp was the
+// record's before the call) owning the rule of its mappings, whether
+// the call completed, failed or was stopped: the record is then written
+// on the forwarder running now (a record of rules it holds is written
+// beside the send, and a waiting ADD's by the call that ran its
+// transaction, which may complete it after the waiter was stopped).
+func (m *modelRun) rewritten(att int, stamp time.Time) {
+	if s := m.stamp(att); !s.IsZero() && !s.Equal(stamp) && m.ownsVariant(att) {
+		m.addedGen[att] = m.gen
+	}
+}
+
+// ownsVariant reports whether att's record owns the rule of its last
+// ADD's mappings.
+func (m *modelRun) ownsVariant(att int) bool {
+	rec, err := m.st.Get(modelKey(att))
+	if err != nil {
+		return false
+	}
+	r, err := m.rule(att, m.variant[att])
+	if err != nil {
+		return false
+	}
+	return slices.ContainsFunc(rec.Rules, func(o store.OwnedRule) bool { return o.Pif == wire.PifHost && o.Rule.Equal(r) })
 }
 
 // claims returns the rules attachment att's record claims (its rules and
