@@ -254,28 +254,53 @@ func (c *Core) forwarderFor(ctx context.Context, o *Options, k Key, lock *store.
 		return nil, nil, err
 	}
 	if rec == nil || !rec.Managed || rec.Dir != dir {
-		if rec != nil && len(rec.Rules) > 0 && rec.Socket != "" {
-			if err := c.release(ctx, o, rec); err != nil {
-				c.warnf("could not remove the rules this attachment owned at %s: %v", rec.Socket, err)
-			}
-		}
-		paths := forwarder.Paths(dir)
-		f.socket, f.pidFile = paths.Socket, paths.PIDFile
-		rec = f.record(k, nil)
-		// Not synced: a machine crash stops the forwarder too, and the
-		// ADD's last write is.
-		if err := lock.WriteUnsynced(rec); err != nil {
+		var err error
+		if rec, err = c.recordOwn(ctx, o, k, lock, rec, f); err != nil {
 			return nil, nil, err
 		}
 	}
-	sctx, cancel := o.step(ctx)
-	inst, err := forwarder.Ensure(sctx, f.cfg)
-	cancel()
+	inst, err := c.ensureOwn(ctx, o, f)
 	if err != nil {
-		return nil, nil, &forwarderError{Op: "start", Dir: dir, Err: err}
+		return nil, nil, err
 	}
 	f.socket, f.pidFile = inst.Socket, inst.PIDFile
 	return f, rec, nil
+}
+
+// recordOwn writes the record of an attachment about to start its own
+// forwarder f, in place of old, whose rules at another forwarder are
+// removed first. It is written before the forwarder starts so that DEL
+// and GC find the forwarder even when the ADD goes no further. Not
+// synced: a machine crash stops the forwarder (and empties a chained
+// pod's namespace) too, and the ADD's last write is.
+func (c *Core) recordOwn(ctx context.Context, o *Options, k Key, lock *store.Locked, old *store.Record, f *fwd) (*store.Record, error) {
+	if old != nil && len(old.Rules) > 0 && old.Socket != "" {
+		if err := c.release(ctx, o, old); err != nil {
+			c.warnf("could not remove the rules this attachment owned at %s: %v", old.Socket, err)
+		}
+	}
+	paths := forwarder.Paths(f.cfg.Dir)
+	f.socket, f.pidFile = paths.Socket, paths.PIDFile
+	rec := f.record(k, nil)
+	if err := lock.WriteUnsynced(rec); err != nil {
+		return nil, err
+	}
+	return rec, nil
+}
+
+// ensureOwn starts the attachment's own forwarder f, or finds it running,
+// within one step of the ADD's time.
+func (c *Core) ensureOwn(ctx context.Context, o *Options, f *fwd) (*forwarder.Instance, error) {
+	sctx, cancel := o.step(ctx)
+	defer cancel()
+	inst, err := forwarder.Ensure(sctx, f.cfg)
+	if err != nil {
+		if se := sideError(err); se != err {
+			return nil, se
+		}
+		return nil, &forwarderError{Op: "start", Dir: f.cfg.Dir, Err: err}
+	}
+	return inst, nil
 }
 
 // leaveOld lets go of what the previous record holds elsewhere: rules at

@@ -231,6 +231,7 @@ func (c *Core) chainedForwarder(ctx context.Context, o *Options, k Key, lock *st
 		if err := c.releaseManaged(ctx, o, rec); err != nil {
 			return nil, nil, err
 		}
+		rec.Managed, rec.Side, rec.Rules, rec.Pending = false, nil, nil, nil
 	}
 	if _, running, _ := forwarder.Running(dir); !running || !same {
 		if err := sidenet.Free(s, same); err != nil {
@@ -247,29 +248,13 @@ func (c *Core) chainedForwarder(ctx context.Context, o *Options, k Key, lock *st
 	s.Inode = ino
 	f.side = sideRecord(s)
 	if !same {
-		if rec != nil && !rec.Managed && len(rec.Rules) > 0 && rec.Socket != "" {
-			if err := c.release(ctx, o, rec); err != nil {
-				c.warnf("could not remove the rules this attachment owned at %s: %v", rec.Socket, err)
-			}
-		}
-		paths := forwarder.Paths(dir)
-		f.socket, f.pidFile = paths.Socket, paths.PIDFile
-		rec = f.record(k, nil)
-		// Not synced, as a managed forwarder's: a machine crash stops the
-		// forwarder and empties the pod's namespace too, and the ADD's
-		// last write is.
-		if err := lock.WriteUnsynced(rec); err != nil {
+		if rec, err = c.recordOwn(ctx, o, k, lock, rec, f); err != nil {
 			return nil, nil, err
 		}
 	}
-	sctx, cancel := o.step(ctx)
-	inst, err := forwarder.Ensure(sctx, f.cfg)
-	cancel()
+	inst, err := c.ensureOwn(ctx, o, f)
 	if err != nil {
-		if se := sideError(err); se != err {
-			return nil, nil, se
-		}
-		return nil, nil, &forwarderError{Op: "start", Dir: dir, Err: err}
+		return nil, nil, err
 	}
 	if err := sidenet.Setup(s); err != nil {
 		if se := sideError(err); se != err {
