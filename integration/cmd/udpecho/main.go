@@ -41,54 +41,75 @@ func main() {
 				fmt.Fprintln(os.Stderr, "udpecho:", err)
 				os.Exit(1)
 			}
-			prefix := []byte(strconv.FormatUint(port, 10) + ":")
+			var dc dstConn = conn6{ipv6.NewPacketConn(c)}
 			if network == "udp4" {
-				go func() { errs <- echo4(ipv4.NewPacketConn(c), prefix) }()
-			} else {
-				go func() { errs <- echo6(ipv6.NewPacketConn(c), prefix) }()
+				dc = conn4{ipv4.NewPacketConn(c)}
 			}
+			prefix := []byte(strconv.FormatUint(port, 10) + ":")
+			go func() { errs <- echo(dc, prefix) }()
 		}
 	}
 	fmt.Fprintln(os.Stderr, "udpecho:", <-errs)
 	os.Exit(1)
 }
 
-func echo4(p *ipv4.PacketConn, prefix []byte) error {
-	if err := p.SetControlMessage(ipv4.FlagDst, true); err != nil {
+// echo answers every datagram c reads with prefix and the datagram, from
+// the address it was sent to.
+func echo(c dstConn, prefix []byte) error {
+	if err := c.readDst(); err != nil {
 		return err
 	}
 	buf := make([]byte, 2048)
 	for {
-		n, cm, from, err := p.ReadFrom(buf)
+		n, dst, from, err := c.read(buf)
 		if err != nil {
 			return err
 		}
-		var reply *ipv4.ControlMessage
-		if cm != nil {
-			reply = &ipv4.ControlMessage{Src: cm.Dst}
-		}
-		if _, err := p.WriteTo(append(prefix[:len(prefix):len(prefix)], buf[:n]...), reply, from); err != nil {
+		if err := c.write(append(prefix[:len(prefix):len(prefix)], buf[:n]...), dst, from); err != nil {
 			return err
 		}
 	}
 }
 
-func echo6(p *ipv6.PacketConn, prefix []byte) error {
-	if err := p.SetControlMessage(ipv6.FlagDst, true); err != nil {
-		return err
+// dstConn is a UDP socket of one address family that tells the address
+// each datagram was sent to (readDst turns that on) and writes from a
+// given source address (nil: the kernel's choice).
+type dstConn interface {
+	readDst() error
+	read(b []byte) (n int, dst net.IP, from net.Addr, err error)
+	write(b []byte, src net.IP, to net.Addr) error
+}
+
+type conn4 struct{ p *ipv4.PacketConn }
+
+func (c conn4) readDst() error { return c.p.SetControlMessage(ipv4.FlagDst, true) }
+
+func (c conn4) read(b []byte) (int, net.IP, net.Addr, error) {
+	n, cm, from, err := c.p.ReadFrom(b)
+	if cm == nil {
+		return n, nil, from, err
 	}
-	buf := make([]byte, 2048)
-	for {
-		n, cm, from, err := p.ReadFrom(buf)
-		if err != nil {
-			return err
-		}
-		var reply *ipv6.ControlMessage
-		if cm != nil {
-			reply = &ipv6.ControlMessage{Src: cm.Dst}
-		}
-		if _, err := p.WriteTo(append(prefix[:len(prefix):len(prefix)], buf[:n]...), reply, from); err != nil {
-			return err
-		}
+	return n, cm.Dst, from, err
+}
+
+func (c conn4) write(b []byte, src net.IP, to net.Addr) error {
+	_, err := c.p.WriteTo(b, &ipv4.ControlMessage{Src: src}, to)
+	return err
+}
+
+type conn6 struct{ p *ipv6.PacketConn }
+
+func (c conn6) readDst() error { return c.p.SetControlMessage(ipv6.FlagDst, true) }
+
+func (c conn6) read(b []byte) (int, net.IP, net.Addr, error) {
+	n, cm, from, err := c.p.ReadFrom(b)
+	if cm == nil {
+		return n, nil, from, err
 	}
+	return n, cm.Dst, from, err
+}
+
+func (c conn6) write(b []byte, src net.IP, to net.Addr) error {
+	_, err := c.p.WriteTo(b, &ipv6.ControlMessage{Src: src}, to)
+	return err
 }
