@@ -19,8 +19,7 @@ import (
 	"os"
 	"strconv"
 
-	"golang.org/x/net/ipv4"
-	"golang.org/x/net/ipv6"
+	"github.com/passt-portmap/passt-portmap/integration/pktinfo"
 )
 
 func main() {
@@ -35,81 +34,27 @@ func main() {
 			fmt.Fprintf(os.Stderr, "udpecho: port %q: %v\n", a, err)
 			os.Exit(2)
 		}
+		prefix := []byte(strconv.FormatUint(port, 10) + ":")
 		for _, network := range []string{"udp4", "udp6"} {
-			c, err := net.ListenPacket(network, ":"+a)
+			c, err := listen(network, a)
 			if err != nil {
 				fmt.Fprintln(os.Stderr, "udpecho:", err)
 				os.Exit(1)
 			}
-			var dc dstConn = conn6{ipv6.NewPacketConn(c)}
-			if network == "udp4" {
-				dc = conn4{ipv4.NewPacketConn(c)}
-			}
-			prefix := []byte(strconv.FormatUint(port, 10) + ":")
-			go func() { errs <- echo(dc, prefix) }()
+			go func() {
+				errs <- c.Serve(func(b []byte, _ net.Addr) []byte { return append(prefix[:len(prefix):len(prefix)], b...) })
+			}()
 		}
 	}
 	fmt.Fprintln(os.Stderr, "udpecho:", <-errs)
 	os.Exit(1)
 }
 
-// echo answers every datagram c reads with prefix and the datagram, from
-// the address it was sent to.
-func echo(c dstConn, prefix []byte) error {
-	if err := c.readDst(); err != nil {
-		return err
+// listen binds port on every address of network ("udp4" or "udp6").
+func listen(network, port string) (*pktinfo.Conn, error) {
+	c, err := net.ListenPacket(network, ":"+port)
+	if err != nil {
+		return nil, err
 	}
-	buf := make([]byte, 2048)
-	for {
-		n, dst, from, err := c.read(buf)
-		if err != nil {
-			return err
-		}
-		if err := c.write(append(prefix[:len(prefix):len(prefix)], buf[:n]...), dst, from); err != nil {
-			return err
-		}
-	}
-}
-
-// dstConn is a UDP socket of one address family that tells the address
-// each datagram was sent to (readDst turns that on) and writes from a
-// given source address (nil: the kernel's choice).
-type dstConn interface {
-	readDst() error
-	read(b []byte) (n int, dst net.IP, from net.Addr, err error)
-	write(b []byte, src net.IP, to net.Addr) error
-}
-
-type conn4 struct{ p *ipv4.PacketConn }
-
-func (c conn4) readDst() error { return c.p.SetControlMessage(ipv4.FlagDst, true) }
-
-func (c conn4) read(b []byte) (int, net.IP, net.Addr, error) {
-	n, cm, from, err := c.p.ReadFrom(b)
-	if cm == nil {
-		return n, nil, from, err
-	}
-	return n, cm.Dst, from, err
-}
-
-func (c conn4) write(b []byte, src net.IP, to net.Addr) error {
-	_, err := c.p.WriteTo(b, &ipv4.ControlMessage{Src: src}, to)
-	return err
-}
-
-type conn6 struct{ p *ipv6.PacketConn }
-
-func (c conn6) readDst() error { return c.p.SetControlMessage(ipv6.FlagDst, true) }
-
-func (c conn6) read(b []byte) (int, net.IP, net.Addr, error) {
-	n, cm, from, err := c.p.ReadFrom(b)
-	if cm == nil {
-		return n, nil, from, err
-	}
-	return n, cm.Dst, from, err
-}
-
-func (c conn6) write(b []byte, src net.IP, to net.Addr) error {
-	_, err := c.p.WriteTo(b, &ipv6.ControlMessage{Src: src}, to)
-	return err
+	return pktinfo.New(c, network)
 }
