@@ -1,7 +1,6 @@
 package integration
 
 import (
-	"context"
 	"errors"
 	"os"
 	"strings"
@@ -44,12 +43,7 @@ func TestChainedHostPorts(t *testing.T) {
 	}
 	list := c.list(t, c.bridgePlugin(), c.plugin(""))
 	rt := c.rt(ms)
-	t.Cleanup(func() {
-		if err := c.inNode(t, func(ctx context.Context) error { return c.cni.DelNetworkList(ctx, list, rt) }); err != nil {
-			t.Errorf("cleanup DEL: %v", err)
-		}
-	})
-	res := c.add(t, list, rt)
+	res := c.attach(t, list, rt)
 
 	// The result is the bridge's: the pod's own address, no side.
 	if len(res.IPs) != 2 || !strings.HasPrefix(res.IPs[0].Address.String(), "10.88.0.") || !strings.HasPrefix(res.IPs[1].Address.String(), "fd88::") {
@@ -140,19 +134,11 @@ func TestChainedPodNetworkUntouched(t *testing.T) {
 	peerServer(t, c.pod, 80, "web")
 	bridge := c.list(t, c.bridgePlugin())
 	rt := c.rt(nil)
-	t.Cleanup(func() {
-		if err := c.inNode(t, func(ctx context.Context) error { return c.cni.DelNetworkList(ctx, bridge, rt) }); err != nil {
-			t.Errorf("cleanup DEL of the bridge: %v", err)
-		}
-	})
-	res := c.add(t, bridge, rt)
+	res := c.attach(t, bridge, rt)
 	before := c.podState(t)
 	mainBefore := c.podMain(t)
 
-	conf := map[string]any{"cniVersion": "1.0.0", "name": chainName, "type": "passt-portmap", "pasta": c.pasta,
-		"dataDir": c.dir + "/data", "timeout": "20s", "capabilities": map[string]any{"portMappings": true},
-		"runtimeConfig": map[string]any{"portMappings": []map[string]any{portMapping("tcp", port, 80, "")}},
-		"prevResult":    res}
+	conf := c.chainedConf(res, port, nil)
 	if err := c.execPlugin(t, "ADD", c.pod.Path, conf); err != nil {
 		c.logs(t)
 		t.Fatalf("ADD: %v", err)
@@ -195,12 +181,7 @@ func TestChainedNodeBind(t *testing.T) {
 	pktinfoServer(t, c.pod, podPort, "pod-only")
 	list := c.list(t, c.bridgePlugin(), c.plugin(""))
 	rt := c.rt([]map[string]any{portMapping("tcp", hostPort, 80, "")})
-	t.Cleanup(func() {
-		if err := c.inNode(t, func(ctx context.Context) error { return c.cni.DelNetworkList(ctx, list, rt) }); err != nil {
-			t.Errorf("cleanup DEL: %v", err)
-		}
-	})
-	c.add(t, list, rt)
+	c.attach(t, list, rt)
 	mustAsk(t, c.node, "tcp", hp("127.0.0.1", hostPort), "web saw "+sidePasta4)
 	for _, proto := range []string{"tcp", "udp"} {
 		if err := canBind(c.node, proto, podPort); err != nil {
@@ -219,19 +200,14 @@ func TestChainedUDPReplySource(t *testing.T) {
 	c := newChainNet(t)
 	ports := pastatest.FreePorts(t, "udp", 2)
 	plainPort, infoPort := int(ports[0]), int(ports[1])
-	plain := plainUDPServer(t, c.pod, 6000, "plain")
+	plain := pastatest.ServeUDP(t, c.pod, ":6000", "plain")
 	pktinfoServer(t, c.pod, 6001, "pktinfo")
 	list := c.list(t, c.bridgePlugin(), c.plugin(""))
 	rt := c.rt([]map[string]any{portMapping("udp", plainPort, 6000, ""), portMapping("udp", infoPort, 6001, "")})
-	t.Cleanup(func() {
-		if err := c.inNode(t, func(ctx context.Context) error { return c.cni.DelNetworkList(ctx, list, rt) }); err != nil {
-			t.Errorf("cleanup DEL: %v", err)
-		}
-	})
-	c.add(t, list, rt)
+	c.attach(t, list, rt)
 	mustAsk(t, c.client, "udp", hp(chainNode4, infoPort), "pktinfo saw "+chainClient4)
 	mustNotAsk(t, c.client, "udp", hp(chainNode4, plainPort))
-	if plain.Load() == 0 {
+	if plain.Hits() == 0 {
 		t.Error("the wildcard UDP server got no datagram: the request should reach it, only the reply is lost")
 	}
 }
@@ -248,12 +224,7 @@ func TestChainedForwarderKilled(t *testing.T) {
 	peerServer(t, c.pod, 80, "web")
 	list := c.list(t, c.bridgePlugin(), c.plugin(""))
 	rt := c.rt([]map[string]any{portMapping("tcp", port, 80, "")})
-	t.Cleanup(func() {
-		if err := c.inNode(t, func(ctx context.Context) error { return c.cni.DelNetworkList(ctx, list, rt) }); err != nil {
-			t.Errorf("cleanup DEL: %v", err)
-		}
-	})
-	res := c.add(t, list, rt)
+	res := c.attach(t, list, rt)
 	mustAsk(t, c.client, "tcp", hp(chainNode4, port), "web saw "+chainClient4)
 	dir := c.forwarderOf(t)
 	pid, _, err := forwarder.Running(dir)
@@ -277,10 +248,7 @@ func TestChainedForwarderKilled(t *testing.T) {
 		t.Fatalf("CHECK after the pasta was killed: %v, want 104", err)
 	}
 	t.Logf("CHECK: %v", err)
-	conf := map[string]any{"cniVersion": "1.0.0", "name": chainName, "type": "passt-portmap", "pasta": c.pasta,
-		"dataDir": c.dir + "/data", "timeout": "20s", "capabilities": map[string]any{"portMappings": true},
-		"runtimeConfig": map[string]any{"portMappings": []map[string]any{portMapping("tcp", port, 80, "")}},
-		"prevResult":    res}
+	conf := c.chainedConf(res, port, nil)
 	if err := c.execPlugin(t, "ADD", c.pod.Path, conf); err != nil {
 		c.logs(t)
 		t.Fatalf("ADD after the pasta was killed: %v", err)
@@ -310,17 +278,9 @@ func TestChainedSideClash(t *testing.T) {
 	peerServer(t, c.pod, 80, "web")
 	bridge := c.list(t, c.bridgePlugin())
 	rt := c.rt(nil)
-	t.Cleanup(func() {
-		if err := c.inNode(t, func(ctx context.Context) error { return c.cni.DelNetworkList(ctx, bridge, rt) }); err != nil {
-			t.Errorf("cleanup DEL of the bridge: %v", err)
-		}
-	})
-	res := c.add(t, bridge, rt)
+	res := c.attach(t, bridge, rt)
 	c.pod.IP(t, "route", "add", "10.77.0.0/16", "via", "10.88.0.1", "table", "20563")
-	conf := map[string]any{"cniVersion": "1.0.0", "name": chainName, "type": "passt-portmap", "pasta": c.pasta,
-		"dataDir": c.dir + "/data", "timeout": "20s", "capabilities": map[string]any{"portMappings": true},
-		"runtimeConfig": map[string]any{"portMappings": []map[string]any{portMapping("tcp", port, 80, "")}},
-		"prevResult":    res}
+	conf := c.chainedConf(res, port, nil)
 	err := c.execPlugin(t, "ADD", c.pod.Path, conf)
 	var te *types.Error
 	if !errors.As(err, &te) || te.Code != 7 || !strings.Contains(te.Error(), "configuration key sideTable") ||
@@ -354,19 +314,6 @@ func TestChainedSideClash(t *testing.T) {
 	}
 }
 
-// chainedConf is the plugin's configuration after the pod network's
-// result res, as libcni builds it, with one TCP host port.
-func (c *chainNet) chainedConf(res any, port int, extra map[string]any) map[string]any {
-	conf := map[string]any{"cniVersion": "1.0.0", "name": chainName, "type": "passt-portmap", "pasta": c.pasta,
-		"dataDir": c.dir + "/data", "timeout": "20s", "capabilities": map[string]any{"portMappings": true},
-		"runtimeConfig": map[string]any{"portMappings": []map[string]any{portMapping("tcp", port, 80, "")}},
-		"prevResult":    res}
-	for k, v := range extra {
-		conf[k] = v
-	}
-	return conf
-}
-
 // TestChainedGCAndAllowChained: GC releases a chained attachment the
 // runtime no longer lists as DEL does (the side's rules and routes, the
 // pasta, the record: the pod as the bridge left it). Then, with
@@ -378,12 +325,7 @@ func TestChainedGCAndAllowChained(t *testing.T) {
 	peerServer(t, c.pod, 80, "web")
 	bridge := c.list(t, c.bridgePlugin())
 	rt := c.rt(nil)
-	t.Cleanup(func() {
-		if err := c.inNode(t, func(ctx context.Context) error { return c.cni.DelNetworkList(ctx, bridge, rt) }); err != nil {
-			t.Errorf("cleanup DEL of the bridge: %v", err)
-		}
-	})
-	res := c.add(t, bridge, rt)
+	res := c.attach(t, bridge, rt)
 	before := c.podState(t)
 	conf := c.chainedConf(res, port, nil)
 	if err := c.execPlugin(t, "ADD", c.pod.Path, conf); err != nil {

@@ -21,10 +21,9 @@ import (
 	"github.com/containernetworking/cni/pkg/invoke"
 	"github.com/containernetworking/cni/pkg/types"
 	current "github.com/containernetworking/cni/pkg/types/100"
-	"golang.org/x/net/ipv4"
-	"golang.org/x/net/ipv6"
 
 	"github.com/passt-portmap/passt-portmap/integration/pastatest"
+	"github.com/passt-portmap/passt-portmap/integration/pktinfo"
 	"github.com/passt-portmap/passt-portmap/pkg/forwarder"
 )
 
@@ -119,6 +118,19 @@ func (c *chainNet) plugin(extra string) string {
 		c.pasta, filepath.Join(c.dir, "data"), extra)
 }
 
+// chainedConf is the plugin's configuration after the pod network's
+// result res, as libcni builds it, with one TCP host port.
+func (c *chainNet) chainedConf(res any, port int, extra map[string]any) map[string]any {
+	conf := map[string]any{"cniVersion": "1.0.0", "name": chainName, "type": "passt-portmap", "pasta": c.pasta,
+		"dataDir": c.dir + "/data", "timeout": "20s", "capabilities": map[string]any{"portMappings": true},
+		"runtimeConfig": map[string]any{"portMappings": []map[string]any{portMapping("tcp", port, 80, "")}},
+		"prevResult":    res}
+	for k, v := range extra {
+		conf[k] = v
+	}
+	return conf
+}
+
 func (c *chainNet) list(t testing.TB, plugins ...string) *libcni.NetworkConfigList {
 	t.Helper()
 	l, err := libcni.ConfListFromBytes([]byte(fmt.Sprintf(`{"cniVersion": "1.0.0", "name": %q, "plugins": [%s]}`, chainName, strings.Join(plugins, ", "))))
@@ -162,6 +174,18 @@ func (c *chainNet) add(t testing.TB, l *libcni.NetworkConfigList, rt *libcni.Run
 		t.Fatal(err)
 	}
 	return res
+}
+
+// attach is the runtime's ADD of l for rt (see add), with its DEL at the
+// end of the test.
+func (c *chainNet) attach(t testing.TB, l *libcni.NetworkConfigList, rt *libcni.RuntimeConf) *current.Result {
+	t.Helper()
+	t.Cleanup(func() {
+		if err := c.inNode(t, func(ctx context.Context) error { return c.cni.DelNetworkList(ctx, l, rt) }); err != nil {
+			t.Errorf("cleanup DEL: %v", err)
+		}
+	})
+	return c.add(t, l, rt)
 }
 
 func (c *chainNet) del(t testing.TB, l *libcni.NetworkConfigList, rt *libcni.RuntimeConf) {
@@ -301,71 +325,21 @@ func peerOf(a net.Addr) string {
 func pktinfoServer(t testing.TB, n *pastatest.NetNS, port int, tag string) *atomic.Int64 {
 	t.Helper()
 	hits := new(atomic.Int64)
-	var c4, c6 net.PacketConn
-	err := n.Do(func() (err error) {
-		if c4, err = net.ListenPacket("udp4", ":"+strconv.Itoa(port)); err != nil {
-			return err
+	for _, network := range []string{"udp4", "udp6"} {
+		var c net.PacketConn
+		if err := n.Do(func() (err error) { c, err = net.ListenPacket(network, ":"+strconv.Itoa(port)); return err }); err != nil {
+			t.Fatalf("listen %s :%d in %s: %v", network, port, n.Name, err)
 		}
-		c6, err = net.ListenPacket("udp6", ":"+strconv.Itoa(port))
-		return err
-	})
-	if err != nil {
-		t.Fatalf("listen udp :%d in %s: %v", port, n.Name, err)
-	}
-	t.Cleanup(func() { c4.Close(); c6.Close() })
-	p4, p6 := ipv4.NewPacketConn(c4), ipv6.NewPacketConn(c6)
-	if err := p4.SetControlMessage(ipv4.FlagDst, true); err != nil {
-		t.Fatal(err)
-	}
-	if err := p6.SetControlMessage(ipv6.FlagDst, true); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		buf := make([]byte, 2048)
-		for {
-			_, cm, src, err := p4.ReadFrom(buf)
-			if err != nil {
-				return
-			}
+		t.Cleanup(func() { c.Close() })
+		pc, err := pktinfo.New(c, network)
+		if err != nil {
+			t.Fatal(err)
+		}
+		go pc.Serve(func(_ []byte, from net.Addr) []byte {
 			hits.Add(1)
-			_, _ = p4.WriteTo([]byte(tag+" saw "+peerOf(src)), &ipv4.ControlMessage{Src: cm.Dst}, src)
-		}
-	}()
-	go func() {
-		buf := make([]byte, 2048)
-		for {
-			_, cm, src, err := p6.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			hits.Add(1)
-			_, _ = p6.WriteTo([]byte(tag+" saw "+peerOf(src)), &ipv6.ControlMessage{Src: cm.Dst}, src)
-		}
-	}()
-	return hits
-}
-
-// plainUDPServer answers each datagram on port of n from a wildcard
-// socket, letting the kernel pick the reply's source address.
-func plainUDPServer(t testing.TB, n *pastatest.NetNS, port int, reply string) *atomic.Int64 {
-	t.Helper()
-	var pc net.PacketConn
-	if err := n.Do(func() (err error) { pc, err = net.ListenPacket("udp", ":"+strconv.Itoa(port)); return err }); err != nil {
-		t.Fatalf("listen udp :%d in %s: %v", port, n.Name, err)
+			return []byte(tag + " saw " + peerOf(from))
+		})
 	}
-	t.Cleanup(func() { pc.Close() })
-	hits := new(atomic.Int64)
-	go func() {
-		buf := make([]byte, 2048)
-		for {
-			_, src, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			hits.Add(1)
-			_, _ = pc.WriteTo([]byte(reply), src)
-		}
-	}()
 	return hits
 }
 
