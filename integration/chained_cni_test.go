@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/containernetworking/cni/pkg/types"
+	current "github.com/containernetworking/cni/pkg/types/100"
 
 	"github.com/passt-portmap/passt-portmap/integration/pastatest"
 	"github.com/passt-portmap/passt-portmap/pkg/forwarder"
@@ -129,16 +130,10 @@ func TestChainedHostPorts(t *testing.T) {
 // the plugin's ADD and after its DEL; while attached, the main tables
 // (and so the default routes) are the bridge's.
 func TestChainedPodNetworkUntouched(t *testing.T) {
-	c := newChainNet(t)
-	port := int(pastatest.FreePort(t, "tcp"))
-	peerServer(t, c.pod, 80, "web")
-	bridge := c.list(t, c.bridgePlugin())
-	rt := c.rt(nil)
-	res := c.attach(t, bridge, rt)
+	c, port, _, conf := bridgedPod(t)
 	before := c.podState(t)
 	mainBefore := c.podMain(t)
 
-	conf := c.chainedConf(res, port, nil)
 	if err := c.execPlugin(t, "ADD", c.pod.Path, conf); err != nil {
 		c.logs(t)
 		t.Fatalf("ADD: %v", err)
@@ -162,10 +157,7 @@ func TestChainedPodNetworkUntouched(t *testing.T) {
 	if err := c.execPlugin(t, "DEL", "", conf); err != nil {
 		t.Errorf("second DEL without a namespace: %v", err)
 	}
-	if left := c.leftovers(t); len(left) != 0 {
-		t.Errorf("left after DEL: %v", left)
-	}
-	c.pastaGone(t)
+	c.nothingLeft(t, "DEL")
 }
 
 // TestChainedNodeBind: a pod listening on a port does not keep the node
@@ -262,10 +254,7 @@ func TestChainedForwarderKilled(t *testing.T) {
 		t.Errorf("the side's IPv4 rule is not there once:\n%s", rules)
 	}
 	c.del(t, list, rt)
-	if left := c.leftovers(t); len(left) != 0 {
-		t.Errorf("left after DEL: %v", left)
-	}
-	c.pastaGone(t)
+	c.nothingLeft(t, "DEL")
 }
 
 // TestChainedSideClash: a pod network that uses the side's routing table
@@ -273,24 +262,15 @@ func TestChainedForwarderKilled(t *testing.T) {
 // with another table (sideTable) the pod gets its host port, and the pod
 // network's route stays where it was.
 func TestChainedSideClash(t *testing.T) {
-	c := newChainNet(t)
-	port := int(pastatest.FreePort(t, "tcp"))
-	peerServer(t, c.pod, 80, "web")
-	bridge := c.list(t, c.bridgePlugin())
-	rt := c.rt(nil)
-	res := c.attach(t, bridge, rt)
+	c, port, _, conf := bridgedPod(t)
 	c.pod.IP(t, "route", "add", "10.77.0.0/16", "via", "10.88.0.1", "table", "20563")
-	conf := c.chainedConf(res, port, nil)
 	err := c.execPlugin(t, "ADD", c.pod.Path, conf)
 	var te *types.Error
 	if !errors.As(err, &te) || te.Code != 7 || !strings.Contains(te.Error(), "configuration key sideTable") ||
 		!strings.Contains(te.Error(), "routing table 20563 holds a route of the pod's network: 10.77.0.0/16 via 10.88.0.1 dev eth0") {
 		t.Fatalf("ADD beside a pod network that uses table 20563: %v, want 7 naming sideTable and the route", err)
 	}
-	if left := c.leftovers(t); len(left) != 0 {
-		t.Errorf("a refused ADD left %v", left)
-	}
-	c.pastaGone(t)
+	c.nothingLeft(t, "the refused ADD")
 	if err := c.execPlugin(t, "DEL", c.pod.Path, conf); err != nil {
 		t.Fatalf("DEL after the refused ADD: %v", err)
 	}
@@ -320,14 +300,8 @@ func TestChainedSideClash(t *testing.T) {
 // allowChained, the plugin keeps the meaning the key had: pasta's own
 // network as a second one (here on net1), no side interface.
 func TestChainedGCAndAllowChained(t *testing.T) {
-	c := newChainNet(t)
-	port := int(pastatest.FreePort(t, "tcp"))
-	peerServer(t, c.pod, 80, "web")
-	bridge := c.list(t, c.bridgePlugin())
-	rt := c.rt(nil)
-	res := c.attach(t, bridge, rt)
+	c, port, res, conf := bridgedPod(t)
 	before := c.podState(t)
-	conf := c.chainedConf(res, port, nil)
 	if err := c.execPlugin(t, "ADD", c.pod.Path, conf); err != nil {
 		t.Fatalf("ADD: %v", err)
 	}
@@ -340,10 +314,7 @@ func TestChainedGCAndAllowChained(t *testing.T) {
 	if after := c.podState(t); after != before {
 		t.Errorf("the pod after GC:\n%s\nwant\n%s", after, before)
 	}
-	if left := c.leftovers(t); len(left) != 0 {
-		t.Errorf("left after GC: %v", left)
-	}
-	c.pastaGone(t)
+	c.nothingLeft(t, "GC")
 	mustNotAsk(t, c.node, "tcp", hp("127.0.0.1", port))
 
 	second := c.chainedConf(res, port, map[string]any{"allowChained": true, "pastaArgs": []string{"-I", "net1"}})
@@ -362,4 +333,17 @@ func TestChainedGCAndAllowChained(t *testing.T) {
 		t.Fatalf("DEL: %v", err)
 	}
 	c.pastaGone(t)
+}
+
+// bridgedPod is a chain net whose pod serves "web" on port 80 and has the
+// pod network (the bridge) alone attached, with conf the plugin's
+// chained configuration after res, the bridge's result, that forwards
+// the free host port port to 80.
+func bridgedPod(t *testing.T) (c *chainNet, port int, res *current.Result, conf map[string]any) {
+	t.Helper()
+	c = newChainNet(t)
+	port = int(pastatest.FreePort(t, "tcp"))
+	peerServer(t, c.pod, 80, "web")
+	res = c.attach(t, c.list(t, c.bridgePlugin()), c.rt(nil))
+	return c, port, res, c.chainedConf(res, port, nil)
 }

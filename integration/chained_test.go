@@ -250,6 +250,17 @@ func (c *chainNet) leftovers(t testing.TB) []string {
 	return append(out, recs...)
 }
 
+// nothingLeft fails the test if, after the verb named by after, the
+// plugin left anything under its data directory (leftovers) or a pasta
+// for the pod runs (pastaGone).
+func (c *chainNet) nothingLeft(t testing.TB, after string) {
+	t.Helper()
+	if left := c.leftovers(t); len(left) != 0 {
+		t.Errorf("left after %s: %v", after, left)
+	}
+	c.pastaGone(t)
+}
+
 // podState is what the pod network made, as ip prints it: addresses,
 // every routing table of both families, the rules.
 func (c *chainNet) podState(t testing.TB) string {
