@@ -300,26 +300,11 @@ func portMapping(proto string, hostPort, containerPort int, hostIP string) map[s
 
 // peerServer serves, on a TCP port of n (dual-stack), "TAG saw ADDR": the
 // address the pod's server sees for its client.
-func peerServer(t testing.TB, n *pastatest.NetNS, port int, tag string) *atomic.Int64 {
+func peerServer(t testing.TB, n *pastatest.NetNS, port int, tag string) *pastatest.Server {
 	t.Helper()
-	var ln net.Listener
-	if err := n.Do(func() (err error) { ln, err = net.Listen("tcp", ":"+strconv.Itoa(port)); return err }); err != nil {
-		t.Fatalf("listen tcp :%d in %s: %v", port, n.Name, err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	hits := new(atomic.Int64)
-	go func() {
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			hits.Add(1)
-			_, _ = fmt.Fprintf(conn, "%s saw %s", tag, peerOf(conn.RemoteAddr()))
-			conn.Close()
-		}
-	}()
-	return hits
+	return pastatest.ServeTCPFunc(t, n, "tcp", ":"+strconv.Itoa(port), func(peer net.Addr) string {
+		return tag + " saw " + peerOf(peer)
+	})
 }
 
 func peerOf(a net.Addr) string {
@@ -337,12 +322,7 @@ func pktinfoServer(t testing.TB, n *pastatest.NetNS, port int, tag string) *atom
 	t.Helper()
 	hits := new(atomic.Int64)
 	for _, network := range []string{"udp4", "udp6"} {
-		var c net.PacketConn
-		if err := n.Do(func() (err error) { c, err = net.ListenPacket(network, ":"+strconv.Itoa(port)); return err }); err != nil {
-			t.Fatalf("listen %s :%d in %s: %v", network, port, n.Name, err)
-		}
-		t.Cleanup(func() { c.Close() })
-		pc, err := pktinfo.New(c, network)
+		pc, err := pktinfo.New(pastatest.ListenPacket(t, n, network, ":"+strconv.Itoa(port)), network)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -68,9 +68,9 @@ func newSandbox(t *testing.T) *sandbox {
 	s.host.IP(t, "route", "add", "default", "via", gateway4)
 	s.host.IP(t, "-6", "route", "add", "default", "via", gateway6)
 
-	serveIn(t, s.host, "tcp4", fmt.Sprintf("127.0.0.1:%d", hostLo4Port), "host-lo4")
-	serveIn(t, s.host, "tcp6", fmt.Sprintf("[::1]:%d", hostLo6Port), "host-lo6")
-	serveIn(t, s.other, "tcp", fmt.Sprintf(":%d", otherPort), "other-host")
+	pastatest.ServeTCP(t, s.host, fmt.Sprintf("127.0.0.1:%d", hostLo4Port), "host-lo4")
+	pastatest.ServeTCP(t, s.host, fmt.Sprintf("[::1]:%d", hostLo6Port), "host-lo6")
+	pastatest.ServeTCP(t, s.other, fmt.Sprintf(":%d", otherPort), "other-host")
 	serveDNS(t, s.host, hostDNS+":53")
 
 	etc := filepath.Join("/etc/netns", s.host.Name)
@@ -111,26 +111,6 @@ func (s *sandbox) config(t *testing.T) (forwarder.Config, *pastatest.NetNS) {
 		}
 	})
 	return cfg, c
-}
-
-// serveIn serves reply on every TCP connection to addr inside n.
-func serveIn(t *testing.T, n *pastatest.NetNS, network, addr, reply string) {
-	t.Helper()
-	var ln net.Listener
-	if err := n.Do(func() (err error) { ln, err = net.Listen(network, addr); return err }); err != nil {
-		t.Fatalf("listen %s %s in %s: %v", network, addr, n.Name, err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			_, _ = c.Write([]byte(reply))
-			c.Close()
-		}
-	}()
 }
 
 // reach is one path from the container to a server.
@@ -311,11 +291,7 @@ func resolveFrom(ctx context.Context, n *pastatest.NetNS, server, name string) (
 // record is probeAddr, anything else has no answer.
 func serveDNS(t *testing.T, n *pastatest.NetNS, addr string) {
 	t.Helper()
-	var pc net.PacketConn
-	if err := n.Do(func() (err error) { pc, err = net.ListenPacket("udp4", addr); return err }); err != nil {
-		t.Fatalf("listen udp %s in %s: %v", addr, n.Name, err)
-	}
-	t.Cleanup(func() { pc.Close() })
+	pc := pastatest.ListenPacket(t, n, "udp4", addr)
 	go func() {
 		buf := make([]byte, 1500)
 		for {
@@ -480,21 +456,7 @@ func firstLine(s string) string {
 // address the connection came from, as n saw it.
 func servePeer(t *testing.T, n *pastatest.NetNS, addr string) {
 	t.Helper()
-	var ln net.Listener
-	if err := n.Do(func() (err error) { ln, err = net.Listen("tcp", addr); return err }); err != nil {
-		t.Fatalf("listen %s in %s: %v", addr, n.Name, err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			_, _ = c.Write([]byte(c.RemoteAddr().(*net.TCPAddr).IP.String()))
-			c.Close()
-		}
-	}()
+	pastatest.ServeTCPFunc(t, n, "tcp", addr, func(peer net.Addr) string { return peer.(*net.TCPAddr).IP.String() })
 }
 
 // rawPasta starts the real pasta in the sandbox's "host" as the managed
