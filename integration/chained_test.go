@@ -69,11 +69,7 @@ func newChainNet(t testing.TB) *chainNet {
 	}
 	pasta, _ := pastatest.Bins(t)
 	c := &chainNet{node: pastatest.NewNetNS(t), client: pastatest.NewNetNS(t), pod: pastatest.NewNetNS(t), pasta: pasta}
-	dir, err := os.MkdirTemp("/tmp", "pp-chain-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	dir := pastatest.TempDir(t, "pp-chain-")
 	c.dir = dir
 	c.id = "pp-" + c.pod.Name
 	c.cni = libcni.NewCNIConfigWithCacheDir([]string{managedPlugin(t), debianCNI}, filepath.Join(dir, "cache"), nil)

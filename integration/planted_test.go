@@ -102,11 +102,7 @@ type outside struct {
 
 func newOutside(t *testing.T) *outside {
 	t.Helper()
-	dir, err := os.MkdirTemp("/tmp", "pp-outside-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	dir := pastatest.TempDir(t, "pp-outside-")
 	o := &outside{dir: dir, file: filepath.Join(dir, "precious"), sub: filepath.Join(dir, "subdir"), linked: filepath.Join(dir, "linked")}
 	for _, f := range []string{o.file, o.linked} {
 		if err := os.WriteFile(f, []byte("precious "+filepath.Base(f)+"\n"), 0o644); err != nil {
@@ -332,17 +328,6 @@ func eachPlant(t *testing.T, paths []plantPath, run func(t *testing.T, phase str
 	}
 }
 
-// plantDataDir is a case's data directory, removed when the test ends.
-func plantDataDir(t *testing.T, prefix string) string {
-	t.Helper()
-	dir, err := os.MkdirTemp("/tmp", prefix)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = os.RemoveAll(dir) })
-	return dir
-}
-
 // plantAndClean plants k at p (prepared for phase), runs every verb,
 // then removes the plant and runs DEL, which must succeed; cleaned, when
 // not nil, checks more after that DEL. Nothing outside dataDir may
@@ -379,7 +364,7 @@ func TestPlantedPaths(t *testing.T) {
 	bin := pluginBinary(t)
 	const network = "pp-plant"
 	eachPlant(t, plantPaths(network, "pp-plant-c"), func(t *testing.T, phase string, i int, k plantKind) {
-		c := &plantCase{t: t, bin: bin, pasta: pasta, dataDir: plantDataDir(t, "pp-pl-"), ns: pastatest.NewNetNS(t),
+		c := &plantCase{t: t, bin: bin, pasta: pasta, dataDir: pastatest.TempDir(t, "pp-pl-"), ns: pastatest.NewNetNS(t),
 			network: network, cid: fmt.Sprintf("pp-plant-c%d", i), port: pastatest.FreePort(t, "tcp")}
 		t.Cleanup(c.killLeft)
 		// The attachment's own paths: the case's container ID.
@@ -396,7 +381,7 @@ func TestPlantedQueuePaths(t *testing.T) {
 	f := pastatest.Start(t)
 	const network = "pp-plantq"
 	eachPlant(t, queuePaths(f.Socket), func(t *testing.T, phase string, i int, k plantKind) {
-		c := &plantCase{t: t, bin: bin, pasta: pasta, dataDir: plantDataDir(t, "pp-plq-"), ns: f.NS, fwd: f,
+		c := &plantCase{t: t, bin: bin, pasta: pasta, dataDir: pastatest.TempDir(t, "pp-plq-"), ns: f.NS, fwd: f,
 			network: network, cid: fmt.Sprintf("pp-plantq-c%d", i), port: pastatest.FreePort(t, "tcp")}
 		c.plantAndClean(phase, queuePaths(f.Socket)[i], k, func() {
 			// Once it is gone an ADD works, and DEL takes its rule out.
