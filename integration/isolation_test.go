@@ -113,6 +113,22 @@ func (s *sandbox) config(t *testing.T) (forwarder.Config, *pastatest.NetNS) {
 	return cfg, c
 }
 
+// cniList is the plugin alone as a CNI list named name, with extra keys
+// ("" or `"key": value,`) and its data under dataDir, and the runtime's
+// call for the container c.
+func (s *sandbox) cniList(t *testing.T, c *pastatest.NetNS, dataDir, name, extra string) (*libcni.CNIConfig, *libcni.NetworkConfigList, *libcni.RuntimeConf) {
+	t.Helper()
+	conf := fmt.Sprintf(`{"cniVersion": "1.1.0", "name": %q,
+	  "plugins": [{"type": "passt-portmap", "pasta": %q, "dataDir": %q, "timeout": "15s", %s
+	               "capabilities": {"portMappings": true}}]}`, name, s.pasta, dataDir, extra)
+	list, err := libcni.ConfListFromBytes([]byte(conf))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cni := libcni.NewCNIConfigWithCacheDir([]string{managedPlugin(t)}, filepath.Join(dataDir, "cache"), nil)
+	return cni, list, &libcni.RuntimeConf{ContainerID: "iso-" + c.Name, NetNS: c.Path, IfName: "eth0"}
+}
+
 // reach is one path from the container to a server.
 type reach struct {
 	what, dst, reply string
@@ -207,11 +223,7 @@ func TestIsolationLoopbackToHost(t *testing.T) {
 // mapHostLoopback key.
 func TestIsolationCNI(t *testing.T) {
 	s := newSandbox(t)
-	dataDir, err := os.MkdirTemp("/tmp", "iso-data-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = os.RemoveAll(dataDir) })
+	dataDir := pastatest.TempDir(t, "iso-data-")
 
 	for _, tc := range []struct {
 		name, extra string
@@ -222,15 +234,7 @@ func TestIsolationCNI(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := pastatest.NewNetNS(t)
-			conf := fmt.Sprintf(`{"cniVersion": "1.1.0", "name": "iso-%s",
-			  "plugins": [{"type": "passt-portmap", "pasta": %q, "dataDir": %q, "timeout": "15s", %s
-			               "capabilities": {"portMappings": true}}]}`, tc.name, s.pasta, dataDir, tc.extra)
-			list, err := libcni.ConfListFromBytes([]byte(conf))
-			if err != nil {
-				t.Fatal(err)
-			}
-			cni := libcni.NewCNIConfigWithCacheDir([]string{managedPlugin(t)}, filepath.Join(dataDir, "cache"), nil)
-			rt := &libcni.RuntimeConf{ContainerID: "iso-" + c.Name, NetNS: c.Path, IfName: "eth0"}
+			cni, list, rt := s.cniList(t, c, dataDir, "iso-"+tc.name, tc.extra)
 			ctx, cancel := context.WithTimeout(context.Background(), managedTimeout)
 			defer cancel()
 			t.Cleanup(func() {
@@ -518,11 +522,7 @@ func TestIsolationPastaArgsLoopback(t *testing.T) {
 		got, err := resolveFrom(context.Background(), c, dnsFwd, probeName)
 		return err == nil && slices.Contains(got, probeAddr)
 	}
-	dataDir, err := os.MkdirTemp("/tmp", "iso-args-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = os.RemoveAll(dataDir) })
+	dataDir := pastatest.TempDir(t, "iso-args-")
 
 	for _, tc := range []struct {
 		name   string
@@ -545,18 +545,10 @@ func TestIsolationPastaArgsLoopback(t *testing.T) {
 			}
 			c := pastatest.NewNetNS(t)
 			args, _ := json.Marshal(tc.args)
-			conf := fmt.Sprintf(`{"cniVersion": "1.1.0", "name": "iso-args",
-			  "plugins": [{"type": "passt-portmap", "pasta": %q, "dataDir": %q, "timeout": "15s", "pastaArgs": %s,
-			               "capabilities": {"portMappings": true}}]}`, s.pasta, dataDir, args)
-			list, err := libcni.ConfListFromBytes([]byte(conf))
-			if err != nil {
-				t.Fatal(err)
-			}
-			cni := libcni.NewCNIConfigWithCacheDir([]string{managedPlugin(t)}, filepath.Join(dataDir, "cache"), nil)
-			rt := &libcni.RuntimeConf{ContainerID: "iso-" + c.Name, NetNS: c.Path, IfName: "eth0"}
+			cni, list, rt := s.cniList(t, c, dataDir, "iso-args", `"pastaArgs": `+string(args)+",")
 			ctx, cancel := context.WithTimeout(context.Background(), managedTimeout)
 			defer cancel()
-			_, err = cni.AddNetworkList(ctx, list, rt)
+			_, err := cni.AddNetworkList(ctx, list, rt)
 			if te := wantCode(t, "ADD with pastaArgs "+string(args), err, 7); !strings.Contains(te.Details, "pastaArgs[0]") || !strings.Contains(te.Details, tc.option) {
 				t.Errorf("ADD's error %v does not name pastaArgs[0] and %s", te, tc.option)
 			}
