@@ -45,23 +45,25 @@ func (s *Server) Close() error {
 // namespace; the listener closes when the test ends.
 func Listen(t testing.TB, n *NetNS, network, addr string) net.Listener {
 	t.Helper()
-	var l net.Listener
-	if err := n.Do(func() (err error) { l, err = net.Listen(network, addr); return err }); err != nil {
-		t.Fatalf("pastatest: listen %s %s in netns %s: %v", network, addr, n.Name, err)
-	}
-	t.Cleanup(func() { _ = l.Close() })
-	return l
+	return listenIn(t, n, network, addr, net.Listen)
 }
 
 // ListenPacket is Listen for a datagram socket (network "udp", "udp4"...).
 func ListenPacket(t testing.TB, n *NetNS, network, addr string) net.PacketConn {
 	t.Helper()
-	var pc net.PacketConn
-	if err := n.Do(func() (err error) { pc, err = net.ListenPacket(network, addr); return err }); err != nil {
+	return listenIn(t, n, network, addr, net.ListenPacket)
+}
+
+// listenIn runs listen inside n, fails the test if it fails, and closes
+// what it made when the test ends.
+func listenIn[C io.Closer](t testing.TB, n *NetNS, network, addr string, listen func(network, addr string) (C, error)) C {
+	t.Helper()
+	var c C
+	if err := n.Do(func() (err error) { c, err = listen(network, addr); return err }); err != nil {
 		t.Fatalf("pastatest: listen %s %s in netns %s: %v", network, addr, n.Name, err)
 	}
-	t.Cleanup(func() { _ = pc.Close() })
-	return pc
+	t.Cleanup(func() { _ = c.Close() })
+	return c
 }
 
 // ServeTCP starts a TCP server in the namespace, listening on addr (e.g.
