@@ -32,9 +32,7 @@ func BenchmarkChainedVsPortmap(b *testing.B) {
 	port := int(pastatest.FreePort(b, "tcp"))
 	ms := map[string]any{"portMappings": []map[string]any{portMapping("tcp", port, 80, "")}}
 	confs := map[string]map[string]any{
-		"passt-portmap": {"cniVersion": "1.0.0", "name": chainName, "type": "passt-portmap", "pasta": c.pasta,
-			"dataDir": c.dir + "/data", "timeout": "20s", "capabilities": map[string]any{"portMappings": true},
-			"runtimeConfig": ms, "prevResult": res},
+		"passt-portmap": c.chainedConf(res, port, nil),
 		"portmap": {"cniVersion": "1.0.0", "name": chainName, "type": "portmap", "capabilities": map[string]any{"portMappings": true},
 			"runtimeConfig": ms, "prevResult": res},
 	}

@@ -1,7 +1,6 @@
 package integration
 
 import (
-	"context"
 	"errors"
 	"os"
 	"strings"
@@ -10,6 +9,7 @@ import (
 	"time"
 
 	"github.com/containernetworking/cni/pkg/types"
+	current "github.com/containernetworking/cni/pkg/types/100"
 
 	"github.com/passt-portmap/passt-portmap/integration/pastatest"
 	"github.com/passt-portmap/passt-portmap/pkg/forwarder"
@@ -44,12 +44,7 @@ func TestChainedHostPorts(t *testing.T) {
 	}
 	list := c.list(t, c.bridgePlugin(), c.plugin(""))
 	rt := c.rt(ms)
-	t.Cleanup(func() {
-		if err := c.inNode(t, func(ctx context.Context) error { return c.cni.DelNetworkList(ctx, list, rt) }); err != nil {
-			t.Errorf("cleanup DEL: %v", err)
-		}
-	})
-	res := c.add(t, list, rt)
+	res := c.attach(t, list, rt)
 
 	// The result is the bridge's: the pod's own address, no side.
 	if len(res.IPs) != 2 || !strings.HasPrefix(res.IPs[0].Address.String(), "10.88.0.") || !strings.HasPrefix(res.IPs[1].Address.String(), "fd88::") {
@@ -135,24 +130,10 @@ func TestChainedHostPorts(t *testing.T) {
 // the plugin's ADD and after its DEL; while attached, the main tables
 // (and so the default routes) are the bridge's.
 func TestChainedPodNetworkUntouched(t *testing.T) {
-	c := newChainNet(t)
-	port := int(pastatest.FreePort(t, "tcp"))
-	peerServer(t, c.pod, 80, "web")
-	bridge := c.list(t, c.bridgePlugin())
-	rt := c.rt(nil)
-	t.Cleanup(func() {
-		if err := c.inNode(t, func(ctx context.Context) error { return c.cni.DelNetworkList(ctx, bridge, rt) }); err != nil {
-			t.Errorf("cleanup DEL of the bridge: %v", err)
-		}
-	})
-	res := c.add(t, bridge, rt)
+	c, port, _, conf := bridgedPod(t)
 	before := c.podState(t)
 	mainBefore := c.podMain(t)
 
-	conf := map[string]any{"cniVersion": "1.0.0", "name": chainName, "type": "passt-portmap", "pasta": c.pasta,
-		"dataDir": c.dir + "/data", "timeout": "20s", "capabilities": map[string]any{"portMappings": true},
-		"runtimeConfig": map[string]any{"portMappings": []map[string]any{portMapping("tcp", port, 80, "")}},
-		"prevResult":    res}
 	if err := c.execPlugin(t, "ADD", c.pod.Path, conf); err != nil {
 		c.logs(t)
 		t.Fatalf("ADD: %v", err)
@@ -176,10 +157,7 @@ func TestChainedPodNetworkUntouched(t *testing.T) {
 	if err := c.execPlugin(t, "DEL", "", conf); err != nil {
 		t.Errorf("second DEL without a namespace: %v", err)
 	}
-	if left := c.leftovers(t); len(left) != 0 {
-		t.Errorf("left after DEL: %v", left)
-	}
-	c.pastaGone(t)
+	c.nothingLeft(t, "DEL")
 }
 
 // TestChainedNodeBind: a pod listening on a port does not keep the node
@@ -195,12 +173,7 @@ func TestChainedNodeBind(t *testing.T) {
 	pktinfoServer(t, c.pod, podPort, "pod-only")
 	list := c.list(t, c.bridgePlugin(), c.plugin(""))
 	rt := c.rt([]map[string]any{portMapping("tcp", hostPort, 80, "")})
-	t.Cleanup(func() {
-		if err := c.inNode(t, func(ctx context.Context) error { return c.cni.DelNetworkList(ctx, list, rt) }); err != nil {
-			t.Errorf("cleanup DEL: %v", err)
-		}
-	})
-	c.add(t, list, rt)
+	c.attach(t, list, rt)
 	mustAsk(t, c.node, "tcp", hp("127.0.0.1", hostPort), "web saw "+sidePasta4)
 	for _, proto := range []string{"tcp", "udp"} {
 		if err := canBind(c.node, proto, podPort); err != nil {
@@ -219,19 +192,14 @@ func TestChainedUDPReplySource(t *testing.T) {
 	c := newChainNet(t)
 	ports := pastatest.FreePorts(t, "udp", 2)
 	plainPort, infoPort := int(ports[0]), int(ports[1])
-	plain := plainUDPServer(t, c.pod, 6000, "plain")
+	plain := pastatest.ServeUDP(t, c.pod, ":6000", "plain")
 	pktinfoServer(t, c.pod, 6001, "pktinfo")
 	list := c.list(t, c.bridgePlugin(), c.plugin(""))
 	rt := c.rt([]map[string]any{portMapping("udp", plainPort, 6000, ""), portMapping("udp", infoPort, 6001, "")})
-	t.Cleanup(func() {
-		if err := c.inNode(t, func(ctx context.Context) error { return c.cni.DelNetworkList(ctx, list, rt) }); err != nil {
-			t.Errorf("cleanup DEL: %v", err)
-		}
-	})
-	c.add(t, list, rt)
+	c.attach(t, list, rt)
 	mustAsk(t, c.client, "udp", hp(chainNode4, infoPort), "pktinfo saw "+chainClient4)
 	mustNotAsk(t, c.client, "udp", hp(chainNode4, plainPort))
-	if plain.Load() == 0 {
+	if plain.Hits() == 0 {
 		t.Error("the wildcard UDP server got no datagram: the request should reach it, only the reply is lost")
 	}
 }
@@ -248,12 +216,7 @@ func TestChainedForwarderKilled(t *testing.T) {
 	peerServer(t, c.pod, 80, "web")
 	list := c.list(t, c.bridgePlugin(), c.plugin(""))
 	rt := c.rt([]map[string]any{portMapping("tcp", port, 80, "")})
-	t.Cleanup(func() {
-		if err := c.inNode(t, func(ctx context.Context) error { return c.cni.DelNetworkList(ctx, list, rt) }); err != nil {
-			t.Errorf("cleanup DEL: %v", err)
-		}
-	})
-	res := c.add(t, list, rt)
+	res := c.attach(t, list, rt)
 	mustAsk(t, c.client, "tcp", hp(chainNode4, port), "web saw "+chainClient4)
 	dir := c.forwarderOf(t)
 	pid, _, err := forwarder.Running(dir)
@@ -277,10 +240,7 @@ func TestChainedForwarderKilled(t *testing.T) {
 		t.Fatalf("CHECK after the pasta was killed: %v, want 104", err)
 	}
 	t.Logf("CHECK: %v", err)
-	conf := map[string]any{"cniVersion": "1.0.0", "name": chainName, "type": "passt-portmap", "pasta": c.pasta,
-		"dataDir": c.dir + "/data", "timeout": "20s", "capabilities": map[string]any{"portMappings": true},
-		"runtimeConfig": map[string]any{"portMappings": []map[string]any{portMapping("tcp", port, 80, "")}},
-		"prevResult":    res}
+	conf := c.chainedConf(res, port, nil)
 	if err := c.execPlugin(t, "ADD", c.pod.Path, conf); err != nil {
 		c.logs(t)
 		t.Fatalf("ADD after the pasta was killed: %v", err)
@@ -294,10 +254,7 @@ func TestChainedForwarderKilled(t *testing.T) {
 		t.Errorf("the side's IPv4 rule is not there once:\n%s", rules)
 	}
 	c.del(t, list, rt)
-	if left := c.leftovers(t); len(left) != 0 {
-		t.Errorf("left after DEL: %v", left)
-	}
-	c.pastaGone(t)
+	c.nothingLeft(t, "DEL")
 }
 
 // TestChainedSideClash: a pod network that uses the side's routing table
@@ -305,32 +262,15 @@ func TestChainedForwarderKilled(t *testing.T) {
 // with another table (sideTable) the pod gets its host port, and the pod
 // network's route stays where it was.
 func TestChainedSideClash(t *testing.T) {
-	c := newChainNet(t)
-	port := int(pastatest.FreePort(t, "tcp"))
-	peerServer(t, c.pod, 80, "web")
-	bridge := c.list(t, c.bridgePlugin())
-	rt := c.rt(nil)
-	t.Cleanup(func() {
-		if err := c.inNode(t, func(ctx context.Context) error { return c.cni.DelNetworkList(ctx, bridge, rt) }); err != nil {
-			t.Errorf("cleanup DEL of the bridge: %v", err)
-		}
-	})
-	res := c.add(t, bridge, rt)
+	c, port, _, conf := bridgedPod(t)
 	c.pod.IP(t, "route", "add", "10.77.0.0/16", "via", "10.88.0.1", "table", "20563")
-	conf := map[string]any{"cniVersion": "1.0.0", "name": chainName, "type": "passt-portmap", "pasta": c.pasta,
-		"dataDir": c.dir + "/data", "timeout": "20s", "capabilities": map[string]any{"portMappings": true},
-		"runtimeConfig": map[string]any{"portMappings": []map[string]any{portMapping("tcp", port, 80, "")}},
-		"prevResult":    res}
 	err := c.execPlugin(t, "ADD", c.pod.Path, conf)
 	var te *types.Error
 	if !errors.As(err, &te) || te.Code != 7 || !strings.Contains(te.Error(), "configuration key sideTable") ||
 		!strings.Contains(te.Error(), "routing table 20563 holds a route of the pod's network: 10.77.0.0/16 via 10.88.0.1 dev eth0") {
 		t.Fatalf("ADD beside a pod network that uses table 20563: %v, want 7 naming sideTable and the route", err)
 	}
-	if left := c.leftovers(t); len(left) != 0 {
-		t.Errorf("a refused ADD left %v", left)
-	}
-	c.pastaGone(t)
+	c.nothingLeft(t, "the refused ADD")
 	if err := c.execPlugin(t, "DEL", c.pod.Path, conf); err != nil {
 		t.Fatalf("DEL after the refused ADD: %v", err)
 	}
@@ -354,38 +294,14 @@ func TestChainedSideClash(t *testing.T) {
 	}
 }
 
-// chainedConf is the plugin's configuration after the pod network's
-// result res, as libcni builds it, with one TCP host port.
-func (c *chainNet) chainedConf(res any, port int, extra map[string]any) map[string]any {
-	conf := map[string]any{"cniVersion": "1.0.0", "name": chainName, "type": "passt-portmap", "pasta": c.pasta,
-		"dataDir": c.dir + "/data", "timeout": "20s", "capabilities": map[string]any{"portMappings": true},
-		"runtimeConfig": map[string]any{"portMappings": []map[string]any{portMapping("tcp", port, 80, "")}},
-		"prevResult":    res}
-	for k, v := range extra {
-		conf[k] = v
-	}
-	return conf
-}
-
 // TestChainedGCAndAllowChained: GC releases a chained attachment the
 // runtime no longer lists as DEL does (the side's rules and routes, the
 // pasta, the record: the pod as the bridge left it). Then, with
 // allowChained, the plugin keeps the meaning the key had: pasta's own
 // network as a second one (here on net1), no side interface.
 func TestChainedGCAndAllowChained(t *testing.T) {
-	c := newChainNet(t)
-	port := int(pastatest.FreePort(t, "tcp"))
-	peerServer(t, c.pod, 80, "web")
-	bridge := c.list(t, c.bridgePlugin())
-	rt := c.rt(nil)
-	t.Cleanup(func() {
-		if err := c.inNode(t, func(ctx context.Context) error { return c.cni.DelNetworkList(ctx, bridge, rt) }); err != nil {
-			t.Errorf("cleanup DEL of the bridge: %v", err)
-		}
-	})
-	res := c.add(t, bridge, rt)
+	c, port, res, conf := bridgedPod(t)
 	before := c.podState(t)
-	conf := c.chainedConf(res, port, nil)
 	if err := c.execPlugin(t, "ADD", c.pod.Path, conf); err != nil {
 		t.Fatalf("ADD: %v", err)
 	}
@@ -398,10 +314,7 @@ func TestChainedGCAndAllowChained(t *testing.T) {
 	if after := c.podState(t); after != before {
 		t.Errorf("the pod after GC:\n%s\nwant\n%s", after, before)
 	}
-	if left := c.leftovers(t); len(left) != 0 {
-		t.Errorf("left after GC: %v", left)
-	}
-	c.pastaGone(t)
+	c.nothingLeft(t, "GC")
 	mustNotAsk(t, c.node, "tcp", hp("127.0.0.1", port))
 
 	second := c.chainedConf(res, port, map[string]any{"allowChained": true, "pastaArgs": []string{"-I", "net1"}})
@@ -420,4 +333,17 @@ func TestChainedGCAndAllowChained(t *testing.T) {
 		t.Fatalf("DEL: %v", err)
 	}
 	c.pastaGone(t)
+}
+
+// bridgedPod is a chain net whose pod serves "web" on port 80 and has the
+// pod network (the bridge) alone attached, with conf the plugin's
+// chained configuration after res, the bridge's result, that forwards
+// the free host port port to 80.
+func bridgedPod(t *testing.T) (c *chainNet, port int, res *current.Result, conf map[string]any) {
+	t.Helper()
+	c = newChainNet(t)
+	port = int(pastatest.FreePort(t, "tcp"))
+	peerServer(t, c.pod, 80, "web")
+	res = c.attach(t, c.list(t, c.bridgePlugin()), c.rt(nil))
+	return c, port, res, c.chainedConf(res, port, nil)
 }

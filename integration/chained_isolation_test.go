@@ -1,61 +1,12 @@
 package integration
 
 import (
-	"context"
-	"net"
 	"strconv"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/passt-portmap/passt-portmap/integration/pastatest"
 )
-
-// tcpCounter serves reply on TCP addr inside n and counts connections.
-func tcpCounter(t *testing.T, n *pastatest.NetNS, network, addr, reply string) *atomic.Int64 {
-	t.Helper()
-	var ln net.Listener
-	if err := n.Do(func() (err error) { ln, err = net.Listen(network, addr); return err }); err != nil {
-		t.Fatalf("listen %s %s in %s: %v", network, addr, n.Name, err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	hits := new(atomic.Int64)
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			hits.Add(1)
-			_, _ = c.Write([]byte(reply))
-			c.Close()
-		}
-	}()
-	return hits
-}
-
-// udpCounter answers datagrams on UDP addr inside n and counts them.
-func udpCounter(t *testing.T, n *pastatest.NetNS, network, addr, reply string) *atomic.Int64 {
-	t.Helper()
-	var pc net.PacketConn
-	if err := n.Do(func() (err error) { pc, err = net.ListenPacket(network, addr); return err }); err != nil {
-		t.Fatalf("listen %s %s in %s: %v", network, addr, n.Name, err)
-	}
-	t.Cleanup(func() { pc.Close() })
-	hits := new(atomic.Int64)
-	go func() {
-		buf := make([]byte, 2048)
-		for {
-			_, src, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			hits.Add(1)
-			_, _ = pc.WriteTo([]byte(reply), src)
-		}
-	}()
-	return hits
-}
 
 // TestChainedIsolation measures what a pod process can reach through the
 // side interface: bound to the side's address, it connects out through
@@ -73,28 +24,23 @@ func TestChainedIsolation(t *testing.T) {
 	peerServer(t, c.pod, 80, "web")
 	type server struct {
 		where, proto string
-		hits         *atomic.Int64
+		srv          *pastatest.Server
 	}
 	p := strconv.Itoa
 	servers := map[string]server{
-		"client tcp":   {"client", "tcp", tcpCounter(t, c.client, "tcp", ":"+p(clientPort), "client")},
-		"client udp":   {"client", "udp", udpCounter(t, c.client, "udp", ":"+p(clientPort), "client")},
-		"node tcp":     {"node", "tcp", tcpCounter(t, c.node, "tcp", ":"+p(nodePort), "node")},
-		"node udp":     {"node", "udp", udpCounter(t, c.node, "udp", ":"+p(nodePort), "node")},
-		"node lo4 tcp": {"node", "tcp", tcpCounter(t, c.node, "tcp4", "127.0.0.1:"+p(loPort), "node-lo")},
-		"node lo4 udp": {"node", "udp", udpCounter(t, c.node, "udp4", "127.0.0.1:"+p(loPort), "node-lo")},
-		"node lo6 tcp": {"node", "tcp", tcpCounter(t, c.node, "tcp6", "[::1]:"+p(loPort), "node-lo")},
-		"node lo6 udp": {"node", "udp", udpCounter(t, c.node, "udp6", "[::1]:"+p(loPort), "node-lo")},
+		"client tcp":   {"client", "tcp", pastatest.ServeTCP(t, c.client, ":"+p(clientPort), "client")},
+		"client udp":   {"client", "udp", pastatest.ServeUDP(t, c.client, ":"+p(clientPort), "client")},
+		"node tcp":     {"node", "tcp", pastatest.ServeTCP(t, c.node, ":"+p(nodePort), "node")},
+		"node udp":     {"node", "udp", pastatest.ServeUDP(t, c.node, ":"+p(nodePort), "node")},
+		"node lo4 tcp": {"node", "tcp", pastatest.ServeTCP(t, c.node, "127.0.0.1:"+p(loPort), "node-lo")},
+		"node lo4 udp": {"node", "udp", pastatest.ServeUDP(t, c.node, "127.0.0.1:"+p(loPort), "node-lo")},
+		"node lo6 tcp": {"node", "tcp", pastatest.ServeTCP(t, c.node, "[::1]:"+p(loPort), "node-lo")},
+		"node lo6 udp": {"node", "udp", pastatest.ServeUDP(t, c.node, "[::1]:"+p(loPort), "node-lo")},
 	}
 
 	list := c.list(t, c.bridgePlugin(), c.plugin(""))
 	rt := c.rt([]map[string]any{portMapping("tcp", hostPort, 80, "")})
-	t.Cleanup(func() {
-		if err := c.inNode(t, func(ctx context.Context) error { return c.cni.DelNetworkList(ctx, list, rt) }); err != nil {
-			t.Errorf("cleanup DEL: %v", err)
-		}
-	})
-	c.add(t, list, rt)
+	c.attach(t, list, rt)
 	mustAsk(t, c.client, "tcp", hp(chainNode4, hostPort), "web saw "+chainClient4)
 
 	side4, side6 := hp(sidePod4, 0), hp(sidePod6, 0)
@@ -118,7 +64,7 @@ func TestChainedIsolation(t *testing.T) {
 		t.Run(tc.what+" "+tc.proto, func(t *testing.T) {
 			t.Parallel() // after the checks below: they count no probe
 			s := servers[tc.server]
-			before := s.hits.Load()
+			before := s.srv.Hits()
 			got, err := askIn(c.pod, tc.proto, tc.from, tc.to, time.Second)
 			if err == nil {
 				t.Errorf("from the pod's side address %s to %s: answered %q", tc.from, tc.to, got)
@@ -126,7 +72,7 @@ func TestChainedIsolation(t *testing.T) {
 				t.Logf("from %s to %s: %v", tc.from, tc.to, err)
 			}
 			time.Sleep(100 * time.Millisecond)
-			if n := s.hits.Load() - before; n != 0 {
+			if n := s.srv.Hits() - before; n != 0 {
 				t.Errorf("the %s server saw %d connection(s) or datagram(s) from the side", s.where, n)
 			}
 		})

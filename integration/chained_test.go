@@ -21,10 +21,9 @@ import (
 	"github.com/containernetworking/cni/pkg/invoke"
 	"github.com/containernetworking/cni/pkg/types"
 	current "github.com/containernetworking/cni/pkg/types/100"
-	"golang.org/x/net/ipv4"
-	"golang.org/x/net/ipv6"
 
 	"github.com/passt-portmap/passt-portmap/integration/pastatest"
+	"github.com/passt-portmap/passt-portmap/integration/pktinfo"
 	"github.com/passt-portmap/passt-portmap/pkg/forwarder"
 )
 
@@ -70,11 +69,7 @@ func newChainNet(t testing.TB) *chainNet {
 	}
 	pasta, _ := pastatest.Bins(t)
 	c := &chainNet{node: pastatest.NewNetNS(t), client: pastatest.NewNetNS(t), pod: pastatest.NewNetNS(t), pasta: pasta}
-	dir, err := os.MkdirTemp("/tmp", "pp-chain-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	dir := pastatest.TempDir(t, "pp-chain-")
 	c.dir = dir
 	c.id = "pp-" + c.pod.Name
 	c.cni = libcni.NewCNIConfigWithCacheDir([]string{managedPlugin(t), debianCNI}, filepath.Join(dir, "cache"), nil)
@@ -117,6 +112,19 @@ func (c *chainNet) bridgePlugin() string {
 func (c *chainNet) plugin(extra string) string {
 	return fmt.Sprintf(`{"type": "passt-portmap", "pasta": %q, "dataDir": %q, "timeout": "20s", %s "capabilities": {"portMappings": true}}`,
 		c.pasta, filepath.Join(c.dir, "data"), extra)
+}
+
+// chainedConf is the plugin's configuration after the pod network's
+// result res, as libcni builds it, with one TCP host port.
+func (c *chainNet) chainedConf(res any, port int, extra map[string]any) map[string]any {
+	conf := map[string]any{"cniVersion": "1.0.0", "name": chainName, "type": "passt-portmap", "pasta": c.pasta,
+		"dataDir": c.dir + "/data", "timeout": "20s", "capabilities": map[string]any{"portMappings": true},
+		"runtimeConfig": map[string]any{"portMappings": []map[string]any{portMapping("tcp", port, 80, "")}},
+		"prevResult":    res}
+	for k, v := range extra {
+		conf[k] = v
+	}
+	return conf
 }
 
 func (c *chainNet) list(t testing.TB, plugins ...string) *libcni.NetworkConfigList {
@@ -162,6 +170,18 @@ func (c *chainNet) add(t testing.TB, l *libcni.NetworkConfigList, rt *libcni.Run
 		t.Fatal(err)
 	}
 	return res
+}
+
+// attach is the runtime's ADD of l for rt (see add), with its DEL at the
+// end of the test.
+func (c *chainNet) attach(t testing.TB, l *libcni.NetworkConfigList, rt *libcni.RuntimeConf) *current.Result {
+	t.Helper()
+	t.Cleanup(func() {
+		if err := c.inNode(t, func(ctx context.Context) error { return c.cni.DelNetworkList(ctx, l, rt) }); err != nil {
+			t.Errorf("cleanup DEL: %v", err)
+		}
+	})
+	return c.add(t, l, rt)
 }
 
 func (c *chainNet) del(t testing.TB, l *libcni.NetworkConfigList, rt *libcni.RuntimeConf) {
@@ -226,6 +246,17 @@ func (c *chainNet) leftovers(t testing.TB) []string {
 	return append(out, recs...)
 }
 
+// nothingLeft fails the test if, after the verb named by after, the
+// plugin left anything under its data directory (leftovers) or a pasta
+// for the pod runs (pastaGone).
+func (c *chainNet) nothingLeft(t testing.TB, after string) {
+	t.Helper()
+	if left := c.leftovers(t); len(left) != 0 {
+		t.Errorf("left after %s: %v", after, left)
+	}
+	c.pastaGone(t)
+}
+
 // podState is what the pod network made, as ip prints it: addresses,
 // every routing table of both families, the rules.
 func (c *chainNet) podState(t testing.TB) string {
@@ -265,26 +296,11 @@ func portMapping(proto string, hostPort, containerPort int, hostIP string) map[s
 
 // peerServer serves, on a TCP port of n (dual-stack), "TAG saw ADDR": the
 // address the pod's server sees for its client.
-func peerServer(t testing.TB, n *pastatest.NetNS, port int, tag string) *atomic.Int64 {
+func peerServer(t testing.TB, n *pastatest.NetNS, port int, tag string) *pastatest.Server {
 	t.Helper()
-	var ln net.Listener
-	if err := n.Do(func() (err error) { ln, err = net.Listen("tcp", ":"+strconv.Itoa(port)); return err }); err != nil {
-		t.Fatalf("listen tcp :%d in %s: %v", port, n.Name, err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	hits := new(atomic.Int64)
-	go func() {
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			hits.Add(1)
-			_, _ = fmt.Fprintf(conn, "%s saw %s", tag, peerOf(conn.RemoteAddr()))
-			conn.Close()
-		}
-	}()
-	return hits
+	return pastatest.ServeTCPFunc(t, n, "tcp", ":"+strconv.Itoa(port), func(peer net.Addr) string {
+		return tag + " saw " + peerOf(peer)
+	})
 }
 
 func peerOf(a net.Addr) string {
@@ -301,71 +317,16 @@ func peerOf(a net.Addr) string {
 func pktinfoServer(t testing.TB, n *pastatest.NetNS, port int, tag string) *atomic.Int64 {
 	t.Helper()
 	hits := new(atomic.Int64)
-	var c4, c6 net.PacketConn
-	err := n.Do(func() (err error) {
-		if c4, err = net.ListenPacket("udp4", ":"+strconv.Itoa(port)); err != nil {
-			return err
+	for _, network := range []string{"udp4", "udp6"} {
+		pc, err := pktinfo.New(pastatest.ListenPacket(t, n, network, ":"+strconv.Itoa(port)), network)
+		if err != nil {
+			t.Fatal(err)
 		}
-		c6, err = net.ListenPacket("udp6", ":"+strconv.Itoa(port))
-		return err
-	})
-	if err != nil {
-		t.Fatalf("listen udp :%d in %s: %v", port, n.Name, err)
-	}
-	t.Cleanup(func() { c4.Close(); c6.Close() })
-	p4, p6 := ipv4.NewPacketConn(c4), ipv6.NewPacketConn(c6)
-	if err := p4.SetControlMessage(ipv4.FlagDst, true); err != nil {
-		t.Fatal(err)
-	}
-	if err := p6.SetControlMessage(ipv6.FlagDst, true); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		buf := make([]byte, 2048)
-		for {
-			_, cm, src, err := p4.ReadFrom(buf)
-			if err != nil {
-				return
-			}
+		go pc.Serve(func(_ []byte, from net.Addr) []byte {
 			hits.Add(1)
-			_, _ = p4.WriteTo([]byte(tag+" saw "+peerOf(src)), &ipv4.ControlMessage{Src: cm.Dst}, src)
-		}
-	}()
-	go func() {
-		buf := make([]byte, 2048)
-		for {
-			_, cm, src, err := p6.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			hits.Add(1)
-			_, _ = p6.WriteTo([]byte(tag+" saw "+peerOf(src)), &ipv6.ControlMessage{Src: cm.Dst}, src)
-		}
-	}()
-	return hits
-}
-
-// plainUDPServer answers each datagram on port of n from a wildcard
-// socket, letting the kernel pick the reply's source address.
-func plainUDPServer(t testing.TB, n *pastatest.NetNS, port int, reply string) *atomic.Int64 {
-	t.Helper()
-	var pc net.PacketConn
-	if err := n.Do(func() (err error) { pc, err = net.ListenPacket("udp", ":"+strconv.Itoa(port)); return err }); err != nil {
-		t.Fatalf("listen udp :%d in %s: %v", port, n.Name, err)
+			return []byte(tag + " saw " + peerOf(from))
+		})
 	}
-	t.Cleanup(func() { pc.Close() })
-	hits := new(atomic.Int64)
-	go func() {
-		buf := make([]byte, 2048)
-		for {
-			_, src, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			hits.Add(1)
-			_, _ = pc.WriteTo([]byte(reply), src)
-		}
-	}()
 	return hits
 }
 

@@ -50,6 +50,25 @@ func (r *plugRun) checkRestarted(cid string, conf []byte) {
 	}
 }
 
+// pestoRuleKept: pesto adds to f the rule that cid's mapping (port to
+// 80) made. f, named by which, is not the forwarder cid's rules went to:
+// CHECK of cid must say it was restarted, and DEL of cid must leave
+// pesto's rule.
+func (r *plugRun) pestoRuleKept(f *pastatest.Forwarder, which, cid string, conf []byte, port uint16) {
+	t := r.t
+	t.Helper()
+	f.Pesto(t, "-A", "-t", fmt.Sprintf("%d:80", port))
+	rule := dualTCP(port, 80)
+	if !hasHost(t, f, rule) {
+		t.Fatalf("pesto's rule %s is not in %s: %s", rule, which, f.Tables(t))
+	}
+	r.checkRestarted(cid, conf)
+	r.must("DEL", cid, conf)
+	if !hasHost(t, f, rule) {
+		t.Fatalf("DEL removed pesto's rule %s from %s: %s", rule, which, f.Tables(t))
+	}
+}
+
 // TestForwarderInOtherNetns: a forwarder started elsewhere that runs in
 // another network namespace than the plugin (its control socket is a file
 // both see, its listeners are in its own namespace): ADD finds its
@@ -94,16 +113,7 @@ func TestForwarderInOtherNetnsRestarted(t *testing.T) {
 	r.must("ADD", "pp-o1", conf)
 
 	f.Restart(t)
-	f.Pesto(t, "-A", "-t", fmt.Sprintf("%d:80", port))
-	rule := dualTCP(port, 80)
-	if !hasHost(t, f, rule) {
-		t.Fatalf("pesto's rule %s is not in the table: %s", rule, f.Tables(t))
-	}
-	r.checkRestarted("pp-o1", conf)
-	r.must("DEL", "pp-o1", conf)
-	if !hasHost(t, f, rule) {
-		t.Fatalf("DEL removed pesto's rule %s from the restarted forwarder: %s", rule, f.Tables(t))
-	}
+	r.pestoRuleKept(f, "the restarted forwarder", "pp-o1", conf, port)
 }
 
 // TestSocketReboundWhileOldRuns: the control socket file was removed and
@@ -122,14 +132,5 @@ func TestSocketReboundWhileOldRuns(t *testing.T) {
 		t.Fatal(err)
 	}
 	second := pastatest.Start(t, pastatest.WithSocket(first.Socket))
-	rule := dualTCP(port, 80)
-	second.Pesto(t, "-A", "-t", fmt.Sprintf("%d:80", port))
-	if !hasHost(t, second, rule) {
-		t.Fatalf("pesto's rule %s is not in the new forwarder: %s", rule, second.Tables(t))
-	}
-	r.checkRestarted("pp-r1", conf)
-	r.must("DEL", "pp-r1", conf)
-	if !hasHost(t, second, rule) {
-		t.Fatalf("DEL removed pesto's rule %s from the forwarder bound at the same path: %s", rule, second.Tables(t))
-	}
+	r.pestoRuleKept(second, "the forwarder bound at the same path", "pp-r1", conf, port)
 }

@@ -68,9 +68,9 @@ func newSandbox(t *testing.T) *sandbox {
 	s.host.IP(t, "route", "add", "default", "via", gateway4)
 	s.host.IP(t, "-6", "route", "add", "default", "via", gateway6)
 
-	serveIn(t, s.host, "tcp4", fmt.Sprintf("127.0.0.1:%d", hostLo4Port), "host-lo4")
-	serveIn(t, s.host, "tcp6", fmt.Sprintf("[::1]:%d", hostLo6Port), "host-lo6")
-	serveIn(t, s.other, "tcp", fmt.Sprintf(":%d", otherPort), "other-host")
+	pastatest.ServeTCP(t, s.host, fmt.Sprintf("127.0.0.1:%d", hostLo4Port), "host-lo4")
+	pastatest.ServeTCP(t, s.host, fmt.Sprintf("[::1]:%d", hostLo6Port), "host-lo6")
+	pastatest.ServeTCP(t, s.other, fmt.Sprintf(":%d", otherPort), "other-host")
 	serveDNS(t, s.host, hostDNS+":53")
 
 	etc := filepath.Join("/etc/netns", s.host.Name)
@@ -113,24 +113,20 @@ func (s *sandbox) config(t *testing.T) (forwarder.Config, *pastatest.NetNS) {
 	return cfg, c
 }
 
-// serveIn serves reply on every TCP connection to addr inside n.
-func serveIn(t *testing.T, n *pastatest.NetNS, network, addr, reply string) {
+// cniList is the plugin alone as a CNI list named name, with extra keys
+// ("" or `"key": value,`) and its data under dataDir, and the runtime's
+// call for the container c.
+func (s *sandbox) cniList(t *testing.T, c *pastatest.NetNS, dataDir, name, extra string) (*libcni.CNIConfig, *libcni.NetworkConfigList, *libcni.RuntimeConf) {
 	t.Helper()
-	var ln net.Listener
-	if err := n.Do(func() (err error) { ln, err = net.Listen(network, addr); return err }); err != nil {
-		t.Fatalf("listen %s %s in %s: %v", network, addr, n.Name, err)
+	conf := fmt.Sprintf(`{"cniVersion": "1.1.0", "name": %q,
+	  "plugins": [{"type": "passt-portmap", "pasta": %q, "dataDir": %q, "timeout": "15s", %s
+	               "capabilities": {"portMappings": true}}]}`, name, s.pasta, dataDir, extra)
+	list, err := libcni.ConfListFromBytes([]byte(conf))
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			_, _ = c.Write([]byte(reply))
-			c.Close()
-		}
-	}()
+	cni := libcni.NewCNIConfigWithCacheDir([]string{managedPlugin(t)}, filepath.Join(dataDir, "cache"), nil)
+	return cni, list, &libcni.RuntimeConf{ContainerID: "iso-" + c.Name, NetNS: c.Path, IfName: "eth0"}
 }
 
 // reach is one path from the container to a server.
@@ -227,11 +223,7 @@ func TestIsolationLoopbackToHost(t *testing.T) {
 // mapHostLoopback key.
 func TestIsolationCNI(t *testing.T) {
 	s := newSandbox(t)
-	dataDir, err := os.MkdirTemp("/tmp", "iso-data-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = os.RemoveAll(dataDir) })
+	dataDir := pastatest.TempDir(t, "iso-data-")
 
 	for _, tc := range []struct {
 		name, extra string
@@ -242,15 +234,7 @@ func TestIsolationCNI(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := pastatest.NewNetNS(t)
-			conf := fmt.Sprintf(`{"cniVersion": "1.1.0", "name": "iso-%s",
-			  "plugins": [{"type": "passt-portmap", "pasta": %q, "dataDir": %q, "timeout": "15s", %s
-			               "capabilities": {"portMappings": true}}]}`, tc.name, s.pasta, dataDir, tc.extra)
-			list, err := libcni.ConfListFromBytes([]byte(conf))
-			if err != nil {
-				t.Fatal(err)
-			}
-			cni := libcni.NewCNIConfigWithCacheDir([]string{managedPlugin(t)}, filepath.Join(dataDir, "cache"), nil)
-			rt := &libcni.RuntimeConf{ContainerID: "iso-" + c.Name, NetNS: c.Path, IfName: "eth0"}
+			cni, list, rt := s.cniList(t, c, dataDir, "iso-"+tc.name, tc.extra)
 			ctx, cancel := context.WithTimeout(context.Background(), managedTimeout)
 			defer cancel()
 			t.Cleanup(func() {
@@ -311,11 +295,7 @@ func resolveFrom(ctx context.Context, n *pastatest.NetNS, server, name string) (
 // record is probeAddr, anything else has no answer.
 func serveDNS(t *testing.T, n *pastatest.NetNS, addr string) {
 	t.Helper()
-	var pc net.PacketConn
-	if err := n.Do(func() (err error) { pc, err = net.ListenPacket("udp4", addr); return err }); err != nil {
-		t.Fatalf("listen udp %s in %s: %v", addr, n.Name, err)
-	}
-	t.Cleanup(func() { pc.Close() })
+	pc := pastatest.ListenPacket(t, n, "udp4", addr)
 	go func() {
 		buf := make([]byte, 1500)
 		for {
@@ -480,21 +460,7 @@ func firstLine(s string) string {
 // address the connection came from, as n saw it.
 func servePeer(t *testing.T, n *pastatest.NetNS, addr string) {
 	t.Helper()
-	var ln net.Listener
-	if err := n.Do(func() (err error) { ln, err = net.Listen("tcp", addr); return err }); err != nil {
-		t.Fatalf("listen %s in %s: %v", addr, n.Name, err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			_, _ = c.Write([]byte(c.RemoteAddr().(*net.TCPAddr).IP.String()))
-			c.Close()
-		}
-	}()
+	pastatest.ServeTCPFunc(t, n, "tcp", addr, func(peer net.Addr) string { return peer.(*net.TCPAddr).IP.String() })
 }
 
 // rawPasta starts the real pasta in the sandbox's "host" as the managed
@@ -556,11 +522,7 @@ func TestIsolationPastaArgsLoopback(t *testing.T) {
 		got, err := resolveFrom(context.Background(), c, dnsFwd, probeName)
 		return err == nil && slices.Contains(got, probeAddr)
 	}
-	dataDir, err := os.MkdirTemp("/tmp", "iso-args-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = os.RemoveAll(dataDir) })
+	dataDir := pastatest.TempDir(t, "iso-args-")
 
 	for _, tc := range []struct {
 		name   string
@@ -583,18 +545,10 @@ func TestIsolationPastaArgsLoopback(t *testing.T) {
 			}
 			c := pastatest.NewNetNS(t)
 			args, _ := json.Marshal(tc.args)
-			conf := fmt.Sprintf(`{"cniVersion": "1.1.0", "name": "iso-args",
-			  "plugins": [{"type": "passt-portmap", "pasta": %q, "dataDir": %q, "timeout": "15s", "pastaArgs": %s,
-			               "capabilities": {"portMappings": true}}]}`, s.pasta, dataDir, args)
-			list, err := libcni.ConfListFromBytes([]byte(conf))
-			if err != nil {
-				t.Fatal(err)
-			}
-			cni := libcni.NewCNIConfigWithCacheDir([]string{managedPlugin(t)}, filepath.Join(dataDir, "cache"), nil)
-			rt := &libcni.RuntimeConf{ContainerID: "iso-" + c.Name, NetNS: c.Path, IfName: "eth0"}
+			cni, list, rt := s.cniList(t, c, dataDir, "iso-args", `"pastaArgs": `+string(args)+",")
 			ctx, cancel := context.WithTimeout(context.Background(), managedTimeout)
 			defer cancel()
-			_, err = cni.AddNetworkList(ctx, list, rt)
+			_, err := cni.AddNetworkList(ctx, list, rt)
 			if te := wantCode(t, "ADD with pastaArgs "+string(args), err, 7); !strings.Contains(te.Details, "pastaArgs[0]") || !strings.Contains(te.Details, tc.option) {
 				t.Errorf("ADD's error %v does not name pastaArgs[0] and %s", te, tc.option)
 			}

@@ -23,11 +23,7 @@ import (
 func forkingPasta(t *testing.T, extra string) (script, children string) {
 	t.Helper()
 	pasta, _ := pastatest.Bins(t)
-	dir, err := os.MkdirTemp("/tmp", "left-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	dir := pastatest.TempDir(t, "left-")
 	children = filepath.Join(dir, "children")
 	script = filepath.Join(dir, "pasta")
 	body := fmt.Sprintf(`#!/bin/sh
@@ -103,11 +99,7 @@ func TestManagedLeavesNothing(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			script, children := forkingPasta(t, tc.extra)
 			n := pastatest.NewNetNS(t)
-			dataDir, err := os.MkdirTemp("/tmp", "left-data-")
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { _ = os.RemoveAll(dataDir) })
+			dataDir := pastatest.TempDir(t, "left-data-")
 			conf := fmt.Sprintf(`{"cniVersion": "1.1.0", "name": "leftover",
 			  "plugins": [{"type": "passt-portmap", "pasta": %q, "dataDir": %q, "timeout": "15s",
 			               "capabilities": {"portMappings": true}}]}`, script, dataDir)

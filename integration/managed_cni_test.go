@@ -42,11 +42,7 @@ type managedCNI struct {
 
 func newManagedCNI(t *testing.T, n *pastatest.NetNS, pasta string, hostPort uint16) *managedCNI {
 	t.Helper()
-	dataDir, err := os.MkdirTemp("/tmp", "pp-data-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = os.RemoveAll(dataDir) })
+	dataDir := pastatest.TempDir(t, "pp-data-")
 	return newManagedCNIIn(t, dataDir, n, pasta, hostPort)
 }
 
@@ -177,11 +173,7 @@ func TestManagedCNI(t *testing.T) {
 	pasta, _ := pastatest.Bins(t)
 	n := pastatest.NewNetNS(t)
 	hostPort := pastatest.FreePort(t, "tcp")
-	dataDir, err := os.MkdirTemp("/tmp", "pp-data-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = os.RemoveAll(dataDir) })
+	dataDir := pastatest.TempDir(t, "pp-data-")
 	m := newManagedCNIWith(t, dataDir, n, pasta, hostPort, `"mapHostLoopback": "169.254.1.2",`)
 
 	res := m.add(t)
@@ -314,11 +306,7 @@ func TestManagedCNIStatus(t *testing.T) {
 // not listed as valid, and only those.
 func TestManagedCNIGC(t *testing.T) {
 	pasta, _ := pastatest.Bins(t)
-	dataDir, err := os.MkdirTemp("/tmp", "pp-data-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = os.RemoveAll(dataDir) })
+	dataDir := pastatest.TempDir(t, "pp-data-")
 	keep := newManagedCNIIn(t, dataDir, pastatest.NewNetNS(t), pasta, pastatest.FreePort(t, "tcp"))
 	stale := newManagedCNIIn(t, dataDir, pastatest.NewNetNS(t), pasta, pastatest.FreePort(t, "tcp"))
 	keep.add(t)

@@ -32,12 +32,7 @@ const managedTimeout = 15 * time.Second
 // holds at most 107 bytes), removed when the test ends.
 func managedDir(t *testing.T) string {
 	t.Helper()
-	dir, err := os.MkdirTemp("/tmp", "pp-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = os.RemoveAll(dir) })
-	return filepath.Join(dir, "att")
+	return filepath.Join(pastatest.TempDir(t, "pp-"), "att")
 }
 
 // managedConfig returns a forwarder config for a fresh bare namespace.

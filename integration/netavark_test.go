@@ -151,18 +151,6 @@ func nvOptions(t *testing.T, dataDir string) map[string]string {
 	return map[string]string{"pasta": pasta, "dataDir": dataDir, "timeout": "15s"}
 }
 
-// nvDataDir makes a data directory under /tmp (socket paths must stay
-// short) that is removed when the test ends.
-func nvDataDir(t *testing.T) string {
-	t.Helper()
-	d, err := os.MkdirTemp("/tmp", "nv-data-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = os.RemoveAll(d) })
-	return d
-}
-
 // assertNothingLeft fails unless dataDir holds no managed forwarder and
 // no ownership record, and no process names a file under it.
 func assertNothingLeft(t *testing.T, dataDir string) {
@@ -209,7 +197,7 @@ func freeRangeBoth(t *testing.T, n int) uint16 {
 // second teardown succeeds.
 func TestNetavarkSetupTeardown(t *testing.T) {
 	n := pastatest.NewNetNS(t)
-	dataDir := nvDataDir(t)
+	dataDir := pastatest.TempDir(t, "nv-data-")
 	single := pastatest.FreePort(t, "tcp")
 	first := freeRangeBoth(t, 3)
 	c := newNVCall(t, []nvNetwork{{Name: "nvnet-" + n.Name, Driver: "passt-portmap", Options: nvOptions(t, dataDir)}}, []nvPort{
@@ -283,7 +271,7 @@ func TestNetavarkSetupTeardown(t *testing.T) {
 // not tear down a network whose setup failed).
 func TestNetavarkTakenPort(t *testing.T) {
 	n := pastatest.NewNetNS(t)
-	dataDir := nvDataDir(t)
+	dataDir := pastatest.TempDir(t, "nv-data-")
 	ports := pastatest.FreePorts(t, "tcp", 2)
 	// pasta binds the rules in order of port and stops at the first that
 	// fails: with the taken port first, the free one does not listen
@@ -337,7 +325,7 @@ func selfComm(t *testing.T) string {
 // run on its own with such a path, answers with netavark's error JSON and
 // leaves nothing behind.
 func TestNetavarkMissingNetns(t *testing.T) {
-	dataDir := nvDataDir(t)
+	dataDir := pastatest.TempDir(t, "nv-data-")
 	missing := "/run/netns/nv-missing-" + fmt.Sprint(time.Now().UnixNano())
 	c := newNVCall(t, []nvNetwork{{Name: "nvnet-missing", Driver: "passt-portmap", Options: nvOptions(t, dataDir)}},
 		[]nvPort{{ContainerPort: 80, HostPort: pastatest.FreePort(t, "tcp"), Protocol: "tcp", Range: 1}})
@@ -407,7 +395,7 @@ exit 0
 	sawAfter := false
 	for try := 0; try < 12 && !sawAfter; try++ {
 		n := pastatest.NewNetNS(t)
-		dataDir := nvDataDir(t)
+		dataDir := pastatest.TempDir(t, "nv-data-")
 		port := pastatest.FreePort(t, "tcp")
 		pastatest.ServeTCP(t, n, ":80", "web")
 		c := newNVCall(t, []nvNetwork{
@@ -490,7 +478,7 @@ func TestNetavarkDispatch(t *testing.T) {
 // inside the container, the mapped address is the host's loopback.
 func TestNetavarkMapHostLoopback(t *testing.T) {
 	n := pastatest.NewNetNS(t)
-	dataDir := nvDataDir(t)
+	dataDir := pastatest.TempDir(t, "nv-data-")
 	opts := nvOptions(t, dataDir)
 	opts["mapHostLoopback"] = "169.254.1.2"
 	c := newNVCall(t, []nvNetwork{{Name: "nvnet-" + n.Name, Driver: "passt-portmap", Options: opts}}, nil)

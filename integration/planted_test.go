@@ -102,11 +102,7 @@ type outside struct {
 
 func newOutside(t *testing.T) *outside {
 	t.Helper()
-	dir, err := os.MkdirTemp("/tmp", "pp-outside-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	dir := pastatest.TempDir(t, "pp-outside-")
 	o := &outside{dir: dir, file: filepath.Join(dir, "precious"), sub: filepath.Join(dir, "subdir"), linked: filepath.Join(dir, "linked")}
 	for _, f := range []string{o.file, o.linked} {
 		if err := os.WriteFile(f, []byte("precious "+filepath.Base(f)+"\n"), 0o644); err != nil {
@@ -154,12 +150,14 @@ func (o *outside) digest(t *testing.T) string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
-// plantKinds put something at path that the plugin did not make.
-var plantKinds = []struct {
+// plantKind puts something at path that the plugin did not make.
+type plantKind struct {
 	name  string
 	files bool // also planted where a directory belongs
 	plant func(path string, o *outside) error
-}{
+}
+
+var plantKinds = []plantKind{
 	{"symlink to a file", true, func(p string, o *outside) error { return os.Symlink(o.file, p) }},
 	{"symlink to a directory", true, func(p string, o *outside) error { return os.Symlink(o.sub, p) }},
 	{"hard link to an outside file", true, func(p string, o *outside) error { return os.Link(o.linked, p) }},
@@ -308,13 +306,12 @@ func (c *plantCase) killLeft() {
 	})
 }
 
-// TestPlantedPaths is the class test (see the top of this file).
-func TestPlantedPaths(t *testing.T) {
-	pasta, _ := pastatest.Bins(t)
-	bin := pluginBinary(t)
-	const network = "pp-plant"
+// eachPlant runs, as parallel subtests, run for every phase (before the
+// first ADD, while an attachment is live), every path of paths (its
+// index i) and every kind of plant that can stand there.
+func eachPlant(t *testing.T, paths []plantPath, run func(t *testing.T, phase string, i int, k plantKind)) {
 	for _, phase := range []string{"before ADD", "while live"} {
-		for i, p := range plantPaths(network, "pp-plant-c") {
+		for i, p := range paths {
 			for _, k := range plantKinds {
 				if p.dir && !k.files {
 					continue
@@ -324,40 +321,55 @@ func TestPlantedPaths(t *testing.T) {
 				}
 				t.Run(fmt.Sprintf("%s/%s/%s", phase, p.rel, k.name), func(t *testing.T) {
 					t.Parallel()
-					dataDir, err := os.MkdirTemp("/tmp", "pp-pl-")
-					if err != nil {
-						t.Fatal(err)
-					}
-					t.Cleanup(func() { _ = os.RemoveAll(dataDir) })
-					c := &plantCase{t: t, bin: bin, pasta: pasta, dataDir: dataDir, ns: pastatest.NewNetNS(t),
-						network: network, cid: fmt.Sprintf("pp-plant-c%d", i), port: pastatest.FreePort(t, "tcp")}
-					// The attachment's own paths: the case's container ID.
-					path := plantPaths(network, c.cid)[i]
-					t.Cleanup(c.killLeft)
-					o := newOutside(t)
-					before := o.digest(t)
-					planted := filepath.Join(dataDir, path.rel)
-					c.prepare(phase, path)
-					if err := k.plant(planted, o); err != nil {
-						t.Fatalf("plant at %s: %v", planted, err)
-					}
-					c.verbs(planted)
-					if after := o.digest(t); after != before {
-						t.Errorf("the tree outside dataDir changed")
-					}
-					// Without the plant, the attachment can be cleaned up.
-					c.unplant(phase, path, planted)
-					if ok, code, msg, _ := c.run("DEL", nil, c.cniConf("")); !ok {
-						t.Errorf("DEL once the plant is gone: %d %s", code, msg)
-					}
-					if after := o.digest(t); after != before {
-						t.Errorf("the tree outside dataDir changed by the cleanup")
-					}
-					t.Logf("%s", strings.Join(c.outcomes, ", "))
+					run(t, phase, i, k)
 				})
 			}
 		}
 	}
+}
+
+// plantAndClean plants k at p (prepared for phase), runs every verb,
+// then removes the plant and runs DEL, which must succeed; cleaned, when
+// not nil, checks more after that DEL. Nothing outside dataDir may
+// change through it all.
+func (c *plantCase) plantAndClean(phase string, p plantPath, k plantKind, cleaned func()) {
+	t := c.t
+	o := newOutside(t)
+	before := o.digest(t)
+	planted := filepath.Join(c.dataDir, p.rel)
+	c.prepare(phase, p)
+	if err := k.plant(planted, o); err != nil {
+		t.Fatalf("plant at %s: %v", planted, err)
+	}
+	c.verbs(planted)
+	if after := o.digest(t); after != before {
+		t.Errorf("the tree outside dataDir changed")
+	}
+	c.unplant(phase, p, planted)
+	if ok, code, msg, _ := c.run("DEL", nil, c.cniConf("")); !ok {
+		t.Errorf("DEL once the plant is gone: %d %s", code, msg)
+	}
+	if cleaned != nil {
+		cleaned()
+	}
+	if after := o.digest(t); after != before {
+		t.Errorf("the tree outside dataDir changed by the cleanup")
+	}
+	t.Logf("%s", strings.Join(c.outcomes, ", "))
+}
+
+// TestPlantedPaths is the class test (see the top of this file).
+func TestPlantedPaths(t *testing.T) {
+	pasta, _ := pastatest.Bins(t)
+	bin := pluginBinary(t)
+	const network = "pp-plant"
+	eachPlant(t, plantPaths(network, "pp-plant-c"), func(t *testing.T, phase string, i int, k plantKind) {
+		c := &plantCase{t: t, bin: bin, pasta: pasta, dataDir: pastatest.TempDir(t, "pp-pl-"), ns: pastatest.NewNetNS(t),
+			network: network, cid: fmt.Sprintf("pp-plant-c%d", i), port: pastatest.FreePort(t, "tcp")}
+		t.Cleanup(c.killLeft)
+		// The attachment's own paths: the case's container ID.
+		c.plantAndClean(phase, plantPaths(network, c.cid)[i], k, nil)
+	})
 }
 
 // TestPlantedQueuePaths is the class test (see the top of this file) for
@@ -368,67 +380,32 @@ func TestPlantedQueuePaths(t *testing.T) {
 	bin := pluginBinary(t)
 	f := pastatest.Start(t)
 	const network = "pp-plantq"
-	for _, phase := range []string{"before ADD", "while live"} {
-		for i, p := range queuePaths(f.Socket) {
-			for _, k := range plantKinds {
-				if p.dir && !k.files {
-					continue
-				}
-				if phase == "while live" && !livePlant(p.rel) {
-					continue
-				}
-				t.Run(fmt.Sprintf("%s/%s/%s", phase, p.rel, k.name), func(t *testing.T) {
-					t.Parallel()
-					dataDir, err := os.MkdirTemp("/tmp", "pp-plq-")
-					if err != nil {
-						t.Fatal(err)
-					}
-					t.Cleanup(func() { _ = os.RemoveAll(dataDir) })
-					c := &plantCase{t: t, bin: bin, pasta: pasta, dataDir: dataDir, ns: f.NS, fwd: f,
-						network: network, cid: fmt.Sprintf("pp-plantq-c%d", i), port: pastatest.FreePort(t, "tcp")}
-					o := newOutside(t)
-					before := o.digest(t)
-					planted := filepath.Join(dataDir, p.rel)
-					c.prepare(phase, p)
-					if err := k.plant(planted, o); err != nil {
-						t.Fatalf("plant at %s: %v", planted, err)
-					}
-					c.verbs(planted)
-					if after := o.digest(t); after != before {
-						t.Errorf("the tree outside dataDir changed")
-					}
-					c.unplant(phase, p, planted)
-					if ok, code, msg, _ := c.run("DEL", nil, c.cniConf("")); !ok {
-						t.Errorf("DEL once the plant is gone: %d %s", code, msg)
-					}
-					// Once it is gone an ADD works, and DEL takes its rule out.
-					if ok, code, msg, _ := c.run("ADD", nil, c.cniConf("")); !ok {
-						t.Errorf("ADD once the plant is gone: %d %s", code, msg)
-					}
-					if ok, code, msg, _ := c.run("DEL", nil, c.cniConf("")); !ok {
-						t.Errorf("DEL after it: %d %s", code, msg)
-					}
-					// Through a client that waits its turn: the cases share
-					// the forwarder, which serves one client at a time.
-					ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-					snap, err := (&ctlclient.Client{Path: f.Socket}).Read(ctx)
-					cancel()
-					if err != nil {
-						t.Fatalf("read the forwarder's tables: %v", err)
-					}
-					for _, r := range snap.Tables.Lookup(wire.PifHost).Rules {
-						if r.First <= c.port && c.port <= r.Last {
-							t.Errorf("the forwarder holds %s on this case's port after the last DEL", r)
-						}
-					}
-					if after := o.digest(t); after != before {
-						t.Errorf("the tree outside dataDir changed by the cleanup")
-					}
-					t.Logf("%s", strings.Join(c.outcomes, ", "))
-				})
+	eachPlant(t, queuePaths(f.Socket), func(t *testing.T, phase string, i int, k plantKind) {
+		c := &plantCase{t: t, bin: bin, pasta: pasta, dataDir: pastatest.TempDir(t, "pp-plq-"), ns: f.NS, fwd: f,
+			network: network, cid: fmt.Sprintf("pp-plantq-c%d", i), port: pastatest.FreePort(t, "tcp")}
+		c.plantAndClean(phase, queuePaths(f.Socket)[i], k, func() {
+			// Once it is gone an ADD works, and DEL takes its rule out.
+			if ok, code, msg, _ := c.run("ADD", nil, c.cniConf("")); !ok {
+				t.Errorf("ADD once the plant is gone: %d %s", code, msg)
 			}
-		}
-	}
+			if ok, code, msg, _ := c.run("DEL", nil, c.cniConf("")); !ok {
+				t.Errorf("DEL after it: %d %s", code, msg)
+			}
+			// Through a client that waits its turn: the cases share
+			// the forwarder, which serves one client at a time.
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			snap, err := (&ctlclient.Client{Path: f.Socket}).Read(ctx)
+			cancel()
+			if err != nil {
+				t.Fatalf("read the forwarder's tables: %v", err)
+			}
+			for _, r := range snap.Tables.Lookup(wire.PifHost).Rules {
+				if r.First <= c.port && c.port <= r.Last {
+					t.Errorf("the forwarder holds %s on this case's port after the last DEL", r)
+				}
+			}
+		})
+	})
 }
 
 // livePlant says whether a path is planted over a live attachment too:

@@ -60,16 +60,23 @@ func (r *plugRun) conf(extra string, ports ...[2]uint16) []byte {
 		r.f.Socket, r.f.PIDFile, r.dataDir, strings.Join(ms, ","), extra))
 }
 
+// command is the plugin binary's call of verb for container cid on eth0
+// of the forwarder's namespace, as a runtime makes it.
+func (r *plugRun) command(ctx context.Context, verb, cid string, conf []byte) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, r.bin)
+	cmd.Env = append(os.Environ(), "CNI_COMMAND="+verb, "CNI_CONTAINERID="+cid, "CNI_NETNS="+r.f.NS.Path,
+		"CNI_IFNAME=eth0", "CNI_PATH="+filepath.Dir(r.bin))
+	cmd.Stdin = bytes.NewReader(conf)
+	return cmd
+}
+
 // exec runs the plugin binary for verb and returns stdout and the CNI
 // error it printed, if it failed.
 func (r *plugRun) exec(verb, cid string, conf []byte) (string, *types.Error) {
 	r.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, r.bin)
-	cmd.Env = append(os.Environ(), "CNI_COMMAND="+verb, "CNI_CONTAINERID="+cid, "CNI_NETNS="+r.f.NS.Path,
-		"CNI_IFNAME=eth0", "CNI_PATH="+filepath.Dir(r.bin))
-	cmd.Stdin = bytes.NewReader(conf)
+	cmd := r.command(ctx, verb, cid, conf)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()

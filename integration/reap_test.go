@@ -21,11 +21,7 @@ import (
 // record; a container whose namespace still exists is left alone.
 func TestReapOrphanedForwarder(t *testing.T) {
 	pasta, _ := pastatest.Bins(t)
-	dataDir, err := os.MkdirTemp("/tmp", "reap-data-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = os.RemoveAll(dataDir) })
+	dataDir := pastatest.TempDir(t, "reap-data-")
 
 	// The namespace the runtime will remove, made here rather than by
 	// pastatest, whose cleanup would fail on a removed namespace.

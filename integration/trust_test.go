@@ -77,11 +77,7 @@ func alive(cmd *exec.Cmd) bool {
 // names anyone can forge.
 func TestOtherUsersProcessesIgnored(t *testing.T) {
 	pasta, _ := pastatest.Bins(t)
-	dataDir, err := os.MkdirTemp("/tmp", "pp-nobody-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = os.RemoveAll(dataDir) })
+	dataDir := pastatest.TempDir(t, "pp-nobody-")
 	n := pastatest.NewNetNS(t)
 	port := pastatest.FreePort(t, "tcp")
 	m := newManagedCNIIn(t, dataDir, n, pasta, port)
@@ -133,11 +129,7 @@ func TestOtherUsersProcessesIgnored(t *testing.T) {
 // attachment, which refuse it (5) naming the directory.
 func TestRecordNamingAnotherForwarder(t *testing.T) {
 	pasta, _ := pastatest.Bins(t)
-	dataDir, err := os.MkdirTemp("/tmp", "pp-rec-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = os.RemoveAll(dataDir) })
+	dataDir := pastatest.TempDir(t, "pp-rec-")
 	victimNS, nextNS := pastatest.NewNetNS(t), pastatest.NewNetNS(t)
 	ports := pastatest.FreePorts(t, "tcp", 2)
 	victim := newManagedCNIIn(t, dataDir, victimNS, pasta, ports[0])

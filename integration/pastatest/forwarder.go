@@ -79,7 +79,7 @@ func Start(t testing.TB, opts ...Option) *Forwarder {
 	if cfg.ns == nil {
 		cfg.ns = NewNetNS(t)
 	}
-	dir := shortTempDir(t)
+	dir := TempDir(t, "pt-")
 	if cfg.socket == "" {
 		cfg.socket = filepath.Join(dir, "ctl.sock")
 	}

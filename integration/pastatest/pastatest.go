@@ -121,12 +121,13 @@ func uniqueName(prefix string) string {
 	return prefix + hex.EncodeToString(b[:])
 }
 
-// shortTempDir makes a directory under /tmp that is removed when the test
-// ends. Unlike t.TempDir its path is short: a UNIX socket path must fit in
-// 108 bytes, and test names can be long.
-func shortTempDir(t testing.TB) string {
+// TempDir makes a directory under /tmp, its name starting with prefix,
+// that is removed when the test ends. Unlike t.TempDir its path is
+// short: a UNIX socket path must fit in 108 bytes, and test names can be
+// long.
+func TempDir(t testing.TB, prefix string) string {
 	t.Helper()
-	dir, err := os.MkdirTemp("/tmp", "pt-")
+	dir, err := os.MkdirTemp("/tmp", prefix)
 	if err != nil {
 		t.Fatalf("pastatest: %v", err)
 	}

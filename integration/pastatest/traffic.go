@@ -41,6 +41,31 @@ func (s *Server) Close() error {
 	return err
 }
 
+// Listen listens on network and addr (e.g. "tcp", ":80") inside the
+// namespace; the listener closes when the test ends.
+func Listen(t testing.TB, n *NetNS, network, addr string) net.Listener {
+	t.Helper()
+	return listenIn(t, n, network, addr, net.Listen)
+}
+
+// ListenPacket is Listen for a datagram socket (network "udp", "udp4"...).
+func ListenPacket(t testing.TB, n *NetNS, network, addr string) net.PacketConn {
+	t.Helper()
+	return listenIn(t, n, network, addr, net.ListenPacket)
+}
+
+// listenIn runs listen inside n, fails the test if it fails, and closes
+// what it made when the test ends.
+func listenIn[C io.Closer](t testing.TB, n *NetNS, network, addr string, listen func(network, addr string) (C, error)) C {
+	t.Helper()
+	var c C
+	if err := n.Do(func() (err error) { c, err = listen(network, addr); return err }); err != nil {
+		t.Fatalf("pastatest: listen %s %s in netns %s: %v", network, addr, n.Name, err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
 // ServeTCP starts a TCP server in the namespace, listening on addr (e.g.
 // ":80", which is [::] dual-stack: the namespace's own loopback and
 // interfaces, where pasta delivers forwarded connections). Each
@@ -48,16 +73,18 @@ func (s *Server) Close() error {
 // ends.
 func ServeTCP(t testing.TB, n *NetNS, addr, reply string) *Server {
 	t.Helper()
-	var l net.Listener
-	err := n.Do(func() error {
-		var err error
-		l, err = net.Listen("tcp", addr)
-		return err
-	})
-	if err != nil {
-		t.Fatalf("pastatest: listen tcp %s in netns %s: %v", addr, n.Name, err)
-	}
-	s := &Server{Addr: l.Addr(), Reply: reply, close: l.Close}
+	s := ServeTCPFunc(t, n, "tcp", addr, func(net.Addr) string { return reply })
+	s.Reply = reply
+	return s
+}
+
+// ServeTCPFunc is ServeTCP on network ("tcp", "tcp4" or "tcp6") for a
+// reply that depends on the client's address as the server sees it
+// (its Reply is empty).
+func ServeTCPFunc(t testing.TB, n *NetNS, network, addr string, reply func(peer net.Addr) string) *Server {
+	t.Helper()
+	l := Listen(t, n, network, addr)
+	s := &Server{Addr: l.Addr(), close: l.Close}
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
@@ -68,7 +95,7 @@ func ServeTCP(t testing.TB, n *NetNS, addr, reply string) *Server {
 			}
 			s.hits.Add(1)
 			_ = c.SetDeadline(time.Now().Add(DialTimeout))
-			_, _ = io.WriteString(c, reply)
+			_, _ = io.WriteString(c, reply(c.RemoteAddr()))
 			_ = c.Close()
 		}
 	}()
@@ -80,15 +107,7 @@ func ServeTCP(t testing.TB, n *NetNS, addr, reply string) *Server {
 // answers every datagram with reply. It stops when the test ends.
 func ServeUDP(t testing.TB, n *NetNS, addr, reply string) *Server {
 	t.Helper()
-	var pc net.PacketConn
-	err := n.Do(func() error {
-		var err error
-		pc, err = net.ListenPacket("udp", addr)
-		return err
-	})
-	if err != nil {
-		t.Fatalf("pastatest: listen udp %s in netns %s: %v", addr, n.Name, err)
-	}
+	pc := ListenPacket(t, n, "udp", addr)
 	s := &Server{Addr: pc.LocalAddr(), Reply: reply, close: pc.Close}
 	s.wg.Add(1)
 	go func() {

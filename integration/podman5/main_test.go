@@ -8,7 +8,6 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -77,8 +76,13 @@ func supervise() int {
 		fmt.Fprintln(os.Stderr, "podman5:", err)
 		return 1
 	}
-	sweep(cgRoot)
-	dir, err := os.MkdirTemp("/tmp", runPrefix)
+	// A run killed before it could release (go test's timeout kills
+	// without cleanup) leaves its cgroup and directory: the sweep frees
+	// them once their owner is gone.
+	runtimetest.Sweep(map[string]runtimetest.Sweeper{runPrefix: func(dir string) error {
+		return releaseCgroup(filepath.Join(cgRoot, filepath.Base(dir)))
+	}})
+	dir, err := runtimetest.OwnedDir(runPrefix)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "podman5:", err)
 		return 1
@@ -96,10 +100,6 @@ func supervise() int {
 // run runs the tests in the child, in cgroup cg and a new mount
 // namespace, and returns its exit status.
 func run(dir, cg string) int {
-	if err := writeOwner(dir); err != nil {
-		fmt.Fprintln(os.Stderr, "podman5:", err)
-		return 1
-	}
 	if err := os.Mkdir(cg, 0o755); err != nil {
 		fmt.Fprintln(os.Stderr, "podman5: make the run's cgroup:", err)
 		return 1
@@ -191,10 +191,22 @@ func reapLeft() {
 	}
 }
 
-// release kills what is left in cgroup cg (and below it), removes the
-// cgroups and then the run's directory: with every process of the run
-// gone, so is its mount namespace, and nothing is mounted under dir.
+// release frees the run's cgroup cg (see releaseCgroup) and then removes
+// the run's directory: with every process of the run gone, so is its
+// mount namespace, and nothing is mounted under dir.
 func release(dir, cg string) error {
+	if err := releaseCgroup(cg); err != nil {
+		return err
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		return fmt.Errorf("remove %s: %w", dir, err)
+	}
+	return nil
+}
+
+// releaseCgroup kills what is left in cgroup cg (and below it) and
+// removes the cgroups.
+func releaseCgroup(cg string) error {
 	left, err := killCgroup(cg)
 	if err != nil {
 		return err
@@ -202,13 +214,7 @@ func release(dir, cg string) error {
 	if len(left) > 0 {
 		fmt.Fprintf(os.Stderr, "podman5: killed what the run left running in %s: %s\n", cg, strings.Join(left, ", "))
 	}
-	if err := removeCgroups(cg); err != nil {
-		return err
-	}
-	if err := os.RemoveAll(dir); err != nil {
-		return fmt.Errorf("remove %s: %w", dir, err)
-	}
-	return nil
+	return removeCgroups(cg)
 }
 
 // killCgroup kills every process of cg and its descendants and waits
@@ -263,66 +269,6 @@ func removeCgroups(cg string) error {
 		}
 	}
 	return nil
-}
-
-// sweep releases the runs whose owner is gone: a test binary killed
-// before it could (go test's timeout kills without cleanup).
-func sweep(cgRoot string) {
-	dirs, _ := filepath.Glob(filepath.Join("/tmp", runPrefix+"*"))
-	for _, dir := range dirs {
-		if !orphaned(dir) {
-			continue
-		}
-		if err := release(dir, filepath.Join(cgRoot, filepath.Base(dir))); err != nil {
-			fmt.Fprintf(os.Stderr, "podman5: leftovers of a killed run in %s: %v\n", dir, err)
-			continue
-		}
-		fmt.Fprintf(os.Stderr, "podman5: removed the leftovers of a killed run in %s\n", dir)
-	}
-}
-
-// ownerFile, in a run's directory, names the process that made it: its
-// PID and start time (field 22 of /proc/PID/stat), so that a reused PID
-// is not taken for the owner.
-const ownerFile = ".owner"
-
-func procStart(pid int) string {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return ""
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return ""
-	}
-	f := strings.Fields(s[i+1:])
-	if len(f) < 20 {
-		return ""
-	}
-	return f[19]
-}
-
-func writeOwner(dir string) error {
-	pid := os.Getpid()
-	return os.WriteFile(filepath.Join(dir, ownerFile), []byte(fmt.Sprintf("%d %s\n", pid, procStart(pid))), 0o644)
-}
-
-// orphaned reports whether dir has an owner file whose process is gone.
-func orphaned(dir string) bool {
-	b, err := os.ReadFile(filepath.Join(dir, ownerFile))
-	if err != nil {
-		return false
-	}
-	f := strings.Fields(string(b))
-	if len(f) != 2 {
-		return false
-	}
-	pid, err := strconv.Atoi(f[0])
-	if err != nil || pid <= 0 {
-		return false
-	}
-	return procStart(pid) != f[1]
 }
 
 // TestSupervisor: the tests run in a mount namespace and a cgroup of

@@ -60,10 +60,7 @@ func moduleRoot() string {
 // the servers run in an image that holds nothing else.
 func build() (string, error) {
 	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("/tmp", "rt-build-")
-		if err == nil {
-			err = writeOwner(dir)
-		}
+		dir, err := OwnedDir("rt-build-")
 		if err != nil {
 			buildErr = err
 			return
@@ -98,7 +95,7 @@ func Main(m *testing.M, sweepers map[string]Sweeper) int {
 	for p, fn := range sweepers {
 		all[p] = fn
 	}
-	sweep(all)
+	Sweep(all)
 	code := m.Run()
 	if buildDir != "" {
 		_ = os.RemoveAll(buildDir)
@@ -110,14 +107,11 @@ func Main(m *testing.M, sweepers map[string]Sweeper) int {
 // (socket paths inside must stay under 108 bytes).
 func ShortDir(t testing.TB, prefix string) string {
 	t.Helper()
-	dir, err := os.MkdirTemp("/tmp", prefix)
+	dir, err := OwnedDir(prefix)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = os.RemoveAll(dir) })
-	if err := writeOwner(dir); err != nil {
-		t.Fatal(err)
-	}
 	return dir
 }
 

@@ -8,7 +8,7 @@ import (
 	"strings"
 )
 
-// ownerFile, in every directory ShortDir makes, names the test process
+// ownerFile, in every directory OwnedDir makes, names the test process
 // that made it: its PID and its start time (field 22 of /proc/PID/stat),
 // so that a reused PID is not taken for the owner.
 const ownerFile = ".owner"
@@ -31,9 +31,19 @@ func procStart(pid int) string {
 	return f[19]
 }
 
-func writeOwner(dir string) error {
+// OwnedDir makes a directory under /tmp whose name starts with prefix,
+// with the owner file that tells Sweep when its maker is gone.
+func OwnedDir(prefix string) (string, error) {
+	dir, err := os.MkdirTemp("/tmp", prefix)
+	if err != nil {
+		return "", err
+	}
 	pid := os.Getpid()
-	return os.WriteFile(filepath.Join(dir, ownerFile), []byte(fmt.Sprintf("%d %s\n", pid, procStart(pid))), 0o644)
+	if err := os.WriteFile(filepath.Join(dir, ownerFile), []byte(fmt.Sprintf("%d %s\n", pid, procStart(pid))), 0o644); err != nil {
+		_ = os.RemoveAll(dir)
+		return "", fmt.Errorf("owner file of %s: %w", dir, err)
+	}
+	return dir, nil
 }
 
 // orphaned reports whether dir has an owner file whose process is gone.
@@ -58,9 +68,10 @@ func orphaned(dir string) bool {
 // directory is removed.
 type Sweeper func(dir string) error
 
-// sweep runs the sweepers over the /tmp directories of their prefixes
-// whose owner is gone, then removes them, and says what it did on stderr.
-func sweep(sweepers map[string]Sweeper) {
+// Sweep runs the sweepers over the directories of their prefixes
+// (OwnedDir's) whose owner is gone, then removes them, and says what it
+// did on stderr.
+func Sweep(sweepers map[string]Sweeper) {
 	for prefix, fn := range sweepers {
 		dirs, _ := filepath.Glob(filepath.Join("/tmp", prefix+"*"))
 		for _, dir := range dirs {

@@ -230,16 +230,25 @@ func (d *Dir) Sub(name string, create bool, mode uint32) (*Dir, error) {
 	if err != nil {
 		return nil, d.refusal(name, err, "not a directory")
 	}
-	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil {
-		unix.Close(fd)
-		return nil, &os.PathError{Op: "fstat", Path: path, Err: err}
-	}
-	if err := checkDirStat(path, &st); err != nil {
-		unix.Close(fd)
+	if err := checkFd(fd, path, checkDirStat); err != nil {
 		return nil, err
 	}
 	return &Dir{fd: fd, path: path}, nil
+}
+
+// checkFd checks what fd, opened at path, is (check: checkDirStat or
+// checkFileStat), and closes it when that fails.
+func checkFd(fd int, path string, check func(string, *unix.Stat_t) error) error {
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		unix.Close(fd)
+		return &os.PathError{Op: "fstat", Path: path, Err: err}
+	}
+	if err := check(path, &st); err != nil {
+		unix.Close(fd)
+		return err
+	}
+	return nil
 }
 
 // refusal turns the error of an open of name into an *UnsafeError when
@@ -294,13 +303,7 @@ func (d *Dir) OpenFile(name string, flag int, perm uint32) (*os.File, error) {
 	if err != nil {
 		return nil, d.refusal(name, err, "not a regular file")
 	}
-	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil {
-		unix.Close(fd)
-		return nil, &os.PathError{Op: "fstat", Path: path, Err: err}
-	}
-	if err := checkFileStat(path, &st); err != nil {
-		unix.Close(fd)
+	if err := checkFd(fd, path, checkFileStat); err != nil {
 		return nil, err
 	}
 	if err := unix.SetNonblock(fd, false); err != nil {

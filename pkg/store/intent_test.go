@@ -14,13 +14,8 @@ import (
 // written after it; a lock file holding one is a record for List, Drop
 // and Sweep; Remove takes it away first.
 func TestIntentLifecycle(t *testing.T) {
-	s := New(t.TempDir())
-	k := Key{"net", "c1", "eth0"}
+	s, k, l := lockedStore(t)
 	rules := sampleRules(t)
-	l, err := s.Lock(ctx(t, time.Second), k)
-	if err != nil {
-		t.Fatal(err)
-	}
 	// A first ADD killed after its intent: no record file, the intent alone.
 	in := &Record{Network: "net", ContainerID: "c1", IfName: "eth0", Socket: "/s", Pending: rules[:2], Intent: l.NextIntent()}
 	if err := l.Arm(in); err != nil {
@@ -103,13 +98,8 @@ func TestIntentLifecycle(t *testing.T) {
 // its pwrite) does not count: its writer sent nothing. A lock file
 // holding only that is no record: Sweep removes it.
 func TestIntentCutShort(t *testing.T) {
-	s := New(t.TempDir())
-	k := Key{"net", "c1", "eth0"}
+	s, k, l := lockedStore(t)
 	rules := sampleRules(t)
-	l, err := s.Lock(ctx(t, time.Second), k)
-	if err != nil {
-		t.Fatal(err)
-	}
 	b, err := encodeIntent(&Record{Version: FormatVersion, Network: "net", ContainerID: "c1", IfName: "eth0", Pending: rules, Intent: 1,
 		Updated: time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)})
 	if err != nil {
@@ -152,12 +142,7 @@ func TestIntentCutShort(t *testing.T) {
 // A record that cannot be read may or may not supersede the intent:
 // nothing is decided, the reader gets the record's error.
 func TestIntentOverUnreadableRecord(t *testing.T) {
-	s := New(t.TempDir())
-	k := Key{"net", "c1", "eth0"}
-	l, err := s.Lock(ctx(t, time.Second), k)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, k, l := lockedStore(t)
 	defer l.Unlock()
 	if err := l.Write(&Record{Network: "net", ContainerID: "c1", IfName: "eth0", Socket: "/s"}); err != nil {
 		t.Fatal(err)

@@ -93,13 +93,21 @@ func ctx(t *testing.T, d time.Duration) context.Context {
 	return c
 }
 
-func TestWriteReadRemove(t *testing.T) {
+// lockedStore is a new store in a test directory and the lock, taken
+// within a second, of the key net/c1/eth0 that most tests use.
+func lockedStore(t *testing.T) (*Store, Key, *Locked) {
+	t.Helper()
 	s := New(t.TempDir())
 	k := Key{"net", "c1", "eth0"}
 	l, err := s.Lock(ctx(t, time.Second), k)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return s, k, l
+}
+
+func TestWriteReadRemove(t *testing.T) {
+	s, k, l := lockedStore(t)
 	defer l.Unlock()
 	if r, err := l.Read(); r != nil || err != nil {
 		t.Fatalf("fresh store: %v %v", r, err)
@@ -145,12 +153,7 @@ func TestWriteReadRemove(t *testing.T) {
 // Arm makes an intent the record until a record is written, and
 // Claimed gives the owned rules and then the pending ones.
 func TestArmAndClaimed(t *testing.T) {
-	s := New(t.TempDir())
-	k := Key{"net", "c1", "eth0"}
-	l, err := s.Lock(ctx(t, time.Second), k)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, k, l := lockedStore(t)
 	defer l.Unlock()
 	rules := sampleRules(t)
 	rec := &Record{Network: "net", ContainerID: "c1", IfName: "eth0", Socket: "/s",
@@ -178,13 +181,8 @@ func TestArmAndClaimed(t *testing.T) {
 }
 
 func TestLockExcludesAndTimesOut(t *testing.T) {
-	s := New(t.TempDir())
-	k := Key{"net", "c1", "eth0"}
-	l1, err := s.Lock(ctx(t, time.Second), k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = s.Lock(ctx(t, 30*time.Millisecond), k)
+	s, k, l1 := lockedStore(t)
+	_, err := s.Lock(ctx(t, 30*time.Millisecond), k)
 	var be *BusyError
 	if !errors.As(err, &be) || !errors.Is(err, context.DeadlineExceeded) || be.Path != s.LockPath(k) {
 		t.Fatalf("second lock: %v, want BusyError on %s", err, s.LockPath(k))

@@ -19,8 +19,7 @@ import (
 	"os"
 	"strconv"
 
-	"golang.org/x/net/ipv4"
-	"golang.org/x/net/ipv6"
+	"github.com/passt-portmap/passt-portmap/integration/pktinfo"
 )
 
 func main() {
@@ -35,60 +34,27 @@ func main() {
 			fmt.Fprintf(os.Stderr, "udpecho: port %q: %v\n", a, err)
 			os.Exit(2)
 		}
+		prefix := []byte(strconv.FormatUint(port, 10) + ":")
 		for _, network := range []string{"udp4", "udp6"} {
-			c, err := net.ListenPacket(network, ":"+a)
+			c, err := listen(network, a)
 			if err != nil {
 				fmt.Fprintln(os.Stderr, "udpecho:", err)
 				os.Exit(1)
 			}
-			prefix := []byte(strconv.FormatUint(port, 10) + ":")
-			if network == "udp4" {
-				go func() { errs <- echo4(ipv4.NewPacketConn(c), prefix) }()
-			} else {
-				go func() { errs <- echo6(ipv6.NewPacketConn(c), prefix) }()
-			}
+			go func() {
+				errs <- c.Serve(func(b []byte, _ net.Addr) []byte { return append(prefix[:len(prefix):len(prefix)], b...) })
+			}()
 		}
 	}
 	fmt.Fprintln(os.Stderr, "udpecho:", <-errs)
 	os.Exit(1)
 }
 
-func echo4(p *ipv4.PacketConn, prefix []byte) error {
-	if err := p.SetControlMessage(ipv4.FlagDst, true); err != nil {
-		return err
+// listen binds port on every address of network ("udp4" or "udp6").
+func listen(network, port string) (*pktinfo.Conn, error) {
+	c, err := net.ListenPacket(network, ":"+port)
+	if err != nil {
+		return nil, err
 	}
-	buf := make([]byte, 2048)
-	for {
-		n, cm, from, err := p.ReadFrom(buf)
-		if err != nil {
-			return err
-		}
-		var reply *ipv4.ControlMessage
-		if cm != nil {
-			reply = &ipv4.ControlMessage{Src: cm.Dst}
-		}
-		if _, err := p.WriteTo(append(prefix[:len(prefix):len(prefix)], buf[:n]...), reply, from); err != nil {
-			return err
-		}
-	}
-}
-
-func echo6(p *ipv6.PacketConn, prefix []byte) error {
-	if err := p.SetControlMessage(ipv6.FlagDst, true); err != nil {
-		return err
-	}
-	buf := make([]byte, 2048)
-	for {
-		n, cm, from, err := p.ReadFrom(buf)
-		if err != nil {
-			return err
-		}
-		var reply *ipv6.ControlMessage
-		if cm != nil {
-			reply = &ipv6.ControlMessage{Src: cm.Dst}
-		}
-		if _, err := p.WriteTo(append(prefix[:len(prefix):len(prefix)], buf[:n]...), reply, from); err != nil {
-			return err
-		}
-	}
+	return pktinfo.New(c, network)
 }

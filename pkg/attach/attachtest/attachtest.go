@@ -59,6 +59,26 @@ func BadSettings() []BadSetting {
 	}
 }
 
+// Texts returns the settings in carries as text, by the names of their
+// settings (Setting.String), those left empty out: what a front end's
+// test writes as its own keys or options. The lists, numbers and
+// booleans (PastaArgs, SideTable, Verify...) each front end writes in its
+// own way.
+func Texts(in attach.Input) map[string]string {
+	out := map[string]string{}
+	for s, v := range map[attach.Setting]string{
+		attach.SettingDataDir: in.DataDir, attach.SettingTimeout: in.Timeout, attach.SettingPasta: in.Pasta,
+		attach.SettingMapHostLoopback: in.MapHostLoopback, attach.SettingTargetAddress: in.TargetAddress,
+		attach.SettingBindInterface: in.BindInterface, attach.SettingSideInterface: in.SideInterface,
+		attach.SettingSideNetwork: in.SideNetwork,
+	} {
+		if v != "" {
+			out[s.String()] = v
+		}
+	}
+	return out
+}
+
 // BadMapping is a port mapping the core refuses, the second of a list
 // whose first is good.
 type BadMapping struct {

@@ -66,15 +66,11 @@ func DiagEach(fn func(InetSocket)) error { return DiagSelect(DiagAll, fn) }
 // DiagSelect is DiagEach for the dumps sel selects only: a caller that
 // looks for TCP listeners on IPv4 addresses asks for one dump of four.
 func DiagSelect(sel DiagSel, fn func(InetSocket)) error {
-	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, unix.NETLINK_SOCK_DIAG)
+	c, err := dialDiag(64 << 10)
 	if err != nil {
-		return os.NewSyscallError("socket NETLINK_SOCK_DIAG", err)
+		return err
 	}
-	defer unix.Close(fd)
-	if err := unix.Bind(fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
-		return os.NewSyscallError("bind netlink", err)
-	}
-	buf := make([]byte, 64<<10)
+	defer c.close()
 	seq := uint32(0)
 	for _, q := range []struct {
 		sel    DiagSel
@@ -91,24 +87,58 @@ func DiagSelect(sel DiagSel, fn func(InetSocket)) error {
 			continue
 		}
 		seq++
-		if err := unix.Sendto(fd, diagRequest(seq, q.family, q.proto, 1<<q.state), 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
-			return os.NewSyscallError("sendto netlink", err)
-		}
-		for done := false; !done; {
-			n, _, err := unix.Recvfrom(fd, buf, 0)
+		err := c.ask(diagRequest(seq, q.family, q.proto, 1<<q.state), func(b []byte) (bool, error) {
+			done, err := parseDiag(b, seq, q.proto == unix.IPPROTO_UDP, fn)
 			if err != nil {
-				if errors.Is(err, syscall.EINTR) {
-					continue
-				}
-				return os.NewSyscallError("recvfrom netlink", err)
+				return false, fmt.Errorf("sock_diag family %d protocol %d: %w", q.family, q.proto, err)
 			}
-			done, err = parseDiag(buf[:n], seq, q.proto == unix.IPPROTO_UDP, fn)
-			if err != nil {
-				return fmt.Errorf("sock_diag family %d protocol %d: %w", q.family, q.proto, err)
-			}
+			return done, nil
+		})
+		if err != nil {
+			return err
 		}
 	}
 	return nil
+}
+
+// diagConn is a NETLINK_SOCK_DIAG socket, with a buffer for its answers.
+type diagConn struct {
+	fd  int
+	buf []byte
+}
+
+func dialDiag(bufSize int) (*diagConn, error) {
+	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, unix.NETLINK_SOCK_DIAG)
+	if err != nil {
+		return nil, os.NewSyscallError("socket NETLINK_SOCK_DIAG", err)
+	}
+	if err := unix.Bind(fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+		unix.Close(fd)
+		return nil, os.NewSyscallError("bind netlink", err)
+	}
+	return &diagConn{fd: fd, buf: make([]byte, bufSize)}, nil
+}
+
+func (c *diagConn) close() { unix.Close(c.fd) }
+
+// ask sends request req to the kernel and passes each datagram of the
+// answer to parse, until parse reports the answer complete or fails.
+func (c *diagConn) ask(req []byte, parse func(b []byte) (done bool, err error)) error {
+	if err := unix.Sendto(c.fd, req, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+		return os.NewSyscallError("sendto netlink", err)
+	}
+	for {
+		n, _, err := unix.Recvfrom(c.fd, c.buf, 0)
+		if errors.Is(err, syscall.EINTR) {
+			continue
+		}
+		if err != nil {
+			return os.NewSyscallError("recvfrom netlink", err)
+		}
+		if done, err := parse(c.buf[:n]); err != nil || done {
+			return err
+		}
+	}
 }
 
 // diagRequest builds a dump request for sockets of one family and protocol
@@ -140,6 +170,36 @@ func ParseDiag(b []byte, seq uint32, udp bool) (socks []InetSocket, done bool, e
 // parseDiag is ParseDiag calling fn for each socket (also for those
 // before an error).
 func parseDiag(b []byte, seq uint32, udp bool, fn func(InetSocket)) (done bool, err error) {
+	return walkDiag(b, seq, func(body []byte) (bool, error) {
+		if len(body) < diagMsgLen {
+			return false, fmt.Errorf("inet_diag_msg of %d bytes, want %d", len(body), diagMsgLen)
+		}
+		var addr netip.Addr
+		switch body[0] {
+		case unix.AF_INET:
+			addr = netip.AddrFrom4([4]byte(body[8:12]))
+		case unix.AF_INET6:
+			addr = netip.AddrFrom16([16]byte(body[8:24]))
+		default:
+			return false, nil
+		}
+		fn(InetSocket{
+			UDP:   udp,
+			Local: netip.AddrPortFrom(addr, binary.BigEndian.Uint16(body[4:])),
+			State: body[1],
+			UID:   binary.NativeEndian.Uint32(body[64:]),
+			Inode: uint64(binary.NativeEndian.Uint32(body[68:])),
+		})
+		return false, nil
+	})
+}
+
+// walkDiag calls fn with the body of each SOCK_DIAG_BY_FAMILY message of
+// datagram b that answers request seq (messages of other requests and
+// types are skipped). It reports the answer complete (done) at
+// NLMSG_DONE, at an NLMSG_ERROR (its errno as the error, when not 0),
+// or when fn says so, and stops at fn's error.
+func walkDiag(b []byte, seq uint32, fn func(body []byte) (done bool, err error)) (bool, error) {
 	ne := binary.NativeEndian
 	for len(b) >= nlmsgHdrLen {
 		l := int(ne.Uint32(b[0:]))
@@ -169,28 +229,10 @@ func parseDiag(b []byte, seq uint32, udp bool, fn func(InetSocket)) (done bool, 
 			}
 			return true, nil
 		case unix.SOCK_DIAG_BY_FAMILY:
-		default:
-			continue
+			if done, err := fn(body); err != nil || done {
+				return done, err
+			}
 		}
-		if len(body) < diagMsgLen {
-			return false, fmt.Errorf("inet_diag_msg of %d bytes, want %d", len(body), diagMsgLen)
-		}
-		var addr netip.Addr
-		switch body[0] {
-		case unix.AF_INET:
-			addr = netip.AddrFrom4([4]byte(body[8:12]))
-		case unix.AF_INET6:
-			addr = netip.AddrFrom16([16]byte(body[8:24]))
-		default:
-			continue
-		}
-		fn(InetSocket{
-			UDP:   udp,
-			Local: netip.AddrPortFrom(addr, binary.BigEndian.Uint16(body[4:])),
-			State: body[1],
-			UID:   ne.Uint32(body[64:]),
-			Inode: uint64(ne.Uint32(body[68:])),
-		})
 	}
 	return false, nil
 }

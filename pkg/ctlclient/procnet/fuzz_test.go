@@ -91,3 +91,16 @@ func FuzzParseDiag(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParseUnixPeer: no panic on any netlink datagram; a peer comes back
+// only with a complete answer. Seeds: testdata/fuzz/FuzzParseUnixPeer
+// (the kernel's answers for a socket pair and for an inode no socket
+// has).
+func FuzzParseUnixPeer(f *testing.F) {
+	f.Fuzz(func(t *testing.T, b []byte) {
+		peer, done, err := ParseUnixPeer(b, 1)
+		if peer != 0 && (!done || err != nil) {
+			t.Fatalf("peer %d with done %v, error %v", peer, done, err)
+		}
+	})
+}

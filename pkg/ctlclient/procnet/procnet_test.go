@@ -298,3 +298,29 @@ func TestReadFDsLarge(t *testing.T) {
 		t.Fatalf("%d socket inodes read, %d opened", len(fds.Sockets), len(want))
 	}
 }
+
+// TestUnixPeer: the peer of one end of a socket pair is the other end,
+// and a socket with no peer has none.
+func TestUnixPeer(t *testing.T) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fds[0])
+	defer unix.Close(fds[1])
+	var other unix.Stat_t
+	if err := unix.Fstat(fds[1], &other); err != nil {
+		t.Fatal(err)
+	}
+	if peer, err := UnixPeer(fds[0]); err != nil || peer != other.Ino {
+		t.Fatalf("UnixPeer of a socket pair's end: %d, %v; want %d", peer, err, other.Ino)
+	}
+	lone, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(lone)
+	if peer, err := UnixPeer(lone); err != nil || peer != 0 {
+		t.Fatalf("UnixPeer of an unconnected socket: %d, %v; want 0", peer, err)
+	}
+}

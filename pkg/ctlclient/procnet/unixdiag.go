@@ -2,10 +2,8 @@ package procnet
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"os"
-	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -30,32 +28,18 @@ func UnixPeer(fd int) (uint64, error) {
 	if err := unix.Fstat(fd, &st); err != nil {
 		return 0, os.NewSyscallError("fstat", err)
 	}
-	nl, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, unix.NETLINK_SOCK_DIAG)
+	c, err := dialDiag(8192)
 	if err != nil {
-		return 0, os.NewSyscallError("socket NETLINK_SOCK_DIAG", err)
+		return 0, err
 	}
-	defer unix.Close(nl)
-	if err := unix.Bind(nl, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
-		return 0, os.NewSyscallError("bind netlink", err)
-	}
+	defer c.close()
 	const seq = 1
-	if err := unix.Sendto(nl, unixDiagRequest(seq, uint32(st.Ino)), 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
-		return 0, os.NewSyscallError("sendto netlink", err)
-	}
-	buf := make([]byte, 8192)
-	for {
-		n, _, err := unix.Recvfrom(nl, buf, 0)
-		if errors.Is(err, syscall.EINTR) {
-			continue
-		}
-		if err != nil {
-			return 0, os.NewSyscallError("recvfrom netlink", err)
-		}
-		peer, done, err := ParseUnixPeer(buf[:n], seq)
-		if err != nil || done {
-			return peer, err
-		}
-	}
+	var peer uint64
+	err = c.ask(unixDiagRequest(seq, uint32(st.Ino)), func(b []byte) (done bool, err error) {
+		peer, done, err = ParseUnixPeer(b, seq)
+		return done, err
+	})
+	return peer, err
 }
 
 // unixDiagRequest asks for the one UNIX socket with inode ino, with its
@@ -81,47 +65,17 @@ func unixDiagRequest(seq, ino uint32) []byte {
 // peer's inode (0 when the socket has none) and whether the answer is
 // complete.
 func ParseUnixPeer(b []byte, seq uint32) (peer uint64, done bool, err error) {
-	ne := binary.NativeEndian
-	for len(b) >= nlmsgHdrLen {
-		l := int(ne.Uint32(b[0:]))
-		typ := ne.Uint16(b[4:])
-		mseq := ne.Uint32(b[8:])
-		if l < nlmsgHdrLen || l > len(b) {
-			return 0, false, fmt.Errorf("netlink message length %d with %d bytes left", l, len(b))
-		}
-		body := b[nlmsgHdrLen:l]
-		if a := (l + 3) &^ 3; a <= len(b) {
-			b = b[a:]
-		} else {
-			b = b[len(b):]
-		}
-		if mseq != seq {
-			continue
-		}
-		switch typ {
-		case unix.NLMSG_ERROR:
-			if len(body) < 4 {
-				return 0, false, errors.New("short netlink error message")
-			}
-			if errno := int32(ne.Uint32(body)); errno != 0 {
-				return 0, false, syscall.Errno(-errno)
-			}
-			return 0, true, nil
-		case unix.NLMSG_DONE:
-			return 0, true, nil
-		case unix.SOCK_DIAG_BY_FAMILY:
-		default:
-			continue
-		}
+	done, err = walkDiag(b, seq, func(body []byte) (bool, error) {
 		if len(body) < unixDiagMsgLen {
-			return 0, false, fmt.Errorf("unix_diag_msg of %d bytes, want %d", len(body), unixDiagMsgLen)
+			return false, fmt.Errorf("unix_diag_msg of %d bytes, want %d", len(body), unixDiagMsgLen)
 		}
+		ne := binary.NativeEndian
 		attrs := body[unixDiagMsgLen:]
 		for len(attrs) >= 4 {
 			al := int(ne.Uint16(attrs[0:]))
 			at := ne.Uint16(attrs[2:])
 			if al < 4 || al > len(attrs) {
-				return 0, false, fmt.Errorf("netlink attribute length %d with %d bytes left", al, len(attrs))
+				return false, fmt.Errorf("netlink attribute length %d with %d bytes left", al, len(attrs))
 			}
 			if at == unixDiagAttrPer && al >= 8 {
 				peer = uint64(ne.Uint32(attrs[4:]))
@@ -132,7 +86,10 @@ func ParseUnixPeer(b []byte, seq uint32) (peer uint64, done bool, err error) {
 				attrs = attrs[len(attrs):]
 			}
 		}
-		return peer, true, nil
+		return true, nil
+	})
+	if err != nil {
+		return 0, false, err
 	}
-	return 0, false, nil
+	return peer, done, nil
 }

@@ -217,19 +217,9 @@ func TestParseConfigErrors(t *testing.T) {
 // confOf writes what in sets as the configuration's keys.
 func confOf(in attach.Input) string {
 	m := map[string]any{"name": "n"}
-	set := func(k, v string) {
-		if v != "" {
-			m[k] = v
-		}
+	for k, v := range attachtest.Texts(in) {
+		m[k] = v
 	}
-	set("dataDir", in.DataDir)
-	set("timeout", in.Timeout)
-	set("pasta", in.Pasta)
-	set("mapHostLoopback", in.MapHostLoopback)
-	set("targetAddress", in.TargetAddress)
-	set("bindInterface", in.BindInterface)
-	set("sideInterface", in.SideInterface)
-	set("sideNetwork", in.SideNetwork)
 	if in.PastaArgs != nil {
 		m["pastaArgs"] = in.PastaArgs
 	}

@@ -55,18 +55,7 @@ func TestParseOptions(t *testing.T) {
 // -o KEY=VALUE; ok is false when in sets a setting the driver has no
 // option for.
 func optionsOf(in attach.Input) (opts map[string]string, ok bool) {
-	opts = map[string]string{}
-	set := func(k, v string) {
-		if v != "" {
-			opts[k] = v
-		}
-	}
-	set("dataDir", in.DataDir)
-	set("timeout", in.Timeout)
-	set("pasta", in.Pasta)
-	set("mapHostLoopback", in.MapHostLoopback)
-	set("targetAddress", in.TargetAddress)
-	set("bindInterface", in.BindInterface)
+	opts = attachtest.Texts(in)
 	if in.PastaArgs != nil {
 		opts["pastaArgs"] = strings.Join(in.PastaArgs, " ")
 	}
