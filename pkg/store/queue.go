@@ -133,6 +133,9 @@ type Ticket struct {
 	ID string
 	f  *os.File // the request file, flock'ed shared: the poster lives
 	n  int64    // the request's length: its answer follows
+	// looked counts the times Await looked for the answer (for tests:
+	// a poster with inotify looks only when its file was written).
+	looked int
 }
 
 // Post writes a request with payload, and holds it as its poster.
@@ -253,6 +256,7 @@ func (t *Ticket) Await(ctx context.Context, slowPoll time.Duration) (answer []by
 		poll = tick.C
 	}
 	for {
+		t.looked++
 		if ans, err := t.Answer(); err != nil || ans != nil {
 			stop()
 			return ans, nil, err
