@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/containernetworking/cni/libcni"
 	"github.com/containernetworking/cni/pkg/types"
@@ -256,11 +257,15 @@ func TestForwarderRestarted(t *testing.T) {
 	n.mustDel(t, "restarted", m)
 }
 
-// TestConcurrentContainers: 32 containers added at once against one
-// forwarder all get their rule, and all forward; then 32 DELs at once
-// leave the table empty.
+// TestConcurrentContainers: bursts of 32 containers added at once against
+// one forwarder, burst after burst, as a compose up and down repeated: in
+// every burst every ADD succeeds, the HOST table holds exactly the burst's
+// rules, and they forward; then 32 DELs at once all succeed and leave the
+// table empty. The ADDs of a burst share the forwarder's transactions
+// (one leads, the others wait for its answer), so a burst that stalls
+// shows here as ADDs that time out.
 func TestConcurrentContainers(t *testing.T) {
-	const count = 32
+	const count, rounds = 64, 8
 	f := pastatest.Start(t)
 	n := newNetwork(t, f, nil)
 	ms := make([]mapping, count)
@@ -269,23 +274,42 @@ func TestConcurrentContainers(t *testing.T) {
 		ms[i] = mapping{HostPort: ports[i], ContainerPort: uint16(9000 + i), Protocol: "tcp"}
 		pastatest.ServeTCP(t, f.NS, fmt.Sprintf(":%d", 9000+i), fmt.Sprintf("container %d", i))
 	}
-	parallel(t, count, func(i int) error {
-		return n.add(t, fmt.Sprintf("c%02d", i), ms[i])
-	})
-	if got := len(hostRules(t, f)); got != count {
-		t.Fatalf("HOST holds %d rules, want %d:\n%s", got, count, f.Tables(t))
-	}
-	for i, m := range ms {
-		pastatest.MustAnswer(t, "tcp", pastatest.HostPort("127.0.0.1", m.HostPort), fmt.Sprintf("container %d", i))
-	}
-	parallel(t, count, func(i int) error {
-		return n.check(t, fmt.Sprintf("c%02d", i), ms[i])
-	})
-	parallel(t, count, func(i int) error {
-		return n.del(t, fmt.Sprintf("c%02d", i), ms[i])
-	})
-	if r := hostRules(t, f); len(r) != 0 {
-		t.Fatalf("HOST after %d DELs: %v", count, r)
+	for round := 0; round < rounds; round++ {
+		id := func(i int) string { return fmt.Sprintf("r%dc%02d", round, i) }
+		start := time.Now()
+		parallel(t, count, func(i int) error {
+			return n.add(t, id(i), ms[i])
+		})
+		took := time.Since(start)
+		rules := hostRules(t, f)
+		want := map[[2]uint16]bool{}
+		for _, m := range ms {
+			want[[2]uint16{m.HostPort, m.ContainerPort}] = true
+		}
+		for _, r := range rules {
+			if r.First != r.Last || !want[[2]uint16{r.First, r.To}] {
+				t.Fatalf("round %d: HOST holds %v, not one of the burst's rules:\n%s", round, r, f.Tables(t))
+			}
+			delete(want, [2]uint16{r.First, r.To})
+		}
+		if len(rules) != count || len(want) != 0 {
+			t.Fatalf("round %d: HOST holds %d rules, want %d (missing %v):\n%s", round, len(rules), count, want, f.Tables(t))
+		}
+		for i, m := range ms {
+			pastatest.MustAnswer(t, "tcp", pastatest.HostPort("127.0.0.1", m.HostPort), fmt.Sprintf("container %d", i))
+		}
+		if round == 0 {
+			parallel(t, count, func(i int) error {
+				return n.check(t, id(i), ms[i])
+			})
+		}
+		parallel(t, count, func(i int) error {
+			return n.del(t, id(i), ms[i])
+		})
+		if r := hostRules(t, f); len(r) != 0 {
+			t.Fatalf("round %d: HOST after %d DELs: %v", round, count, r)
+		}
+		t.Logf("round %d: %d ADDs in %v", round, count, took.Round(time.Millisecond))
 	}
 }
 

@@ -32,6 +32,8 @@
 #   PORTMAP_VERSION  plugins version to compare with (default v1.9.1)
 #   BENCH_COMMIT  what to call the measured passt-portmap in BENCHMARKS.md
 #                 (default: git describe of the work tree)
+#   BENCH_PREFIX  name prefix of the bench's network namespaces (default
+#                 pbench-; give another to run beside a bench already running)
 #   BENCH_PLUGIN  measure this passt-portmap binary instead of building the
 #                 work tree's (e.g. an older commit's, for before/after
 #                 figures; say which in BENCH_COMMIT)
@@ -41,7 +43,7 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 tools=${BENCH_TOOLS:-$HOME/.cache/passt-portmap/bench}
 out=${BENCH_OUT:-/tmp/passt-portmap-bench}
 pmver=${PORTMAP_VERSION:-v1.9.1}
-prefix=pbench-
+prefix=${BENCH_PREFIX:-pbench-}
 hostns=${prefix}host
 log() { echo "bench: $*" >&2; }
 

@@ -39,9 +39,9 @@ import (
 // request back, or, when a leader has it, reports the timeout (code 11)
 // while the leader finishes it under the record lock.
 
-// queuePoll is how often a waiting ADD looks for its answer without
-// inotify (store.Ticket.Await).
-const queuePoll = 5 * time.Millisecond
+// queuePoll is how often a waiting ADD looks for its answer when it has
+// no inotify instance (store.Ticket.Await); with one it does not poll.
+const queuePoll = 20 * time.Millisecond
 
 // queueName is the name of the queue of the forwarder at socket in
 // dataDir/queue: a hash of its path, as a forwarder directory's is.

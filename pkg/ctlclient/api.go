@@ -33,9 +33,9 @@ type Client struct {
 	Path    string // control socket path
 	PIDFile string // optional: PID file of the forwarder (pasta -P), helps find its process
 	// RetryMin and RetryMax bound the backoff between connect attempts
-	// while the forwarder is busy with another client (defaults 1ms, 10ms:
-	// a transaction of another client takes about a millisecond, and a
-	// client that sleeps longer leaves the forwarder idle).
+	// while the socket is missing or refuses connections (defaults 1ms,
+	// 10ms). A connect to a forwarder busy with another client does not
+	// poll: it waits in the kernel until the forwarder accepts.
 	RetryMin, RetryMax time.Duration
 	// StartWait is how long a socket that is missing (ENOENT) or refuses
 	// connections (ECONNREFUSED) is retried, for a forwarder that is still

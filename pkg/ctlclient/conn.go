@@ -34,11 +34,18 @@ func (c *Client) withTimeout(ctx context.Context) (context.Context, context.Canc
 	return context.WithTimeout(ctx, d)
 }
 
-// dial connects to the control socket, retrying with backoff while the
-// forwarder is busy with another client (EAGAIN: its backlog of 0 is
-// full) until ctx ends, and for at most c.StartWait while the socket file
-// does not exist (ENOENT) or nobody listens on it (ECONNREFUSED): a
-// forwarder that is starting, or one that is dead.
+// connectSlice bounds one blocking connect to a busy forwarder, so that
+// a context cancelled without a deadline is seen within it.
+const connectSlice = 100 * time.Millisecond
+
+// dial connects to the control socket. While the forwarder is busy with
+// another client (its backlog of 0 is full) the connect sleeps in the
+// kernel, which wakes it when the forwarder accepts, until ctx ends: a
+// burst of clients that polled instead (a connect every few
+// milliseconds each) would keep the CPUs busy enough to starve the
+// forwarder they wait for. A socket file that does not exist (ENOENT)
+// or that nobody listens on (ECONNREFUSED) is retried with backoff for
+// at most c.StartWait: a forwarder that is starting, or one that is dead.
 func (c *Client) dial(ctx context.Context) (*net.UnixConn, error) {
 	startWait := c.StartWait
 	if startWait <= 0 {
@@ -53,13 +60,29 @@ func (c *Client) dial(ctx context.Context) (*net.UnixConn, error) {
 		hi = max(defaultRetryMax, lo)
 	}
 	wait := lo
+	var err error
 	for {
-		conn, err := connect(c.Path)
+		slice := connectSlice
+		if d, ok := ctx.Deadline(); ok {
+			slice = min(slice, time.Until(d))
+		}
+		if cerr := ctx.Err(); cerr != nil || slice <= 0 {
+			if cerr == nil {
+				cerr = context.DeadlineExceeded
+			}
+			if err == nil {
+				return nil, &UnreachableError{Path: c.Path, Err: cerr}
+			}
+			return nil, &UnreachableError{Path: c.Path, Err: fmt.Errorf("%w; last attempt: %w", cerr, err)}
+		}
+		var conn *net.UnixConn
+		conn, err = connect(c.Path, slice)
 		if err == nil {
 			return conn, nil
 		}
 		switch {
-		case errors.Is(err, syscall.EAGAIN):
+		case errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EINTR):
+			continue // waited in the kernel: still busy
 		case errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ENOENT):
 			if time.Now().After(giveUp) {
 				return nil, &UnreachableError{Path: c.Path, Err: fmt.Errorf("no forwarder answered for %v: %w", startWait, err)}
@@ -71,24 +94,30 @@ func (c *Client) dial(ctx context.Context) (*net.UnixConn, error) {
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return nil, &UnreachableError{Path: c.Path, Err: fmt.Errorf("%w; last attempt: %w", ctx.Err(), err)}
 		case <-t.C:
 		}
 		wait = min(2*wait, hi)
 	}
 }
 
-// connect makes one non-blocking connect attempt.
-func connect(path string) (*net.UnixConn, error) {
-	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
+// connect makes one connect attempt, which waits up to wait in the
+// kernel while the forwarder's backlog is full (SO_SNDTIMEO bounds a
+// blocking connect of a UNIX socket), then fails with EAGAIN.
+func connect(path string, wait time.Duration) (*net.UnixConn, error) {
+	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return nil, os.NewSyscallError("socket", err)
 	}
 	f := os.NewFile(uintptr(fd), path)
 	defer f.Close()
+	tv := unix.NsecToTimeval(max(wait, time.Millisecond).Nanoseconds())
+	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_SNDTIMEO, &tv); err != nil {
+		return nil, os.NewSyscallError("setsockopt SO_SNDTIMEO", err)
+	}
 	if err := unix.Connect(fd, &unix.SockaddrUnix{Name: path}); err != nil {
 		return nil, os.NewSyscallError("connect", err)
 	}
+	// FileConn makes its own descriptor non-blocking, for the poller.
 	nc, err := net.FileConn(f)
 	if err != nil {
 		return nil, err

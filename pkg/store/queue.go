@@ -133,6 +133,9 @@ type Ticket struct {
 	ID string
 	f  *os.File // the request file, flock'ed shared: the poster lives
 	n  int64    // the request's length: its answer follows
+	// looked counts the times Await looked for the answer (for tests:
+	// a poster with inotify looks only when its file was written).
+	looked int
 }
 
 // Post writes a request with payload, and holds it as its poster.
@@ -241,11 +244,19 @@ func (t *Ticket) Await(ctx context.Context, slowPoll time.Duration) (answer []by
 		default:
 		}
 	}
-	written, closeWatch := t.watch()
+	// Only a poster without inotify polls: a few dozen posters waking
+	// every few milliseconds keep the CPUs busy enough to starve the
+	// forwarder their leader waits for.
+	written, closeWatch, watching := t.watch()
 	defer closeWatch()
-	tick := time.NewTicker(slowPoll)
-	defer tick.Stop()
+	var poll <-chan time.Time
+	if !watching {
+		tick := time.NewTicker(slowPoll)
+		defer tick.Stop()
+		poll = tick.C
+	}
 	for {
+		t.looked++
 		if ans, err := t.Answer(); err != nil || ans != nil {
 			stop()
 			return ans, nil, err
@@ -257,23 +268,23 @@ func (t *Ticket) Await(ctx context.Context, slowPoll time.Duration) (answer []by
 			stop()
 			return nil, nil, &BusyError{Path: t.q.d.Join(queueLeader), Err: ctx.Err()}
 		case <-written:
-		case <-tick.C:
+		case <-poll:
 		}
 	}
 }
 
 // watch returns a channel that receives when the request's file is
-// written to (inotify), and a function that stops watching. Without
-// inotify the channel never receives.
-func (t *Ticket) watch() (<-chan struct{}, func()) {
+// written to (inotify), a function that stops watching, and whether it
+// watches: without inotify (no instance left) the channel never receives.
+func (t *Ticket) watch() (<-chan struct{}, func(), bool) {
 	ch := make(chan struct{}, 1)
 	fd, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK)
 	if err != nil {
-		return ch, func() {}
+		return ch, func() {}, false
 	}
 	if _, err := unix.InotifyAddWatch(fd, fmt.Sprintf("/proc/self/fd/%d", t.f.Fd()), unix.IN_MODIFY|unix.IN_CLOSE_WRITE); err != nil {
 		unix.Close(fd)
-		return ch, func() {}
+		return ch, func() {}, false
 	}
 	in := os.NewFile(uintptr(fd), "inotify") // non-blocking: Close ends a Read
 	go func() {
@@ -288,7 +299,7 @@ func (t *Ticket) watch() (<-chan struct{}, func()) {
 			}
 		}
 	}()
-	return ch, func() { in.Close() }
+	return ch, func() { in.Close() }, true
 }
 
 // Request is a request a leader found.
