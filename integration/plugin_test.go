@@ -228,6 +228,36 @@ func TestPluginRealPastaStatus(t *testing.T) {
 	r.mustFail("STATUS", "", r.conf(`"timeout":"500ms"`), 50, r.f.Socket)
 }
 
+// TestPluginDelAsNamespaceGoes: a runtime removes a container's
+// namespace while it calls DEL, and the pasta attached to it is on its
+// way out (pasta exits when its namespace goes, and may close a
+// connection it accepted without a hello). Every DEL succeeds: the
+// rules went with the forwarder. The delays spread the namespace's
+// removal over the DEL's connection.
+func TestPluginDelAsNamespaceGoes(t *testing.T) {
+	for i := range 16 {
+		t.Run(fmt.Sprintf("removed after %dms", i/2), func(t *testing.T) {
+			r := newPlugRun(t)
+			c := r.conf("", [2]uint16{pastatest.FreePort(t, "tcp"), 80})
+			r.must("ADD", "pp-gone", c)
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			del := r.command(ctx, "DEL", "pp-gone", c)
+			var out bytes.Buffer
+			del.Stdout, del.Stderr = &out, &out
+			if err := del.Start(); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(time.Duration(i/2) * time.Millisecond)
+			r.f.NS.Delete(t)
+			if err := del.Wait(); err != nil {
+				t.Fatalf("DEL: %v: %s", err, out.String())
+			}
+			r.must("DEL", "pp-gone", c)
+		})
+	}
+}
+
 // TestPluginRealPastaParallel: attachments added and deleted at the same
 // time on one real pasta (every switch closes and reopens all listeners)
 // all end up with their rules, and lose none of each other's.

@@ -16,6 +16,8 @@ import (
 type NetNS struct {
 	Name string // e.g. "pt-1a2b3c4d"
 	Path string // /run/netns/NAME
+
+	deleted bool // by Delete, before the test's end
 }
 
 // NewNetNS makes a network namespace with a unique name, sets its loopback
@@ -29,6 +31,9 @@ func NewNetNS(t testing.TB) *NetNS {
 	}
 	n := &NetNS{Name: name, Path: filepath.Join("/run/netns", name)}
 	t.Cleanup(func() {
+		if n.deleted {
+			return
+		}
 		if out, err := exec.Command("ip", "netns", "del", name).CombinedOutput(); err != nil {
 			t.Errorf("pastatest: ip netns del %s: %v: %s", name, err, strings.TrimSpace(string(out)))
 		}
@@ -37,6 +42,16 @@ func NewNetNS(t testing.TB) *NetNS {
 		t.Fatalf("pastatest: ip -n %s link set lo up: %v: %s", name, err, strings.TrimSpace(string(out)))
 	}
 	return n
+}
+
+// Delete removes the namespace now, as a runtime does when a sandbox
+// goes away; a pasta attached to it then exits.
+func (n *NetNS) Delete(t testing.TB) {
+	t.Helper()
+	if out, err := exec.Command("ip", "netns", "del", n.Name).CombinedOutput(); err != nil {
+		t.Fatalf("pastatest: ip netns del %s: %v: %s", n.Name, err, strings.TrimSpace(string(out)))
+	}
+	n.deleted = true
 }
 
 // Do runs fn on an OS thread that is inside the namespace. Sockets fn

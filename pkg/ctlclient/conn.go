@@ -135,9 +135,46 @@ type session struct {
 	id   Identity // of the forwarder reached
 }
 
+// closedTries is how many connections in a row a forwarder may close
+// before its hello before it counts as unreachable.
+const closedTries = 3
+
+// closedBeforeHello is a connection the forwarder closed without a byte.
+type closedBeforeHello struct{ err error }
+
+func (e *closedBeforeHello) Error() string {
+	return fmt.Sprintf("the forwarder closed the connection before its hello: %v", e.err)
+}
+func (e *closedBeforeHello) Unwrap() error { return e.err }
+
 // open connects, reads the hello and the tables, and returns the session
 // with what it saw. On a protocol mismatch it sends nothing and closes.
+// A forwarder that closes a connection before its hello is on its way
+// out (pasta does so when the namespace it serves is gone): open then
+// connects again, so that the caller sees it gone (its socket refused or
+// removed), or its hello if it stays; after closedTries such closes it
+// is unreachable. Nothing was sent on the closed connections.
 func (c *Client) open(ctx context.Context) (*session, *Snapshot, error) {
+	for try := 1; ; try++ {
+		s, snap, err := c.openOnce(ctx)
+		var cb *closedBeforeHello
+		if !errors.As(err, &cb) {
+			return s, snap, err
+		}
+		if try == closedTries || ctx.Err() != nil {
+			return nil, nil, &UnreachableError{Path: c.Path, Err: fmt.Errorf("it closed %d connections in a row before its hello: %w", try, cb.err)}
+		}
+		t := time.NewTimer(time.Duration(try) * 5 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+		case <-t.C:
+		}
+	}
+}
+
+// openOnce is one connection of open.
+func (c *Client) openOnce(ctx context.Context) (*session, *Snapshot, error) {
 	file := socketFile(c.Path)
 	conn, err := c.dial(ctx)
 	if err != nil {
@@ -160,6 +197,10 @@ func (c *Client) open(ctx context.Context) (*session, *Snapshot, error) {
 	if err := c.reached(s.id); err != nil {
 		s.close()
 		return nil, nil, err
+	}
+	if _, err := s.br.Peek(1); errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) {
+		s.close()
+		return nil, nil, &closedBeforeHello{err: err}
 	}
 	if snap.Hello, err = wire.ReadHello(s.br); err != nil {
 		s.close()

@@ -61,7 +61,6 @@ func TestDecodeErrorsThroughClient(t *testing.T) {
 		{"count over 255", ctltest.Fault{Greeting: greeting(ok, pifHeader(1, "HOST", 300), []byte{0})}, "", "rule count 300 is over the limit of 255"},
 		{"truncated hello", ctltest.Fault{TruncateAt: 12}, "", "server hello at byte 0: stream ended early: got 12 of 20 bytes"},
 		{"truncated rule", ctltest.Fault{Greeting: greeting(ok, pifHeader(3, "SPLICE", 1), rule), TruncateAt: 20 + 137 + 20}, "", "rule 1 of 1 of pif 3 (SPLICE) at byte 157"},
-		{"closed on accept", ctltest.Fault{CloseOnAccept: true}, "", "got 0 of 20 bytes"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := ctltest.NewServer(t, ctltest.DefaultTables(), ctltest.WithDefaultFault(tc.fault))
@@ -89,6 +88,51 @@ func TestDecodeErrorsThroughClient(t *testing.T) {
 			waitFor(t, func() bool { return s.Stats().Conns == 2 })
 			if st := s.Stats(); st.Updates != 1 || st.Rejected != 0 {
 				t.Fatalf("something was sent: %+v", st)
+			}
+		})
+	}
+}
+
+// A forwarder that closes connections before its hello is on its way
+// out: the client connects again, and reports it unreachable, or gone,
+// or goes on when the forwarder stays and answers.
+func TestClosedBeforeHello(t *testing.T) {
+	closed := ctltest.Fault{CloseOnAccept: true}
+	exit := closed // and removes its socket, as pasta does on its way out
+	exit.Before = func(s *ctltest.Server) { os.Remove(s.Path) }
+	for _, tc := range []struct {
+		name  string
+		opts  []ctltest.Option
+		conns int    // connections the server accepted
+		msg   string // "" for success
+		gone  bool   // the error says the socket is gone
+	}{
+		{"every connection", []ctltest.Option{ctltest.WithDefaultFault(closed)}, 3, "closed 3 connections in a row before its hello", false},
+		{"then exits", []ctltest.Option{ctltest.WithFaults(exit)}, 1, "no forwarder answered", true},
+		{"then answers", []ctltest.Option{ctltest.WithFaults(closed, closed)}, 3, "", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := ctltest.NewServer(t, ctltest.DefaultTables(), tc.opts...)
+			_, err := newClient(s).Update(context.Background(), add(tcp(1000)), ctlclient.UpdateOptions{})
+			if tc.msg == "" {
+				if err != nil {
+					t.Fatalf("update: %v", err)
+				}
+				// The server's own initial tables count as its first update.
+				if st := s.Stats(); st.Updates != 2 || st.Conns != tc.conns {
+					t.Fatalf("stats %+v; want one update on connection %d", st, tc.conns)
+				}
+				return
+			}
+			var ue *ctlclient.UnreachableError
+			if !errors.As(err, &ue) || !strings.Contains(err.Error(), s.Path) || !strings.Contains(err.Error(), tc.msg) {
+				t.Fatalf("error %v; want unreachable, the path and %q", err, tc.msg)
+			}
+			if g := errors.Is(err, syscall.ENOENT); g != tc.gone {
+				t.Fatalf("error %v: gone %v, want %v", err, g, tc.gone)
+			}
+			if st := s.Stats(); st.Conns != tc.conns || st.Updates != 1 {
+				t.Fatalf("stats %+v; want %d connections and nothing sent", st, tc.conns)
 			}
 		})
 	}
