@@ -427,20 +427,7 @@ func hp(addr string, port int) string { return net.JoinHostPort(addr, strconv.It
 // canBind reports whether a wildcard socket of proto can bind port in n
 // (dual-stack, as a node service binds).
 func canBind(n *pastatest.NetNS, proto string, port int) error {
-	return n.Do(func() error {
-		if proto == "tcp" {
-			l, err := net.Listen("tcp", ":"+strconv.Itoa(port))
-			if err == nil {
-				l.Close()
-			}
-			return err
-		}
-		pc, err := net.ListenPacket("udp", ":"+strconv.Itoa(port))
-		if err == nil {
-			pc.Close()
-		}
-		return err
-	})
+	return n.Do(func() error { return pastatest.CanBind(proto, port) })
 }
 
 // pastaGone fails the test if a pasta for the pod still runs: the one of
