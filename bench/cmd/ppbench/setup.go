@@ -70,7 +70,17 @@ func namedNetns() (string, error) {
 }
 
 func (e *Env) addNetns(ctx context.Context, name string) error {
-	// A leftover of an earlier, interrupted run goes first.
+	if err := makeNetns(ctx, name); err != nil {
+		return err
+	}
+	e.netnsMade = append(e.netnsMade, name)
+	return nil
+}
+
+// makeNetns makes namespace name with its loopback up. A leftover of an
+// earlier, interrupted run goes first; a namespace made but not set up
+// is removed again.
+func makeNetns(ctx context.Context, name string) error {
 	if _, err := os.Stat("/run/netns/" + name); err == nil {
 		if _, err := sh(ctx, "ip", "netns", "del", name); err != nil {
 			return err
@@ -79,9 +89,11 @@ func (e *Env) addNetns(ctx context.Context, name string) error {
 	if _, err := sh(ctx, "ip", "netns", "add", name); err != nil {
 		return err
 	}
-	e.netnsMade = append(e.netnsMade, name)
-	_, err := sh(ctx, "ip", "-n", name, "link", "set", "lo", "up")
-	return err
+	if _, err := sh(ctx, "ip", "-n", name, "link", "set", "lo", "up"); err != nil {
+		_, _ = sh(ctx, "ip", "netns", "del", name)
+		return err
+	}
+	return nil
 }
 
 // Start builds the namespaces and the veth, and starts pasta.
