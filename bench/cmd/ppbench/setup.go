@@ -292,28 +292,3 @@ func flushNetfilter(ctx context.Context) error {
 	_, err := sh(ctx, "nft", "flush", "ruleset")
 	return err
 }
-
-// portmapChains counts the per-container DNAT chains (iptables) and the
-// per-container rules (nftables, by the comment portmap writes) that
-// portmap holds in this namespace.
-func portmapState(ctx context.Context) (iptChains, nftRules int, err error) {
-	out, err := sh(ctx, "iptables-save", "-t", "nat")
-	if err != nil {
-		return 0, 0, err
-	}
-	for _, l := range strings.Split(out, "\n") {
-		if strings.HasPrefix(l, ":CNI-DN-") {
-			iptChains++
-		}
-	}
-	out, err = sh(ctx, "nft", "list", "ruleset")
-	if err != nil {
-		return 0, 0, err
-	}
-	for _, l := range strings.Split(out, "\n") {
-		if strings.Contains(l, "dnat ") && strings.Contains(l, "198.18.0.2") {
-			nftRules++
-		}
-	}
-	return iptChains, nftRules, nil
-}
