@@ -140,8 +140,12 @@ func (c *chainNet) list(t testing.TB, plugins ...string) *libcni.NetworkConfigLi
 // mappings and the Kubernetes arguments.
 func (c *chainNet) rt(ms []map[string]any) *libcni.RuntimeConf {
 	return &libcni.RuntimeConf{ContainerID: c.id, NetNS: c.pod.Path, IfName: "eth0",
-		Args:           [][2]string{{"IgnoreUnknown", "1"}, {"K8S_POD_NAMESPACE", "pp"}, {"K8S_POD_NAME", c.pod.Name}},
-		CapabilityArgs: map[string]any{"portMappings": ms}}
+		Args: c.k8sArgs(), CapabilityArgs: map[string]any{"portMappings": ms}}
+}
+
+// k8sArgs are the CNI_ARGS a CRI runtime sends for the pod.
+func (c *chainNet) k8sArgs() [][2]string {
+	return [][2]string{{"IgnoreUnknown", "1"}, {"K8S_POD_NAMESPACE", "pp"}, {"K8S_POD_NAME", c.pod.Name}}
 }
 
 func chainCtx() (context.Context, context.CancelFunc) {
@@ -212,8 +216,7 @@ func (c *chainNet) execPluginNamed(t testing.TB, name, verb, netns string, conf 
 		t.Fatal(err)
 	}
 	args := &invoke.Args{Command: verb, ContainerID: c.id, NetNS: netns, IfName: "eth0",
-		PluginArgs: [][2]string{{"IgnoreUnknown", "1"}, {"K8S_POD_NAMESPACE", "pp"}, {"K8S_POD_NAME", c.pod.Name}},
-		Path:       managedPlugin(t) + ":" + debianCNI}
+		PluginArgs: c.k8sArgs(), Path: managedPlugin(t) + ":" + debianCNI}
 	plugin, err := invoke.FindInPath(name, []string{managedPlugin(t), debianCNI})
 	if err != nil {
 		t.Fatal(err)
@@ -427,20 +430,7 @@ func hp(addr string, port int) string { return net.JoinHostPort(addr, strconv.It
 // canBind reports whether a wildcard socket of proto can bind port in n
 // (dual-stack, as a node service binds).
 func canBind(n *pastatest.NetNS, proto string, port int) error {
-	return n.Do(func() error {
-		if proto == "tcp" {
-			l, err := net.Listen("tcp", ":"+strconv.Itoa(port))
-			if err == nil {
-				l.Close()
-			}
-			return err
-		}
-		pc, err := net.ListenPacket("udp", ":"+strconv.Itoa(port))
-		if err == nil {
-			pc.Close()
-		}
-		return err
-	})
+	return n.Do(func() error { return pastatest.CanBind(proto, port) })
 }
 
 // pastaGone fails the test if a pasta for the pod still runs: the one of

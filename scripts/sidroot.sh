@@ -76,20 +76,21 @@ lock() {
 		exit 1
 	}
 }
+# cached: print the cached root and exit, when it is whole (and no rebuild
+# is asked for).
+cached() {
+	if [ "${SIDROOT_REBUILD:-0}" != 1 ] && [ -f "$stamp" ] && whole "$root"; then
+		log "cached: $root ($(cat "$stamp"))"
+		echo "$root"
+		exit 0
+	fi
+}
 lock -s
-if [ "${SIDROOT_REBUILD:-0}" != 1 ] && [ -f "$stamp" ] && whole "$root"; then
-	log "cached: $root ($(cat "$stamp"))"
-	echo "$root"
-	exit 0
-fi
+cached
 flock -u 9
 lock -x
 # Another run may have made it meanwhile.
-if [ "${SIDROOT_REBUILD:-0}" != 1 ] && [ -f "$stamp" ] && whole "$root"; then
-	log "cached: $root ($(cat "$stamp"))"
-	echo "$root"
-	exit 0
-fi
+cached
 
 start=$(date +%s)
 command -v debootstrap >/dev/null || {

@@ -383,11 +383,22 @@ func FreePortRange(t testing.TB, proto string, n int) uint16 {
 
 func rangeFree(proto string, first, n int) bool {
 	for p := first; p < first+n; p++ {
-		c, err := bindWildcard(proto, p)
-		if err != nil {
+		if CanBind(proto, p) != nil {
 			return false
 		}
-		c.Close()
 	}
 	return true
+}
+
+// CanBind reports whether the dual-stack wildcard address can bind port
+// for proto ("tcp" or "udp") now, as a service on every address would,
+// in the calling thread's network namespace (inside NetNS.Do: that
+// namespace's): nil when it can. Nothing stays bound.
+func CanBind(proto string, port int) error {
+	c, err := bindWildcard(proto, port)
+	if err != nil {
+		return err
+	}
+	_ = c.Close()
+	return nil
 }

@@ -192,11 +192,9 @@ func TestRootfulReservation(t *testing.T) {
 		"in the podman process while it sets the container up", dropIn)
 	p.must("rm", "--force", "--time", "0", "reserved")
 	p.nothingLeft("pp5d", []uint16{port}, nil)
-	l, err := net.Listen("tcp", fmt.Sprintf(":%d", port))
-	if err != nil {
+	if err := pastatest.CanBind("tcp", int(port)); err != nil {
 		t.Fatalf("port %d after the refused run: %v", port, err)
 	}
-	l.Close()
 
 	p.must(p.runArgs("unpublished", "pp5d")...)
 	if state := p.must("inspect", "--format", "{{.State.Status}}", "unpublished"); state != "running" {

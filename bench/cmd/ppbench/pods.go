@@ -45,13 +45,7 @@ func (t *podTool) rt(c Container) *libcni.RuntimeConf {
 // Add makes the pod's namespace, then times the ADD of the list.
 func (t *podTool) Add(ctx context.Context, c Container) (Sample, error) {
 	name := t.netns(c)
-	if _, err := os.Stat("/run/netns/" + name); err == nil {
-		_, _ = sh(ctx, "ip", "netns", "del", name)
-	}
-	if _, err := sh(ctx, "ip", "netns", "add", name); err != nil {
-		return Sample{}, err
-	}
-	if _, err := sh(ctx, "ip", "-n", name, "link", "set", "lo", "up"); err != nil {
+	if err := makeNetns(ctx, name); err != nil {
 		return Sample{}, err
 	}
 	start := time.Now()

@@ -70,7 +70,17 @@ func namedNetns() (string, error) {
 }
 
 func (e *Env) addNetns(ctx context.Context, name string) error {
-	// A leftover of an earlier, interrupted run goes first.
+	if err := makeNetns(ctx, name); err != nil {
+		return err
+	}
+	e.netnsMade = append(e.netnsMade, name)
+	return nil
+}
+
+// makeNetns makes namespace name with its loopback up. A leftover of an
+// earlier, interrupted run goes first; a namespace made but not set up
+// is removed again.
+func makeNetns(ctx context.Context, name string) error {
 	if _, err := os.Stat("/run/netns/" + name); err == nil {
 		if _, err := sh(ctx, "ip", "netns", "del", name); err != nil {
 			return err
@@ -79,9 +89,11 @@ func (e *Env) addNetns(ctx context.Context, name string) error {
 	if _, err := sh(ctx, "ip", "netns", "add", name); err != nil {
 		return err
 	}
-	e.netnsMade = append(e.netnsMade, name)
-	_, err := sh(ctx, "ip", "-n", name, "link", "set", "lo", "up")
-	return err
+	if _, err := sh(ctx, "ip", "-n", name, "link", "set", "lo", "up"); err != nil {
+		_, _ = sh(ctx, "ip", "netns", "del", name)
+		return err
+	}
+	return nil
 }
 
 // Start builds the namespaces and the veth, and starts pasta.
@@ -279,29 +291,4 @@ func tcpRules(ms []portMapping) []wire.Rule {
 func flushNetfilter(ctx context.Context) error {
 	_, err := sh(ctx, "nft", "flush", "ruleset")
 	return err
-}
-
-// portmapChains counts the per-container DNAT chains (iptables) and the
-// per-container rules (nftables, by the comment portmap writes) that
-// portmap holds in this namespace.
-func portmapState(ctx context.Context) (iptChains, nftRules int, err error) {
-	out, err := sh(ctx, "iptables-save", "-t", "nat")
-	if err != nil {
-		return 0, 0, err
-	}
-	for _, l := range strings.Split(out, "\n") {
-		if strings.HasPrefix(l, ":CNI-DN-") {
-			iptChains++
-		}
-	}
-	out, err = sh(ctx, "nft", "list", "ruleset")
-	if err != nil {
-		return 0, 0, err
-	}
-	for _, l := range strings.Split(out, "\n") {
-		if strings.Contains(l, "dnat ") && strings.Contains(l, "198.18.0.2") {
-			nftRules++
-		}
-	}
-	return iptChains, nftRules, nil
 }

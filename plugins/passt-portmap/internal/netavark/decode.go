@@ -126,7 +126,7 @@ func topLevel(what string, b []byte) (obj, error) {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	var m map[string]json.RawMessage
 	if err := dec.Decode(&m); err != nil {
-		return obj{}, &attach.ConfigError{Key: "stdin", Err: fmt.Errorf("%s is not a JSON object: %w", what, err)}
+		return obj{}, fieldErr("stdin", "%s is not a JSON object: %w", what, err)
 	}
 	if m == nil {
 		return obj{}, fieldErr("stdin", "%s is null, want a JSON object", what)
