@@ -55,9 +55,8 @@ func (c *Client) findForwarder(s *session) forwarder {
 		if pid <= 0 {
 			continue
 		}
-		inodes, _ := procnet.UnixListenersIn(filepath.Join(procnet.Root, strconv.Itoa(pid), "net"), c.Path)
-		fds, err := procnet.ScanFDs(pid)
-		if err == nil && fds.HoldsAny(inodes) {
+		fds, held, err := procnet.HoldsListener(pid, c.Path)
+		if held {
 			f.pid, f.fds = pid, fds
 			break
 		}
