@@ -51,15 +51,23 @@ func (c *Client) findForwarder(s *session) forwarder {
 		}
 		candidates = append(candidates, pid)
 	}
+	// A pid named twice (the one found last time is mostly the PID
+	// file's) is looked into once: a rootless caller, which may not read
+	// pasta's fd table, would otherwise fail the same way three times.
+	looked := map[int]error{}
 	for i, pid := range candidates {
 		if pid <= 0 {
 			continue
 		}
-		inodes, _ := procnet.UnixListenersIn(filepath.Join(procnet.Root, strconv.Itoa(pid), "net"), c.Path)
-		fds, err := procnet.ScanFDs(pid)
-		if err == nil && fds.HoldsAny(inodes) {
-			f.pid, f.fds = pid, fds
-			break
+		err, seen := looked[pid]
+		if !seen {
+			var fds *procnet.FDScan
+			var held bool
+			if fds, held, err = procnet.HoldsListener(pid, c.Path); held {
+				f.pid, f.fds = pid, fds
+				break
+			}
+			looked[pid] = err
 		}
 		if i == len(candidates)-1 && c.PIDFile != "" {
 			if errors.Is(err, os.ErrPermission) {
@@ -90,7 +98,9 @@ func (c *Client) findForwarder(s *session) forwarder {
 	}
 	c.setCachedPID(f.pid)
 	if f.fds == nil {
-		if fds, err := procnet.ScanFDs(f.pid); err == nil {
+		if err := looked[f.pid]; err != nil {
+			f.why = err.Error()
+		} else if fds, err := procnet.ScanFDs(f.pid); err == nil {
 			f.fds = fds
 		} else {
 			f.why = err.Error()

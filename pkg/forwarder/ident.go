@@ -7,7 +7,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strconv"
 
 	"golang.org/x/sys/unix"
 
@@ -111,11 +110,7 @@ func (id *identity) current() (proc, bool) {
 // cannot be read (another user's, or a non-dumpable process of the
 // caller's uid when the caller is not root).
 func holdsSocket(pid int, path string) bool {
-	inodes, err := procnet.UnixListenersIn(filepath.Join(procnet.Root, strconv.Itoa(pid), "net"), path)
-	if err != nil || len(inodes) == 0 {
-		return false
-	}
-	held, err := procnet.Holds(pid, inodes)
+	_, held, err := procnet.HoldsListener(pid, path)
 	return err == nil && held
 }
 

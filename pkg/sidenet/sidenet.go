@@ -227,19 +227,8 @@ func Inode(path string) (uint64, error) {
 // the path is missing or names another namespace than Inode, and refuses
 // the caller's own namespace.
 func (s *Side) do(fn func() error) error {
-	ino, err := Inode(s.NetNS)
-	if errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("%s: %w", s.NetNS, ErrGone)
-	}
-	if err != nil {
-		return err
-	}
-	if s.Inode != 0 && ino != s.Inode {
-		return fmt.Errorf("%s now names another namespace (inode %d, set up in %d): %w", s.NetNS, ino, s.Inode, ErrGone)
-	}
-	if own, err := Inode("/proc/thread-self/ns/net"); err == nil && own == ino {
-		return fmt.Errorf("network namespace %s is the plugin's own (the node's): the side interface belongs in the pod's", s.NetNS)
-	}
+	// The namespace opened is the one checked (fstat of its descriptor):
+	// another one mounted at the path meanwhile is not entered.
 	target, err := ns.GetNS(s.NetNS)
 	if err != nil {
 		var nse ns.NSPathNotExistErr
@@ -249,5 +238,15 @@ func (s *Side) do(fn func() error) error {
 		return fmt.Errorf("open network namespace %s: %w", s.NetNS, err)
 	}
 	defer target.Close()
+	var st unix.Stat_t
+	if err := unix.Fstat(int(target.Fd()), &st); err != nil {
+		return fmt.Errorf("network namespace %s: %w", s.NetNS, &os.PathError{Op: "fstat", Path: s.NetNS, Err: err})
+	}
+	if s.Inode != 0 && st.Ino != s.Inode {
+		return fmt.Errorf("%s now names another namespace (inode %d, set up in %d): %w", s.NetNS, st.Ino, s.Inode, ErrGone)
+	}
+	if own, err := Inode("/proc/thread-self/ns/net"); err == nil && own == st.Ino {
+		return fmt.Errorf("network namespace %s is the plugin's own (the node's): the side interface belongs in the pod's", s.NetNS)
+	}
 	return target.Do(func(ns.NetNS) error { return fn() })
 }

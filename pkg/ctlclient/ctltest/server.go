@@ -375,16 +375,14 @@ func (s *Server) serve() {
 			// A killed forwarder's sockets close together: the client
 			// sees its connection end no earlier than the listeners.
 			s.crash()
-			conn.Close()
-			s.mu.Lock()
-			s.conn = nil
-			s.mu.Unlock()
-			return
 		}
 		conn.Close()
 		s.mu.Lock()
 		s.conn = nil
 		s.mu.Unlock()
+		if crash {
+			return
+		}
 	}
 }
 

@@ -27,7 +27,6 @@ import (
 // descriptor closed before its turn is skipped. It is used by one
 // goroutine.
 type FDScan struct {
-	pid    int
 	dir    string
 	names  []string // the descriptors, ascending
 	lo, hi int      // names[lo:hi] are not read yet
@@ -53,7 +52,7 @@ func ScanFDs(pid int) (*FDScan, error) {
 	if !ascending(names) {
 		sortNumeric(names)
 	}
-	s := &FDScan{pid: pid, dir: dir, names: names, hi: len(names), table: FDTable{pid: pid, Sockets: map[uint64]bool{}}}
+	s := &FDScan{dir: dir, names: names, hi: len(names), table: FDTable{pid: pid, Sockets: map[uint64]bool{}}}
 	if len(names) >= parallelLinks {
 		if err := s.readAll(); err != nil {
 			return nil, err
@@ -61,9 +60,6 @@ func ScanFDs(pid int) (*FDScan, error) {
 	}
 	return s, nil
 }
-
-// PID is the process whose table this is.
-func (s *FDScan) PID() int { return s.pid }
 
 // Holds reports whether the process holds a socket with inode ino,
 // reading links from the highest descriptor down until it finds it or

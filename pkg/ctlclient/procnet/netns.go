@@ -29,16 +29,10 @@ func isNetNS(path string) bool {
 	return err == nil && t == unix.CLONE_NEWNET
 }
 
-// DiagEachIn is DiagEach inside the network namespace at nsPath. It
+// DiagSelectIn is DiagSelect inside the network namespace at nsPath. It
 // enters the namespace on a dedicated OS thread (setns needs
 // CAP_SYS_ADMIN), where fn runs, and leaves the calling goroutine where
 // it was.
-func DiagEachIn(nsPath string, fn func(InetSocket)) error {
-	return DiagSelectIn(nsPath, DiagAll, fn)
-}
-
-// DiagSelectIn is DiagSelect inside the network namespace at nsPath (see
-// DiagEachIn).
 func DiagSelectIn(nsPath string, sel DiagSel, fn func(InetSocket)) error {
 	ch := make(chan error, 1)
 	go func() {

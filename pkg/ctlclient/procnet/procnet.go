@@ -248,14 +248,26 @@ func FindHolder(inodes []uint64) (int, error) {
 // Holds reports whether process pid holds a socket with one of the inodes.
 // It fails where /proc/PID/fd is not readable.
 func Holds(pid int, inodes []uint64) (bool, error) {
-	socks, err := SocketInodes(pid)
+	s, err := ScanFDs(pid)
 	if err != nil {
 		return false, err
 	}
-	for _, ino := range inodes {
-		if socks[ino] {
-			return true, nil
-		}
+	return s.HoldsAny(inodes), nil
+}
+
+// HoldsListener reports whether process pid holds the listening UNIX
+// socket bound at path, looked up in the process's own network namespace
+// (/proc/PID/net/unix: the caller's may not show it) and fd table, and
+// returns the fd table as far as the question read it. It fails
+// (fs.ErrPermission) where /proc/PID/fd is not readable.
+func HoldsListener(pid int, path string) (*FDScan, bool, error) {
+	s, err := ScanFDs(pid)
+	if err != nil {
+		return nil, false, err
 	}
-	return false, nil
+	inodes, _ := UnixListenersIn(filepath.Join(Root, strconv.Itoa(pid), "net"), path)
+	if len(inodes) == 0 {
+		return s, false, nil // nothing to look for: read no link
+	}
+	return s, s.HoldsAny(inodes), nil
 }
