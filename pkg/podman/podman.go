@@ -223,6 +223,22 @@ func (e *ReservationError) Details() string {
 
 func (e *ReservationError) Error() string { return e.Msg() + ": " + e.Details() }
 
+// Verdict splits CheckReservation's answer the way every front end acts
+// on it: a *ReservationError refuses the call (the core describes it as
+// a bad configuration); any other error only warns: Podman's
+// configuration could not be read, the call goes on, and the listener
+// check names the holder of a port that does not listen.
+func Verdict(err error) (refuse, warn error) {
+	var re *ReservationError
+	switch {
+	case err == nil:
+		return nil, nil
+	case errors.As(err, &re):
+		return err, nil
+	}
+	return nil, err
+}
+
 // CheckReservation returns a *ReservationError when process pid runs
 // under a rootful Podman (an ancestor within Depth levels, in the initial
 // user namespace) whose port reservation is on. Rootless Podman reserves

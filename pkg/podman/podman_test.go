@@ -1,6 +1,7 @@
 package podman
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -202,3 +203,26 @@ func write(t *testing.T, path, s string) {
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
+
+func TestVerdict(t *testing.T) {
+	reserved := &ReservationError{Podman: Process{PID: 7, Comm: "podman"}}
+	unreadable := &os.PathError{Op: "open", Path: "/etc/containers/containers.conf", Err: os.ErrPermission}
+	wrapped := fmt.Errorf("while looking: %w", reserved)
+	for _, tc := range []struct {
+		name          string
+		in            error
+		refuse, warns error
+	}{
+		{"none", nil, nil, nil},
+		{"reserved", reserved, reserved, nil},
+		{"reserved, wrapped", wrapped, wrapped, nil},
+		{"configuration unreadable", unreadable, nil, unreadable},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			refuse, warn := Verdict(tc.in)
+			if refuse != tc.refuse || warn != tc.warns {
+				t.Fatalf("Verdict(%v) = %v, %v; want %v, %v", tc.in, refuse, warn, tc.refuse, tc.warns)
+			}
+		})
+	}
+}

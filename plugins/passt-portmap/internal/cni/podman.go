@@ -1,7 +1,6 @@
 package cni
 
 import (
-	"errors"
 	"os"
 
 	"github.com/passt-portmap/passt-portmap/pkg/ctlclient/procnet"
@@ -17,14 +16,9 @@ func (p *Plugin) refusePodmanReservation(cfg *Config) error {
 	if len(cfg.Mappings) == 0 {
 		return nil
 	}
-	err := podman.CheckReservation(procnet.Root, os.Getpid(), "/", os.Getenv)
-	var re *podman.ReservationError
-	switch {
-	case err == nil:
-		return nil
-	case errors.As(err, &re):
-		return err // the core describes it (bad configuration, 7)
+	refuse, warn := podman.Verdict(podman.CheckReservation(procnet.Root, os.Getpid(), "/", os.Getenv))
+	if warn != nil {
+		p.core().Warn(warn.Error())
 	}
-	p.core().Warn(err.Error())
-	return nil
+	return refuse // the core describes it (bad configuration, 7)
 }

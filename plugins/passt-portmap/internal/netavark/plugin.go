@@ -219,15 +219,13 @@ func (p *Plugin) portsToForward(ms []attach.Mapping) ([]attach.Mapping, error) {
 	if p.Runtime.ForwardsPorts() {
 		return nil, nil
 	}
-	err := p.Runtime.PortReservation()
-	var re *podman.ReservationError
-	switch {
-	case err == nil:
-		return ms, nil
-	case errors.As(err, &re):
-		return nil, err
+	refuse, warn := podman.Verdict(p.Runtime.PortReservation())
+	if warn != nil {
+		p.logf("%v", warn)
 	}
-	p.logf("%v", err)
+	if refuse != nil {
+		return nil, refuse
+	}
 	return ms, nil
 }
 
