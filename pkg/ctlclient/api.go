@@ -32,6 +32,11 @@ import (
 type Client struct {
 	Path    string // control socket path
 	PIDFile string // optional: PID file of the forwarder (pasta -P), helps find its process
+	// ReadPID, when set, reads the PID file in place of an open of the
+	// path PIDFile (which then only names it in messages): the core sets
+	// it for a forwarder it manages, whose PID file lies under its data
+	// directory and is read only through that directory's safe layer.
+	ReadPID func() (int, error)
 	// RetryMin and RetryMax bound the backoff between connect attempts
 	// while the socket is missing or refuses connections (defaults 1ms,
 	// 10ms). A connect to a forwarder busy with another client does not

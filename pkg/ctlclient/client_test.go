@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -132,6 +133,23 @@ func TestVerifiedUpdateOneConnection(t *testing.T) {
 	}
 	if st := s.Stats(); st.Conns != 1 || st.Updates != 2 { // the server's own tables, then this update
 		t.Fatalf("stats %+v, want one connection that updated", st)
+	}
+}
+
+// A client given ReadPID reads the forwarder's PID file through it, never
+// by its path (here one that does not exist), and finds the forwarder.
+func TestReadPIDReplacesThePath(t *testing.T) {
+	s := ctltest.NewServer(t, ctltest.DefaultTables())
+	c := newClient(s)
+	c.PIDFile = filepath.Join(t.TempDir(), "absent", "pasta.pid")
+	calls := 0
+	c.ReadPID = func() (int, error) { calls++; return os.Getpid(), nil }
+	res, err := c.Update(context.Background(), add(tcp(freePort(t))), ctlclient.UpdateOptions{})
+	if err != nil || res.Status != ctlclient.StatusSuccess {
+		t.Fatalf("%v %+v", err, res)
+	}
+	if calls == 0 {
+		t.Fatalf("ReadPID was not called")
 	}
 }
 

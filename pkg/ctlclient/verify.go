@@ -28,6 +28,14 @@ type forwarder struct {
 	why     string // why pid is 0 or fds nil, for diagnostics
 }
 
+// readPID reads the forwarder's PID file.
+func (c *Client) readPID() (int, error) {
+	if c.ReadPID != nil {
+		return c.ReadPID()
+	}
+	return procnet.ReadPIDFile(c.PIDFile)
+}
+
 // findForwarder finds the process holding the listening control socket
 // that session s reached: the one found last time, the peer (a forwarder
 // that did not daemonize), or the PID file's process, each checked in its
@@ -45,7 +53,7 @@ func (c *Client) findForwarder(s *session) forwarder {
 	var why []string
 	candidates := []int{c.cachedPID(), s.peer.pid}
 	if c.PIDFile != "" {
-		pid, err := procnet.ReadPIDFile(c.PIDFile)
+		pid, err := c.readPID()
 		if err != nil {
 			why = append(why, err.Error())
 		}

@@ -134,6 +134,17 @@ func removeLeft(d *safefs.Dir) error {
 	return nil
 }
 
+// ReadPID reads the PID file of the forwarder in the attachment
+// directory dir (opened as openDir does): 0 when there is none yet.
+func ReadPID(dir string) (int, error) {
+	d, err := openDir(dir, false)
+	if err != nil {
+		return 0, err
+	}
+	defer d.Close()
+	return readPIDFile(d)
+}
+
 // readPIDFile returns the PID in the directory's PID file; (0, nil) when
 // it does not exist or is empty (pasta creates the file before it writes
 // the PID: a start still under way, or one that died in between).

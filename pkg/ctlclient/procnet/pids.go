@@ -36,7 +36,9 @@ func ParsePID(b []byte) (int, error) {
 	return pid, nil
 }
 
-// ReadPIDFile is the one reader of a forwarder's PID file. A missing file
+// ReadPIDFile reads a forwarder's PID file by its path: an attached
+// forwarder's, which the configuration names (a managed one's is read
+// through its directory: forwarder.ReadPID). A missing file
 // is an error wrapping fs.ErrNotExist, an empty one ErrNoPID, other
 // content ErrMalformedPID; each names the file. Only a regular file is
 // read: the open follows no link at the last component and never waits
