@@ -63,11 +63,7 @@ func (c *Core) add(ctx context.Context, k Key, o Options, ms []Mapping) (*Result
 	if _, err := comp.rules(allCaps); err != nil {
 		var me *translate.MappingError
 		if errors.As(err, &me) {
-			var s sidenet.Side
-			if side != nil {
-				s = *side
-			}
-			return nil, familyNote(err, s)
+			return nil, familyNote(err, side)
 		}
 	}
 	if err := checkPaths(&o, k); err != nil {

@@ -315,10 +315,10 @@ func (c *compiler) chainedTargets(addr4, addr6 netip.Prefix) {
 	}
 }
 
-// familyNote explains, for a chained attachment, a mapping of a family
-// the side does not have.
-func familyNote(err error, s sidenet.Side) error {
-	if !errors.Is(err, translate.ErrFamily) || s.Addr6.IsValid() {
+// familyNote explains, for a chained attachment (side set), a mapping of
+// a family the side does not have.
+func familyNote(err error, side *sidenet.Side) error {
+	if side == nil || !errors.Is(err, translate.ErrFamily) || side.Addr6.IsValid() {
 		return err
 	}
 	return &annotated{Err: err, Note: "the pod has no IPv6 address in the previous result, so its side interface has IPv4 only"}
