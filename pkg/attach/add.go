@@ -291,10 +291,7 @@ func (c *Core) ensureOwn(ctx context.Context, o *Options, f *fwd) (*forwarder.In
 	defer cancel()
 	inst, err := forwarder.Ensure(sctx, f.cfg)
 	if err != nil {
-		if se := sideError(err); se != err {
-			return nil, se
-		}
-		return nil, &forwarderError{Op: "start", Dir: f.cfg.Dir, Err: err}
+		return nil, forwarderFailure("start", f.cfg.Dir, err)
 	}
 	return inst, nil
 }

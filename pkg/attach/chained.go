@@ -214,6 +214,16 @@ func sideError(err error) error {
 	return err
 }
 
+// forwarderFailure is the error of step op of the managed forwarder in
+// dir: a side that clashes names its settings (sideError), anything else
+// the forwarder.
+func forwarderFailure(op, dir string, err error) error {
+	if se := sideError(err); se != err {
+		return se
+	}
+	return &forwarderError{Op: op, Dir: dir, Err: err}
+}
+
 // chainedForwarder starts (or reuses) the chained pasta of an ADD and
 // sets up its side interface. Like a managed forwarder it is recorded
 // before it starts, with its side, so that DEL and GC find both even when
@@ -235,10 +245,7 @@ func (c *Core) chainedForwarder(ctx context.Context, o *Options, k Key, lock *st
 	}
 	if _, running, _ := forwarder.Running(dir); !running || !same {
 		if err := sidenet.Free(s, same); err != nil {
-			if se := sideError(err); se != err {
-				return nil, nil, se
-			}
-			return nil, nil, &forwarderError{Op: "inspect the pod's namespace for", Dir: dir, Err: err}
+			return nil, nil, forwarderFailure("inspect the pod's namespace for", dir, err)
 		}
 	}
 	ino, err := sidenet.Inode(k.Netns)
@@ -257,10 +264,7 @@ func (c *Core) chainedForwarder(ctx context.Context, o *Options, k Key, lock *st
 		return nil, nil, err
 	}
 	if err := sidenet.Setup(s); err != nil {
-		if se := sideError(err); se != err {
-			return nil, nil, se
-		}
-		return nil, nil, &forwarderError{Op: "set up the side interface of", Dir: dir, Err: err}
+		return nil, nil, forwarderFailure("set up the side interface of", dir, err)
 	}
 	f.socket, f.pidFile = inst.Socket, inst.PIDFile
 	return f, rec, nil
