@@ -238,10 +238,9 @@ func (c *Core) forwarderFor(ctx context.Context, o *Options, k Key, lock *store.
 	if rec != nil && rec.Side != nil {
 		// Chained before: its forwarder runs another mode, and its side
 		// is in the namespace.
-		if err := c.releaseManaged(ctx, o, rec); err != nil {
+		if err := c.leaveManaged(ctx, o, rec); err != nil {
 			return nil, nil, err
 		}
-		rec.Managed, rec.Side, rec.Rules, rec.Pending = false, nil, nil, nil
 	}
 	// An interface this attachment's own forwarder made in this namespace
 	// (one that just died leaves it for a moment) is not another network.

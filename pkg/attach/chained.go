@@ -238,10 +238,9 @@ func (c *Core) chainedForwarder(ctx context.Context, o *Options, k Key, lock *st
 	f := &fwd{managed: true, cfg: forwarder.Config{Pasta: o.Pasta, Args: o.PastaArgs, NetNS: k.Netns, Dir: dir, Timeout: o.timeout(), Side: &fs}}
 	same := rec != nil && rec.Managed && rec.Dir == dir && rec.Netns == k.Netns && sameSide(rec.Side, s)
 	if rec != nil && rec.Managed && !same {
-		if err := c.releaseManaged(ctx, o, rec); err != nil {
+		if err := c.leaveManaged(ctx, o, rec); err != nil {
 			return nil, nil, err
 		}
-		rec.Managed, rec.Side, rec.Rules, rec.Pending = false, nil, nil, nil
 	}
 	if _, running, _ := forwarder.Running(dir); !running || !same {
 		if err := sidenet.Free(s, same); err != nil {
@@ -286,6 +285,17 @@ func (c *Core) releaseManaged(ctx context.Context, o *Options, rec *store.Record
 		}
 	}
 	return stopManaged(ctx, o, rec.Dir)
+}
+
+// leaveManaged releases the managed forwarder rec names, for an ADD that
+// starts another in its place, and forgets it in rec: its rules went with
+// it.
+func (c *Core) leaveManaged(ctx context.Context, o *Options, rec *store.Record) error {
+	if err := c.releaseManaged(ctx, o, rec); err != nil {
+		return err
+	}
+	rec.Managed, rec.Side, rec.Rules, rec.Pending = false, nil, nil, nil
+	return nil
 }
 
 // checkSide adds to reasons what of a chained attachment's side is
