@@ -297,15 +297,21 @@ func (c *Core) lead(ctx context.Context, l *store.Lead, own *request, ownID stri
 			}
 			continue
 		}
-		b, merr := json.Marshal(answerOf(res, err, s.warns))
-		if merr == nil {
-			merr = l.Answer(s.req, b)
-		}
-		if merr != nil {
-			c.warnf("answer to a waiting ADD (%s): %v", s.req.ID, merr)
-		}
+		c.reply(l, s.req, answerOf(res, err, s.warns))
 	}
 	return ownRes, ownErr
+}
+
+// reply hands a waiting ADD its answer; one that cannot be handed is
+// the leader's warning, not its failure.
+func (c *Core) reply(l *store.Lead, r store.Request, a answer) {
+	b, err := json.Marshal(a)
+	if err == nil {
+		err = l.Answer(r, b)
+	}
+	if err != nil {
+		c.warnf("answer to a waiting ADD (%s): %v", r.ID, err)
+	}
 }
 
 // take prepares a waiting request for the batch: its attachment's record
@@ -349,13 +355,7 @@ func (c *Core) take(ctx context.Context, l *store.Lead, r *store.Request, lo *Op
 	}
 	// Its ADD fails before any transaction: answer at once.
 	if ok, terr := l.Take(r); ok && terr == nil {
-		b, merr := json.Marshal(answerOf(nil, err, s.warns))
-		if merr == nil {
-			merr = l.Answer(*r, b)
-		}
-		if merr != nil {
-			c.warnf("answer to a waiting ADD (%s): %v", r.ID, merr)
-		}
+		c.reply(l, *r, answerOf(nil, err, s.warns))
 	}
 	return nil
 }
