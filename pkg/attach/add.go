@@ -82,7 +82,7 @@ func (c *Core) add(ctx context.Context, k Key, o Options, ms []Mapping) (*Result
 	if j.transacting() {
 		c.runBatch(ctx, &o, j.fw.socket, j.fw.pidFile, []*job{j})
 	}
-	res, err := c.finishJob(j)
+	res, err := j.complete()
 	if err != nil {
 		return nil, err
 	}
@@ -148,20 +148,20 @@ func (c *Core) openJob(ctx context.Context, k Key, o Options, comp *compiler, nm
 		owned: owned, claimed: claimed, next: fw.record(k, owned)}, nil
 }
 
-// finishJob stores the record an ADD leaves and returns its result.
-func (c *Core) finishJob(j *job) (*Result, error) {
+// complete stores the record the job's ADD leaves and returns its result.
+func (j *job) complete() (*Result, error) {
 	if j.err != nil {
 		return nil, j.err
 	}
 	if j.transacting() {
-		if err := c.step("add: applied"); err != nil {
+		if err := j.core.step("add: applied"); err != nil {
 			return nil, err
 		}
 	}
 	if err := j.finish(); err != nil {
 		return nil, err
 	}
-	if err := c.step("add: recorded"); err != nil {
+	if err := j.core.step("add: recorded"); err != nil {
 		return nil, err
 	}
 	return &Result{Socket: j.fw.socket, PIDFile: j.fw.pidFile, Rules: j.next.Rules}, nil

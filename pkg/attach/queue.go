@@ -281,7 +281,7 @@ func (c *Core) lead(ctx context.Context, l *store.Lead, own *request, ownID stri
 	var ownRes *Result
 	var ownErr error
 	for _, s := range batch {
-		res, err := s.job.core.finishJob(s.job)
+		res, err := s.job.complete()
 		if killed != nil {
 			return nil, killed
 		}
