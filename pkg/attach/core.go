@@ -118,10 +118,10 @@ func gone(err error) bool {
 
 // ForwarderGone makes one connection attempt: a socket file that is
 // missing or refuses connections belongs to no running forwarder, whose
-// rules are gone with it. The client retries both until its deadline,
-// which suits a forwarder that is starting, but would make every DEL of
-// a dead one wait the whole timeout. A connection that succeeds is closed
-// at once, before sending anything: a read-only transaction.
+// rules are gone with it. The client retries both for a while
+// (ctlclient.Client.StartWait), which suits a forwarder that is starting;
+// this answers at once. A connection that succeeds is closed at once,
+// before sending anything: a read-only transaction.
 func ForwarderGone(ctx context.Context, socket string) bool {
 	ctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
 	defer cancel()
