@@ -2,13 +2,10 @@ package attach
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
-	"path/filepath"
 	"time"
 
 	"github.com/passt-portmap/passt-portmap/pkg/ctlclient"
@@ -45,16 +42,7 @@ const queuePoll = 20 * time.Millisecond
 
 // queueName is the name of the queue of the forwarder at socket in
 // dataDir/queue: a hash of its path, as a forwarder directory's is.
-func queueName(socket string) string {
-	h := sha256.Sum256([]byte(socket))
-	return hex.EncodeToString(h[:8])
-}
-
-// queueDir is the path of that queue's directory, for messages and tests
-// (the queue itself is reached through store.OpenQueue).
-func queueDir(dataDir, socket string) string {
-	return filepath.Join(dataDir, store.QueuesName, queueName(socket))
-}
+func queueName(socket string) string { return shortHash(socket) }
 
 // request is what a waiting ADD hands to the leader.
 type request struct {
