@@ -63,11 +63,7 @@ func (c *Core) add(ctx context.Context, k Key, o Options, ms []Mapping) (*Result
 	if _, err := comp.rules(allCaps); err != nil {
 		var me *translate.MappingError
 		if errors.As(err, &me) {
-			var s sidenet.Side
-			if side != nil {
-				s = *side
-			}
-			return nil, familyNote(err, s)
+			return nil, familyNote(err, side)
 		}
 	}
 	if err := checkPaths(&o, k); err != nil {
@@ -86,7 +82,7 @@ func (c *Core) add(ctx context.Context, k Key, o Options, ms []Mapping) (*Result
 	if j.transacting() {
 		c.runBatch(ctx, &o, j.fw.socket, j.fw.pidFile, []*job{j})
 	}
-	res, err := c.finishJob(j)
+	res, err := j.complete()
 	if err != nil {
 		return nil, err
 	}
@@ -152,20 +148,20 @@ func (c *Core) openJob(ctx context.Context, k Key, o Options, comp *compiler, nm
 		owned: owned, claimed: claimed, next: fw.record(k, owned)}, nil
 }
 
-// finishJob stores the record an ADD leaves and returns its result.
-func (c *Core) finishJob(j *job) (*Result, error) {
+// complete stores the record the job's ADD leaves and returns its result.
+func (j *job) complete() (*Result, error) {
 	if j.err != nil {
 		return nil, j.err
 	}
 	if j.transacting() {
-		if err := c.step("add: applied"); err != nil {
+		if err := j.core.step("add: applied"); err != nil {
 			return nil, err
 		}
 	}
 	if err := j.finish(); err != nil {
 		return nil, err
 	}
-	if err := c.step("add: recorded"); err != nil {
+	if err := j.core.step("add: recorded"); err != nil {
 		return nil, err
 	}
 	return &Result{Socket: j.fw.socket, PIDFile: j.fw.pidFile, Rules: j.next.Rules}, nil
@@ -242,10 +238,9 @@ func (c *Core) forwarderFor(ctx context.Context, o *Options, k Key, lock *store.
 	if rec != nil && rec.Side != nil {
 		// Chained before: its forwarder runs another mode, and its side
 		// is in the namespace.
-		if err := c.releaseManaged(ctx, o, rec); err != nil {
+		if err := c.leaveManaged(ctx, o, rec); err != nil {
 			return nil, nil, err
 		}
-		rec.Managed, rec.Side, rec.Rules, rec.Pending = false, nil, nil, nil
 	}
 	// An interface this attachment's own forwarder made in this namespace
 	// (one that just died leaves it for a moment) is not another network.
@@ -295,10 +290,7 @@ func (c *Core) ensureOwn(ctx context.Context, o *Options, f *fwd) (*forwarder.In
 	defer cancel()
 	inst, err := forwarder.Ensure(sctx, f.cfg)
 	if err != nil {
-		if se := sideError(err); se != err {
-			return nil, se
-		}
-		return nil, &forwarderError{Op: "start", Dir: f.cfg.Dir, Err: err}
+		return nil, forwarderFailure("start", f.cfg.Dir, err)
 	}
 	return inst, nil
 }

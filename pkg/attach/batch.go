@@ -3,6 +3,7 @@ package attach
 import (
 	"context"
 	"errors"
+	"slices"
 
 	"github.com/passt-portmap/passt-portmap/pkg/ctlclient"
 	"github.com/passt-portmap/passt-portmap/pkg/store"
@@ -278,12 +279,9 @@ func (c *Core) runBatch(ctx context.Context, o *Options, socket, pidFile string,
 			}
 			return nil, errBatchRefused
 		}
-		for _, j := range sent {
-			if j.armed {
-				if err := c.step("add: intent written"); err != nil {
-					return nil, err
-				}
-				break
+		if slices.ContainsFunc(sent, func(j *job) bool { return j.armed }) {
+			if err := c.step("add: intent written"); err != nil {
+				return nil, err
 			}
 		}
 		w := newWriter()
@@ -319,31 +317,21 @@ func (c *Core) runBatch(ctx context.Context, o *Options, socket, pidFile string,
 			j.err = err
 		}
 	}
-	if err != nil {
-		// Jobs the planner never saw (it did not run: no connection).
-		for _, j := range live {
-			if j.err == nil && !containsJob(sent, j) {
-				j.err = err
-			}
-		}
-	}
 	for _, j := range sent {
 		j.settle()
 	}
 	for _, j := range live {
-		if j.err != nil && !containsJob(sent, j) {
+		if slices.Contains(sent, j) {
+			continue
+		}
+		if j.err == nil {
+			// The planner never saw it (it did not run: no connection).
+			j.err = err
+		}
+		if j.err != nil {
 			j.settle()
 		}
 	}
-}
-
-func containsJob(js []*job, j *job) bool {
-	for _, x := range js {
-		if x == j {
-			return true
-		}
-	}
-	return false
 }
 
 // settle waits for the record written beside the send and, when the

@@ -214,6 +214,16 @@ func sideError(err error) error {
 	return err
 }
 
+// forwarderFailure is the error of step op of the managed forwarder in
+// dir: a side that clashes names its settings (sideError), anything else
+// the forwarder.
+func forwarderFailure(op, dir string, err error) error {
+	if se := sideError(err); se != err {
+		return se
+	}
+	return &forwarderError{Op: op, Dir: dir, Err: err}
+}
+
 // chainedForwarder starts (or reuses) the chained pasta of an ADD and
 // sets up its side interface. Like a managed forwarder it is recorded
 // before it starts, with its side, so that DEL and GC find both even when
@@ -228,17 +238,13 @@ func (c *Core) chainedForwarder(ctx context.Context, o *Options, k Key, lock *st
 	f := &fwd{managed: true, cfg: forwarder.Config{Pasta: o.Pasta, Args: o.PastaArgs, NetNS: k.Netns, Dir: dir, Timeout: o.timeout(), Side: &fs}}
 	same := rec != nil && rec.Managed && rec.Dir == dir && rec.Netns == k.Netns && sameSide(rec.Side, s)
 	if rec != nil && rec.Managed && !same {
-		if err := c.releaseManaged(ctx, o, rec); err != nil {
+		if err := c.leaveManaged(ctx, o, rec); err != nil {
 			return nil, nil, err
 		}
-		rec.Managed, rec.Side, rec.Rules, rec.Pending = false, nil, nil, nil
 	}
 	if _, running, _ := forwarder.Running(dir); !running || !same {
 		if err := sidenet.Free(s, same); err != nil {
-			if se := sideError(err); se != err {
-				return nil, nil, se
-			}
-			return nil, nil, &forwarderError{Op: "inspect the pod's namespace for", Dir: dir, Err: err}
+			return nil, nil, forwarderFailure("inspect the pod's namespace for", dir, err)
 		}
 	}
 	ino, err := sidenet.Inode(k.Netns)
@@ -257,10 +263,7 @@ func (c *Core) chainedForwarder(ctx context.Context, o *Options, k Key, lock *st
 		return nil, nil, err
 	}
 	if err := sidenet.Setup(s); err != nil {
-		if se := sideError(err); se != err {
-			return nil, nil, se
-		}
-		return nil, nil, &forwarderError{Op: "set up the side interface of", Dir: dir, Err: err}
+		return nil, nil, forwarderFailure("set up the side interface of", dir, err)
 	}
 	f.socket, f.pidFile = inst.Socket, inst.PIDFile
 	return f, rec, nil
@@ -282,6 +285,17 @@ func (c *Core) releaseManaged(ctx context.Context, o *Options, rec *store.Record
 		}
 	}
 	return stopManaged(ctx, o, rec.Dir)
+}
+
+// leaveManaged releases the managed forwarder rec names, for an ADD that
+// starts another in its place, and forgets it in rec: its rules went with
+// it.
+func (c *Core) leaveManaged(ctx context.Context, o *Options, rec *store.Record) error {
+	if err := c.releaseManaged(ctx, o, rec); err != nil {
+		return err
+	}
+	rec.Managed, rec.Side, rec.Rules, rec.Pending = false, nil, nil, nil
+	return nil
 }
 
 // checkSide adds to reasons what of a chained attachment's side is
@@ -315,10 +329,10 @@ func (c *compiler) chainedTargets(addr4, addr6 netip.Prefix) {
 	}
 }
 
-// familyNote explains, for a chained attachment, a mapping of a family
-// the side does not have.
-func familyNote(err error, s sidenet.Side) error {
-	if !errors.Is(err, translate.ErrFamily) || s.Addr6.IsValid() {
+// familyNote explains, for a chained attachment (side set), a mapping of
+// a family the side does not have.
+func familyNote(err error, side *sidenet.Side) error {
+	if side == nil || !errors.Is(err, translate.ErrFamily) || side.Addr6.IsValid() {
 		return err
 	}
 	return &annotated{Err: err, Note: "the pod has no IPv6 address in the previous result, so its side interface has IPv4 only"}

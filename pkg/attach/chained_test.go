@@ -203,8 +203,27 @@ func TestChainedTargets(t *testing.T) {
 	if !errors.Is(err, translate.ErrFamily) {
 		t.Fatalf("IPv6 hostIP without an IPv6 side: %v", err)
 	}
-	err = familyNote(err, sidenet.Side{Addr4: a4})
+	err = familyNote(err, &sidenet.Side{Addr4: a4})
 	if d := Describe(err, nil); d.Kind != KindBadConfig || !strings.Contains(d.Error(), "the pod has no IPv6 address in the previous result") {
 		t.Errorf("described: %v", d)
+	}
+}
+
+// TestFamilyNoteChainedOnly: a mapping whose family differs from the
+// target address's is explained by the side interface only when the
+// attachment is chained; an attached or managed one has no side.
+func TestFamilyNoteChainedOnly(t *testing.T) {
+	ms := []Mapping{{HostIP: "::1", HostPort: 8080, ContainerPort: 80}}
+	o := Options{DataDir: t.TempDir(), Socket: "/nonexistent/pp.sock", TargetAddress: netip.MustParseAddr("10.0.0.5")}
+	_, err := (&Core{}).Add(t.Context(), Key{Network: "n", ContainerID: "c", IfName: "eth0"}, o, ms)
+	if !errors.Is(err, translate.ErrFamily) {
+		t.Fatalf("IPv6 hostIP to an IPv4 target: %v", err)
+	}
+	d := Describe(err, nil)
+	if d.Kind != KindBadConfig || !strings.Contains(d.Error(), "portMappings[0].hostIP") {
+		t.Errorf("described: %v", d)
+	}
+	if strings.Contains(d.Error(), "side interface") || strings.Contains(d.Error(), "previous result") {
+		t.Errorf("an attached attachment's error talks of a chained side: %v", d)
 	}
 }

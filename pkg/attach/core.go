@@ -85,8 +85,14 @@ func recordStore(o *Options) *store.Store {
 // under the 108 bytes of a UNIX socket address, and container IDs are
 // often 64 characters long. The record names the directory.
 func forwarderDir(dataDir string, k store.Key) string {
-	h := sha256.Sum256([]byte(k.Network + "\x00" + k.ContainerID + "\x00" + k.IfName))
-	return filepath.Join(dataDir, forwardersName, hex.EncodeToString(h[:8]))
+	return filepath.Join(dataDir, forwardersName, shortHash(k.Network+"\x00"+k.ContainerID+"\x00"+k.IfName))
+}
+
+// shortHash names a directory after s: the first 64 bits of its SHA-256,
+// in hex, short enough to keep a socket path in it under the limit.
+func shortHash(s string) string {
+	h := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(h[:8])
 }
 
 // forwardersName is the directory of the managed forwarders' directories
@@ -118,10 +124,10 @@ func gone(err error) bool {
 
 // ForwarderGone makes one connection attempt: a socket file that is
 // missing or refuses connections belongs to no running forwarder, whose
-// rules are gone with it. The client retries both until its deadline,
-// which suits a forwarder that is starting, but would make every DEL of
-// a dead one wait the whole timeout. A connection that succeeds is closed
-// at once, before sending anything: a read-only transaction.
+// rules are gone with it. The client retries both for a while
+// (ctlclient.Client.StartWait), which suits a forwarder that is starting;
+// this answers at once. A connection that succeeds is closed at once,
+// before sending anything: a read-only transaction.
 func ForwarderGone(ctx context.Context, socket string) bool {
 	ctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
 	defer cancel()

@@ -28,13 +28,9 @@ func checkChained(o *Options, fcfg forwarder.Config, ours bool) error {
 		return &forwarderError{Op: "inspect the namespace of", Dir: fcfg.Dir, Err: err}
 	}
 	if attached {
-		return chainedErr(fmt.Sprintf("namespace %s already has an interface other than lo", fcfg.NetNS))
+		return &SecondNetworkError{Why: fmt.Sprintf("namespace %s already has an interface other than lo", fcfg.NetNS)}
 	}
 	return nil
-}
-
-func chainedErr(why string) error {
-	return &SecondNetworkError{Why: why}
 }
 
 // forwardersDir opens dataDir/forwarders (see package safefs), making it

@@ -94,6 +94,10 @@ func (in Input) Options() (Options, error) {
 	return o, o.Check()
 }
 
+// sideNetworkWant says what the sideNetwork setting takes, for its
+// refusals.
+const sideNetworkWant = `want an IPv4 link-local prefix, an IPv6 unique local one, or both separated by a comma, e.g. "169.254.100.0/30,fd41:e00e:44f8::/64"`
+
 // parseNetworks reads the sideNetwork setting into s.
 func (s *SideOptions) parseNetworks(v string) error {
 	if v == "" {
@@ -102,7 +106,7 @@ func (s *SideOptions) parseNetworks(v string) error {
 	for _, f := range strings.Split(v, ",") {
 		p, err := netip.ParsePrefix(strings.TrimSpace(f))
 		if err != nil {
-			return settingErr(SettingSideNetwork, "%v (want an IPv4 link-local prefix, an IPv6 unique local one, or both separated by a comma, e.g. \"169.254.100.0/30,fd41:e00e:44f8::/64\")", err)
+			return settingErr(SettingSideNetwork, "%v (%s)", err, sideNetworkWant)
 		}
 		switch {
 		case p.Addr().Is4() && !s.Network4.IsValid():
@@ -177,7 +181,7 @@ func (s *SideOptions) check() error {
 			return settingErr(SettingSideNetwork, "%s is not an IPv%s prefix", n.p, map[bool]string{true: "4", false: "6"}[n.four])
 		}
 		if err := sidenet.CheckNetwork(n.p); err != nil {
-			return settingErr(SettingSideNetwork, "%v (want an IPv4 link-local prefix, an IPv6 unique local one, or both separated by a comma, e.g. \"169.254.100.0/30,fd41:e00e:44f8::/64\")", err)
+			return settingErr(SettingSideNetwork, "%v (%s)", err, sideNetworkWant)
 		}
 	}
 	return nil

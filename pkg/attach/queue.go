@@ -2,13 +2,10 @@ package attach
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
-	"path/filepath"
 	"time"
 
 	"github.com/passt-portmap/passt-portmap/pkg/ctlclient"
@@ -45,16 +42,7 @@ const queuePoll = 20 * time.Millisecond
 
 // queueName is the name of the queue of the forwarder at socket in
 // dataDir/queue: a hash of its path, as a forwarder directory's is.
-func queueName(socket string) string {
-	h := sha256.Sum256([]byte(socket))
-	return hex.EncodeToString(h[:8])
-}
-
-// queueDir is the path of that queue's directory, for messages and tests
-// (the queue itself is reached through store.OpenQueue).
-func queueDir(dataDir, socket string) string {
-	return filepath.Join(dataDir, store.QueuesName, queueName(socket))
-}
+func queueName(socket string) string { return shortHash(socket) }
 
 // request is what a waiting ADD hands to the leader.
 type request struct {
@@ -281,7 +269,7 @@ func (c *Core) lead(ctx context.Context, l *store.Lead, own *request, ownID stri
 	var ownRes *Result
 	var ownErr error
 	for _, s := range batch {
-		res, err := s.job.core.finishJob(s.job)
+		res, err := s.job.complete()
 		if killed != nil {
 			return nil, killed
 		}
@@ -297,15 +285,21 @@ func (c *Core) lead(ctx context.Context, l *store.Lead, own *request, ownID stri
 			}
 			continue
 		}
-		b, merr := json.Marshal(answerOf(res, err, s.warns))
-		if merr == nil {
-			merr = l.Answer(s.req, b)
-		}
-		if merr != nil {
-			c.warnf("answer to a waiting ADD (%s): %v", s.req.ID, merr)
-		}
+		c.reply(l, s.req, answerOf(res, err, s.warns))
 	}
 	return ownRes, ownErr
+}
+
+// reply hands a waiting ADD its answer; one that cannot be handed is
+// the leader's warning, not its failure.
+func (c *Core) reply(l *store.Lead, r store.Request, a answer) {
+	b, err := json.Marshal(a)
+	if err == nil {
+		err = l.Answer(r, b)
+	}
+	if err != nil {
+		c.warnf("answer to a waiting ADD (%s): %v", r.ID, err)
+	}
 }
 
 // take prepares a waiting request for the batch: its attachment's record
@@ -349,13 +343,7 @@ func (c *Core) take(ctx context.Context, l *store.Lead, r *store.Request, lo *Op
 	}
 	// Its ADD fails before any transaction: answer at once.
 	if ok, terr := l.Take(r); ok && terr == nil {
-		b, merr := json.Marshal(answerOf(nil, err, s.warns))
-		if merr == nil {
-			merr = l.Answer(*r, b)
-		}
-		if merr != nil {
-			c.warnf("answer to a waiting ADD (%s): %v", r.ID, merr)
-		}
+		c.reply(l, *r, answerOf(nil, err, s.warns))
 	}
 	return nil
 }

@@ -328,3 +328,9 @@ func TestGroupCommitWaiterWords(t *testing.T) {
 		t.Fatal("no ADD waited for another's batch")
 	}
 }
+
+// queueDir is the path of the queue's directory of the forwarder at
+// socket (the core reaches it through store.OpenQueue).
+func queueDir(dataDir, socket string) string {
+	return filepath.Join(dataDir, store.QueuesName, queueName(socket))
+}

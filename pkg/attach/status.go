@@ -5,7 +5,6 @@ import (
 	"fmt"
 
 	"github.com/passt-portmap/passt-portmap/pkg/forwarder"
-	"github.com/passt-portmap/passt-portmap/pkg/store"
 )
 
 // Status reports whether an ADD could be served now: the data directory
@@ -44,11 +43,8 @@ const recordSize = 128 << 10
 
 // canRecord checks that the data directory is safe (see store.CheckDir)
 // and that a record can be written into it now: a full file system, or
-// one mounted read-only, cannot take one. It writes nothing (see
-// store.Room).
+// one mounted read-only, cannot take one. It writes nothing; store.Room
+// makes and checks the data directory on its way to the records'.
 func canRecord(o *Options) error {
-	if err := store.EnsureDir(o.DataDir); err != nil {
-		return err
-	}
 	return recordStore(o).Room(recordSize)
 }
