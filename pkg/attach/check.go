@@ -51,7 +51,7 @@ func (c *Core) Check(ctx context.Context, k Key, o Options, ms []Mapping) error 
 	}
 	vctx, cancel := o.step(ctx)
 	defer cancel()
-	cl := c.client(rec.Socket, rec.PIDFile)
+	cl := c.client(&o, rec.Socket, rec.PIDFile)
 	if len(rec.Rules) > 0 {
 		// Rules in another forwarder than the one they were added to
 		// are not this attachment's, byte-equal or not.

@@ -29,10 +29,16 @@ func (c *Core) warnf(format string, a ...any) {
 	}
 }
 
-func (c *Core) client(socket, pidFile string) *ctlclient.Client {
+// client is the control socket client of the forwarder at socket. A
+// managed forwarder's PID file, under dataDir, is read only through its
+// directory's safe layer, as every other file there.
+func (c *Core) client(o *Options, socket, pidFile string) *ctlclient.Client {
 	cl := &ctlclient.Client{Path: socket, PIDFile: pidFile, ListenWait: ListenWait}
 	if c.Client != nil {
 		cl = c.Client(socket, pidFile)
+	}
+	if dir := filepath.Dir(pidFile); pidFile != "" && filepath.Dir(dir) == filepath.Join(o.DataDir, forwardersName) {
+		cl.ReadPID = func() (int, error) { return forwarder.ReadPID(dir) }
 	}
 	cl.Step = c.Step
 	return cl
@@ -145,7 +151,7 @@ func (c *Core) update(ctx context.Context, o *Options, socket, pidFile string, g
 func (c *Core) updateWith(ctx context.Context, o *Options, socket, pidFile string, g *guard, plan ctlclient.Planner, startWait time.Duration) error {
 	ctx, cancel := o.step(ctx)
 	defer cancel()
-	cl := c.client(socket, pidFile)
+	cl := c.client(o, socket, pidFile)
 	if startWait > 0 {
 		cl.StartWait = startWait
 	}

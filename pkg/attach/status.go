@@ -30,7 +30,7 @@ func (c *Core) Status(ctx context.Context, o Options) error {
 	if o.Socket == "" {
 		return nil
 	}
-	if _, err := c.client(o.Socket, o.PIDFile).Read(sctx); err != nil {
+	if _, err := c.client(&o, o.Socket, o.PIDFile).Read(sctx); err != nil {
 		return &StatusError{Err: fmt.Errorf("forwarder at %s: %w", o.Socket, err)}
 	}
 	return nil
